@@ -1,0 +1,1 @@
+"""The customer store: customers, contact points, interactions, tickets, users and audit."""

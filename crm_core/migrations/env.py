@@ -1,0 +1,19 @@
+"""Alembic environment: always handed a live connection by crm_core.migrate."""
+from __future__ import annotations
+
+from alembic import context
+
+from crm_core.models import Base
+
+connection = context.config.attributes.get("connection")
+if connection is None:
+    raise RuntimeError("run migrations through `callcenter db upgrade` (crm_core.migrate.upgrade)")
+
+context.configure(
+    connection=connection,
+    target_metadata=Base.metadata,
+    render_as_batch=connection.dialect.name == "sqlite",
+    compare_type=True,
+)
+with context.begin_transaction():
+    context.run_migrations()
