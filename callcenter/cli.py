@@ -1,0 +1,142 @@
+"""The `callcenter` command line."""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+from callcenter.settings import Settings, SettingsError, load_settings
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    logging.basicConfig(
+        level=os.environ.get("CC_LOG_LEVEL", "INFO"),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        settings = load_settings(args.config)
+    except SettingsError as e:
+        print(f"callcenter: {e}", file=sys.stderr)
+        return 2
+    try:
+        return int(args.func(settings, args) or 0)
+    except KeyboardInterrupt:
+        return 130
+    except CliError as e:
+        print(f"callcenter: {e}", file=sys.stderr)
+        return 1
+
+
+class CliError(Exception):
+    """A user-facing failure with a one-line explanation."""
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="callcenter", description="Open-source contact center.")
+    p.add_argument("--config", help="configuration directory (default: ./config or CC_CONFIG_DIR)")
+    sub = p.add_subparsers(metavar="COMMAND")
+
+    run = sub.add_parser("run", help="start the server")
+    run.add_argument("--host")
+    run.add_argument("--port", type=int)
+    run.set_defaults(func=cmd_run)
+
+    db = sub.add_parser("db", help="database commands").add_subparsers(metavar="ACTION")
+    up = db.add_parser("upgrade", help="apply migrations and seed an empty database from YAML")
+    up.set_defaults(func=cmd_db_upgrade)
+
+    users = sub.add_parser("users", help="user accounts").add_subparsers(metavar="ACTION")
+    add = users.add_parser("add", help="create a user")
+    add.add_argument("username")
+    add.add_argument("--role", required=True, choices=["agent", "supervisor", "admin"])
+    add.add_argument("--name", help="display name")
+    add.add_argument("--team")
+    add.add_argument("--extension", help="agent phone, e.g. PJSIP/1001")
+    add.add_argument("--skill", action="append", default=[], metavar="NAME=LEVEL",
+                     help="skill with proficiency 1-10 (repeatable)")
+    add.add_argument("--password-stdin", action="store_true",
+                     help="read the password from standard input (else CC_USER_PASSWORD or a prompt)")
+    add.set_defaults(func=cmd_users_add)
+
+    demo = sub.add_parser("demo", help="demo data").add_subparsers(metavar="ACTION")
+    seed = demo.add_parser("seed", help="generate a realistic data set")
+    seed.add_argument("--customers", type=int, default=1000)
+    seed.add_argument("--interactions", type=int, default=10, help="per customer, on average")
+    seed.add_argument("--random-seed", type=int, default=1)
+    seed.add_argument("--quiet", action="store_true", help="no progress bar")
+    seed.set_defaults(func=cmd_demo_seed)
+    return p
+
+
+def _database(settings: Settings):  # type: ignore[no-untyped-def]
+    from crm_core.db import Database
+
+    return Database(settings.database.url, schema=settings.database.schema_name)
+
+
+def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
+    from aiohttp import web
+
+    from callcenter.app import init_app
+
+    host = args.host or settings.http.host
+    port = args.port if args.port is not None else settings.http.port
+    web.run_app(init_app(settings), host=host, port=port, print=_announce(host, port))
+    return 0
+
+
+def _announce(host: str, port: int):  # type: ignore[no-untyped-def]
+    def show(_msg: str) -> None:
+        print(f"callcenter: serving on http://{host}:{port}/ (Ctrl+C to stop)", flush=True)
+
+    return show
+
+
+def cmd_db_upgrade(settings: Settings, args: argparse.Namespace) -> int:
+    from callcenter.bootstrap import upgrade_and_seed
+
+    summary = asyncio.run(upgrade_and_seed(settings))
+    print(f"callcenter: database is at the newest revision; {summary}")
+    return 0
+
+
+def cmd_users_add(settings: Settings, args: argparse.Namespace) -> int:
+    from callcenter.bootstrap import add_user
+
+    if args.password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = os.environ.get("CC_USER_PASSWORD") or getpass.getpass("Password: ")
+    skills = {}
+    for item in args.skill:
+        name, _, level = item.partition("=")
+        if not name or not level.isdigit():
+            raise CliError(f"--skill {item!r}: expected NAME=LEVEL with LEVEL 1-10")
+        skills[name] = int(level)
+    user_id = asyncio.run(add_user(settings, args, password, skills))
+    print(f"callcenter: user {args.username!r} created (id {user_id}, role {args.role})")
+    return 0
+
+
+def cmd_demo_seed(settings: Settings, args: argparse.Namespace) -> int:
+    from callcenter.bootstrap import demo_seed
+
+    if args.customers < 1:
+        raise CliError("--customers must be at least 1")
+    took = asyncio.run(demo_seed(settings, args.customers, args.interactions,
+                                 args.random_seed, progress=not args.quiet))
+    print(f"callcenter: seeded {args.customers} customers in {took:.1f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,164 @@
+"""Settings: config/settings.yaml, then CC_* environment overrides, validated."""
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+DEFAULT_CONFIG_DIR = Path(__file__).resolve().parents[1] / "config"
+
+# Short names for the most used overrides; anything else is CC_<SECTION>__<KEY>.
+ENV_ALIASES = {
+    "CC_DATABASE_URL": ("database", "url"),
+    "CC_DATABASE_SCHEMA": ("database", "schema"),
+    "CC_REDIS_URL": ("redis", "url"),
+    "CC_REDIS_PREFIX": ("redis", "prefix"),
+    "CC_HTTP_HOST": ("http", "host"),
+    "CC_HTTP_PORT": ("http", "port"),
+    "CC_PUBLIC_BASE_URL": ("http", "public_base_url"),
+    "CC_DEFAULT_REGION": ("crm", "default_region"),
+    "CC_AMI_HOST": ("ami", "host"),
+    "CC_AMI_PORT": ("ami", "port"),
+    "CC_AMI_USERNAME": ("ami", "username"),
+    "CC_AMI_SECRET": ("ami", "secret"),
+}
+
+
+class SettingsError(Exception):
+    """Bad configuration; the message names the key and what is wrong."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Http(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)
+    public_base_url: str | None = None
+
+
+class Database(_Section):
+    url: str = "sqlite+aiosqlite:///var/callcenter.db"
+    schema_name: str | None = Field(None, alias="schema", pattern=r"^[a-z_][a-z0-9_]{0,62}$")
+
+    @field_validator("url")
+    @classmethod
+    def _known_driver(cls, v: str) -> str:
+        if not v.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
+            raise ValueError("must start with sqlite+aiosqlite:// or postgresql+asyncpg://")
+        return v
+
+
+class Redis(_Section):
+    url: str | None = None
+    prefix: str = "cc:"
+
+    @field_validator("url")
+    @classmethod
+    def _scheme(cls, v: str | None) -> str | None:
+        if v and not v.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must start with redis://, rediss:// or unix://")
+        return v or None
+
+
+class Crm(_Section):
+    default_region: str = Field("US", pattern=r"^[A-Z]{2}$")
+    rules_file: str = "crm_rules.yaml"
+    note_max_chars: int = Field(10000, ge=100, le=1_000_000)
+
+
+class Ami(_Section):
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    port: int = Field(5038, ge=0, le=65535)
+    username: str = "cc"
+    secret: str | None = Field(None, repr=False)
+    secret_file: str | None = None
+
+    def resolved_secret(self) -> str | None:
+        if self.secret_file:
+            return Path(self.secret_file).read_text().strip()
+        return self.secret
+
+
+class Agi(_Section):
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    port: int = Field(4573, ge=0, le=65535)
+    max_sessions: int = Field(500, ge=1)
+
+
+class Settings(_Section):
+    http: Http = Http()
+    database: Database = Database()
+    redis: Redis = Redis()
+    crm: Crm = Crm()
+    ami: Ami = Ami()
+    agi: Agi = Agi()
+    seed_file: str = "seed.yaml"
+    config_dir: Path = DEFAULT_CONFIG_DIR
+
+    def config_path(self, name: str) -> Path:
+        p = Path(name)
+        return p if p.is_absolute() else self.config_dir / p
+
+
+def _set(tree: dict[str, Any], path: tuple[str, ...], value: str) -> None:
+    node = tree
+    for key in path[:-1]:
+        node = node.setdefault(key, {})
+        if not isinstance(node, dict):
+            raise SettingsError(f"{'.'.join(path)}: {key} is not a section")
+    node[path[-1]] = None if value == "" else value
+
+
+def _env_overrides(env: Mapping[str, str]) -> list[tuple[str, tuple[str, ...], str]]:
+    out = []
+    for name, value in env.items():
+        if name in ENV_ALIASES:
+            out.append((name, ENV_ALIASES[name], value))
+        elif name.startswith("CC_") and "__" in name:
+            out.append((name, tuple(p.lower() for p in name[3:].split("__")), value))
+    return out
+
+
+def load_settings(
+    config_dir: str | Path | None = None, env: Mapping[str, str] | None = None
+) -> Settings:
+    """Read settings.yaml from the config directory, apply environment overrides, validate."""
+    env = os.environ if env is None else env
+    cdir = Path(config_dir or env.get("CC_CONFIG_DIR") or DEFAULT_CONFIG_DIR)
+    path = cdir / "settings.yaml"
+    tree: dict[str, Any] = {}
+    if path.exists():
+        try:
+            tree = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as e:
+            raise SettingsError(f"{path}: not valid YAML: {e}") from e
+        if not isinstance(tree, dict):
+            raise SettingsError(f"{path}: must be a mapping of sections")
+    sources: dict[tuple[str, ...], str] = {}
+    for name, key_path, value in _env_overrides(env):
+        _set(tree, key_path, value)
+        sources[key_path] = name
+    tree["config_dir"] = cdir
+    try:
+        return Settings.model_validate(tree)
+    except ValidationError as e:
+        raise SettingsError(_explain(e, sources, path)) from None
+
+
+def _explain(e: ValidationError, sources: dict[tuple[str, ...], str], path: Path) -> str:
+    lines = []
+    for err in e.errors():
+        loc = tuple(str(p) for p in err["loc"])
+        where = sources.get(loc, f"{path}: {'.'.join(loc)}")
+        got = err.get("input")
+        msg = "unknown setting" if err["type"] == "extra_forbidden" else err["msg"]
+        lines.append(f"{where}: {msg} (got {got!r})")
+    return "invalid settings:\n  " + "\n  ".join(lines)
