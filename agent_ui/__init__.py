@@ -1,0 +1,1 @@
+"""Web pages: the agent console, the supervisor wallboard and the chat widget."""

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 import redis.asyncio as aioredis
 from aiohttp import web
 
+from agent_ui import routes as ui_routes
 from callcenter import ops
 from callcenter.keys import DB, REDIS, SETTINGS
 from callcenter.settings import Settings
@@ -21,6 +22,7 @@ def init_app(settings: Settings, *, database: Database | None = None) -> web.App
     app = web.Application(middlewares=[ops.metrics_middleware])
     app[SETTINGS] = settings
     ops.setup(app)
+    ui_routes.setup(app)
     app.cleanup_ctx.append(_database_ctx(database))
     if settings.redis.url:
         app.cleanup_ctx.append(_redis_ctx)
