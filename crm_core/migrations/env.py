@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from alembic import context
 
+import crm_core.catalog  # noqa: F401  (its tables join Base.metadata)
 from crm_core.models import Base
 
 connection = context.config.attributes.get("connection")

@@ -1,0 +1,48 @@
+"""The server side of bench/crm_lookup.py: the real app plus one route that does identify + customer_card.
+
+Run as a subprocess; prints `PORT <n>` once listening and serves until stdin closes.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+
+from aiohttp import web
+
+from callcenter.app import init_app
+from callcenter.settings import load_settings
+from crm_core.db import Database
+from crm_core.store import CrmStore
+
+
+async def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--url", required=True)
+    ap.add_argument("--schema")
+    args = ap.parse_args()
+    db = Database(args.url, schema=args.schema)
+    store = CrmStore(db)
+    app = init_app(load_settings(env={"CC_DATABASE_URL": args.url}), database=db)
+
+    async def pop(request: web.Request) -> web.Response:
+        q = request.query
+        customer = await store.identify(phone=q.get("phone"), email=q.get("email"))
+        if customer is None:
+            return web.json_response({"customer": None})
+        card = await store.customer_card(customer.id)
+        return web.json_response(card.to_dict())
+
+    app.router.add_get("/bench/pop", pop)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    print(f"PORT {site._server.sockets[0].getsockname()[1]}", flush=True)  # type: ignore[union-attr]
+    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
+    await runner.cleanup()
+    await db.close()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
