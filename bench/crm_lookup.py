@@ -71,20 +71,20 @@ async def sample_keys(url: str, schema: str | None, n: int) -> list[str]:
         total = (await conn.execute(text("SELECT max(id) FROM contact_points"))).scalar_one()
         ids = [rng.randint(1, total) for _ in range(n)]
         rows = (await conn.execute(
-            text("SELECT kind, value FROM contact_points WHERE id IN (%s)" % ",".join(map(str, ids)))
+            text(f"SELECT kind, value FROM contact_points WHERE id IN ({','.join(map(str, ids))})")
         )).all()
     await db.close()
     out = []
     for i in range(n):
         kind, value = rows[i % len(rows)]
         if i % 20 == 19:
-            out.append("phone=" + quote("+1 202-555-01%02d" % (i % 100)))  # mostly unknown callers
+            out.append("phone=" + quote(f"+1 202-555-01{i % 100:02d}"))  # mostly unknown callers
         elif kind == "phone":
             out.append("phone=" + quote(national(value, rng)))
         elif kind == "email":
             out.append("email=" + quote(value))
         else:
-            out.append("phone=" + quote("+44 20 7946 %04d" % (i % 10000)))
+            out.append("phone=" + quote(f"+44 20 7946 {i % 10000:04d}"))
     return out
 
 

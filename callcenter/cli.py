@@ -31,9 +31,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(settings, args) or 0)
     except KeyboardInterrupt:
         return 130
-    except CliError as e:
+    except (CliError, SettingsError) as e:
         print(f"callcenter: {e}", file=sys.stderr)
         return 1
+    except Exception as e:
+        from crm_core.errors import CrmError
+
+        if isinstance(e, CrmError):
+            print(f"callcenter: {e}", file=sys.stderr)
+            return 1
+        raise
 
 
 class CliError(Exception):
@@ -84,21 +91,34 @@ def _database(settings: Settings):  # type: ignore[no-untyped-def]
 
 
 def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
+    host = args.host or settings.http.host
+    port = args.port if args.port is not None else settings.http.port
+    asyncio.run(_serve(settings, host, port))
+    return 0
+
+
+async def _serve(settings: Settings, host: str, port: int) -> None:
+    """Serve until SIGINT or SIGTERM; print the bound address (port 0 picks a free one)."""
+    import signal
+
     from aiohttp import web
 
     from callcenter.app import init_app
 
-    host = args.host or settings.http.host
-    port = args.port if args.port is not None else settings.http.port
-    web.run_app(init_app(settings), host=host, port=port, print=_announce(host, port))
-    return 0
-
-
-def _announce(host: str, port: int):  # type: ignore[no-untyped-def]
-    def show(_msg: str) -> None:
-        print(f"callcenter: serving on http://{host}:{port}/ (Ctrl+C to stop)", flush=True)
-
-    return show
+    runner = web.AppRunner(init_app(settings))
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    await site.start()
+    bound = site._server.sockets[0].getsockname()  # type: ignore[union-attr]
+    print(f"callcenter: serving on http://{bound[0]}:{bound[1]}/ (Ctrl+C to stop)", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        await runner.cleanup()
 
 
 def cmd_db_upgrade(settings: Settings, args: argparse.Namespace) -> int:

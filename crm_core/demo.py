@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import multiprocessing as mp
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -211,25 +212,35 @@ async def seed_demo(db: Database, *, customers: int, interactions_per_customer: 
     gen = _Gen(rules, rng, now, interactions_per_customer, agents, start)
     bar = _bar(customers) if progress else None
     done = 0
-    pending: asyncio.Task[None] | None = None
+    sizes = [min(BATCH, customers - k) for k in range(0, customers, BATCH)]
+    if len(sizes) == 1:
+        batches = iter([_ready(gen, sizes[0], db.is_sqlite)])
+        receive = lambda: next(batches)  # noqa: E731
+        proc = None
+    else:
+        # a second process generates batch k+1 while this one inserts batch k
+        ctx = mp.get_context("spawn")
+        recv, send = ctx.Pipe(duplex=False)
+        proc = ctx.Process(target=_produce, args=(send, gen, sizes, db.is_sqlite), daemon=True)
+        proc.start()
+        send.close()
+        receive = recv.recv
     try:
-        while done < customers:
-            # generate the next batch in a thread while the previous one is inserted
-            n = min(BATCH, customers - done)
-            tables = await asyncio.to_thread(_ready, gen, n, db.is_sqlite)
-            if pending is not None:
-                await pending
-            pending = asyncio.create_task(_insert(db, tables))
+        nxt = asyncio.ensure_future(asyncio.to_thread(receive))
+        for i, n in enumerate(sizes):
+            tables = await nxt
+            if i + 1 < len(sizes):
+                nxt = asyncio.ensure_future(asyncio.to_thread(receive))
+            await _insert(db, tables)
             done += n
             if bar is not None:
                 bar.update(n)
             if on_batch:
                 on_batch(done)
-        if pending is not None:
-            await pending
     finally:
-        if pending is not None and not pending.done():
-            pending.cancel()
+        if proc is not None:
+            proc.kill()
+            proc.join()
     if bar is not None:
         bar.close()
     await _finish(db)
@@ -250,6 +261,12 @@ def _bar(total: int) -> Any:
     from tqdm import tqdm
 
     return tqdm(total=total, unit="customer", unit_scale=True, desc="seeding")
+
+
+def _produce(out: Any, gen: _Gen, sizes: list[int], sqlite: bool) -> None:
+    for n in sizes:
+        out.send(_ready(gen, n, sqlite))
+    out.close()
 
 
 def _ready(gen: _Gen, n: int, sqlite: bool) -> list[tuple[str, list[tuple[Any, ...]]]]:
