@@ -448,7 +448,7 @@ def _quote(arg: str) -> str:
 def encode_command(command: AgiCommand) -> bytes:
     """One command line. Raises :class:`LocalProtocolError` for what Asterisk cannot receive
     intact: newlines or NUL in an argument, more than 127 words, a line over 2047 bytes."""
-    words = command.name.split()
+    words = command.name.split(" ")
     if not words or not all(_NAME_WORD.match(w) for w in words):
         raise LocalProtocolError(f"bad AGI command name {command.name!r}")
     parts = list(words)
