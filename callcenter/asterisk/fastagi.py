@@ -508,6 +508,7 @@ class _FastAgiProtocol(asyncio.Protocol):
         srv = self._server
         srv.stats.accepted += 1
         srv._protocols.add(self)
+        srv._idle.clear()
         if srv._admitted >= srv.max_sessions:
             # Refuse now: Asterisk reads FAILURE after sending its environment -> AGISTATUS=FAILURE.
             self._reject = True
@@ -578,7 +579,7 @@ class _FastAgiProtocol(asyncio.Protocol):
         task = asyncio.get_running_loop().create_task(
             srv._run_session(self, self.session, handler), name=f"fastagi:{route.script}")
         srv._tasks.add(task)
-        task.add_done_callback(srv._tasks.discard)
+        task.add_done_callback(srv._task_done)
         self.session.process_events()  # anything that came with the environment (HANGUP)
 
     def _on_protocol_error(self) -> None:
@@ -600,6 +601,7 @@ class _FastAgiProtocol(asyncio.Protocol):
         if self._admitted:
             self._admitted = False
             srv._admitted -= 1
+        srv._check_idle()
 
     def close(self, failure: bool = False) -> None:
         t = self.transport
@@ -651,6 +653,8 @@ class FastAgiServer:
         self._protocols: set[_FastAgiProtocol] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._admitted = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
 
     @property
     def port(self) -> int:
@@ -662,6 +666,16 @@ class FastAgiServer:
     def active_sessions(self) -> int:
         """Admitted connections: reading their environment or running a handler."""
         return self._admitted
+
+    def _check_idle(self) -> None:
+        if not self._protocols and not self._tasks:
+            self._idle.set()
+        else:
+            self._idle.clear()
+
+    async def wait_idle(self) -> None:
+        """Until no connection is open and no handler runs (tests, graceful drain)."""
+        await self._idle.wait()
 
     async def start(self) -> None:
         if self._server is not None:
@@ -693,6 +707,10 @@ class FastAgiServer:
 
     async def __aexit__(self, *exc: Any) -> None:
         await self.close()
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        self._check_idle()
 
     async def _run_session(self, proto: _FastAgiProtocol, session: AgiSession,
                            handler: AgiHandler) -> None:
