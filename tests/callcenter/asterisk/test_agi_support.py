@@ -173,3 +173,35 @@ def make_env(script: str = "ivr", *, query: str = "", args: tuple[str, ...] = ()
     ]
     env += [(f"agi_arg_{i}", a) for i, a in enumerate(args, 1)]
     return env
+
+
+# --------------------------------------------------------------------------- classic AGI handlers
+# Loaded by the subprocess in test_agi_classic.py (python -m callcenter.asterisk.agi_classic
+# --handlers tests.callcenter.asterisk.test_agi_support:CLASSIC_HANDLERS).
+
+
+async def _classic_ivr(session: object) -> None:
+    from callcenter.asterisk.fastagi import AgiChannelError, AgiHangupError, AgiSession
+
+    assert isinstance(session, AgiSession)
+    r = session.route
+    await session.answer()
+    cid = await session.get_variable("CALLERID(num)")
+    await session.set_variable("ROUTE", f"{r.script}|{r.params.get('lang')}|{','.join(r.args)}|{cid}")
+    if r.params.get("mode") == "hangup":
+        try:
+            await session.wait_for_digit(15000)  # the test sends SIGHUP, then result=-1
+        except AgiChannelError:
+            pass
+        try:
+            await session.answer()  # refused here: SIGHUP seen, nothing sent
+            await session.set_variable("SAW_HANGUP", "no")
+        except AgiHangupError:
+            await session.set_variable("SAW_HANGUP", "yes")  # still allowed on a dead channel
+
+
+async def _classic_crash(session: object) -> None:
+    raise RuntimeError("handler bug")
+
+
+CLASSIC_HANDLERS = {"ivr": _classic_ivr, "crash": _classic_crash}
