@@ -7,8 +7,8 @@ import pytest
 
 from crm_core.errors import (
     InvalidTransition,
-    NotFound,
     NoteTooLong,
+    NotFound,
     UnknownValue,
     ValidationError,
 )
