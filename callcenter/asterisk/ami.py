@@ -141,11 +141,15 @@ class _HeaderAccess:
 
 
 @dataclass(frozen=True)
-class Banner:
-    """The greeting line, e.g. ``Asterisk Call Manager/11.0.0``."""
+class Banner(_HeaderAccess):
+    """The greeting line, e.g. ``Asterisk Call Manager/11.0.0`` (it has no headers)."""
 
     text: str
     version: str = ""
+
+    @property
+    def headers(self) -> Headers:  # type: ignore[override]
+        return ()
 
     @property
     def name(self) -> str:
