@@ -305,7 +305,8 @@ class AMIClient:
 
     @property
     def connected(self) -> bool:
-        return self._conn is not None and self._conn.logged_in
+        conn = self._conn
+        return conn is not None and conn.logged_in and not conn.lost.done()
 
     async def start(self) -> None:
         """Connect and log in once (errors propagate), then keep the connection up."""
@@ -338,6 +339,8 @@ class AMIClient:
                 await sup
         if conn is not None:
             await self._stop_conn(conn)
+        self._conn = None
+        self._connected.clear()
         for task in list(self._bg):
             task.cancel()
         if self._bg:
@@ -484,6 +487,8 @@ class AMIClient:
         try:
             self.banner = await asyncio.wait_for(asyncio.shield(conn.banner), self.login_timeout)
             await self._login(conn)
+            if conn.lost.done():
+                raise AMIConnectionLost(f"connection lost at login: {conn.lost.result()}")
             conn.logged_in = True
             self._conn = conn
             self.connections += 1

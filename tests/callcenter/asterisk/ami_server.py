@@ -37,6 +37,8 @@ def capture_messages(name: str) -> list[Banner | Response | Event]:
 
 def with_action_id(msg: Response | Event, action_id: str) -> Response | Event:
     headers = tuple((k, action_id if k == "ActionID" else v) for k, v in msg.headers)
+    if msg.action_id is None:
+        headers += (("ActionID", action_id),)
     return type(msg)(msg.name, headers, action_id, msg.body)
 
 
