@@ -7,10 +7,10 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import and_, case, delete, func, or_, select, update
+from sqlalchemy import and_, bindparam, case, delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import selectinload
+from sqlalchemy.orm import make_transient_to_detached, selectinload
 
 from crm_core._base import UNSET, StoreBase
 from crm_core.enums import OPEN_TICKET_STATUSES, ContactKind, CustomerType, Tier
@@ -52,6 +52,40 @@ CARD_INTERACTIONS = 20
 CARD_TICKETS = 50
 _TICKET_RE = re.compile(r"^\s*T-?0*(\d{1,12})\s*$", re.IGNORECASE)
 _PHONEISH_RE = re.compile(r"^\s*\+?[\d\s().\-/]+\s*$")
+
+
+_C, _CP, _IA, _T = Customer, ContactPoint, Interaction, Ticket
+# Hot-path statements are built once, so each call reuses the cached compiled form as is.
+_IDENTIFY = (
+    select(*_C.__table__.c).join(_CP, _CP.customer_id == _C.id)
+    .where(_CP.kind == bindparam("kind"), _CP.value == bindparam("value"))
+)
+_CARD_CUSTOMER = (
+    select(
+        _C.id, _C.name, _C.tier, _C.tier_override, _C.loyalty, _C.type, _C.tags, _C.language,
+        _C.lifetime_value, _C.notes, _C.contact_count, _C.last_contact_at, _C.created_at,
+        _C.csat_sum, _C.csat_count,
+        _CP.id.label("cp_id"), _CP.kind, _CP.value, _CP.label,
+    )
+    .outerjoin(_CP, _CP.customer_id == _C.id)
+    .where(_C.id == bindparam("cid"))
+    .order_by(_CP.kind, _CP.id)
+)
+_CARD_INTERACTIONS = (
+    select(_IA.id, _IA.channel, _IA.direction, _IA.state, _IA.created_at, _IA.answered_at,
+           _IA.ended_at, _IA.queue, _IA.agent_id, _IA.disposition_code, _IA.csat_score)
+    .where(_IA.customer_id == bindparam("cid"))
+    .order_by(_IA.created_at.desc(), _IA.id.desc())
+    .limit(bindparam("n"))
+)
+_CARD_TICKETS = (
+    select(_T.id, _T.number, _T.type, _T.status, _T.priority, _T.subject, _T.sla_due_at,
+           _T.assignee_id, _T.created_at)
+    .where(_T.customer_id == bindparam("cid"),
+           _T.status.in_([s.value for s in OPEN_TICKET_STATUSES]))
+    .order_by(_T.sla_due_at, _T.id)
+    .limit(CARD_TICKETS)
+)
 
 
 def ticket_number(n: int) -> str:
@@ -330,14 +364,13 @@ class CustomersMixin(StoreBase):
             keys.append((ContactKind.CHAT.value, normalize_chat_id(chat_id)))
         if not keys:
             return None
-        async with self.db.session() as s:
+        async with self.db.engine.connect() as conn:
             for kind, value in keys:
-                c = (await s.execute(
-                    select(Customer)
-                    .join(ContactPoint, ContactPoint.customer_id == Customer.id)
-                    .where(ContactPoint.kind == kind, ContactPoint.value == value)
-                )).scalar_one_or_none()
-                if c is not None:
+                row = (await conn.execute(_IDENTIFY, {"kind": kind, "value": value})).first()
+                if row is not None:
+                    # a detached Customer, as if loaded by a session that has closed
+                    c = Customer(**row._mapping)
+                    make_transient_to_detached(c)
                     return c
         return None
 
@@ -346,36 +379,13 @@ class CustomersMixin(StoreBase):
         self, customer_id: int, *, interactions: int = CARD_INTERACTIONS
     ) -> CustomerCard:
         """The screen-pop payload in 3 queries, whatever the customer's history."""
-        C, CP, IA, T = Customer, ContactPoint, Interaction, Ticket  # noqa: N806
         async with self.db.engine.connect() as conn:
-            rows = (await conn.execute(
-                select(
-                    C.id, C.name, C.tier, C.tier_override, C.loyalty, C.type, C.tags, C.language,
-                    C.lifetime_value, C.notes, C.contact_count, C.last_contact_at, C.created_at,
-                    C.csat_sum, C.csat_count,
-                    CP.id.label("cp_id"), CP.kind, CP.value, CP.label,
-                )
-                .outerjoin(CP, CP.customer_id == C.id)
-                .where(C.id == customer_id)
-                .order_by(CP.kind, CP.id)
-            )).all()
+            rows = (await conn.execute(_CARD_CUSTOMER, {"cid": customer_id})).all()
             if not rows:
                 raise NotFound("Customer", customer_id)
             inter = (await conn.execute(
-                select(IA.id, IA.channel, IA.direction, IA.state, IA.created_at, IA.answered_at,
-                       IA.ended_at, IA.queue, IA.agent_id, IA.disposition_code, IA.csat_score)
-                .where(IA.customer_id == customer_id)
-                .order_by(IA.created_at.desc(), IA.id.desc())
-                .limit(interactions)
-            )).all()
-            tickets = (await conn.execute(
-                select(T.id, T.number, T.type, T.status, T.priority, T.subject, T.sla_due_at,
-                       T.assignee_id, T.created_at)
-                .where(T.customer_id == customer_id,
-                       T.status.in_([s.value for s in OPEN_TICKET_STATUSES]))
-                .order_by(T.sla_due_at, T.id)
-                .limit(CARD_TICKETS)
-            )).all()
+                _CARD_INTERACTIONS, {"cid": customer_id, "n": interactions})).all()
+            tickets = (await conn.execute(_CARD_TICKETS, {"cid": customer_id})).all()
         r = rows[0]
         csat_avg = None
         if r.csat_count:
