@@ -74,6 +74,13 @@ def _parser() -> argparse.ArgumentParser:
                      help="read the password from standard input (else CC_USER_PASSWORD or a prompt)")
     add.set_defaults(func=cmd_users_add)
 
+    agi = sub.add_parser("agi", help="classic AGI: handle one call over stdin/stdout (run by Asterisk)")
+    agi.add_argument("--handlers", default="callcenter.agi_routes:handlers",
+                     help="module:attribute of the script-name -> handler mapping")
+    agi.add_argument("--script", help="handler name (default: the first AGI argument)")
+    agi.add_argument("args", nargs="*", help=argparse.SUPPRESS)
+    agi.set_defaults(func=cmd_agi)
+
     demo = sub.add_parser("demo", help="demo data").add_subparsers(metavar="ACTION")
     seed = demo.add_parser("seed", help="generate a realistic data set")
     seed.add_argument("--customers", type=int, default=1000)
@@ -145,6 +152,13 @@ def cmd_users_add(settings: Settings, args: argparse.Namespace) -> int:
     user_id = asyncio.run(add_user(settings, args, password, skills))
     print(f"callcenter: user {args.username!r} created (id {user_id}, role {args.role})")
     return 0
+
+
+def cmd_agi(settings: Settings, args: argparse.Namespace) -> int:
+    """stdout is the AGI channel here: nothing else may be printed to it."""
+    from callcenter.asterisk.agi_classic import load_handlers, run_classic_agi
+
+    return run_classic_agi(load_handlers(args.handlers), script=args.script)
 
 
 def cmd_demo_seed(settings: Settings, args: argparse.Namespace) -> int:

@@ -128,7 +128,7 @@ def run_classic_agi(
     return status
 
 
-def _load(spec: str) -> Mapping[str, AgiHandler]:
+def load_handlers(spec: str) -> Mapping[str, AgiHandler]:
     module, _, attr = spec.partition(":")
     obj: Any = getattr(importlib.import_module(module), attr or "HANDLERS")
     if callable(obj) and not isinstance(obj, Mapping):
@@ -150,7 +150,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("args", nargs="*", help=argparse.SUPPRESS)
     ns = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
-    return run_classic_agi(_load(ns.handlers), script=ns.script)
+    return run_classic_agi(load_handlers(ns.handlers), script=ns.script)
 
 
 if __name__ == "__main__":

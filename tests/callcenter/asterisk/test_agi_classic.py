@@ -1,4 +1,4 @@
-"""Classic AGI: the process runs as Asterisk would start it, stdin/stdout pipes, pyst2 inside."""
+"""Classic AGI: `callcenter agi` runs as Asterisk would start it, stdin/stdout pipes, pyst2 inside."""
 from __future__ import annotations
 
 import asyncio
@@ -65,7 +65,7 @@ class ClassicCall:
 
 async def start(*args: str) -> ClassicCall:
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "callcenter.asterisk.agi_classic", "--handlers", HANDLERS, *args,
+        sys.executable, "-m", "callcenter.cli", "agi", "--handlers", HANDLERS, *args,
         stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE, cwd=ROOT)
     call = ClassicCall(proc)
