@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import and_, bindparam, case, delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import make_transient_to_detached, selectinload
+from sqlalchemy.orm import aliased, make_transient_to_detached, selectinload
 
 from crm_core._base import UNSET, StoreBase
 from crm_core.enums import OPEN_TICKET_STATUSES, ContactKind, CustomerType, Tier
@@ -413,7 +413,8 @@ class CustomersMixin(StoreBase):
 
         Names match case- and accent-insensitively on word prefixes ("smi" finds "John Smith",
         "jo sm" too) through an index; when that finds nothing, a substring scan is tried.
-        Results are ordered by name; `has_more` tells whether another page exists."""
+        Name hits are ordered by the matching word, then by customer id; `has_more` tells
+        whether another page exists."""
         if not isinstance(page, int) or page < 1:
             raise ValidationError("page starts at 1", field="page", value=page)
         if not isinstance(page_size, int) or not 1 <= page_size <= 200:
@@ -475,19 +476,34 @@ class CustomersMixin(StoreBase):
         return SearchPage(hits, page, page_size, len(rows) > page_size)
 
     async def _search_names(self, s: AsyncSession, q: str, offset: int, limit: int) -> list[Any]:
-        words = sorted(set(name_key(q).split()), key=len, reverse=True)[:5]
+        words = sorted(set(name_key(q).split()), key=lambda w: (-len(w), w))[:5]
         if not words:
             return []
         C, T = Customer, CustomerNameToken  # noqa: N806
-        stmt = select(C.id, C.name, C.tier, C.loyalty, C.type)
-        for w in words:
+        # Driven by the token index in order (matching word, then id), so a page stops early
+        # however many customers share a common prefix. The other words filter by EXISTS.
+        first = words[0][:64]
+        stmt = (
+            select(C.id, C.name, C.tier, C.loyalty, C.type)
+            .select_from(T).join(C, C.id == T.customer_id)
+            .where(T.token >= first, T.token < prefix_upper_bound(first))
+        )
+        for w in words[1:]:
             w = w[:64]
-            stmt = stmt.where(C.id.in_(
-                select(T.customer_id).where(T.token >= w, T.token < prefix_upper_bound(w))
-            ))
-        rows = list((await s.execute(
-            stmt.order_by(C.name_key, C.id).offset(offset).limit(limit)
-        )).all())
+            t2 = aliased(T)
+            stmt = stmt.where(
+                select(t2.token).where(t2.customer_id == T.customer_id, t2.token >= w,
+                                       t2.token < prefix_upper_bound(w)).exists()
+            )
+        raw = (await s.execute(
+            stmt.order_by(T.token, T.customer_id).offset(offset).limit(limit)
+        )).all()
+        seen: set[int] = set()
+        rows = []
+        for r in raw:  # a name with two words matching the same prefix appears once
+            if r[0] not in seen:
+                seen.add(r[0])
+                rows.append(r)
         if rows or offset:
             return rows
         key = name_key(q)

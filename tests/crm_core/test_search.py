@@ -17,8 +17,11 @@ async def test_name_search(store):
     await store.create_customer("José Álvarez")
     await store.create_customer("Mary O'Neil")
     await store.create_customer("Zed")
-    assert await _names(await store.search("smith")) == ["Joan Smithers", "John Smith"]
-    assert await _names(await store.search("SMI")) == ["Joan Smithers", "John Smith"]
+    await store.create_customer("Smith Smithson")  # two matching words: listed once
+    # ordered by the matching word, then by id
+    assert await _names(await store.search("smith")) == [
+        "John Smith", "Smith Smithson", "Joan Smithers"]
+    assert await _names(await store.search("SMIth j")) == ["John Smith", "Joan Smithers"]
     assert await _names(await store.search("john smi")) == ["John Smith"]
     assert await _names(await store.search("jo sm")) == ["Joan Smithers", "John Smith"]
     assert await _names(await store.search("jose")) == ["José Álvarez"]
@@ -28,7 +31,8 @@ async def test_name_search(store):
     assert await _names(await store.search("mithe")) == ["Joan Smithers"]  # substring fallback
     assert await _names(await store.search("nobody")) == []
     assert (await store.search("   ")).items == ()
-    page = await store.search("smith")
+    page = await store.search("smith", page_size=2)
+    assert page.has_more and len(page.items) == 2
     assert all(h.matched_on == "name" for h in page.items)
 
 
