@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from callcenter.asterisk.agi import (
     AgiCommand,
@@ -18,8 +17,8 @@ from callcenter.asterisk.agi import (
     ScriptFailure,
     UnknownCommand,
 )
+from tests.captures import CAPTURES  # noqa: E402
 
-CAPTURES = Path("/work/shared/asterisk-captures")
 AGI_CAPTURES = ["fastagi-session", "agi-edge", "agi-badarg", "agi-dial-return", "agi-survey"]
 
 

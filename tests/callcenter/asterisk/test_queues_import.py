@@ -11,8 +11,7 @@ from callcenter.asterisk.queues_import import (
     QueueMember,
     import_queues,
 )
-
-CAPTURES = Path("/work/shared/asterisk-captures")
+from tests.captures import CAPTURES  # noqa: E402
 
 
 def test_queues_conf_used() -> None:
