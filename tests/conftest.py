@@ -34,7 +34,7 @@ def db_url(request: pytest.FixtureRequest, tmp_path) -> tuple[str, str | None]:
 
 
 @pytest.fixture
-async def database(db_url) -> AsyncIterator["object"]:
+async def database(db_url) -> AsyncIterator[object]:
     """A migrated crm_core Database on SQLite and on PostgreSQL (own schema, dropped afterwards)."""
     from crm_core.db import Database
 
