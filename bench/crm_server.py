@@ -33,7 +33,11 @@ async def main() -> None:
         card = await store.customer_card(customer.id)
         return web.json_response(card.to_dict())
 
+    async def noop(_request: web.Request) -> web.Response:
+        return web.json_response({"customer": None})
+
     app.router.add_get("/bench/pop", pop)
+    app.router.add_get("/bench/noop", noop)  # the HTTP floor: same server, no store work
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
