@@ -3,8 +3,8 @@
 For each backend and size: seed a fresh database with `demo seed` (timed), start the real app in a
 server process, and drive GET /bench/pop?phone=... (identify + card) open-loop at a fixed rate from a
 separate load process; latencies are taken at that client, from each request's scheduled send time.
-A baseline of a no-op route on the same server, at the same rate, in the same run, gives the HTTP floor. The store is also
-timed in-process (no HTTP) for the breakdown.
+A no-op route on the same server, at the same rate, in the same run, gives the HTTP floor.
+The store is also timed in-process (no HTTP) for the breakdown.
 """
 from __future__ import annotations
 
