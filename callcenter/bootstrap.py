@@ -8,10 +8,9 @@ import secrets
 import time
 from typing import Any
 
-import yaml
 from sqlalchemy import func, select
 
-from callcenter.settings import Settings, SettingsError
+from callcenter.settings import Settings, read_yaml_mapping
 from crm_core.catalog import Queue, Skill
 from crm_core.db import Database
 from crm_core.models import DispositionCode, Team, User
@@ -29,16 +28,7 @@ def open_store(settings: Settings) -> CrmStore:
 
 
 def load_seed(settings: Settings) -> dict[str, Any]:
-    path = settings.config_path(settings.seed_file)
-    if not path.exists():
-        return {}
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as e:
-        raise SettingsError(f"{path}: not valid YAML: {e}") from e
-    if not isinstance(data, dict):
-        raise SettingsError(f"{path}: must be a mapping")
-    return data
+    return read_yaml_mapping(settings.config_path(settings.seed_file))
 
 
 async def upgrade_and_seed(settings: Settings) -> str:

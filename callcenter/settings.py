@@ -127,6 +127,19 @@ def _env_overrides(env: Mapping[str, str]) -> list[tuple[str, tuple[str, ...], s
     return out
 
 
+def read_yaml_mapping(path: Path) -> dict[str, Any]:
+    """A YAML file that must hold a mapping; a missing file is an empty mapping."""
+    if not path.exists():
+        return {}
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise SettingsError(f"{path}: not valid YAML: {e}") from e
+    if not isinstance(data, dict):
+        raise SettingsError(f"{path}: must be a mapping")
+    return data
+
+
 def load_settings(
     config_dir: str | Path | None = None, env: Mapping[str, str] | None = None
 ) -> Settings:
@@ -134,14 +147,7 @@ def load_settings(
     env = os.environ if env is None else env
     cdir = Path(config_dir or env.get("CC_CONFIG_DIR") or DEFAULT_CONFIG_DIR)
     path = cdir / "settings.yaml"
-    tree: dict[str, Any] = {}
-    if path.exists():
-        try:
-            tree = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as e:
-            raise SettingsError(f"{path}: not valid YAML: {e}") from e
-        if not isinstance(tree, dict):
-            raise SettingsError(f"{path}: must be a mapping of sections")
+    tree = read_yaml_mapping(path)
     sources: dict[tuple[str, ...], str] = {}
     for name, key_path, value in _env_overrides(env):
         _set(tree, key_path, value)
