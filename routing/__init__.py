@@ -32,6 +32,7 @@ from routing.events import (
     WrapUpEnded,
 )
 from routing.model import (
+    CHANNELS,
     DEFAULT_MIXING,
     AgentProfile,
     AlertSupervisor,
@@ -59,7 +60,7 @@ from routing.model import (
 from routing.store import AgentRecord, ContactRecord, InMemoryStore, RoutingStore
 
 __all__ = [
-    "CONTACT_TRANSITIONS", "DEFAULT_MIXING", "PRESENCE_REQUESTS", "STRATEGIES",
+    "CHANNELS", "CONTACT_TRANSITIONS", "DEFAULT_MIXING", "PRESENCE_REQUESTS", "STRATEGIES",
     "AgentPresence", "AgentProfile", "AgentRecord", "Alert", "AlertSupervisor", "BadInput", "Bucket",
     "CallbackAccepted", "Channel", "ConfigError", "Contact", "ContactArrived", "ContactFinished",
     "ContactHungUp", "ContactRecord", "ContactStatus", "Decision", "Ended", "Engine", "EngineConfig",

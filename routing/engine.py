@@ -485,6 +485,8 @@ class Engine:
         for b in (*buckets, *sticky):
             if b.channel not in open_channels:
                 continue
+            if b.sticky_agent is not None and self._fits(agent, b) < 0:
+                continue
             n = 1
             while True:
                 rows = store.peek(b.id, n)
@@ -549,12 +551,16 @@ class Engine:
             raise BadInput(f"contact {c.id} already exists")
         sticky_s = c.sticky_s if c.sticky_s is not None else q.sticky_s
         sticky_until = now + sticky_s if c.preferred_agent and sticky_s > 0 else None
-        if sticky_until is not None and self.store.agent(c.preferred_agent or "") is None:
-            sticky_until = None
+        requirement = Requirement.of(q.skills, c.skills)
+        if sticky_until is not None:
+            # Only wait for a preferred agent who could take the contact at all.
+            pref = self.store.agent(c.preferred_agent or "")
+            if pref is None or self._fits(pref, Bucket.make(c.channel, requirement, c.language, q.teams)) < 0:
+                sticky_until = None
         rec = ContactRecord(
             contact=c, queue=q.name, entered_queue_at=now,
             weight=base_weight(c, q, self.config.priority),
-            requirement=Requirement.of(q.skills, c.skills), sticky_until=sticky_until,
+            requirement=requirement, sticky_until=sticky_until,
         )
         self.store.add_contact(rec)
         self._place(rec, now)
