@@ -1,0 +1,83 @@
+"""IVR: flows as data (YAML under ``config/ivr/``), a pure flow engine, and the chat renderer.
+
+Pure: no I/O, no clock, nothing else of the project. The host (``callcenter``) reads the flow
+file, hands in the lookup functions and performs the engine's steps (``callcenter/ivr_agi.py``
+for Asterisk, :class:`ivr.chat.ChatBot` for chat).
+"""
+from ivr.chat import Button, ChatBot, ChatMessage, ChatTurn
+from ivr.engine import (
+    AbandonedResult,
+    Ask,
+    AudioFile,
+    CallbackResult,
+    CallLookup,
+    Choice,
+    Digits,
+    Engine,
+    Finished,
+    FlowState,
+    HangupResult,
+    HungUp,
+    Input,
+    Limits,
+    LookupFailed,
+    LookupResult,
+    NoInput,
+    PathEntry,
+    Play,
+    Played,
+    Prompt,
+    QueueResult,
+    Result,
+    Say,
+    Step,
+    SurveyResult,
+    TransferResult,
+    VoicemailResult,
+    path_as_json,
+)
+from ivr.issues import FlowError, Issue
+from ivr.loader import check_text, load_flow
+from ivr.model import NODE_TYPES, Flow
+
+__all__ = [
+    "NODE_TYPES",
+    "AbandonedResult",
+    "Ask",
+    "AudioFile",
+    "Button",
+    "CallLookup",
+    "CallbackResult",
+    "ChatBot",
+    "ChatMessage",
+    "ChatTurn",
+    "Choice",
+    "Digits",
+    "Engine",
+    "Finished",
+    "Flow",
+    "FlowError",
+    "FlowState",
+    "HangupResult",
+    "HungUp",
+    "Input",
+    "Issue",
+    "Limits",
+    "LookupFailed",
+    "LookupResult",
+    "NoInput",
+    "PathEntry",
+    "Play",
+    "Played",
+    "Prompt",
+    "QueueResult",
+    "Result",
+    "Say",
+    "Step",
+    "SurveyResult",
+    "TransferResult",
+    "VoicemailResult",
+    "check_text",
+    "load_flow",
+    "path_as_json",
+]
