@@ -10,7 +10,7 @@ frees up takes the waiting contact with the highest priority key among those it 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from routing.errors import BadInput, Misuse, StaleEvent
@@ -187,7 +187,7 @@ class Engine:
         self._cap = dict(config.mixing.capacity)
         self._k = config.priority.aging_k
         self._buckets: dict[str, Bucket] = {}
-        self._agent_buckets: dict[str, tuple[int, list[Bucket]]] = {}
+        self._agent_buckets: dict[str, tuple[int, dict[Channel, list[Bucket]]]] = {}
         self._sticky_index: dict[str, set[str]] = {}
         self._now = -math.inf
         self._handlers: dict[type, Callable[[object, float, list[Decision]], None]] = {
@@ -200,6 +200,13 @@ class Engine:
             ContactFinished: self._on_finished,  # type: ignore[dict-item]
             CallbackAccepted: self._on_callback_accepted,  # type: ignore[dict-item]
         }
+        # Register every queue's own bucket per channel up front, so that agents' bucket lists
+        # are built once (at add_agent) rather than growing while traffic flows.
+        for q in config.queues.values():
+            for ch in CHANNELS:
+                b = Bucket.make(ch, Requirement.of(q.skills), None, q.teams)
+                self._buckets[b.id] = b
+                self.store.register_bucket(b.id)
         self._timer_handlers: dict[TimerKind, Callable[[str, float, list[Decision]], None]] = {
             TimerKind.RING: self._timer_ring,
             TimerKind.ESCALATE: self._timer_escalate,
@@ -217,6 +224,9 @@ class Engine:
         if not self.store.add_agent(profile, now):
             raise BadInput(f"agent {profile.id} already exists")
         self._agent_buckets.pop(profile.id, None)
+        rec = self.store.agent(profile.id)
+        if rec is not None:
+            self._eligible_buckets(rec)
 
     def remove_agent(self, agent_id: str) -> None:
         if not self.store.remove_agent(agent_id):
@@ -320,18 +330,24 @@ class Engine:
             return -1
         return b.requirement.match(p.skills)
 
-    def _eligible_buckets(self, agent: AgentRecord) -> list[Bucket]:
+    def _eligible_buckets(self, agent: AgentRecord) -> dict[Channel, list[Bucket]]:
+        """The registered buckets this agent may serve, per channel (cached, extended as new
+        buckets appear; sticky buckets are looked up separately)."""
         aid = agent.profile.id
-        known, buckets = self._agent_buckets.get(aid, (0, []))
+        cached = self._agent_buckets.get(aid)
+        known = cached[0] if cached is not None else 0
         new = self.store.bucket_ids(known)
-        if new:
-            buckets = list(buckets)
-            for bid in new:
-                b = self._bucket(bid)
-                if self._fits(agent, b) >= 0:
-                    buckets.append(b)
-            self._agent_buckets[aid] = (known + len(new), buckets)
-        return buckets
+        if cached is not None and not new:
+            return cached[1]
+        by_ch: dict[Channel, list[Bucket]] = {ch: [] for ch in CHANNELS}
+        if cached is not None:
+            by_ch = {ch: list(v) for ch, v in cached[1].items()}
+        for bid in new:
+            b = self._bucket(bid)
+            if self._fits(agent, b) >= 0:
+                by_ch[b.channel].append(b)
+        self._agent_buckets[aid] = (known + len(new), by_ch)
+        return by_ch
 
     def _set_timer(self, kind: TimerKind, subject: str, due: float, out: list[Decision]) -> None:
         self.store.set_timer(kind, subject, due)
@@ -377,15 +393,15 @@ class Engine:
         strategy: Strategy | None,
     ) -> tuple[ScorePart, ...]:
         c = rec.contact
+        cfg = self.config
         parts = [
             ScorePart("matched", 0.0, why),
             ScorePart("priority_key", rec.key, "weight - k*arrival"),
-            ScorePart("tier_weight", self.config.priority.tier_weights[c.tier], c.tier.value),
-            ScorePart("queue_weight", self.config.queues[rec.queue].priority + c.priority, rec.queue),
+            ScorePart("tier_weight", cfg.priority.tier_weights[c.tier], c.tier.value),
+            ScorePart("queue_weight", cfg.queues[rec.queue].priority + c.priority, rec.queue),
             ScorePart("wait_s", now - c.arrived_at),
             ScorePart("idle_s", now - agent.idle_since),
-            ScorePart("proficiency", float(_proficiency(agent, rec.requirement, alt)),
-                      ",".join(f"{n}>={v}" for n, v in rec.requirement.alternatives[alt])),
+            ScorePart("proficiency", float(_proficiency(agent, rec.requirement, alt))),
             ScorePart("occupancy", _occupancy(agent, self._cap)),
         ]
         if strategy is not None:
@@ -480,28 +496,32 @@ class Engine:
             return None
         best: ContactRecord | None = None
         best_alt = -1
-        buckets: Iterable[Bucket] = self._eligible_buckets(agent)
-        sticky = [self._bucket(bid) for ch in open_channels for bid in self._sticky_ids(aid, ch)]
-        for b in (*buckets, *sticky):
-            if b.channel not in open_channels:
-                continue
-            if b.sticky_agent is not None and self._fits(agent, b) < 0:
-                continue
+        by_ch = self._eligible_buckets(agent)
+        buckets: list[Bucket] = [b for ch in open_channels for b in by_ch[ch]]
+        if self._sticky_index.get(aid):
+            for ch in open_channels:
+                for bid in self._sticky_ids(aid, ch):
+                    b = self._bucket(bid)
+                    if self._fits(agent, b) >= 0:
+                        buckets.append(b)
+        peek = store.peek
+        for b in buckets:
+            rows = peek(b.id, 1)
+            if not rows or (best is not None and rows[0][1] < best.key):
+                continue  # empty, or its best cannot win: no record read
             n = 1
+            chosen: ContactRecord | None = None
             while True:
-                rows = store.peek(b.id, n)
-                chosen: ContactRecord | None = None
                 for cid, _key in rows:
                     rec = store.contact(cid)
-                    if rec is None:
-                        continue
-                    if rec.declined and rec.declined.get(aid, -math.inf) > now:
+                    if rec is None or (rec.declined and rec.declined.get(aid, -math.inf) > now):
                         continue
                     chosen = rec
                     break
                 if chosen is not None or len(rows) < n:
                     break
-                n *= 4
+                n *= 4  # the first ones declined by this agent: read further
+                rows = peek(b.id, n)
             if chosen is None:
                 continue
             if best is None or chosen.key > best.key or (chosen.key == best.key and chosen.seq < best.seq):

@@ -197,6 +197,7 @@ class InMemoryStore:
         self._rules = rules
         self._agents: dict[str, AgentRecord] = {}
         self._avail: dict[tuple[Channel, str], set[str]] = {}
+        self._avail_of: dict[str, int] = {}  # agent -> bit per channel it is indexed under
         self._contacts: dict[str, ContactRecord] = {}
         # bucket -> heap of [-key, seq, n, contact id] (n: unique); removed entries get the id _REMOVED
         self._heaps: dict[str, list[list[Any]]] = {}
@@ -233,6 +234,7 @@ class InMemoryStore:
         rec.presence = Presence.OFFLINE
         self._reindex(rec)
         del self._agents[agent_id]
+        self._avail_of.pop(agent_id, None)
         return True
 
     def agent(self, agent_id: str) -> AgentRecord | None:
@@ -259,20 +261,29 @@ class InMemoryStore:
         return self._avail.get((channel, skill), self._empty)
 
     def _reindex(self, rec: AgentRecord) -> None:
+        """Keep the availability index in step with the agent's presence and load."""
         aid = rec.profile.id
         ready = rec.presence is Presence.READY
-        for ch in CHANNELS:
-            ok = ready and can_take(rec.load, ch, self._rules, rec.profile.capacity)
-            for skill in itertools.chain(("",), rec.profile.skills):
-                key = (ch, skill)
-                if ok:
+        was = self._avail_of.get(aid, 0)
+        now = 0
+        for bit, ch in enumerate(CHANNELS):
+            if ready and can_take(rec.load, ch, self._rules, rec.profile.capacity):
+                now |= 1 << bit
+        if now == was:
+            return
+        self._avail_of[aid] = now
+        for bit, ch in enumerate(CHANNELS):
+            mask = 1 << bit
+            if (now ^ was) & mask:
+                ok = bool(now & mask)
+                for skill in itertools.chain(("",), rec.profile.skills):
+                    key = (ch, skill)
                     s = self._avail.get(key)
-                    if s is None:
-                        s = self._avail[key] = set()
-                    s.add(aid)
-                else:
-                    s = self._avail.get(key)
-                    if s is not None:
+                    if ok:
+                        if s is None:
+                            s = self._avail[key] = set()
+                        s.add(aid)
+                    elif s is not None:
                         s.discard(aid)
 
     # -- contacts --------------------------------------------------------------------------------
