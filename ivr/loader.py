@@ -179,6 +179,9 @@ class _Parser:
     def prompt_lang(self, pid: str, lang: str, raw: Any, line: int, node: str | None) -> PromptLang | None:
         default_file = f"{self.audio_prefix}/{lang}/{pid}" if self.audio_prefix else f"{lang}/{pid}"
         if isinstance(raw, str):
+            _, bad = template_vars(raw)
+            if bad:
+                self.err("bad-template", f"prompt {pid!r} [{lang}]: bad placeholder {bad[0]!r}", line, node)
             return PromptLang(raw, (AudioPart(default_file),))
         if not isinstance(raw, LineMap):
             self.err("bad-prompt", f"prompt {pid!r} [{lang}]: expected text or {{text, file|audio}}",
@@ -585,9 +588,10 @@ def parse_flow(text: str, source: str = "<flow>") -> tuple[Flow | None, list[Iss
         p.err("bad-value", "'sensitive' must be a list of variable names", top.line_of("sensitive"))
         sensitive = []
 
-    prompts_raw = top.get("prompts", {})
+    prompts_raw = top.get("prompts")
     if prompts_raw is None:
         prompts_raw = LineMap()
+        prompts_raw.line, prompts_raw.key_lines = 0, {}
     if not isinstance(prompts_raw, LineMap):
         p.err("bad-value", "'prompts' must map prompt ids to their languages", top.line_of("prompts"))
     else:
