@@ -28,7 +28,8 @@ def issues_of(name: str) -> set[tuple[str, str | None, int]]:
         ("bad-value", "ask", 16), ("bad-value", "ask", 17), ("bad-pattern", "ask", 19),
         ("bad-value", "ask", 20), ("bad-condition", "cond", 26)}),
 ])
-def test_each_kind_of_error_names_node_and_line(fixture: str, expected: set[tuple[str, str | None, int]]) -> None:
+def test_each_kind_of_error_names_node_and_line(fixture: str,
+                                                expected: set[tuple[str, str | None, int]]) -> None:
     assert issues_of(fixture) == expected
 
 
@@ -69,7 +70,8 @@ nodes:
 """
     flow, issues = check_text(text)
     assert flow is not None
-    assert {(i.code, i.severity) for i in issues} == {("unused-prompt", "warning"), ("no-error-exit", "warning")}
+    assert {(i.code, i.severity) for i in issues} == {("unused-prompt", "warning"),
+                                                      ("no-error-exit", "warning")}
 
 
 @pytest.mark.parametrize("text, code", [

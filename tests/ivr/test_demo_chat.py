@@ -58,7 +58,8 @@ def test_engine_blacklisted_and_unknown_after_hours() -> None:
     assert isinstance(step, Finished) and step.result == HangupResult("blacklisted")
     _, step, _ = run(e, [Digits("1"), LookupResult(None), Digits("2")], now=NIGHT,
                      variables={"caller_id": "+1"})
-    assert isinstance(step, Finished) and step.result == VoicemailResult("general", "after hours or no choice")
+    assert isinstance(step, Finished)
+    assert step.result == VoicemailResult("general", "after hours or no choice")
 
 
 def test_engine_balance_lookup_timeout_goes_to_billing_with_apology() -> None:
@@ -93,7 +94,8 @@ def test_chat_english_billing_with_free_text_account() -> None:
 
 def test_chat_chinese_callback_after_hours() -> None:
     bot = ChatBot(demo())
-    turn = lookup(bot.receive(bot.start({"caller_id": "+8613800138000"}, NIGHT).state, "２"), bot)  # full-width
+    first = bot.start({"caller_id": "+8613800138000"}, NIGHT)
+    turn = lookup(bot.receive(first.state, "２"), bot)  # full-width 2
     assert turn.messages[0].text == "欢迎致电 Acme。"
     assert turn.messages[-1].text.startswith("现在是非工作时间")
     turn = bot.receive(turn.state, "预约回电")

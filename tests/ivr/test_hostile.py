@@ -150,13 +150,13 @@ def test_random_inputs_never_crash_and_stay_bounded(inputs: list[object], minute
         state, step = ENGINE.feed(state, inp)  # type: ignore[arg-type]
         assert isinstance(step, Play | Ask | CallLookup | Finished)
     # whatever happened, a caller who keeps not answering reaches a result in bounded steps
-    for n in range(400):
+    for _ in range(400):
         if isinstance(step, Finished):
             break
         nxt = Played() if isinstance(step, Play) else LookupFailed("x") if isinstance(step, CallLookup) \
             else NoInput()
         state, step = ENGINE.feed(state, nxt)
-    assert isinstance(step, Finished), n
+    assert isinstance(step, Finished)
     assert step.result.kind in {"queue", "callback", "transfer", "voicemail_or_ticket", "survey", "hangup",
                                 "abandoned"}
     assert "14155550100" not in repr([p for p in step.path if p.event == "lookup"])

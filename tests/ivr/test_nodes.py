@@ -317,7 +317,8 @@ start:
   type: callback
   number: "{caller_id}"
   queue: callbacks
-  confirm_prompt: {en: {text: "Call {callback.number}? 1 yes, 2 other.", audio: [at, {digits: callback.number}]}}
+  confirm_prompt:
+    en: {text: "Call {callback.number}? 1 yes, 2 other.", audio: [at, {digits: callback.number}]}
   collect_prompt: {en: "Enter the number."}
   min_digits: 7
   max_digits: 12
