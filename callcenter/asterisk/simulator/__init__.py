@@ -1,3 +1,4 @@
+# ruff: noqa: E501
 """An Asterisk simulator: AMI server over TCP + FastAGI client, driven by a model of channels,
 bridges, queues and device states that runs the shipped dialplan.  See :mod:`.scenario`."""
 from callcenter.asterisk.simulator.clock import ScaledClock

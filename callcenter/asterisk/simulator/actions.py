@@ -1,3 +1,4 @@
+# ruff: noqa: E501
 """The AMI actions the simulator answers, with Asterisk 22's responses and error texts."""
 from __future__ import annotations
 

@@ -1,3 +1,4 @@
+# ruff: noqa: E501
 """The simulator's FastAGI client: what Asterisk's ``AGI(agi://host:port/script)`` does.
 
 One new TCP connection per AGI() call, the ``agi_*`` environment, then each command is executed

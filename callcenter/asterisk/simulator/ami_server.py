@@ -1,3 +1,4 @@
+# ruff: noqa: E501
 """The simulator's AMI server: Asterisk's manager over TCP, on top of the sans-I/O codec.
 
 Responses are written before the events the action causes (protocol fact 2): a handler gets a

@@ -1,3 +1,4 @@
+# ruff: noqa: E501
 """The simulator's clock: virtual seconds mapped onto the event loop's monotonic clock.
 
 ``ScaledClock(scale=0.01)`` makes a 30 s dialplan ``Wait`` last 0.3 s of real time, so tests

@@ -1,3 +1,4 @@
+# ruff: noqa: E501
 """A small reader and evaluator for ``extensions.conf``: enough of Asterisk's dialplan for the
 simulator to run the shipped configuration and the dialplans of the captures.
 

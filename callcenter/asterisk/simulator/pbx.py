@@ -1,3 +1,4 @@
+# ruff: noqa: E501
 """The simulator's model of a PBX: channels (both halves of Local channels), bridges, queues,
 device states and a dialplan interpreter, emitting AMI events in Asterisk 22's formats.
 
@@ -111,6 +112,7 @@ class Channel:
     agi: Any = None  # the running AGI session (for HANGUP)
     dial_peer: Channel | None = None  # the caller that dialed this channel (no pbx of its own)
     queued_in: str | None = None
+    on_hangup: list[Callable[[], None]] = field(default_factory=list)
 
     @property
     def up(self) -> bool:
@@ -463,6 +465,9 @@ class Pbx:
         if ch.hungup:
             return
         cause = ch.cause if cause is None else cause
+        for cb in ch.on_hangup:
+            cb()
+        ch.on_hangup.clear()
         ch.hungup = True
         if ch.interrupt is not None and not ch.interrupt.done():
             ch.interrupt.set_result(ChannelGone())
@@ -479,9 +484,9 @@ class Pbx:
         if other is not None:
             self.chan_event("HangupRequest", other, ("Cause", str(cause)))
         if ch.bridge is not None:
+            self.leave_bridge(ch, peer_hangup=True)
             self.chan_event("Hangup", ch, ("Cause", str(cause)), ("Cause-txt", CAUSE_TXT.get(cause, "Unknown")))
             self._hangup_done(ch)
-            self.leave_bridge(ch, peer_hangup=True)
         else:
             self.chan_event("Hangup", ch, ("Cause", str(cause)), ("Cause-txt", CAUSE_TXT.get(cause, "Unknown")))
             self._hangup_done(ch)
@@ -611,6 +616,8 @@ class Pbx:
                         break
                     ch.priority += 1
                     continue
+                for _ in range(8):  # let the channels woken by this step act first, as Asterisk's threads do
+                    await asyncio.sleep(0)
                 if jump is None:
                     ch.priority += 1
                 elif jump == "stop":
@@ -905,7 +912,7 @@ class Pbx:
             if remaining is not None and remaining <= 0:
                 return "NOANSWER"
             change = loop.create_future()
-            watcher = self.spawn(self._watch_leg(leg, change))
+            watcher = self.spawn(self._watch_leg(leg, change, leg.state))
             try:
                 try:
                     await self.wait(caller, remaining, until=change)
@@ -916,8 +923,7 @@ class Pbx:
             finally:
                 watcher.cancel()
 
-    async def _watch_leg(self, leg: Channel, fut: asyncio.Future[None]) -> None:
-        state = leg.state
+    async def _watch_leg(self, leg: Channel, fut: asyncio.Future[None], state: int) -> None:
         while not leg.hungup and leg.state == state:
             waiter = asyncio.ensure_future(leg.gone.wait())
             ans = asyncio.ensure_future(leg.answered.wait())
@@ -1071,7 +1077,7 @@ class Pbx:
         if q.strategy == "ringall":
             return members
         allm = list(q.members.values())
-        if q.strategy in ("rrmemory", "roundrobin"):
+        if q.strategy in ("rrmemory", "roundrobin", "linear"):
             members.sort(key=lambda m: (allm.index(m) - q.rr_last - 1) % max(1, len(allm)))
             return members[:1]
         if q.strategy == "random":
@@ -1114,7 +1120,7 @@ class Pbx:
                     break
                 await self.wait(ch, min(0.1, max(0.0, deadline - self.clock.now())))
         except ChannelGone:
-            for m, leg, two in legs:
+            for m, leg, _two in legs:
                 m.ringing = False
                 if not leg.hungup:
                     self.emit("DialEnd", [*ch.snap(), *leg.snap("Dest"), ("DialStatus", "CANCEL")])
@@ -1134,8 +1140,11 @@ class Pbx:
                 self.emit("DialEnd", [*ch.snap(), *leg.snap("Dest"), ("DialStatus", "CANCEL")])
                 if two is not None and not two.hungup:
                     self.chan_event("HangupRequest", two, ("Cause", "0"))
-                leg.cause = 0
-                self.request_hangup(leg, 0)
+                    two.cause = 0
+                    self.request_hangup(two, 0)
+                else:
+                    leg.cause = 0
+                    self.request_hangup(leg, 0)
             else:
                 self.emit("DialEnd", [*ch.snap(), *leg.snap("Dest"), ("DialStatus", "BUSY")])
         if winner is None:
@@ -1157,14 +1166,13 @@ class Pbx:
                                    ("RingTime", str(ring_time))], "agent,all")
         self.bridge_pair(ch, leg)
         connected = self.clock.now()
-        reason = "agent"
-        try:
-            await self.wait(ch, until=ch.bridge_left)
-            reason = "agent" if leg.hungup else "transfer"
-        except ChannelGone:
-            reason = "caller"
-            raise
-        finally:
+        completed = False
+
+        def complete(reason: str) -> None:
+            nonlocal completed
+            if completed:
+                return
+            completed = True
             m.in_call = False
             m.calls += 1
             m.last_call = int(self.clock.wall())
@@ -1176,6 +1184,17 @@ class Pbx:
                                         ("Reason", reason)], "agent,all")
             if not entry.done.done():
                 entry.done.set_result("ANSWER")
+
+        leg.on_hangup.append(lambda: complete("agent"))
+        reason = "agent"
+        try:
+            await self.wait(ch, until=ch.bridge_left)
+            reason = "agent" if leg.hungup else "transfer"
+        except ChannelGone:
+            reason = "caller"
+            raise
+        finally:
+            complete(reason)
         if not ch.hungup and reason == "agent":
             self.chan_event("SoftHangupRequest", ch, ("Cause", "16"))
             raise ChannelGone()

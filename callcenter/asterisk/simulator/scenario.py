@@ -1,3 +1,4 @@
+# ruff: noqa: E501
 """The scenario API: an Asterisk simulator for tests, benchmarks and the demo.
 
 ::

@@ -1,0 +1,336 @@
+# ruff: noqa: E501
+"""Conformance: each captured scenario is run through the simulator (same dialplan, same queues,
+the same actions at the same virtual times, a FastAGI server that sends the captured commands)
+and its output is compared with the capture: responses and error texts, the full list of header
+keys of every event, and the order of the events that matter to the scenario.
+
+Values that must differ (uniqueids, times, channel suffixes, bridge ids) are not compared.
+"""
+from __future__ import annotations
+
+import asyncio
+import re
+from collections import defaultdict
+from dataclasses import dataclass, field
+from functools import cache
+
+import pytest
+
+from callcenter.asterisk.agi import AgiCommand, parse_args
+from callcenter.asterisk.ami import (
+    AMIConnection,
+    Banner,
+    ConnectionClosed,
+    Event,
+    NeedData,
+    Response,
+    encode_action,
+    make_action,
+)
+from callcenter.asterisk.fastagi import FastAgiServer
+from callcenter.asterisk.simulator import Dialplan, Simulator, parse_queues_conf
+from tests.callcenter.asterisk.test_agi_support import read_capture
+from tests.captures import CAPTURES
+
+SCALE = 0.03
+
+
+# ------------------------------------------------------------------------------ reading captures
+
+
+@dataclass
+class Capture:
+    name: str
+    actions: list[tuple[float, list[tuple[str, str]]]] = field(default_factory=list)
+    messages: list[Response | Event | Banner] = field(default_factory=list)
+
+
+@cache
+def load(name: str) -> Capture:
+    cap = Capture(name)
+    text = (CAPTURES / f"{name}.txt").read_text()
+    for line in text.splitlines():
+        m = re.match(r"^#\s+t=\s*([\d.]+)\s+(.*)$", line)
+        if m:
+            hdrs = [tuple(p.strip().split(": ", 1)) if ": " in p else (p.strip(), "")
+                    for p in m.group(2).split(" | ")]
+            cap.actions.append((float(m.group(1)), hdrs))  # type: ignore[arg-type]
+    conn = AMIConnection()
+    conn.receive_data((CAPTURES / f"{name}.raw").read_bytes())
+    conn.receive_data(b"")
+    while True:
+        ev = conn.next_event()
+        if isinstance(ev, (NeedData, ConnectionClosed)):
+            break
+        cap.messages.append(ev)  # type: ignore[arg-type]
+    return cap
+
+
+@cache
+def all_key_layouts() -> dict[str, set[tuple[str, ...]]]:
+    layouts: dict[str, set[tuple[str, ...]]] = defaultdict(set)
+    for path in CAPTURES.glob("ami-*.raw"):
+        for msg in load(path.stem).messages:
+            if isinstance(msg, Event):
+                layouts[msg.name].add(tuple(k for k, _ in msg.headers))
+    return layouts
+
+
+def prefix_of(channel: str) -> tuple[str, str]:
+    """``Local/5011@agents-00000008;1`` -> (``Local/5011@agents``, ``;1``)."""
+    m = re.match(r"^(.*)-[0-9a-f]{8}(;\d)?$", channel)
+    return (m.group(1), m.group(2) or "") if m else (channel, "")
+
+
+def channel_order(messages: list[Response | Event | Banner]) -> list[str]:
+    return [m["Channel"] for m in messages if isinstance(m, Event) and m.name == "Newchannel"]
+
+
+def map_channel(name: str, cap_msgs: list, sim_msgs: list) -> str:
+    """The simulator's channel that plays the part of the captured channel ``name``."""
+    pre, half = prefix_of(name)
+    cap_same = [c for c in channel_order(cap_msgs) if prefix_of(c) == (pre, half)]
+    sim_same = [c for c in channel_order(sim_msgs) if prefix_of(c) == (pre, half)]
+    if name in cap_same and cap_same.index(name) < len(sim_same):
+        return sim_same[cap_same.index(name)]
+    return name
+
+
+# ------------------------------------------------------------------------------ running
+
+
+def agi_handlers(agi_capture: str | None) -> dict:
+    """A FastAGI server that sends the captured commands, session after session."""
+    sessions = read_capture(agi_capture) if agi_capture else []
+    queue = list(sessions)
+
+    async def handler(session) -> None:
+        if not queue:
+            return
+        captured = queue.pop(0)
+        for line in captured.sent:
+            words = parse_args(line)
+            n = 2 if len(words) > 1 and " ".join(words[:2]).upper() in {
+                "GET VARIABLE", "SET VARIABLE", "GET DATA", "GET FULL VARIABLE", "STREAM FILE",
+                "WAIT FOR", "SAY NUMBER", "CHANNEL STATUS"} else 1
+            if " ".join(words[:3]).upper() in ("GET FULL VARIABLE", "WAIT FOR DIGIT"):
+                n = 3
+            try:
+                await session.execute(AgiCommand(" ".join(words[:n]), tuple(words[n:])))
+            except Exception:
+                return
+
+    return {"ivr": handler, "after-dial": handler, "survey": handler, "badarg": handler}
+
+
+async def run_capture(name: str, *, dialplan: str = "extensions-scenarios2.conf.used",
+                      agi_capture: str | None = None, settle: float = 3.0) -> tuple[Capture, list]:
+    cap = load(name)
+    srv = FastAgiServer(agi_handlers(agi_capture), port=0)
+    await srv.start()
+    sim = Simulator(dialplan=Dialplan.load(CAPTURES / dialplan),
+                    queues=parse_queues_conf((CAPTURES / "queues-scenarios.conf.used").read_text()),
+                    agi_target=None, time_scale=SCALE)
+    sim.pbx.globals["CC_AGI"] = f"agi://127.0.0.1:{srv.port}"
+    # the captures' dialplan hard-codes agi://127.0.0.1:4573: point it at our server
+    for ctx in sim.pbx.dialplan.contexts.values():
+        for ext in ctx.extensions:
+            for prio, step in list(ext.steps.items()):
+                if "127.0.0.1:4573" in step.data:
+                    ext.steps[prio] = type(step)(step.priority, step.label, step.app,
+                                                 step.data.replace("127.0.0.1:4573", f"127.0.0.1:{srv.port}"))
+    sim.ami.auth_delay = 1.0
+    received: list = []
+    async with sim:
+        reader, writer = await asyncio.open_connection("127.0.0.1", sim.ami_port)
+        conn = AMIConnection()
+
+        async def read_all() -> None:
+            while True:
+                data = await reader.read(65536)
+                conn.receive_data(data)
+                while True:
+                    ev = conn.next_event()
+                    if isinstance(ev, NeedData):
+                        break
+                    if isinstance(ev, ConnectionClosed):
+                        return
+                    received.append(ev)
+                if not data:
+                    return
+
+        reading = asyncio.ensure_future(read_all())
+        start = asyncio.get_running_loop().time()
+        for t, hdrs in cap.actions:
+            delay = start + t * SCALE - asyncio.get_running_loop().time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            fixed = []
+            for k, v in hdrs:
+                if k in ("Channel", "Channel1", "Channel2", "ExtraChannel", "TimeoutChannel") and "-" in v:
+                    v = map_channel(v, cap.messages, received)
+                fixed.append((k, v))
+            action = make_action(dict(fixed).get("Action", ""), [(k, v) for k, v in fixed if k != "Action"])
+            data = encode_action(action) if fixed and fixed[0][0] == "Action" else (
+                "".join(f"{k}: {v}\r\n" for k, v in fixed) + "\r\n").encode()
+            writer.write(data)
+            await writer.drain()
+        try:
+            await asyncio.wait_for(asyncio.shield(reading), settle)
+        except TimeoutError:
+            pass
+        reading.cancel()
+        writer.close()
+    await srv.close()
+    return cap, received
+
+
+# ------------------------------------------------------------------------------ comparisons
+
+
+def responses(msgs: list) -> dict[str, tuple[str, str | None, tuple[str, ...]]]:
+    return {m.action_id: (m.name, m.message, tuple(k for k, _ in m.headers))
+            for m in msgs if isinstance(m, Response) and m.action_id}
+
+
+def assert_same_responses(cap: Capture, got: list, skip: tuple[str, ...] = ()) -> None:
+    want, have = responses(cap.messages), responses(got)
+    for aid, value in want.items():
+        if aid in skip:
+            continue
+        assert have.get(aid) == value, f"{cap.name}: response to {aid}"
+
+
+def assert_keys_conform(got: list, names: set[str] | None = None) -> None:
+    layouts = all_key_layouts()
+    for m in got:
+        if isinstance(m, Event) and m.name in layouts and (names is None or m.name in names):
+            keys = tuple(k for k, _ in m.headers)
+            assert keys in layouts[m.name], f"{m.name}: {keys} not in {layouts[m.name]}"
+
+
+def names_in(msgs: list, wanted: set[str]) -> list[str]:
+    return [m.name for m in msgs if isinstance(m, Event) and m.name in wanted]
+
+
+def app_sequence(msgs: list, prefix: str) -> dict[str, list[str]]:
+    """Applications run by each half of the channels whose name starts with ``prefix``."""
+    out: dict[str, list[str]] = defaultdict(list)
+    for m in msgs:
+        if isinstance(m, Event) and m.name == "Newexten" and m["Channel"].startswith(prefix):
+            out[m["Channel"][-2:]].append(m["Application"])
+    return dict(out)
+
+
+# ------------------------------------------------------------------------------ tests
+
+
+async def test_edge_session() -> None:
+    cap, got = await run_capture("ami-edge", settle=1.0)
+    assert isinstance(got[0], Banner) and got[0].text == "Asterisk Call Manager/11.0.0"
+    assert_same_responses(cap, got, skip=("cmd-1",))
+    assert_keys_conform(got)
+    order = {"UserEvent", "FullyBooted", "SuccessfulAuth", "StatusComplete", "CoreShowChannelsComplete",
+             "RequestBadFormat", "OriginateResponse"}
+    assert names_in(got, order) == names_in(cap.messages, order)
+    # Login's Response comes before FullyBooted and SuccessfulAuth (fact 1)
+    names = [m.name if isinstance(m, Event) else "R" for m in got[1:4]]
+    assert names == ["R", "FullyBooted", "SuccessfulAuth"]
+    # UserEvent while Events: off is not delivered, and repeats the ActionID (fact 2)
+    ue = [m for m in got if isinstance(m, Event) and m.name == "UserEvent"]
+    assert [e["UserEvent"] for e in ue] == ["WhileEventsOn"] and ue[0].action_id == "userevent-5"
+    # Status items say Privilege: Call and end with ActionID; StatusComplete has Items (fact 4)
+    st = [m for m in got if isinstance(m, Event) and m.name == "Status"]
+    assert st and all(e.headers[1] == ("Privilege", "Call") and e.headers[-1][0] == "ActionID" for e in st)
+    # Logoff: Goodbye then EOF
+    assert isinstance(got[-1], Response) and got[-1].name == "Goodbye"
+
+
+async def test_bad_login_closes() -> None:
+    cap, got = await run_capture("ami-edge-badlogin", settle=2.0)
+    assert_same_responses(cap, got)
+    assert [m.name for m in got] == [m.name for m in cap.messages]
+
+
+async def test_queue_admin() -> None:
+    cap, got = await run_capture("ami-queue-admin", dialplan="extensions-scenarios.conf.used", settle=1.0)
+    assert_same_responses(cap, got)
+    assert_keys_conform(got)
+    lists = {"QueueParams", "QueueMember", "QueueEntry", "QueueStatusComplete", "QueueSummary",
+             "QueueSummaryComplete"}
+    assert names_in(got, lists) == names_in(cap.messages, lists)
+    members = {"QueueMemberAdded", "QueueMemberPause", "QueueMemberRemoved", "QueueCallerJoin"}
+    assert names_in(got, members) == names_in(cap.messages, members)
+    complete = [m for m in got if isinstance(m, Event) and m.name == "QueueStatusComplete"]
+    assert [c["ListItems"] for c in complete] == ["5", "0"]  # fact 4: unknown queue -> 0 items
+
+
+async def test_queue_abandon() -> None:
+    cap, got = await run_capture("ami-queue-abandon", dialplan="extensions-scenarios.conf.used", settle=1.0)
+    assert_same_responses(cap, got)
+    assert_keys_conform(got)
+    order = {"QueueCallerJoin", "QueueCallerAbandon", "QueueCallerLeave", "OriginateResponse", "LocalBridge"}
+    assert names_in(got, order) == names_in(cap.messages, order)
+    members = {"QueueMemberAdded", "QueueMemberRemoved"}
+    assert names_in(got, members) == names_in(cap.messages, members)
+    # fact 7: the caller's hangup, then QueueCallerAbandon, then QueueCallerLeave with Count 0
+    ab = next(m for m in got if isinstance(m, Event) and m.name == "QueueCallerAbandon")
+    lv = next(m for m in got if isinstance(m, Event) and m.name == "QueueCallerLeave")
+    assert got.index(ab) < got.index(lv) and lv["Count"] == "0"
+    assert app_sequence(got, "Local/q-abandon") == app_sequence(cap.messages, "Local/q-abandon")
+
+
+async def test_ring_no_answer() -> None:
+    cap, got = await run_capture("ami-ring-no-answer", dialplan="extensions-scenarios.conf.used", settle=1.0)
+    assert_same_responses(cap, got)
+    assert_keys_conform(got)
+    order = {"QueueCallerJoin", "AgentCalled", "AgentRingNoAnswer", "QueueCallerLeave", "AgentConnect",
+             "AgentComplete", "BridgeCreate", "BridgeDestroy", "OriginateResponse"}
+    assert names_in(got, order) == names_in(cap.messages, order)
+    rna = next(m for m in got if isinstance(m, Event) and m.name == "AgentRingNoAnswer")
+    assert 3500 <= int(rna["RingTime"]) <= 4500  # milliseconds (fact 7)
+
+
+async def test_dial_return_to_agi() -> None:
+    cap, got = await run_capture("ami-dial-return", agi_capture="agi-dial-return", settle=1.0)
+    assert_same_responses(cap, got)
+    assert_keys_conform(got)
+    order = {"DialBegin", "DialState", "DialEnd", "AGIExecStart", "AGIExecEnd", "BridgeEnter", "BridgeLeave",
+             "OriginateResponse"}
+    assert names_in(got, order) == names_in(cap.messages, order)
+    assert app_sequence(got, "Local/8300@agi-dial") == app_sequence(cap.messages, "Local/8300@agi-dial")
+    statuses = [m["DialStatus"] for m in got if isinstance(m, Event) and m.name == "DialEnd"]
+    assert statuses == [m["DialStatus"] for m in cap.messages if isinstance(m, Event) and m.name == "DialEnd"]
+
+
+async def test_survey_after_agent_hangup() -> None:
+    cap, got = await run_capture("ami-survey", agi_capture="agi-survey", settle=1.5)
+    assert_same_responses(cap, got)
+    assert_keys_conform(got)
+    order = {"DialBegin", "DialEnd", "AGIExecStart", "AGIExecEnd", "DTMFBegin", "DTMFEnd", "BridgeEnter"}
+    assert names_in(got, order) == names_in(cap.messages, order)
+    assert app_sequence(got, "Local/8400@survey-in") == app_sequence(cap.messages, "Local/8400@survey-in")
+
+
+async def test_originate_errors() -> None:
+    cap, got = await run_capture("ami-originate-errors", dialplan="extensions-scenarios.conf.used", settle=1.0)
+    assert_same_responses(cap, got)
+    assert_keys_conform(got, {"OriginateResponse"})
+    ors = [(m["Response"], m["Reason"]) for m in got if isinstance(m, Event) and m.name == "OriginateResponse"]
+    want = [(m["Response"], m["Reason"]) for m in cap.messages
+            if isinstance(m, Event) and m.name == "OriginateResponse"]
+    assert ors == want
+
+
+@pytest.mark.parametrize("name,order", [
+    ("ami-transfer-redirect", {"DialBegin", "DialEnd", "BlindTransfer", "AttendedTransfer"}),
+    ("ami-transfer-blind", {"BlindTransfer"}),
+    ("ami-hold-and-record", {"MixMonitorStart", "MixMonitorStop", "MusicOnHoldStart", "MusicOnHoldStop"}),
+    ("ami-bridge-action", {"BridgeCreate", "BridgeEnter", "MusicOnHoldStop", "BridgeLeave", "BridgeDestroy"}),
+    ("ami-chanspy-listen", {"ChanSpyStart", "ChanSpyStop", "AgentConnect"}),
+])
+async def test_call_control(name: str, order: set[str]) -> None:
+    cap, got = await run_capture(name, dialplan="extensions-scenarios2.conf.used", settle=1.0)
+    assert_same_responses(cap, got)
+    assert_keys_conform(got)
+    assert names_in(got, order) == names_in(cap.messages, order)
