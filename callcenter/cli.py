@@ -9,6 +9,7 @@ import os
 import sys
 from collections.abc import Sequence
 
+from callcenter.ivr_cli import register as register_ivr
 from callcenter.settings import Settings, SettingsError, load_settings
 
 
@@ -80,6 +81,8 @@ def _parser() -> argparse.ArgumentParser:
     agi.add_argument("--script", help="handler name (default: the first AGI argument)")
     agi.add_argument("args", nargs="*", help=argparse.SUPPRESS)
     agi.set_defaults(func=cmd_agi)
+
+    register_ivr(sub)
 
     demo = sub.add_parser("demo", help="demo data").add_subparsers(metavar="ACTION")
     seed = demo.add_parser("seed", help="generate a realistic data set")
