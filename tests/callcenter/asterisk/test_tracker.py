@@ -1,3 +1,4 @@
+# ruff: noqa: E501
 """The call tracker against every capture and against the simulator (over real TCP)."""
 from __future__ import annotations
 
