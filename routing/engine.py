@@ -472,10 +472,16 @@ class Engine:
         if rec.status is not _W:
             return
         b = self._bucket(rec.bucket)
+        q = self.config.queues[rec.queue]
+        if (q.strategy is Strategy.LONGEST_IDLE and b.sticky_agent is None and not rec.declined
+                and len(b.requirement.alternatives) == 1):
+            # Fast path (the common case): one pass over the smallest availability set.
+            found = self._longest_idle(b)
+            if found is not None and self._offer(rec, found, 0, now, out, why, q.strategy):
+                return
         cands = self._candidates(rec, b, now)
         if not cands:
             return
-        q = self.config.queues[rec.queue]
         fn = STRATEGIES[q.strategy]
         rr = self.store.rr_pointer(rec.queue) if q.strategy is Strategy.ROUND_ROBIN else None
         req = rec.requirement
@@ -485,6 +491,35 @@ class Engine:
             if self._offer(rec, best[0], best[1], now, out, why, q.strategy):
                 return
             cands.remove(best)  # lost a race with another process; try the next one
+
+    def _longest_idle(self, b: Bucket) -> AgentRecord | None:
+        store = self.store
+        alt = b.requirement.alternatives[0]
+        ch = b.channel
+        pool = min((store.available(ch, name) for name, _ in alt), key=len) if alt else store.available(ch)
+        lang, teams = b.language, b.teams
+        get = store.agent
+        best: AgentRecord | None = None
+        best_key: tuple[float, str] = (math.inf, "")
+        for aid in pool:
+            a = get(aid)
+            if a is None:
+                continue
+            key = (a.idle_since, aid)
+            if key >= best_key:
+                continue
+            p = a.profile
+            skills = p.skills
+            for name, level in alt:
+                if skills.get(name, 0) < level:
+                    break
+            else:
+                if lang is not None and p.languages and lang not in p.languages:
+                    continue
+                if teams is not None and p.team not in teams:
+                    continue
+                best, best_key = a, key
+        return best
 
     def _best_for_agent(self, agent: AgentRecord, now: float) -> tuple[ContactRecord, int] | None:
         """The waiting contact with the highest key among those this agent may serve now."""

@@ -209,6 +209,7 @@ def run_replay(plan: ReplayPlan, progress: Callable[[int], None] | None = None) 
     staffed = 0.0
     logged_in: list[str] = []  # ready or busy, in login order
     logged_set: set[str] = set()
+    offline_pool = list(reversed(agent_ids))  # next to log in at the end
     counted = 0
     tstats = {t: TierStats() for t in Tier}
     outcome_count = {s: 0 for s in ContactStatus}
@@ -299,13 +300,14 @@ def run_replay(plan: ReplayPlan, progress: Callable[[int], None] | None = None) 
             want = plan.intervals[i].agents
             staffed += want * plan.interval_s
             while len(logged_in) < want:
-                aid = next(a for a in agent_ids if a not in logged_set)
+                aid = offline_pool.pop()
                 logged_in.append(aid)
                 logged_set.add(aid)
                 perform(engine.handle(AgentPresence(aid, Presence.READY), t), t)
             while len(logged_in) > want:
                 aid = logged_in.pop()
                 logged_set.discard(aid)
+                offline_pool.append(aid)
                 # An agent on a contact finishes it first (goes offline after the FINISH event).
                 agent = engine.store.agent(aid)
                 if agent is not None and not agent.slots:
