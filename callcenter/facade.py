@@ -1,0 +1,85 @@
+"""The one surface agent_ui sees: a Protocol plus the websocket message types.
+
+agent_ui imports this module and nothing else of callcenter. Messages are versioned JSON
+(`docs/protocol.md`, with a JSON Schema per type under `agent_ui/schemas/`). Every message has a
+`type`; server messages also carry `v` (the protocol version).
+"""
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+PROTOCOL_VERSION = 1
+
+
+@dataclass(frozen=True)
+class WebUser:
+    """A signed-in user as the web layer sees it."""
+
+    id: int
+    username: str
+    display_name: str
+    roles: tuple[str, ...]
+    teams: tuple[str, ...] = ()
+    extension: str | None = None
+
+
+@dataclass(frozen=True)
+class WebSession:
+    """A server-side session: the cookie holds `token`; state-changing requests echo `csrf`."""
+
+    token: str
+    csrf: str
+    user: WebUser
+
+
+class LoginRefused(Exception):
+    """Wrong credentials, a disabled user, or a locked-out account (the message says which
+    only as far as is safe: never whether the username exists)."""
+
+    def __init__(self, message: str, *, locked_until: float | None = None) -> None:
+        super().__init__(message)
+        self.locked_until = locked_until
+
+
+class MessageRefused(Exception):
+    """A websocket message that is malformed, unknown, or not allowed; `code` is stable."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass
+class Outbox:
+    """Messages the server pushes to one connected console (JSON-ready dicts)."""
+
+    messages: list[dict[str, Any]] = field(default_factory=list)
+
+
+class ConsoleLink(Protocol):
+    """One connected console. The web layer reads `messages()` and forwards to the socket."""
+
+    def messages(self) -> AsyncIterator[dict[str, Any]]: ...
+
+    async def close(self) -> None: ...
+
+
+class Facade(Protocol):
+    # --- sign-in (argon2 in the store; lock-out after repeated failures; sessions server-side)
+    async def login(self, username: str, password: str, remote: str) -> WebSession: ...
+
+    async def session(self, token: str) -> WebSession | None: ...
+
+    async def logout(self, token: str) -> None: ...
+
+    # --- the agent console over a websocket
+    async def connect_console(self, user: WebUser) -> ConsoleLink:
+        """Register a console; the first messages resume it (state, pending offer, contact)."""
+        ...
+
+    async def console_message(self, user: WebUser, message: dict[str, Any]) -> dict[str, Any] | None:
+        """Handle one message from a console; returns a direct reply, if any.
+        Raises MessageRefused for a bad or forbidden message."""
+        ...
