@@ -11,12 +11,12 @@ from callcenter.asterisk.queue_sync import AgentState, CurrentMember, DesiredAge
 from callcenter.asterisk.simulator import Simulator
 from callcenter.asterisk.tracker import CallTracker
 
-R, N, O = AgentState.READY, AgentState.NOT_READY, AgentState.OFFLINE
+R, N, OFF = AgentState.READY, AgentState.NOT_READY, AgentState.OFFLINE
 
 
 def test_plan_adds_pauses_removes() -> None:
     desired = {"a1": DesiredAgent(R, "PJSIP/1001"), "a2": DesiredAgent(N, "PJSIP/1002"),
-               "a3": DesiredAgent(O, "PJSIP/1003"), "a4": DesiredAgent(R, "PJSIP/1004")}
+               "a3": DesiredAgent(OFF, "PJSIP/1003"), "a4": DesiredAgent(R, "PJSIP/1004")}
     current = [CurrentMember("PJSIP/1002", False), CurrentMember("PJSIP/1003", False),
                CurrentMember("PJSIP/1004", False)]
     acts = plan("cc-fallback", desired, current)
@@ -40,7 +40,7 @@ async def test_fallback_calls_reach_only_ready_agents() -> None:
         sync.on_device_state.append(lambda d, s: devices.append((d, s)))
         sub = client.subscribe(callback=lambda ev: tracker.feed(ev) if isinstance(ev, Event) else None)
         desired = {"ann": DesiredAgent(R, "PJSIP/1001"), "bob": DesiredAgent(N, "PJSIP/1002"),
-                   "cy": DesiredAgent(O, "PJSIP/1003")}
+                   "cy": DesiredAgent(OFF, "PJSIP/1003")}
         await sync.apply(desired, resync=True)
         status = await client.send_action("QueueStatus", Queue="cc-fallback")
         members = {e["Location"]: e["Paused"] for e in status.events if e.name == "QueueMember"}
