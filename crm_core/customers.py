@@ -73,7 +73,8 @@ _CARD_CUSTOMER = (
 )
 _CARD_INTERACTIONS = (
     select(_IA.id, _IA.channel, _IA.direction, _IA.state, _IA.created_at, _IA.answered_at,
-           _IA.ended_at, _IA.queue, _IA.agent_id, _IA.disposition_code, _IA.csat_score)
+           _IA.ended_at, _IA.queue, _IA.agent_id, _IA.disposition_code, _IA.csat_score,
+           _IA.notes)
     .where(_IA.customer_id == bindparam("cid"))
     .order_by(_IA.created_at.desc(), _IA.id.desc())
     .limit(bindparam("n"))

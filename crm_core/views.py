@@ -62,6 +62,7 @@ class InteractionSummary(_View):
     agent_id: int | None
     disposition_code: str | None
     csat_score: int | None
+    notes: str | None
 
 
 @dataclass(frozen=True, slots=True)
