@@ -46,7 +46,8 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     return p
 
 
-def build_plan(args: argparse.Namespace) -> ReplayPlan:
+def build_plan(args: argparse.Namespace) -> tuple[ReplayPlan, float]:
+    """The plan and the clock time of its first interval (seconds after midnight)."""
     data: dict[str, Any] = {}
     if args.plan is not None:
         try:
@@ -76,6 +77,7 @@ def build_plan(args: argparse.Namespace) -> ReplayPlan:
         data["patience"] = {"mean_s": args.patience}
     if args.seed is not None:
         data["seed"] = args.seed
+    start = _start_offset(data.pop("start", "00:00"))
     plan = plan_from_data(data)
     intervals = tuple(
         Interval((args.arrivals if args.arrivals is not None else iv.arrivals) * args.scale,
@@ -86,10 +88,18 @@ def build_plan(args: argparse.Namespace) -> ReplayPlan:
         queues = {name: QueueConfig(**{**q.__dict__, "service_level": ServiceLevel(
             q.service_level.fraction, args.sl_seconds)}) for name, q in queues.items()}
     return ReplayPlan(**{**plan.__dict__, "intervals": intervals, "queues": queues,
-                         "traffic": tuple(Traffic(t.queue, t.channel, t.share) for t in plan.traffic)})
+                         "traffic": tuple(Traffic(t.queue, t.channel, t.share) for t in plan.traffic)}), start
 
 
-def format_report(r: ReplayReport, plan: ReplayPlan) -> str:
+def _start_offset(text: object) -> float:
+    try:
+        hh, mm = str(text).split(":")
+        return int(hh) * 3600 + int(mm) * 60
+    except ValueError:
+        raise ConfigError(f"start: expected HH:MM, got {text!r}") from None
+
+
+def format_report(r: ReplayReport, plan: ReplayPlan, start_s: float = 0.0) -> str:
     lines = [
         f"Contacts       {r.contacts:>10,}",
         f"Answered       {r.answered:>10,}",
@@ -109,7 +119,7 @@ def format_report(r: ReplayReport, plan: ReplayPlan) -> str:
     header = f"{'interval':<10}{'start':>8}{'agents':>8}{'arrivals':>10}{'SL':>8}{'ASA':>9}{'aband.':>8}"
     lines += ["", header]
     for iv in r.per_interval:
-        start = iv["start_s"]
+        start = (iv["start_s"] + start_s) % 86400
         hhmm = f"{int(start // 3600):02d}:{int(start % 3600 // 60):02d}"
         lines.append(f"{int(iv['interval']):<10}{hhmm:>8}{iv['agents']:>8.0f}{iv['arrivals']:>10.0f}"
                      f"{iv['service_level']:>8.1%}{iv['asa_s']:>8.1f}s{iv['abandoned']:>8.0f}")
@@ -118,7 +128,7 @@ def format_report(r: ReplayReport, plan: ReplayPlan) -> str:
 
 def cmd_replay(settings: object, args: argparse.Namespace) -> int:
     try:
-        plan = build_plan(args)
+        plan, start = build_plan(args)
     except ConfigError as e:
         print(f"callcenter replay: {e}", file=sys.stderr)
         return 2
@@ -129,7 +139,7 @@ def cmd_replay(settings: object, args: argparse.Namespace) -> int:
 
         with tqdm(total=int(plan.expected_contacts), unit="contact", desc="replay", file=sys.stderr) as bar:
             report = run_replay(plan, progress=bar.update)
-    print(format_report(report, plan))
+    print(format_report(report, plan, start))
     if args.json:
         text = json.dumps(report.to_dict(), indent=2)
         if args.json == "-":
