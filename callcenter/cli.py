@@ -10,7 +10,9 @@ import sys
 from collections.abc import Sequence
 
 from callcenter.ivr_cli import register as register_ivr
+from callcenter.replay import register as register_replay
 from callcenter.settings import Settings, SettingsError, load_settings
+from callcenter.sim_cli import register as register_sim
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -83,6 +85,8 @@ def _parser() -> argparse.ArgumentParser:
     agi.set_defaults(func=cmd_agi)
 
     register_ivr(sub)
+    register_replay(sub)
+    register_sim(sub)
 
     demo = sub.add_parser("demo", help="demo data").add_subparsers(metavar="ACTION")
     seed = demo.add_parser("seed", help="generate a realistic data set")
