@@ -1,0 +1,175 @@
+"""The message schemas: valid JSON Schemas, in step with docs/protocol.md, and strict."""
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+from jsonschema import Draft202012Validator
+
+from agent_ui import schemas
+from agent_ui.schemas import MessageInvalid, validate
+
+DOC = Path(__file__).resolve().parents[2] / "docs" / "protocol.md"
+ENVELOPE = {"type", "v", "request_id"}
+
+
+def doc_tables() -> dict[str, dict[str, str]]:
+    """{direction: {type: row text}} from the two tables of docs/protocol.md."""
+    out: dict[str, dict[str, str]] = {"server": {}, "client": {}}
+    section = None
+    for line in DOC.read_text(encoding="utf-8").splitlines():
+        if line.startswith("## "):
+            section = {"## Server → console": "server", "## Console → server": "client"}.get(line.strip())
+        elif section and (m := re.match(r"^\| `([a-z_]+)` \|", line)):
+            out[section][m.group(1)] = line
+    return out
+
+
+def test_every_documented_type_has_a_schema_and_vice_versa():
+    tables = doc_tables()
+    assert set(tables["server"]) == schemas.message_types("server")
+    assert set(tables["client"]) == schemas.message_types("client")
+
+
+@pytest.mark.parametrize("type_", sorted(schemas.message_types()))
+def test_doc_row_names_every_field(type_):
+    row = {**doc_tables()["server"], **doc_tables()["client"]}[type_]
+    named = set(re.findall(r"`([a-z_]+)`", row))
+    fields = set(schemas.schema(type_)["properties"]) - ENVELOPE
+    assert fields <= named, f"{type_}: docs/protocol.md does not name {fields - named}"
+
+
+def test_schema_files_are_valid_draft_2020_12():
+    for path in schemas.SCHEMA_DIR.rglob("*.json"):
+        doc = json.loads(path.read_text())
+        assert doc["$schema"] == "https://json-schema.org/draft/2020-12/schema"
+        Draft202012Validator.check_schema(doc)
+
+
+@pytest.mark.parametrize("type_", sorted(schemas.message_types()))
+def test_every_schema_refuses_unknown_fields_and_needs_its_envelope(type_):
+    s = schemas.schema(type_)
+    assert s["additionalProperties"] is False
+    assert "type" in s["required"]
+    assert ("v" in s["required"]) == (s["x-direction"] == "server")
+
+
+CARD = {
+    "customer": {
+        "id": 1, "name": "Ada Lovelace", "tier": "vip", "tier_override": None, "loyalty": "loyal",
+        "type": "customer", "tags": ["premium"], "language": "en", "lifetime_value": "12500.00",
+        "notes": None, "contact_count": 3, "last_contact_at": "2026-11-20T10:00:00+00:00",
+        "created_at": "2025-01-01T00:00:00+00:00",
+    },
+    "contact_points": [{"id": 1, "kind": "phone", "value": "+12025550143", "label": "mobile"}],
+    "recent_interactions": [{
+        "id": 9, "channel": "email", "direction": "inbound", "state": "wrapup_done",
+        "created_at": "2026-11-20T10:00:00+00:00", "answered_at": None, "ended_at": None,
+        "queue": "billing", "agent_id": 2, "disposition_code": "resolved", "csat_score": 5,
+        "notes": "Refund sent",
+    }],
+    "open_tickets": [{
+        "id": 3, "number": "T-000003", "type": "complaint", "status": "open", "priority": "high",
+        "subject": "Double charge", "sla_due_at": "2026-11-27T10:00:00+00:00", "assignee_id": None,
+        "created_at": "2026-11-20T10:00:00+00:00",
+    }],
+    "csat_average": "4.50", "csat_count": 2,
+}
+
+VALID = [
+    {"type": "hello", "v": 1, "user": {"id": 1, "username": "a", "display_name": "A", "extension": None},
+     "reason_codes": [{"code": "break", "label": "Break"}], "dispositions": [],
+     "wrapup_required": {"disposition": True, "notes": False}},
+    {"type": "agent_state", "v": 1, "state": "wrap_up", "reason": None,
+     "since": "2026-11-26T09:00:00Z", "wrapup_until": "2026-11-26T09:01:00.5+00:00"},
+    {"type": "offer", "v": 1, "offer_id": "o-1", "interaction_id": 5, "channel": "voice",
+     "queue": "billing", "caller": "+12025550143", "pop": {"known": True, "card": CARD},
+     "ivr_path": [{"node": "menu", "digits": "2"}, {"node": "balance", "result": "****12"}],
+     "reasons": [{"name": "wait_s", "value": 12.5}, {"name": "matched", "value": 0, "note": "billing"}],
+     "expires_at": None},
+    {"type": "offer", "v": 1, "offer_id": "o-2", "interaction_id": 6, "channel": "chat",
+     "queue": None, "caller": None, "pop": {"known": False, "card": None}, "ivr_path": [],
+     "reasons": [], "expires_at": "2026-11-26T09:00:30+00:00"},
+    {"type": "offer_withdrawn", "v": 1, "offer_id": "o-1", "interaction_id": 5, "reason": "no_answer"},
+    {"type": "contact_state", "v": 1, "interaction_id": 5, "state": "talking",
+     "at": "2026-11-26T09:00:00+00:00"},
+    {"type": "wrapup", "v": 1, "interaction_id": 5, "required": {"disposition": True, "notes": True},
+     "until": "2026-11-26T09:02:00+00:00"},
+    {"type": "wrapup_saved", "v": 1, "interaction_id": 5, "disposition": "resolved",
+     "ticket": {"number": "T-000004", "type": "service_request", "status": "open"}},
+    {"type": "customer", "v": 1, "interaction_id": None, "card": CARD},
+    {"type": "search_results", "v": 1, "q": "ada", "page": 1, "has_more": False,
+     "items": [{"id": 1, "name": "Ada", "tier": "key", "type": "partner", "phones": [], "emails": []}]},
+    {"type": "error", "v": 1, "code": "not_found", "message": "no such interaction", "request_id": "r9"},
+    {"type": "set_state", "state": "ready"},
+    {"type": "set_state", "state": "ready", "reason": None, "request_id": "r1"},
+    {"type": "set_state", "state": "not_ready", "reason": "lunch"},
+    {"type": "ack_offer", "offer_id": "o-1"},
+    {"type": "decline_offer", "offer_id": "o-1"},
+    {"type": "answer", "interaction_id": 5},
+    {"type": "hangup", "interaction_id": 5},
+    {"type": "submit_wrapup", "interaction_id": 5, "disposition": "resolved", "notes": ""},
+    {"type": "submit_wrapup", "interaction_id": 5, "disposition": "resolved", "notes": "n",
+     "ticket": {"type": "complaint", "subject": "Rude", "description": "…"}},
+    {"type": "submit_wrapup", "interaction_id": 5, "disposition": "resolved", "notes": "n",
+     "ticket": {"number": "T-000001", "status": "solved"}},
+    {"type": "search", "q": "ada", "page": 2},
+    {"type": "create_customer", "name": "New Person", "phone": "+12025550100", "interaction_id": 5},
+    {"type": "link_number", "customer_id": 1, "interaction_id": 5},
+    {"type": "update_customer", "customer_id": 1, "tier_override": None},
+    {"type": "update_customer", "customer_id": 1, "customer_type": "blacklisted", "notes": "fraud"},
+]
+
+
+@pytest.mark.parametrize("msg", VALID, ids=lambda m: m["type"])
+def test_valid_messages(msg):
+    assert validate(msg) is msg
+
+
+def test_examples_cover_every_type():
+    assert {m["type"] for m in VALID} == schemas.message_types()
+
+
+INVALID = [
+    ({"type": "agent_state", "v": 1, "state": "napping", "reason": None,
+      "since": "2026-11-26T09:00:00Z", "wrapup_until": None}, "/state"),
+    ({"type": "agent_state", "v": 2, "state": "ready", "reason": None,
+      "since": "2026-11-26T09:00:00Z", "wrapup_until": None}, "/v"),
+    ({"type": "agent_state", "v": 1, "state": "ready", "reason": None,
+      "since": "yesterday", "wrapup_until": None}, "/since"),
+    ({"type": "set_state", "state": "not_ready"}, "/"),
+    ({"type": "set_state", "state": "ready", "reason": "lunch"}, "/reason"),
+    ({"type": "set_state", "state": "busy"}, "/state"),
+    ({"type": "answer", "interaction_id": 0}, "/interaction_id"),
+    ({"type": "search", "q": ""}, "/q"),
+    ({"type": "search", "q": "x", "request_id": "x" * 65}, "/request_id"),
+    ({"type": "update_customer", "customer_id": 1}, "/"),
+    ({"type": "update_customer", "customer_id": 1, "type_": "vip"}, "/"),
+    ({"type": "submit_wrapup", "interaction_id": 5, "disposition": "bad code!", "notes": ""},
+     "/disposition"),
+    ({"type": "submit_wrapup", "interaction_id": 5, "disposition": "ok", "notes": "",
+      "ticket": {"type": "complaint", "number": "T-1"}}, "/ticket"),
+]
+
+
+@pytest.mark.parametrize("msg, path", INVALID)
+def test_invalid_messages_name_the_field(msg, path):
+    with pytest.raises(MessageInvalid) as e:
+        validate(msg)
+    assert e.value.code == "bad_message"
+    assert f"(at {path})" in str(e.value)
+
+
+def test_direction_and_unknown_types():
+    with pytest.raises(MessageInvalid) as e:
+        validate({"type": "ack_offer", "offer_id": "o"}, direction="server")
+    assert e.value.code == "unknown_type"
+    with pytest.raises(MessageInvalid) as e:
+        validate({"type": "x" * 1000})
+    assert e.value.code == "unknown_type" and len(str(e.value)) < 100
+    for bad in (None, [], "hello", {"type": 3}):
+        with pytest.raises(MessageInvalid) as e:
+            validate(bad)
+        assert e.value.code == "bad_message"
