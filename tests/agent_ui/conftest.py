@@ -79,7 +79,7 @@ class StubConsoleFacade:
         self.links: list[StubLink] = []
         self.received: list[dict[str, Any]] = []
         self.message_seen = asyncio.Event()
-        self.agent_state = "offline"
+        self.agent_state: tuple[str, str | None] = ("offline", None)
 
     async def login(self, username: str, password: str, remote: str) -> WebSession:
         return await self.auth.login(username, password, remote)
@@ -105,11 +105,11 @@ class StubConsoleFacade:
                                 {"code": "callback", "label": "Callback needed"}],
                   wrapup_required={"disposition": True, "notes": False},
                   server_time=datetime.now(UTC).isoformat())
-        link.push("agent_state", **self.state_message(self.agent_state))
+        link.push("agent_state", **self.state_message(*self.agent_state))
         return link
 
     def apply_state(self, state: str, reason: str | None = None) -> None:
-        self.agent_state = state
+        self.agent_state = (state, reason)
         for link in self.links:
             link.push("agent_state", **self.state_message(state, reason))
 
