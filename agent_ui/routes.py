@@ -77,7 +77,7 @@ class UiConfig:
     allowed_origins: tuple[str, ...] = ()
     max_frame_bytes: int = 64 * 1024
     heartbeat_s: float = 25.0
-    session_recheck_s: float = 30.0  # how often an open websocket re-checks its session
+    session_recheck_s: float = 30.0  # how often an open websocket re-checks its session (min 0.05)
     login_form_ttl_s: int = 3600
 
 
@@ -309,6 +309,21 @@ async def _forward(link: ConsoleLink, sender: _Sender) -> None:
         await sender.ws.close(code=CLOSE_RESYNC, message=b"reconnect")
 
 
+async def _watch_session(facade: Facade, token: str, ws: web.WebSocketResponse, every_s: float) -> None:
+    """Close the socket with 4401 once its session is gone (signed out in another process,
+    expired, idle, user disabled): checked every `every_s` seconds, whether or not frames arrive."""
+    while not ws.closed:
+        await asyncio.sleep(max(every_s, 0.05))
+        try:
+            alive = await facade.session(token) is not None
+        except Exception:  # the store is briefly unreachable: keep the console, try again later
+            log.warning("session re-check failed", exc_info=True)
+            continue
+        if not alive:
+            await ws.close(code=CLOSE_SESSION_ENDED, message=b"session ended")
+            return
+
+
 async def agent_ws(request: web.Request) -> web.StreamResponse:
     app = request.app
     facade, cfg = app[FACADE], app[UI_CONFIG]
@@ -326,16 +341,13 @@ async def agent_ws(request: web.Request) -> web.StreamResponse:
     sender = _Sender(ws)
     link: ConsoleLink | None = None
     forward: asyncio.Task[None] | None = None
+    watch: asyncio.Task[None] | None = None
     try:
         link = await facade.connect_console(session.user)
         forward = asyncio.create_task(_forward(link, sender), name=f"console-forward-{session.user.id}")
-        checked = time.monotonic()
+        watch = asyncio.create_task(_watch_session(facade, token, ws, cfg.session_recheck_s),
+                                    name=f"console-session-{session.user.id}")
         async for frame in ws:
-            if time.monotonic() - checked >= cfg.session_recheck_s:
-                checked = time.monotonic()
-                if await facade.session(token) is None:
-                    await ws.close(code=CLOSE_SESSION_ENDED, message=b"session ended")
-                    break
             if frame.type == WSMsgType.TEXT:
                 reply = await handle_text(facade, session.user, frame.data)
             elif frame.type == WSMsgType.BINARY:
@@ -347,16 +359,18 @@ async def agent_ws(request: web.Request) -> web.StreamResponse:
     except (TimeoutError, ConnectionResetError) as e:
         log.debug("console socket of user %s dropped: %s", session.user.id, e)
     finally:
-        if forward is not None:
-            forward.cancel()
+        for helper in (forward, watch):
+            if helper is None:
+                continue
+            helper.cancel()
             try:
-                await forward
+                await helper
             except asyncio.CancelledError:
                 task = asyncio.current_task()
                 if task is not None and task.cancelling():
                     raise
             except Exception:
-                log.exception("console forwarder failed")
+                log.exception("console helper task failed")
         try:
             if link is not None:
                 await link.close()

@@ -157,11 +157,21 @@ async def test_logout_closes_open_consoles_with_4401(ws_server, ws_facade):
     await asyncio.wait_for(ws_facade.links[0].closed.wait(), 5)
 
 
-async def test_session_expiry_is_noticed_on_an_open_socket(ws_facade, clock):
-    app = make_app(ws_facade, UiConfig(session_recheck_s=0.0))  # re-check on every frame
+async def test_session_expiry_is_noticed_on_an_idle_socket(ws_facade, clock):
+    app = make_app(ws_facade, UiConfig(session_recheck_s=0.05))
     async with serve(app) as url, client() as http, await open_console(http, url) as ws:
         await resume(ws)
-        clock.advance(hours=13)  # past the absolute session lifetime
-        await ws.send_json({"type": "search", "q": "x"})
+        clock.advance(hours=13)  # past the absolute session lifetime; the console sends nothing
+        msg = await ws.receive(timeout=5)
+        assert msg.type == aiohttp.WSMsgType.CLOSE and ws.close_code == 4401
+    await asyncio.wait_for(ws_facade.links[0].closed.wait(), 5)
+
+
+async def test_logout_in_another_process_closes_the_socket(ws_facade):
+    app = make_app(ws_facade, UiConfig(session_recheck_s=0.05))
+    async with serve(app) as url, client() as http, await open_console(http, url) as ws:
+        await resume(ws)
+        token = next(c.value for c in http.cookie_jar if c.key == "cc_session")
+        await ws_facade.auth.logout(token)  # as another server process would, through the DB
         msg = await ws.receive(timeout=5)
         assert msg.type == aiohttp.WSMsgType.CLOSE and ws.close_code == 4401
