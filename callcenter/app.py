@@ -1,31 +1,46 @@
-"""The composition root: builds the store, the optional Redis link and the web app."""
+"""The composition root: the store, the center (routing, voice, consoles), the PBX edge, the web app."""
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from datetime import datetime
+from typing import Any
 
 import redis.asyncio as aioredis
 from aiohttp import web
+from sqlalchemy.exc import DBAPIError
 
 from agent_ui import routes as ui_routes
 from callcenter import ops
-from callcenter.keys import DB, REDIS, SETTINGS
+from callcenter.keys import CENTER, DB, REDIS, SETTINGS, TELEPHONY
+from callcenter.services.auth import AuthService
+from callcenter.services.center import Center, queue_configs
+from callcenter.services.voice import VoiceOptions
 from callcenter.settings import Settings
+from callcenter.telephony import Telephony
 from crm_core.db import Database
+from crm_core.rules import Rules
+from crm_core.store import CrmStore
 
 log = logging.getLogger(__name__)
 
 
+def init_app(settings: Settings, *, database: Database | None = None,
+             ivr_clock: Callable[[], datetime] | None = None) -> web.Application:
+    """Build the application. The tests use this same factory.
 
-def init_app(settings: Settings, *, database: Database | None = None) -> web.Application:
-    """Build the application. The tests use this same factory."""
+    The PBX edge starts when `settings.agi.enabled` / `settings.ami.enabled` say so, or, with
+    `settings.demo.enabled`, against the built-in simulator (see callcenter.demo)."""
     app = web.Application(middlewares=[ops.metrics_middleware])
     app[SETTINGS] = settings
     ops.setup(app)
-    ui_routes.setup(app)
+    ui_routes.setup(app, ui_routes.UiConfig(cookie_secure=settings.web.cookie_secure,
+                                            allowed_origins=tuple(settings.web.allowed_origins)))
     app.cleanup_ctx.append(_database_ctx(database))
     if settings.redis.url:
         app.cleanup_ctx.append(_redis_ctx)
+    app.cleanup_ctx.append(_center_ctx(ivr_clock))
+    app.cleanup_ctx.append(_telephony_ctx)
     return app
 
 
@@ -46,3 +61,69 @@ async def _redis_ctx(app: web.Application) -> AsyncIterator[None]:
     app[REDIS] = client
     yield
     await client.aclose()
+
+
+def build_store(settings: Settings, db: Database) -> CrmStore:
+    path = settings.config_path(settings.crm.rules_file)
+    rules = Rules.from_yaml(path) if path.exists() else Rules.default()
+    return CrmStore(db, rules, default_region=settings.crm.default_region)
+
+
+def _center_ctx(ivr_clock: Callable[[], datetime] | None):  # type: ignore[no-untyped-def]
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        from callcenter.ivr_agi import load_flow_file
+        from ivr import Engine as FlowEngine
+
+        s = app[SETTINGS]
+        store = build_store(s, app[DB])
+        flow = load_flow_file(s.config_path(f"ivr/{s.voice.ivr_flow}.yaml"))
+        try:
+            queues = await queue_configs(store)
+        except DBAPIError as e:
+            raise RuntimeError(f"the database is not ready ({type(e.orig).__name__}): "
+                               "run `callcenter db upgrade` first") from e
+        options = VoiceOptions(default_queue=s.voice.default_queue, ack_timeout_s=s.voice.ack_timeout_s,
+                               wrapup_s=s.voice.wrapup_s, survey=s.voice.survey,
+                               queue_skills={n: dict(q.skills) for n, q in queues.items()})
+        clock = ivr_clock
+        if clock is None and s.demo.enabled:
+            from callcenter.demo import demo_clock as clock
+        extra: dict[str, Any] = {"ivr_clock": clock} if clock else {}
+        center = Center(store, AuthService(app[DB], store), FlowEngine(flow), options=options,
+                        queues=queues or _fallback_queues(s.voice.default_queue), **extra)
+        await center.load_agents()
+        app[CENTER] = center
+        app[ui_routes.FACADE] = center
+        yield
+        await center.close()
+
+    return ctx
+
+
+def _fallback_queues(name: str) -> dict[str, Any]:
+    from routing import QueueConfig
+
+    log.warning("no queues in the database: routing everything to %r (run `callcenter db upgrade`)", name)
+    return {name: QueueConfig(name)}
+
+
+async def _telephony_ctx(app: web.Application) -> AsyncIterator[None]:
+    s = app[SETTINGS]
+    tel = Telephony(app[CENTER].voice)
+    app[TELEPHONY] = tel
+    sim = None
+    try:
+        if s.demo.enabled:
+            from callcenter.demo import start_simulated_pbx
+
+            sim = await start_simulated_pbx(app, tel)
+        else:
+            if s.agi.enabled:
+                await tel.start_agi(s.agi.host, s.agi.port, s.agi.max_sessions)
+            if s.ami.enabled:
+                await tel.start_ami(s.ami.host, s.ami.port, s.ami.username, s.ami.resolved_secret() or "")
+        yield
+    finally:
+        await tel.close()
+        if sim is not None:
+            await sim.close()

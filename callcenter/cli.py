@@ -58,6 +58,12 @@ def _parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="start the server")
     run.add_argument("--host")
     run.add_argument("--port", type=int)
+    run.add_argument("--ami", metavar="HOST:PORT", help="a real Asterisk's manager interface")
+    run.add_argument("--ami-user", help="manager user (default: settings ami.username)")
+    run.add_argument("--ami-secret-file", help="file holding the manager secret (or CC_AMI__SECRET)")
+    run.add_argument("--agi-port", type=int, help="FastAGI port for the dialplan's AGI() (default 4573)")
+    run.add_argument("--no-demo", action="store_true",
+                     help="without --ami, start no simulated PBX and no demo traffic")
     run.set_defaults(func=cmd_run)
 
     db = sub.add_parser("db", help="database commands").add_subparsers(metavar="ACTION")
@@ -107,8 +113,31 @@ def _database(settings: Settings):  # type: ignore[no-untyped-def]
 def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
     host = args.host or settings.http.host
     port = args.port if args.port is not None else settings.http.port
+    settings = _pbx_settings(settings, args)
     asyncio.run(_serve(settings, host, port))
     return 0
+
+
+def _pbx_settings(settings: Settings, args: argparse.Namespace) -> Settings:
+    """--ami connects a real Asterisk; without it (and without --no-demo) the demo PBX runs."""
+    ami, agi, demo = settings.ami, settings.agi, settings.demo
+    if args.ami:
+        h, _, p = args.ami.rpartition(":")
+        if not h or not p.isdigit():
+            raise CliError(f"--ami {args.ami!r}: expected HOST:PORT")
+        ami = ami.model_copy(update={"enabled": True, "host": h, "port": int(p)})
+        agi = agi.model_copy(update={"enabled": True})
+    if args.ami_user:
+        ami = ami.model_copy(update={"username": args.ami_user})
+    if args.ami_secret_file:
+        ami = ami.model_copy(update={"secret_file": args.ami_secret_file})
+    if args.agi_port is not None:
+        agi = agi.model_copy(update={"enabled": True, "port": args.agi_port})
+    if not ami.enabled and not args.no_demo:
+        demo = demo.model_copy(update={"enabled": True})
+    if ami.enabled and not ami.resolved_secret():
+        raise CliError("the AMI secret is missing: set CC_AMI__SECRET or --ami-secret-file")
+    return settings.model_copy(update={"ami": ami, "agi": agi, "demo": demo})
 
 
 async def _serve(settings: Settings, host: str, port: int) -> None:
@@ -119,12 +148,20 @@ async def _serve(settings: Settings, host: str, port: int) -> None:
 
     from callcenter.app import init_app
 
+    logins: list[tuple[str, str]] = []
+    if settings.demo.enabled:
+        logins = await _demo_data(settings)
     runner = web.AppRunner(init_app(settings))
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     await site.start()
     bound = site._server.sockets[0].getsockname()  # type: ignore[union-attr]
-    print(f"callcenter: serving on http://{bound[0]}:{bound[1]}/ (Ctrl+C to stop)", flush=True)
+    base = f"http://{bound[0]}:{bound[1]}"
+    print(f"callcenter: serving on {base}/ (Ctrl+C to stop)", flush=True)
+    if settings.demo.enabled:
+        print(f"callcenter: demo center with a simulated PBX; agent console: {base}/console", flush=True)
+        for username, role in logins:
+            print(f"callcenter:   {role:<10} {username} / {settings.demo.password}", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -133,6 +170,17 @@ async def _serve(settings: Settings, host: str, port: int) -> None:
         await stop.wait()
     finally:
         await runner.cleanup()
+
+
+async def _demo_data(settings: Settings) -> list[tuple[str, str]]:
+    from callcenter.bootstrap import open_store
+    from callcenter.demo import ensure_demo_data
+
+    store = open_store(settings)
+    try:
+        return await ensure_demo_data(store, settings)
+    finally:
+        await store.db.close()
 
 
 def cmd_db_upgrade(settings: Settings, args: argparse.Namespace) -> int:

@@ -93,6 +93,29 @@ class Agi(_Section):
     max_sessions: int = Field(500, ge=1)
 
 
+class Voice(_Section):
+    ivr_flow: str = "demo"  # config/ivr/<name>.yaml
+    default_queue: str = "general"
+    ack_timeout_s: float = Field(3.0, gt=0, le=30)  # the dial waits this long for the pop's ack
+    wrapup_s: float = Field(120.0, gt=0)
+    survey: bool = True
+
+
+class Demo(_Section):
+    """The built-in simulated PBX and traffic, for `make run` without a real Asterisk."""
+
+    enabled: bool = False
+    calls_per_minute: float = Field(3.0, ge=0)
+    customers: int = Field(2000, ge=0)
+    password: str = Field("demo-password", min_length=8, repr=False)
+    time_scale: float = Field(1.0, gt=0, le=10)  # simulated PBX time vs real time (tests: 0.01)
+
+
+class Web(_Section):
+    cookie_secure: bool = False
+    allowed_origins: list[str] = []
+
+
 class Settings(_Section):
     http: Http = Http()
     database: Database = Database()
@@ -100,6 +123,9 @@ class Settings(_Section):
     crm: Crm = Crm()
     ami: Ami = Ami()
     agi: Agi = Agi()
+    voice: Voice = Voice()
+    demo: Demo = Demo()
+    web: Web = Web()
     seed_file: str = "seed.yaml"
     config_dir: Path = DEFAULT_CONFIG_DIR
 

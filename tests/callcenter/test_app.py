@@ -2,6 +2,7 @@
 import socket
 
 import aiohttp
+import pytest
 
 from callcenter.app import init_app
 from callcenter.settings import load_settings
@@ -45,18 +46,18 @@ async def test_healthz_is_503_when_redis_is_down(database):
     assert body["checks"]["redis"]["ok"] is False and body["checks"]["redis"]["error"]
 
 
-async def test_healthz_without_redis_configured(tmp_path):
-    settings = _settings(CC_DATABASE_URL=f"sqlite+aiosqlite:///{tmp_path}/x.db")
-    async with serve(init_app(settings)) as base, aiohttp.ClientSession() as http:
+async def test_healthz_without_redis_configured(database):
+    settings = _settings()
+    async with serve(init_app(settings, database=database)) as base, aiohttp.ClientSession() as http:
         async with http.get(f"{base}/healthz") as r:
             assert r.status == 200
             body = await r.json()
     assert body["checks"]["redis"] == {"ok": True, "configured": False}
 
 
-async def test_metrics_count_requests(tmp_path):
-    settings = _settings(CC_DATABASE_URL=f"sqlite+aiosqlite:///{tmp_path}/x.db")
-    async with serve(init_app(settings)) as base, aiohttp.ClientSession() as http:
+async def test_metrics_count_requests(database):
+    settings = _settings()
+    async with serve(init_app(settings, database=database)) as base, aiohttp.ClientSession() as http:
         for _ in range(3):
             async with http.get(f"{base}/healthz") as r:
                 assert r.status == 200
@@ -69,3 +70,10 @@ async def test_metrics_count_requests(tmp_path):
     assert 'cc_http_requests_total{method="GET",route="/healthz",status="200"} 3.0' in text
     assert 'status="404"' in text
     assert "cc_http_request_seconds_bucket" in text
+
+
+async def test_an_unmigrated_database_is_a_clear_error(tmp_path):
+    settings = _settings(CC_DATABASE_URL=f"sqlite+aiosqlite:///{tmp_path}/empty.db")
+    with pytest.raises(RuntimeError, match="callcenter db upgrade"):
+        async with serve(init_app(settings)):
+            pass

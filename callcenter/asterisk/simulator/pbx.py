@@ -71,6 +71,7 @@ class Behaviour:
     hangup_after: float | None = None
     digits: list[str] = field(default_factory=list)
     dtmf_delay: float = 0.5
+    manual: bool = False  # a soft-phone: rings until Pbx.answer_device / stays up until hangup_device
 
 
 @dataclass
@@ -113,6 +114,7 @@ class Channel:
     dial_peer: Channel | None = None  # the caller that dialed this channel (no pbx of its own)
     queued_in: str | None = None
     on_hangup: list[Callable[[], None]] = field(default_factory=list)
+    answer_request: asyncio.Event | None = None  # set by a soft-phone's Answer button
 
     @property
     def up(self) -> bool:
@@ -825,6 +827,12 @@ class Pbx:
                 self.request_hangup(ch, 17)
                 return
             self.new_state(ring_leg, 5)
+            if b.manual:
+                ch.answer_request = asyncio.Event()
+                await self._first(ch.answer_request.wait(), ch.gone.wait())
+                if not ch.hungup:
+                    self.answer(ch)
+                return
             if b.answer_after is None:
                 await ch.gone.wait()
                 return
@@ -840,6 +848,36 @@ class Pbx:
                 self.hangup(ch, 16)
         except asyncio.CancelledError:
             raise
+
+    @staticmethod
+    async def _first(*aws: Any) -> None:
+        tasks = [asyncio.ensure_future(a) for a in aws]
+        try:
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for t in tasks:
+                t.cancel()
+
+    def device_channels(self, number: str) -> list[Channel]:
+        """Live channels of an endpoint (PJSIP/1001, or Local/1001@... without dialplan)."""
+        return [c for c in self.channels.values() if not c.hungup and c.device
+                and c.device.split("/", 1)[-1].split("@", 1)[0] == number]
+
+    def answer_device(self, number: str) -> bool:
+        """A soft-phone's Answer button: answer the ringing channel of that endpoint."""
+        for c in self.device_channels(number):
+            req = getattr(c, "answer_request", None)
+            if req is not None and not c.up:
+                req.set()
+                return True
+        return False
+
+    def hangup_device(self, number: str) -> bool:
+        """A soft-phone's Hang-up button."""
+        chans = self.device_channels(number)
+        for c in chans:
+            self.request_hangup(c, 16)
+        return bool(chans)
 
     def dial_fields(self, caller: Channel | None, leg: Channel) -> list[tuple[str, str]]:
         return [*(caller.snap() if caller is not None else []), *leg.snap("Dest")]

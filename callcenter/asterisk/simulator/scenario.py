@@ -122,12 +122,22 @@ class Simulator:
     # ---- endpoints -------------------------------------------------------------------------
 
     def agent(self, number: str, *, answer_after: float | None = 1.0, talk_time: float | None = 5.0,
-              never_answer: bool = False, busy: bool = False, hangup_after: float | None = None) -> Behaviour:
-        """How agent ``number``'s phone behaves (PJSIP/number or Local/number@ctx without dialplan)."""
+              never_answer: bool = False, busy: bool = False, hangup_after: float | None = None,
+              manual: bool = False) -> Behaviour:
+        """How agent ``number``'s phone behaves (PJSIP/number or Local/number@ctx without dialplan).
+        ``manual``: a soft-phone driven by :meth:`answer_phone` and :meth:`hangup_phone`."""
         b = Behaviour(answer_after=None if never_answer else answer_after, talk_time=talk_time, busy=busy,
-                      hangup_after=hangup_after)
+                      hangup_after=hangup_after, manual=manual)
         self.pbx.behaviours[number] = b
         return b
+
+    def answer_phone(self, number: str) -> bool:
+        """Press Answer on agent ``number``'s ringing soft-phone; False if it is not ringing."""
+        return self.pbx.answer_device(number)
+
+    def hangup_phone(self, number: str) -> bool:
+        """Press Hang up on agent ``number``'s phone; False if it has no call."""
+        return self.pbx.hangup_device(number)
 
     def call(self, caller_id: str = "+14155550100", *, name: str = "", exten: str = "100",
              digits: Iterable[str] = (), hangup_after: float | None = None, context: str | None = None,

@@ -1,0 +1,84 @@
+"""Agents as the console sees them: presence from the routing engine, pushed to the consoles."""
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from callcenter.services.consoles import ConsoleHub
+from routing import AgentProfile, Channel, Engine, Presence, SlotState
+
+REASON_CODES = (
+    ("break", "Break"), ("lunch", "Lunch"), ("meeting", "Meeting"), ("training", "Training"),
+    ("after-call", "After-call work"), ("no-answer", "Missed a call"), ("disconnected", "Console closed"),
+)
+
+
+@dataclass
+class Agent:
+    user_id: int
+    username: str
+    display_name: str
+    extension: str | None
+    teams: tuple[str, ...] = ()
+
+    @property
+    def agent_id(self) -> str:
+        return str(self.user_id)
+
+    @property
+    def dial_string(self) -> str | None:
+        """What the dialplan dials: an extension like `1001` becomes `PJSIP/1001`."""
+        ext = self.extension
+        if not ext:
+            return None
+        return ext if "/" in ext else f"PJSIP/{ext}"
+
+
+class AgentDirectory:
+    """Who the agents are, and what state the routing engine has them in."""
+
+    def __init__(self, engine: Engine, hub: ConsoleHub, *, wall: Callable[[], float] = time.time,
+                 mono: Callable[[], float] = time.monotonic) -> None:
+        self.engine = engine
+        self.hub = hub
+        self.agents: dict[str, Agent] = {}
+        self._wall = wall
+        self._mono = mono
+
+    def add(self, agent: Agent, profile: AgentProfile) -> None:
+        self.agents[agent.agent_id] = agent
+
+    def by_user(self, user_id: int) -> Agent | None:
+        return self.agents.get(str(user_id))
+
+    def status(self, agent_id: str) -> dict[str, object]:
+        """The `agent_state` fields: offline, ready, not_ready, busy or wrap_up."""
+        rec = self.engine.store.agent(agent_id)
+        if rec is None:
+            return {"state": "offline", "reason": None, "since": self._iso(None), "wrapup_until": None}
+        busy = any(state is SlotState.BUSY for _ch, state in rec.slots.values())
+        state = {Presence.OFFLINE: "offline", Presence.READY: "ready",
+                 Presence.NOT_READY: "not_ready", Presence.WRAP_UP: "wrap_up"}[rec.presence]
+        if busy and rec.presence is Presence.READY:
+            state = "busy"
+        until = self._iso(rec.wrap_up_until) if rec.presence is Presence.WRAP_UP else None
+        return {"state": state, "reason": rec.reason, "since": self._iso(rec.presence_since),
+                "wrapup_until": until}
+
+    def push_state(self, agent_id: str) -> None:
+        agent = self.agents.get(agent_id)
+        if agent is not None:
+            self.hub.send(agent.user_id, "agent_state", **self.status(agent_id))
+
+    def busy_with_voice(self, agent_id: str) -> bool:
+        rec = self.engine.store.agent(agent_id)
+        return rec is not None and any(ch is Channel.VOICE for ch, _s in rec.slots.values())
+
+    def _iso(self, mono: float | None) -> str | None:
+        """An engine (monotonic) time as ISO UTC."""
+        if mono is None:
+            return None
+        wall = self._wall() - (self._mono() - mono)
+        return datetime.fromtimestamp(wall, UTC).isoformat()

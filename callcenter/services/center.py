@@ -1,0 +1,127 @@
+"""The running center: routing, agents, voice and consoles, built from the store's catalog.
+`Center` is what agent_ui sees through callcenter.facade.Facade."""
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from callcenter.facade import WebSession, WebUser
+from callcenter.services.agents import Agent, AgentDirectory
+from callcenter.services.console import ConsoleService
+from callcenter.services.consoles import ConsoleHub, Link
+from callcenter.services.routing_runner import RoutingRunner
+from callcenter.services.voice import VoiceOptions, VoiceService
+from crm_core.catalog import list_queues
+from crm_core.store import CrmStore
+from ivr import Engine as FlowEngine
+from routing import (
+    AgentProfile,
+    Channel,
+    Decision,
+    Engine,
+    EngineConfig,
+    PresenceChanged,
+    QueueConfig,
+    ServiceLevel,
+)
+
+log = logging.getLogger(__name__)
+
+
+class Center:
+    def __init__(self, store: CrmStore, auth: Any, flow: FlowEngine, *, options: VoiceOptions,
+                 queues: dict[str, QueueConfig], mono: Callable[[], float] = time.monotonic,
+                 ivr_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+                 autotick: bool = True) -> None:
+        self.store = store
+        self.auth = auth
+        self.hub = ConsoleHub()
+        config = EngineConfig(queues=queues, ring_timeout_s=options.ack_timeout_s + 60.0,
+                              wrap_up_s={Channel.VOICE: options.wrapup_s, Channel.CHAT: options.wrapup_s,
+                                         Channel.EMAIL: options.wrapup_s})
+        self.engine = Engine(config)
+        self.runner = RoutingRunner(self.engine, self._perform, clock=mono, autotick=autotick)
+        self.directory = AgentDirectory(self.engine, self.hub, mono=mono)
+        self.voice = VoiceService(store, self.runner, self.directory, self.hub, flow,
+                                  self._lookups(), options=options, mono=mono, ivr_clock=ivr_clock)
+        self.console = ConsoleService(store, self.hub, self.directory, self.runner, self.voice)
+
+    # ------------------------------------------------------------------ building
+    async def load_agents(self) -> int:
+        users = await self.store.list_users(role="agent")
+        for u in users:
+            if self.directory.agents.get(str(u.id)) is not None:
+                continue
+            caps = {Channel.VOICE: u.capacity_voice, Channel.CHAT: u.capacity_chat,
+                    Channel.EMAIL: u.capacity_email}
+            teams = tuple(t.name for t in u.teams)
+            profile = AgentProfile(str(u.id), dict(u.skill_map), team=teams[0] if teams else None,
+                                   capacity=caps)
+            agent = Agent(u.id, u.username, u.display_name, u.extension, teams)
+            await self.runner.add_agent(profile)
+            self.directory.add(agent, profile)
+        return len(users)
+
+    def _lookups(self) -> dict[str, Any]:
+        store = self.store
+
+        async def identify_caller(phone: str = "", **_: Any) -> dict[str, Any] | None:
+            c = await store.identify(phone=phone) if phone else None
+            if c is None:
+                return None
+            return {"id": c.id, "name": c.name, "tier": c.tier, "type": c.type,
+                    "language": c.language or ""}
+
+        async def account_balance(account: str = "", **_: Any) -> dict[str, Any] | None:
+            # The demo's billing system: a deterministic balance per account number.
+            if not account or not account.isdigit():
+                return None
+            cents = (int(account) * 7919) % 100_000
+            return {"balance": f"{cents // 100}.{cents % 100:02d}", "currency": "dollars"}
+
+        return {"identify_caller": identify_caller, "account_balance": account_balance}
+
+    # ------------------------------------------------------------------ decisions
+    async def _perform(self, decisions: list[Decision]) -> None:
+        touched = await self.voice.perform(decisions)
+        for d in decisions:
+            if isinstance(d, PresenceChanged):
+                touched.add(d.agent_id)
+        for agent_id in touched:
+            self.directory.push_state(agent_id)
+
+    # ------------------------------------------------------------------ Facade
+    async def login(self, username: str, password: str, remote: str) -> WebSession:
+        session: WebSession = await self.auth.login(username, password, remote)
+        return session
+
+    async def session(self, token: str) -> WebSession | None:
+        result: WebSession | None = await self.auth.session(token)
+        return result
+
+    async def logout(self, token: str) -> None:
+        await self.auth.logout(token)
+
+    async def connect_console(self, user: WebUser) -> Link:
+        return await self.console.connect(user)
+
+    async def console_message(self, user: WebUser, message: dict[str, Any]) -> dict[str, Any] | None:
+        return await self.console.handle(user, message)
+
+    async def close(self) -> None:
+        self.runner.close()
+        await self.voice.close()
+
+
+async def queue_configs(store: CrmStore) -> dict[str, QueueConfig]:
+    """The routing queues from the catalog (the database is the authority)."""
+    out: dict[str, QueueConfig] = {}
+    for q in await list_queues(store.db):
+        if not q.active:
+            continue
+        out[q.name] = QueueConfig(q.name, skills=dict(q.skills or {}),
+                                  service_level=ServiceLevel(q.sl_target_pct / 100, float(q.sl_target_s)))
+    return out

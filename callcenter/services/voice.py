@@ -1,0 +1,545 @@
+"""Voice calls end to end.
+
+FastAGI drives the front of a call (identify, IVR, wait in queue, set the dial target) and AMI
+events drive the rest (ringing, talking, hang-up). The routing engine decides who gets the call;
+this module performs its decisions. Every step, failures included, lands on the interaction's
+timeline, and the console hears about a state only when the PBX event that confirms it arrives.
+
+    arrive -> identify -> ivr -> queue -> offer (pop) -> [ack] -> ring -> answer -> talk
+           -> hang up -> wrap-up -> disposition
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from callcenter.asterisk.ami import Event as AmiEvent
+from callcenter.asterisk.fastagi import AgiCommandError, AgiSession
+from callcenter.ivr_agi import run_flow
+from callcenter.services.agents import Agent, AgentDirectory
+from callcenter.services.consoles import ConsoleHub
+from callcenter.services.routing_runner import RoutingRunner
+from crm_core.errors import CrmError
+from crm_core.store import CrmStore
+from ivr import Engine as FlowEngine
+from routing import (
+    Channel,
+    Contact,
+    ContactArrived,
+    ContactFinished,
+    ContactHungUp,
+    ContactStatus,
+    Decision,
+    Ended,
+    OfferAccepted,
+    OfferDeclined,
+    RoutingError,
+    Tier,
+)
+from routing import Offer as RoutingOffer
+
+log = logging.getLogger(__name__)
+
+LookupFn = Callable[..., Awaitable[Mapping[str, Any] | None]]
+
+
+@dataclass
+class PendingOffer:
+    id: str
+    agent_id: str
+    reasons: list[dict[str, Any]]
+    expires_at: str
+    ack: asyncio.Event = field(default_factory=asyncio.Event)
+    settled: bool = False  # answered, refused or withdrawn: nothing more to do for it
+
+
+@dataclass
+class VoiceCall:
+    interaction_id: int
+    linkedid: str
+    caller: str
+    customer_id: int | None = None
+    tier: str = "regular"
+    queue: str | None = None
+    ivr_path: list[Any] = field(default_factory=list)
+    state: str = "ivr"  # ivr, queued, offered, ringing, talking, wrapup, done
+    queued_mono: float | None = None
+    offer: PendingOffer | None = None
+    agent_id: str | None = None
+    agent_leg: str | None = None  # uniqueid of the dialled agent channel
+    assigned: asyncio.Future[Agent] | None = None
+    routed: bool = False  # the routing engine knows this contact (until it Ended)
+
+    @property
+    def contact_id(self) -> str:
+        return str(self.interaction_id)
+
+
+@dataclass(frozen=True)
+class VoiceOptions:
+    default_queue: str = "general"
+    ack_timeout_s: float = 3.0  # the dial waits this long for the console to show the pop
+    wrapup_s: float = 120.0  # longest wrap-up before the engine makes the agent ready again
+    survey: bool = True
+    queue_skills: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
+
+
+class Softphone:
+    """Answers and hangs up simulated agent phones (the demo's soft-phone buttons)."""
+
+    async def answer(self, extension: str) -> bool:
+        raise NotImplementedError
+
+    async def hangup(self, extension: str) -> bool:
+        raise NotImplementedError
+
+
+class VoiceService:
+    def __init__(self, store: CrmStore, runner: RoutingRunner, directory: AgentDirectory,
+                 hub: ConsoleHub, flow: FlowEngine, lookups: Mapping[str, LookupFn], *,
+                 options: VoiceOptions = VoiceOptions(), mono: Callable[[], float] = time.monotonic,
+                 ivr_clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+        self.store = store
+        self.runner = runner
+        self.directory = directory
+        self.hub = hub
+        self.flow = flow
+        self.lookups = lookups
+        self.options = options
+        self.mono = mono
+        self.ivr_clock = ivr_clock
+        self.calls: dict[int, VoiceCall] = {}
+        self.by_linkedid: dict[str, VoiceCall] = {}
+        self.softphone: Softphone | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    def agi_handlers(self) -> dict[str, Callable[[AgiSession], Awaitable[None]]]:
+        return {"ivr": self.agi_ivr, "after-dial": self.agi_after_dial, "survey": self.agi_survey}
+
+    # ------------------------------------------------------------------ timeline
+    async def _event(self, call: VoiceCall, kind: str, ok: bool = True, **data: Any) -> None:
+        try:
+            await self.store.append_event(call.interaction_id, kind, ok=ok, data=data)
+        except CrmError:
+            log.exception("timeline append failed for interaction %s", call.interaction_id)
+
+    async def _state(self, call: VoiceCall, state: str, **kw: Any) -> None:
+        try:
+            await self.store.set_state(call.interaction_id, state, **kw)
+        except CrmError as e:
+            await self._event(call, "state_failed", ok=False, state=state, error=str(e))
+
+    # ------------------------------------------------------------------ AGI: arrive, IVR, queue
+    async def agi_ivr(self, session: AgiSession) -> None:
+        env = session.env
+        caller = env.callerid_known or ""
+        interaction = await self.store.open_interaction(
+            "voice", "inbound", None, external_id=env.uniqueid, from_address=caller or None,
+            to_address=env.dnid if env.dnid not in ("", "unknown") else None)
+        call = VoiceCall(interaction.id, env.uniqueid, caller)
+        self.calls[call.interaction_id] = call
+        self.by_linkedid[call.linkedid] = call
+        await session.set_variable("CC_INTERACTION", str(call.interaction_id))
+        await self._event(call, "arrive", channel=env.channel, caller=caller or "anonymous")
+        await self._identify(call)
+        await self._state(call, "ivr")
+        variables = {"caller_id": caller, "caller_name": env.calleridname, "uniqueid": env.uniqueid,
+                     **{f"param.{k}": v for k, v in session.route.params.items()}}
+        done = await run_flow(session, self.flow, self.lookups, variables=variables,
+                              clock=self.ivr_clock)
+        call.ivr_path = _path(done)
+        result = done.result
+        await self._event(call, "ivr", ok=not done.error, result=result.describe(), path=call.ivr_path,
+                          **({"error": done.error} if done.error else {}))
+        try:
+            await self.store.update_interaction(call.interaction_id, ivr_path=call.ivr_path)
+        except CrmError as e:
+            await self._event(call, "ivr_path_failed", ok=False, error=str(e))
+        kind = result.kind
+        if kind == "abandoned":
+            await self._finish_without_agent(call, "abandoned", "caller hung up in the IVR")
+        elif kind == "queue":
+            queue = result.queue if result.queue else self.options.default_queue
+            await self._queue(call, session, queue, dict(result.skills), float(result.priority_boost))
+        else:
+            await self._finish_without_agent(call, "ended", result.describe())
+
+    async def _identify(self, call: VoiceCall) -> None:
+        try:
+            customer = await self.store.identify(phone=call.caller) if call.caller else None
+        except CrmError as e:
+            await self._event(call, "identify", ok=False, error=str(e))
+            return
+        if customer is None:
+            await self._event(call, "identify", ok=False, known=False, caller=call.caller or "anonymous")
+            return
+        call.customer_id, call.tier = customer.id, customer.tier
+        try:
+            await self.store.link_customer(call.interaction_id, customer.id)
+        except CrmError as e:
+            await self._event(call, "link_failed", ok=False, error=str(e))
+        await self._event(call, "identify", known=True, customer_id=customer.id, tier=customer.tier)
+
+    async def _queue(self, call: VoiceCall, session: AgiSession, queue: str, skills: dict[str, int],
+                     boost: float) -> None:
+        if queue not in self.runner.engine.config.queues:
+            await self._event(call, "unknown_queue", ok=False, queue=queue)
+            queue = self.options.default_queue
+        if not skills:
+            skills = dict(self.options.queue_skills.get(queue, {}))
+        call.queue, call.state, call.queued_mono = queue, "queued", self.mono()
+        call.assigned = asyncio.get_running_loop().create_future()
+        await self._state(call, "queued", queue=queue)
+        await self._event(call, "queue", queue=queue, skills=skills, priority=boost)
+        await _quietly(session.set_music(True))
+        contact = Contact(call.contact_id, Channel.VOICE, queue, self.mono(),
+                          customer_id=str(call.customer_id or ""), tier=Tier(call.tier), skills=skills,
+                          priority=boost)
+        call.routed = True
+        await self.runner.handle(ContactArrived(contact))
+        await self._dial_when_assigned(call, session)
+
+    async def _dial_when_assigned(self, call: VoiceCall, session: AgiSession) -> None:
+        """Wait (caller on music on hold) for an agent whose console shows the pop; then set the
+        dial target and return, so the dialplan rings the agent."""
+        assert call.assigned is not None
+        hung = asyncio.ensure_future(session.hangup_event.wait())
+        try:
+            await asyncio.wait({call.assigned, hung}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            hung.cancel()
+        if session.hung_up or not call.assigned.done():
+            await self.caller_gone(call, "caller hung up while queued")
+            return
+        agent = call.assigned.result()
+        await _quietly(session.set_music(False))
+        await session.set_variable("ROUTE_KIND", "agent")
+        await session.set_variable("ROUTE_TO", agent.dial_string or "")
+        await self._event(call, "dial", agent=agent.username, target=agent.dial_string)
+
+    async def _finish_without_agent(self, call: VoiceCall, state: str, detail: str) -> None:
+        call.state = "done"
+        await self._event(call, "end", ok=state != "failed", detail=detail)
+        await self._state(call, state)
+        if state == "ended":
+            await self._state(call, "wrapup_done")
+        self._forget(call)
+
+    # ------------------------------------------------------------------ AGI: after the dial
+    async def agi_after_dial(self, session: AgiSession) -> None:
+        call = await self._call_of(session)
+        status = await session.get_variable("DIALSTATUS") or ""
+        if call is None:
+            return
+        if status == "ANSWER":
+            if self.options.survey and call.state in ("talking", "wrapup", "done"):
+                await session.set_variable("CC_SURVEY", "1")
+            return
+        # NOANSWER, BUSY, CHANUNAVAIL, CONGESTION: back to the queue, keeping the place
+        await self.no_answer(call, status or "NOANSWER")
+        if call.state in ("queued", "offered") and not session.hung_up:
+            await _quietly(session.set_music(True))
+            await self._dial_when_assigned(call, session)
+        else:
+            await session.set_variable("ROUTE_TO", "")
+
+    async def agi_survey(self, session: AgiSession) -> None:
+        call = await self._call_of(session)
+        done = await run_flow(session, self.flow, self.lookups, entry="survey", clock=self.ivr_clock)
+        if call is None:
+            return
+        score = getattr(done.result, "score", None)
+        if score is None:
+            await self._event(call, "survey", ok=False, detail=done.result.describe())
+            return
+        try:
+            await self.store.record_survey(int(score), interaction_id=call.interaction_id,
+                                           customer_id=call.customer_id, channel="voice")
+            await self._event(call, "survey", score=int(score))
+        except CrmError as e:
+            await self._event(call, "survey", ok=False, error=str(e))
+
+    async def _call_of(self, session: AgiSession) -> VoiceCall | None:
+        raw = await session.get_variable("CC_INTERACTION")
+        call = self.calls.get(int(raw)) if raw and raw.isdigit() else None
+        if call is None:
+            log.warning("AGI %s for an unknown interaction %r", session.route.script, raw)
+        return call
+
+    # ------------------------------------------------------------------ routing decisions
+    async def perform(self, decisions: list[Decision]) -> set[str]:
+        """Perform the engine's decisions about voice contacts; returns the agents touched.
+
+        Runs under the routing runner's lock: anything that feeds the engine again is spawned."""
+        touched: set[str] = set()
+        for d in decisions:
+            cid = getattr(d, "contact_id", None)
+            call = self.calls.get(int(cid)) if cid and cid.isdigit() else None
+            if isinstance(d, RoutingOffer) and call is not None:
+                await self._offer(call, d)
+            elif isinstance(d, Ended) and call is not None:
+                call.routed = False
+                if d.outcome is ContactStatus.ABANDONED and call.state in ("queued", "offered", "ringing"):
+                    await self._abandoned(call)
+            elif call is not None:
+                await self._event(call, type(d).__name__.lower(), **_fields(d))
+            agent = getattr(d, "agent_id", None)
+            if agent:
+                touched.add(agent)
+        return touched
+
+    async def _offer(self, call: VoiceCall, d: RoutingOffer) -> None:
+        agent = self.directory.agents.get(d.agent_id)
+        if agent is None:
+            return
+        expires = datetime.now(UTC) + timedelta(seconds=max(0.0, d.lease_until - self.mono()))
+        reasons = [{"name": p.name, "value": p.value, "note": p.note} for p in d.reasons]
+        offer = PendingOffer(secrets.token_urlsafe(9), d.agent_id, reasons, expires.isoformat())
+        call.offer, call.agent_id, call.state = offer, d.agent_id, "offered"
+        await self._state(call, "offered", agent_id=agent.user_id)
+        await self._event(call, "offer", agent=agent.username, reasons=reasons)
+        delivered = self.hub.send(agent.user_id, "offer", **await self.offer_message(call))
+        if not delivered:
+            await self._event(call, "offer_undelivered", ok=False, agent=agent.username)
+            self._spawn(self._refuse(call, offer, no_answer=False, why="agent_disconnected"))
+            return
+        self._spawn(self._await_ack(call, offer, agent))
+
+    async def offer_message(self, call: VoiceCall) -> dict[str, Any]:
+        assert call.offer is not None
+        card = None
+        if call.customer_id is not None:
+            try:
+                card = (await self.store.customer_card(call.customer_id)).to_dict()
+            except CrmError as e:
+                await self._event(call, "pop_failed", ok=False, error=str(e))
+        return {"offer_id": call.offer.id, "interaction_id": call.interaction_id, "channel": "voice",
+                "queue": call.queue, "caller": call.caller or "anonymous",
+                "pop": {"known": card is not None, "card": card}, "ivr_path": call.ivr_path,
+                "reasons": call.offer.reasons, "expires_at": call.offer.expires_at}
+
+    async def _await_ack(self, call: VoiceCall, offer: PendingOffer, agent: Agent) -> None:
+        try:
+            await asyncio.wait_for(offer.ack.wait(), self.options.ack_timeout_s)
+        except TimeoutError:
+            await self._event(call, "pop_ack_timeout", ok=False, agent=agent.username,
+                              waited_s=self.options.ack_timeout_s)
+        if call.offer is offer and not offer.settled and call.assigned and not call.assigned.done():
+            call.assigned.set_result(agent)
+
+    def ack(self, user_id: int, offer_id: str) -> VoiceCall | None:
+        for call in self.calls.values():
+            o = call.offer
+            if o is not None and o.id == offer_id and o.agent_id == str(user_id) and not o.settled:
+                o.ack.set()
+                self._spawn(self._event(call, "pop_ack", offer_id=offer_id))
+                return call
+        return None
+
+    async def decline(self, user_id: int, offer_id: str) -> bool:
+        for call in self.calls.values():
+            o = call.offer
+            if o is not None and o.id == offer_id and o.agent_id == str(user_id) and not o.settled:
+                await self._refuse(call, o, no_answer=False, why="declined")
+                return True
+        return False
+
+    async def _refuse(self, call: VoiceCall, offer: PendingOffer, *, no_answer: bool, why: str) -> None:
+        """The offer failed (no answer, declined, console gone): re-queue with the place kept."""
+        if offer.settled or call.offer is not offer:
+            return
+        offer.settled = True
+        agent = self.directory.agents.get(offer.agent_id)
+        if agent is not None:
+            self.hub.send(agent.user_id, "offer_withdrawn", offer_id=offer.id,
+                          interaction_id=call.interaction_id, reason=why)
+        call.state, call.offer, call.agent_leg = "queued", None, None
+        if call.assigned is None or call.assigned.done():
+            call.assigned = asyncio.get_running_loop().create_future()
+        await self._event(call, "requeue", ok=False, reason=why,
+                          agent=agent.username if agent else offer.agent_id)
+        await self._state(call, "queued")
+        try:
+            await self.runner.handle(OfferDeclined(call.contact_id, offer.agent_id, no_answer=no_answer))
+        except RoutingError as e:
+            await self._event(call, "routing_refused", ok=False, error=str(e))
+        self.directory.push_state(offer.agent_id)
+
+    async def no_answer(self, call: VoiceCall, status: str) -> None:
+        """Ring-no-answer (or busy): from AMI DialEnd or from the after-dial AGI, whichever is first."""
+        offer = call.offer
+        if offer is None or offer.settled or call.state not in ("offered", "ringing"):
+            return
+        await self._event(call, "rona", ok=False, dial_status=status)
+        await self._refuse(call, offer, no_answer=True, why="no_answer")
+
+    # ------------------------------------------------------------------ AMI: ring, talk, hang-up
+    async def on_ami_event(self, ev: AmiEvent) -> None:
+        name = ev.name
+        if name not in ("DialBegin", "DialEnd", "Hangup"):
+            return
+        call = self.by_linkedid.get(ev.get("Linkedid") or "")
+        if call is None:
+            return
+        if name == "DialBegin" and call.state == "offered" and call.offer is not None:
+            call.state, call.agent_leg = "ringing", ev.get("DestUniqueid")
+            await self._event(call, "ring", device=ev.get("DestChannel"))
+            self._contact_state(call, "ringing")
+        elif name == "DialEnd" and ev.get("DestUniqueid") == call.agent_leg and call.offer is not None:
+            status = ev.get("DialStatus") or ""
+            if status == "ANSWER":
+                await self._answered(call)
+            else:
+                await self.no_answer(call, status)
+        elif name == "Hangup":
+            uid = ev.get("Uniqueid")
+            if call.state == "talking" and uid in (call.linkedid, call.agent_leg):
+                who = "caller" if uid == call.linkedid else "agent"
+                await self._ended(call, who, ev.get("Cause-txt") or ev.get("Cause") or "")
+            elif uid == call.linkedid and call.state in ("queued", "offered", "ringing"):
+                await self.caller_gone(call, "caller hung up")
+
+    async def _answered(self, call: VoiceCall) -> None:
+        offer = call.offer
+        assert offer is not None
+        offer.settled = True
+        call.state = "talking"
+        try:
+            await self.runner.handle(OfferAccepted(call.contact_id, offer.agent_id))
+        except RoutingError as e:
+            await self._event(call, "routing_refused", ok=False, error=str(e))
+        await self._state(call, "answered", agent_id=int(offer.agent_id))
+        await self._event(call, "answer", agent_leg=call.agent_leg)
+        self._contact_state(call, "talking")
+        self.directory.push_state(offer.agent_id)
+
+    async def _ended(self, call: VoiceCall, who: str, cause: str) -> None:
+        call.state = "wrapup"
+        aid = call.agent_id
+        await self._state(call, "ended")
+        await self._event(call, "hangup", by=who, cause=cause)
+        self._contact_state(call, "ended")
+        if aid is not None:
+            try:
+                await self.runner.handle(ContactFinished(call.contact_id, aid, self.options.wrapup_s))
+            except RoutingError as e:
+                await self._event(call, "routing_refused", ok=False, error=str(e))
+            self._send_wrapup(call)
+            self.directory.push_state(aid)
+
+    def _send_wrapup(self, call: VoiceCall) -> None:
+        agent = self.directory.agents.get(call.agent_id or "")
+        if agent is None:
+            return
+        until = datetime.now(UTC) + timedelta(seconds=self.options.wrapup_s)
+        self.hub.send(agent.user_id, "wrapup", interaction_id=call.interaction_id,
+                      required={"disposition": True, "notes": True}, until=until.isoformat())
+
+    async def caller_gone(self, call: VoiceCall, detail: str) -> None:
+        """The caller left before an agent answered: abandoned (the engine says so via Ended)."""
+        if call.state in ("done", "talking", "wrapup"):
+            return
+        if call.routed:
+            try:
+                await self.runner.handle(ContactHungUp(call.contact_id))
+                return
+            except RoutingError:
+                pass
+        await self._abandoned(call, detail)
+
+    async def _abandoned(self, call: VoiceCall, detail: str = "caller hung up while queued") -> None:
+        if call.state == "done":
+            return
+        offer = call.offer
+        if offer is not None and not offer.settled:
+            offer.settled = True
+            agent = self.directory.agents.get(offer.agent_id)
+            if agent is not None:
+                self.hub.send(agent.user_id, "offer_withdrawn", offer_id=offer.id,
+                              interaction_id=call.interaction_id, reason="caller_abandoned")
+                self.directory.push_state(offer.agent_id)
+        waited = self.mono() - call.queued_mono if call.queued_mono is not None else 0.0
+        call.state = "done"
+        await self._event(call, "abandon", ok=False, detail=detail, wait_s=round(waited, 3))
+        await self._state(call, "abandoned")
+        if call.assigned is not None and not call.assigned.done():
+            call.assigned.cancel()
+        self._forget(call)
+
+    def _contact_state(self, call: VoiceCall, state: str) -> None:
+        agent = self.directory.agents.get(call.agent_id or "")
+        if agent is not None:
+            self.hub.send(agent.user_id, "contact_state", interaction_id=call.interaction_id,
+                          state=state, at=datetime.now(UTC).isoformat())
+
+    async def ami_resynced(self, live_linkedids: set[str]) -> None:
+        """After an AMI reconnect: calls the PBX no longer has ended while we were blind."""
+        for call in list(self.calls.values()):
+            if call.linkedid in live_linkedids or call.state in ("wrapup", "done", "ivr"):
+                continue
+            await self._event(call, "ami_gap", ok=False, state=call.state)
+            if call.state == "talking":
+                await self._ended(call, "unknown", "ended during an AMI outage")
+            else:
+                await self.caller_gone(call, "ended during an AMI outage")
+
+    # ------------------------------------------------------------------ wrap-up
+    def current_for(self, agent_id: str) -> VoiceCall | None:
+        for call in self.calls.values():
+            if call.agent_id == agent_id and call.state in ("offered", "ringing", "talking", "wrapup"):
+                return call
+        return None
+
+    def wrapup_done(self, call: VoiceCall) -> None:
+        call.state = "done"
+        self._forget(call)
+
+    def _forget(self, call: VoiceCall) -> None:
+        self.calls.pop(call.interaction_id, None)
+        self.by_linkedid.pop(call.linkedid, None)
+
+    def _spawn(self, aw: Awaitable[Any]) -> None:
+        task = asyncio.ensure_future(aw)
+        self._tasks.add(task)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("voice task failed", exc_info=task.exception())
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+def _path(done: Any) -> list[Any]:
+    from ivr import path_as_json
+
+    try:
+        return list(path_as_json(done.path))
+    except Exception:  # noqa: BLE001 - the path is informative; never fail the call on it
+        return []
+
+
+def _fields(d: Any) -> dict[str, Any]:
+    out = {}
+    for k in getattr(d, "__slots__", ()):
+        v = getattr(d, k)
+        out[k] = v if isinstance(v, str | int | float | bool) or v is None else str(v)
+    return out
+
+
+async def _quietly(aw: Awaitable[Any]) -> None:
+    """Music on hold and the like: nice to have, never worth failing the call."""
+    try:
+        await aw
+    except AgiCommandError as e:
+        log.debug("AGI command failed: %s", e)
