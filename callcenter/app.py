@@ -84,6 +84,7 @@ def _center_ctx(ivr_clock: Callable[[], datetime] | None):  # type: ignore[no-un
                                "run `callcenter db upgrade` first") from e
         options = VoiceOptions(default_queue=s.voice.default_queue, ack_timeout_s=s.voice.ack_timeout_s,
                                wrapup_s=s.voice.wrapup_s, survey=s.voice.survey,
+                               reconnect_grace_s=s.voice.reconnect_grace_s,
                                queue_skills={n: dict(q.skills) for n, q in queues.items()})
         clock = ivr_clock
         if clock is None and s.demo.enabled:

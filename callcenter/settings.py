@@ -99,6 +99,7 @@ class Voice(_Section):
     ack_timeout_s: float = Field(3.0, gt=0, le=30)  # the dial waits this long for the pop's ack
     wrapup_s: float = Field(120.0, gt=0)
     survey: bool = True
+    reconnect_grace_s: float = Field(3.0, ge=0)  # a console back within this resumes its offer
 
 
 class Demo(_Section):

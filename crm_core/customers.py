@@ -408,6 +408,18 @@ class CustomersMixin(StoreBase):
             csat_count=r.csat_count,
         )
 
+    async def contact_points_of(self, customer_ids: Sequence[int]) -> dict[int, list[ContactPoint]]:
+        """The contact points of several customers in one query (search results, lists)."""
+        out: dict[int, list[ContactPoint]] = {cid: [] for cid in customer_ids}
+        if not customer_ids:
+            return out
+        async with self.db.session() as s:
+            rows = await s.scalars(select(ContactPoint).where(ContactPoint.customer_id.in_(customer_ids))
+                                   .order_by(ContactPoint.kind, ContactPoint.id))
+            for cp in rows:
+                out[cp.customer_id].append(cp)
+        return out
+
     # ------------------------------------------------------------------ search
     async def search(self, text: str, page: int = 1, page_size: int = 20) -> SearchPage:
         """Customers by ticket number (T-000123), phone (any format), email, or name.

@@ -47,7 +47,8 @@ class Center:
         self.directory = AgentDirectory(self.engine, self.hub, mono=mono)
         self.voice = VoiceService(store, self.runner, self.directory, self.hub, flow,
                                   self._lookups(), options=options, mono=mono, ivr_clock=ivr_clock)
-        self.console = ConsoleService(store, self.hub, self.directory, self.runner, self.voice)
+        self.console = ConsoleService(store, self.hub, self.directory, self.runner, self.voice,
+                                      reconnect_grace_s=options.reconnect_grace_s)
 
     # ------------------------------------------------------------------ building
     async def load_agents(self) -> int:
@@ -113,6 +114,7 @@ class Center:
 
     async def close(self) -> None:
         self.runner.close()
+        await self.console.close()
         await self.voice.close()
 
 

@@ -1,6 +1,7 @@
 """What an agent console may ask, and what it is told when it (re)connects."""
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -21,8 +22,10 @@ Handler = Callable[[WebUser, dict[str, Any]], Awaitable[dict[str, Any] | None]]
 
 class ConsoleService:
     def __init__(self, store: CrmStore, hub: ConsoleHub, directory: AgentDirectory,
-                 runner: RoutingRunner, voice: VoiceService) -> None:
+                 runner: RoutingRunner, voice: VoiceService, *, reconnect_grace_s: float = 3.0) -> None:
         self.store, self.hub, self.directory, self.runner, self.voice = store, hub, directory, runner, voice
+        self.reconnect_grace_s = reconnect_grace_s
+        self._grace: set[asyncio.Task[None]] = set()
         self.handlers: dict[str, Handler] = {
             "set_state": self.set_state, "ack_offer": self.ack_offer, "decline_offer": self.decline_offer,
             "answer": self.answer, "hangup": self.hangup, "submit_wrapup": self.submit_wrapup,
@@ -51,12 +54,18 @@ class ConsoleService:
                 self._to(link, "offer", **await self.voice.offer_message(call))
             if call.state in ("ringing", "talking"):
                 self._to(link, "contact_state", interaction_id=call.interaction_id, state=call.state,
-                         at=None)
+                         at=call.state_at)
             if call.state == "wrapup":
-                self._to(link, "contact_state", interaction_id=call.interaction_id, state="ended", at=None)
+                self._to(link, "contact_state", interaction_id=call.interaction_id, state="ended",
+                         at=call.state_at)
                 self._to(link, "wrapup", interaction_id=call.interaction_id,
-                         required={"disposition": True, "notes": True}, until=None)
+                         required={"disposition": True, "notes": True}, until=call.wrapup_until)
         return link
+
+    async def close(self) -> None:
+        for task in list(self._grace):
+            task.cancel()
+        await asyncio.gather(*self._grace, return_exceptions=True)
 
     @staticmethod
     def _to(link: Link, type_: str, **fields: Any) -> None:
@@ -65,10 +74,20 @@ class ConsoleService:
         link.put({"type": type_, "v": PROTOCOL_VERSION, **fields})
 
     async def console_closed(self, user_id: int) -> None:
-        """The agent's last console went away: an unanswered offer goes back to the queue, and an
-        idle ready agent is made not-ready so that no call waits on a closed browser."""
+        """The agent's last console went away. After a short grace (a reload, a network blip:
+        the console reconnects and resumes), an unanswered offer goes back to the queue and an
+        idle ready agent is made not-ready, so that no call waits on a closed browser."""
         agent = self.directory.by_user(user_id)
         if agent is None:
+            return
+        task = asyncio.ensure_future(self._after_grace(user_id))
+        self._grace.add(task)
+        task.add_done_callback(self._grace.discard)
+
+    async def _after_grace(self, user_id: int) -> None:
+        await asyncio.sleep(self.reconnect_grace_s)
+        agent = self.directory.by_user(user_id)
+        if agent is None or self.hub.connected(user_id):
             return
         call = self.voice.current_for(agent.agent_id)
         if call is not None and call.offer is not None and call.state == "offered":
@@ -186,7 +205,11 @@ class ConsoleService:
         if not q:
             raise MessageRefused("invalid", "type something to search for")
         res = await self.store.search(q, page=page, page_size=10)
-        items = [_search_item(x) for x in res.items]
+        points = await self.store.contact_points_of([h.customer_id for h in res.items])
+        items = [{"id": h.customer_id, "name": h.name, "tier": h.tier, "type": h.type,
+                  "phones": [p.value for p in points[h.customer_id] if p.kind == "phone"],
+                  "emails": [p.value for p in points[h.customer_id] if p.kind == "email"]}
+                 for h in res.items]
         return {"type": "search_results", "q": q, "items": items, "page": res.page,
                 "has_more": res.has_more}
 
@@ -218,7 +241,9 @@ class ConsoleService:
 
     async def update_customer(self, user: WebUser, msg: dict[str, Any]) -> None:
         cid = int(msg.get("customer_id") or 0)
-        fields = {k: msg[k] for k in ("name", "type", "notes") if k in msg}
+        fields = {k: msg[k] for k in ("name", "notes") if k in msg}
+        if "customer_type" in msg:
+            fields["type"] = msg["customer_type"]
         if fields:
             await self.store.update_customer(cid, **fields)
         if "tier_override" in msg:
@@ -238,9 +263,3 @@ class ConsoleService:
             return None
         return call
 
-
-def _search_item(c: Any) -> dict[str, Any]:
-    if isinstance(c, dict):
-        return c
-    d = c.to_dict() if hasattr(c, "to_dict") else dict(c)
-    return d

@@ -75,6 +75,8 @@ class VoiceCall:
     agent_leg: str | None = None  # uniqueid of the dialled agent channel
     assigned: asyncio.Future[Agent] | None = None
     routed: bool = False  # the routing engine knows this contact (until it Ended)
+    state_at: str | None = None  # when the PBX confirmed the current ringing/talking/ended
+    wrapup_until: str | None = None
 
     @property
     def contact_id(self) -> str:
@@ -87,6 +89,7 @@ class VoiceOptions:
     ack_timeout_s: float = 3.0  # the dial waits this long for the console to show the pop
     wrapup_s: float = 120.0  # longest wrap-up before the engine makes the agent ready again
     survey: bool = True
+    reconnect_grace_s: float = 3.0  # a console that comes back within this resumes its offer
     queue_skills: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
 
 
@@ -321,7 +324,7 @@ class VoiceService:
                 await self._event(call, "pop_failed", ok=False, error=str(e))
         return {"offer_id": call.offer.id, "interaction_id": call.interaction_id, "channel": "voice",
                 "queue": call.queue, "caller": call.caller or "anonymous",
-                "pop": {"known": card is not None, "card": card}, "ivr_path": call.ivr_path,
+                "pop": {"known": card is not None, "card": card}, "ivr_path": pop_path(call.ivr_path),
                 "reasons": call.offer.reasons, "expires_at": call.offer.expires_at}
 
     async def _await_ack(self, call: VoiceCall, offer: PendingOffer, agent: Agent) -> None:
@@ -356,15 +359,15 @@ class VoiceService:
             return
         offer.settled = True
         agent = self.directory.agents.get(offer.agent_id)
-        if agent is not None:
-            self.hub.send(agent.user_id, "offer_withdrawn", offer_id=offer.id,
-                          interaction_id=call.interaction_id, reason=why)
         call.state, call.offer, call.agent_leg = "queued", None, None
         if call.assigned is None or call.assigned.done():
             call.assigned = asyncio.get_running_loop().create_future()
         await self._event(call, "requeue", ok=False, reason=why,
                           agent=agent.username if agent else offer.agent_id)
         await self._state(call, "queued")
+        if agent is not None:  # stored first, then the console is told
+            self.hub.send(agent.user_id, "offer_withdrawn", offer_id=offer.id,
+                          interaction_id=call.interaction_id, reason=why)
         try:
             await self.runner.handle(OfferDeclined(call.contact_id, offer.agent_id, no_answer=no_answer))
         except RoutingError as e:
@@ -438,8 +441,9 @@ class VoiceService:
         if agent is None:
             return
         until = datetime.now(UTC) + timedelta(seconds=self.options.wrapup_s)
+        call.wrapup_until = until.isoformat()
         self.hub.send(agent.user_id, "wrapup", interaction_id=call.interaction_id,
-                      required={"disposition": True, "notes": True}, until=until.isoformat())
+                      required={"disposition": True, "notes": True}, until=call.wrapup_until)
 
     async def caller_gone(self, call: VoiceCall, detail: str) -> None:
         """The caller left before an agent answered: abandoned (the engine says so via Ended)."""
@@ -456,27 +460,28 @@ class VoiceService:
     async def _abandoned(self, call: VoiceCall, detail: str = "caller hung up while queued") -> None:
         if call.state == "done":
             return
+        call.state = "done"
+        waited = self.mono() - call.queued_mono if call.queued_mono is not None else 0.0
+        await self._event(call, "abandon", ok=False, detail=detail, wait_s=round(waited, 3))
+        await self._state(call, "abandoned")
         offer = call.offer
-        if offer is not None and not offer.settled:
+        if offer is not None and not offer.settled:  # stored first, then the console is told
             offer.settled = True
             agent = self.directory.agents.get(offer.agent_id)
             if agent is not None:
                 self.hub.send(agent.user_id, "offer_withdrawn", offer_id=offer.id,
                               interaction_id=call.interaction_id, reason="caller_abandoned")
                 self.directory.push_state(offer.agent_id)
-        waited = self.mono() - call.queued_mono if call.queued_mono is not None else 0.0
-        call.state = "done"
-        await self._event(call, "abandon", ok=False, detail=detail, wait_s=round(waited, 3))
-        await self._state(call, "abandoned")
         if call.assigned is not None and not call.assigned.done():
             call.assigned.cancel()
         self._forget(call)
 
     def _contact_state(self, call: VoiceCall, state: str) -> None:
+        call.state_at = datetime.now(UTC).isoformat()
         agent = self.directory.agents.get(call.agent_id or "")
         if agent is not None:
             self.hub.send(agent.user_id, "contact_state", interaction_id=call.interaction_id,
-                          state=state, at=datetime.now(UTC).isoformat())
+                          state=state, at=call.state_at)
 
     async def ami_resynced(self, live_linkedids: set[str]) -> None:
         """After an AMI reconnect: calls the PBX no longer has ended while we were blind."""
@@ -527,6 +532,24 @@ def _path(done: Any) -> list[Any]:
         return list(path_as_json(done.path))
     except Exception:  # noqa: BLE001 - the path is informative; never fail the call on it
         return []
+
+
+def pop_path(path: list[Any]) -> list[dict[str, Any]]:
+    """The IVR path as the console shows it: the nodes visited, the digits pressed, and what
+    each step decided (lookup results arrive already masked by the flow engine)."""
+    out: list[dict[str, Any]] = []
+    for step in path[:200]:
+        if not isinstance(step, dict):
+            continue
+        node, event, detail = str(step.get("node", ""))[:64], step.get("event"), step.get("detail")
+        if event == "enter":
+            out.append({"node": node})
+        elif event == "digits":
+            out.append({"node": node, "digits": str(detail)[:64]})
+        else:
+            out.append({"node": node, "label": str(event)[:200],
+                        "result": None if detail is None else str(detail)[:200]})
+    return out
 
 
 def _fields(d: Any) -> dict[str, Any]:

@@ -41,7 +41,7 @@ async def test_vip_call_pop_before_ring_answer_hangup_wrapup(database):
         assert card["customer"]["name"] == "Victoria Important" and card["customer"]["tier"] == "vip"
         assert "resolved" in [i["disposition_code"] for i in card["recent_interactions"]]
         assert card["open_tickets"][0]["subject"] == "Move the line to the new address"
-        assert {"node": "choose_language", "event": "digits", "detail": "1"} in offer["ivr_path"]
+        assert {"node": "choose_language", "digits": "1"} in offer["ivr_path"]
         assert offer["queue"] == "vip" and offer["reasons"]
 
         # The pop comes before the ring: nothing is dialled until the console acknowledges.
@@ -93,7 +93,8 @@ async def test_unknown_caller_pop_says_new_caller_then_link(database):
         assert offer["pop"] == {"known": False, "card": None}
         assert offer["caller"] == "+12025559876"
         found = await console.send("search", q="Rob")
-        assert any(x["customer_id"] == people["regular"].id for x in found["items"])
+        hit = [x for x in found["items"] if x["id"] == people["regular"].id]
+        assert hit and hit[0]["phones"] == [REGULAR_PHONE]
         await console.send("link_number", customer_id=people["regular"].id,
                            interaction_id=offer["interaction_id"])
         linked = await console.next("customer")
