@@ -109,9 +109,7 @@ async def direct(url: str, schema: str | None, queries: list[str]) -> dict[str, 
     for i, q in enumerate(queries):
         params = dict(parse_qsl(q))
         t0 = time.perf_counter()
-        c = await store.identify(**params)
-        if c is not None:
-            await store.customer_card(c.id)
+        await store.identify_card(**params)
         if i >= 50:
             lat.append((time.perf_counter() - t0) * 1000)
     await db.close()

@@ -1,4 +1,5 @@
-"""The server side of bench/crm_lookup.py: the real app plus one route that does identify + customer_card.
+"""The server side of bench/crm_lookup.py: an aiohttp server whose route does identify + customer_card
+on the real store (the whole center is not started: this measures the store behind HTTP).
 
 Run as a subprocess; prints `PORT <n>` once listening and serves until stdin closes.
 """
@@ -10,8 +11,6 @@ import sys
 
 from aiohttp import web
 
-from callcenter.app import init_app
-from callcenter.settings import load_settings
 from crm_core.db import Database
 from crm_core.store import CrmStore
 
@@ -23,14 +22,13 @@ async def main() -> None:
     args = ap.parse_args()
     db = Database(args.url, schema=args.schema)
     store = CrmStore(db)
-    app = init_app(load_settings(env={"CC_DATABASE_URL": args.url}), database=db)
+    app = web.Application()
 
     async def pop(request: web.Request) -> web.Response:
         q = request.query
-        customer = await store.identify(phone=q.get("phone"), email=q.get("email"))
-        if customer is None:
+        card = await store.identify_card(phone=q.get("phone"), email=q.get("email"))
+        if card is None:
             return web.json_response({"customer": None})
-        card = await store.customer_card(customer.id)
         return web.json_response(card.to_dict())
 
     async def noop(_request: web.Request) -> web.Response:

@@ -7,7 +7,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import and_, bindparam, case, delete, func, or_, select, update
+from sqlalchemy import Connection, and_, bindparam, case, delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased, make_transient_to_detached, selectinload
@@ -60,6 +60,8 @@ _IDENTIFY = (
     select(*_C.__table__.c).join(_CP, _CP.customer_id == _C.id)
     .where(_CP.kind == bindparam("kind"), _CP.value == bindparam("value"))
 )
+_IDENTIFY_ID = select(_CP.customer_id).where(_CP.kind == bindparam("kind"),
+                                              _CP.value == bindparam("value"))
 _CARD_CUSTOMER = (
     select(
         _C.id, _C.name, _C.tier, _C.tier_override, _C.loyalty, _C.type, _C.tags, _C.language,
@@ -87,6 +89,54 @@ _CARD_TICKETS = (
     .order_by(_T.sla_due_at, _T.id)
     .limit(CARD_TICKETS)
 )
+
+
+def _identify_sync(conn: Connection, keys: list[tuple[str, str]]) -> Customer | None:
+    for kind, value in keys:
+        row = conn.execute(_IDENTIFY, {"kind": kind, "value": value}).first()
+        if row is not None:
+            # a detached Customer, as if loaded by a session that has closed
+            c = Customer(**row._mapping)
+            make_transient_to_detached(c)
+            return c
+    return None
+
+
+def _card_sync(conn: Connection, customer_id: int, interactions: int) -> CustomerCard | None:
+    rows = conn.execute(_CARD_CUSTOMER, {"cid": customer_id}).all()
+    if not rows:
+        return None
+    inter = conn.execute(_CARD_INTERACTIONS, {"cid": customer_id, "n": interactions}).all()
+    tickets = conn.execute(_CARD_TICKETS, {"cid": customer_id}).all()
+    r = rows[0]
+    csat_avg = None
+    if r.csat_count:
+        csat_avg = (Decimal(r.csat_sum) / Decimal(r.csat_count)).quantize(Decimal("0.01"))
+    return CustomerCard(
+        customer=CustomerView(
+            id=r.id, name=r.name, tier=r.tier, tier_override=r.tier_override,
+            loyalty=r.loyalty, type=r.type, tags=tuple(r.tags or ()), language=r.language,
+            lifetime_value=r.lifetime_value, notes=r.notes, contact_count=r.contact_count,
+            last_contact_at=r.last_contact_at, created_at=r.created_at,
+        ),
+        contact_points=tuple(
+            ContactPointView(id=x.cp_id, kind=x.kind, value=x.value, label=x.label)
+            for x in rows if x.cp_id is not None
+        ),
+        recent_interactions=tuple(InteractionSummary(*x) for x in inter),
+        open_tickets=tuple(TicketSummary(*x) for x in tickets),
+        csat_average=csat_avg,
+        csat_count=r.csat_count,
+    )
+
+
+def _identify_card_sync(conn: Connection, keys: list[tuple[str, str]],
+                        interactions: int) -> CustomerCard | None:
+    for kind, value in keys:
+        cid = conn.execute(_IDENTIFY_ID, {"kind": kind, "value": value}).scalar()
+        if cid is not None:
+            return _card_sync(conn, cid, interactions)
+    return None
 
 
 def ticket_number(n: int) -> str:
@@ -349,13 +399,8 @@ class CustomersMixin(StoreBase):
         return c
 
     # ------------------------------------------------------------------ identify
-    async def identify(
-        self, phone: str | None = None, email: str | None = None, chat_id: str | None = None
-    ) -> Customer | None:
-        """The customer owning a caller ID / address / chat identity, or None.
-
-        Anonymous or unparsable caller IDs give None. One indexed lookup per key given.
-        Contact points are not loaded (use get_customer or customer_card for those)."""
+    def _lookup_keys(self, phone: str | None, email: str | None,
+                     chat_id: str | None) -> list[tuple[str, str]]:
         keys: list[tuple[str, str]] = []
         if phone is not None and (p := lookup_phone(phone, self.default_region)):
             keys.append((ContactKind.PHONE.value, p))
@@ -363,50 +408,38 @@ class CustomersMixin(StoreBase):
             keys.append((ContactKind.EMAIL.value, e))
         if chat_id is not None and isinstance(chat_id, str) and chat_id.strip():
             keys.append((ContactKind.CHAT.value, normalize_chat_id(chat_id)))
+        return keys
+
+    async def identify(
+        self, phone: str | None = None, email: str | None = None, chat_id: str | None = None
+    ) -> Customer | None:
+        """The customer owning a caller ID / address / chat identity, or None.
+
+        Anonymous or unparsable caller IDs give None. One indexed lookup per key given.
+        Contact points are not loaded (use get_customer or customer_card for those)."""
+        keys = self._lookup_keys(phone, email, chat_id)
         if not keys:
             return None
-        async with self.db.engine.connect() as conn:
-            for kind, value in keys:
-                row = (await conn.execute(_IDENTIFY, {"kind": kind, "value": value})).first()
-                if row is not None:
-                    # a detached Customer, as if loaded by a session that has closed
-                    c = Customer(**row._mapping)
-                    make_transient_to_detached(c)
-                    return c
-        return None
+        return await self.db.read(_identify_sync, keys)
 
     # ------------------------------------------------------------------ screen pop
     async def customer_card(
         self, customer_id: int, *, interactions: int = CARD_INTERACTIONS
     ) -> CustomerCard:
         """The screen-pop payload in 3 queries, whatever the customer's history."""
-        async with self.db.engine.connect() as conn:
-            rows = (await conn.execute(_CARD_CUSTOMER, {"cid": customer_id})).all()
-            if not rows:
-                raise NotFound("Customer", customer_id)
-            inter = (await conn.execute(
-                _CARD_INTERACTIONS, {"cid": customer_id, "n": interactions})).all()
-            tickets = (await conn.execute(_CARD_TICKETS, {"cid": customer_id})).all()
-        r = rows[0]
-        csat_avg = None
-        if r.csat_count:
-            csat_avg = (Decimal(r.csat_sum) / Decimal(r.csat_count)).quantize(Decimal("0.01"))
-        return CustomerCard(
-            customer=CustomerView(
-                id=r.id, name=r.name, tier=r.tier, tier_override=r.tier_override,
-                loyalty=r.loyalty, type=r.type, tags=tuple(r.tags or ()), language=r.language,
-                lifetime_value=r.lifetime_value, notes=r.notes, contact_count=r.contact_count,
-                last_contact_at=r.last_contact_at, created_at=r.created_at,
-            ),
-            contact_points=tuple(
-                ContactPointView(id=x.cp_id, kind=x.kind, value=x.value, label=x.label)
-                for x in rows if x.cp_id is not None
-            ),
-            recent_interactions=tuple(InteractionSummary(*x) for x in inter),
-            open_tickets=tuple(TicketSummary(*x) for x in tickets),
-            csat_average=csat_avg,
-            csat_count=r.csat_count,
-        )
+        card = await self.db.read(_card_sync, customer_id, interactions)
+        if card is None:
+            raise NotFound("Customer", customer_id)
+        return card
+
+    async def identify_card(
+        self, phone: str | None = None, email: str | None = None, chat_id: str | None = None
+    ) -> CustomerCard | None:
+        """identify + customer_card in one trip to the database (the screen pop's hot path)."""
+        keys = self._lookup_keys(phone, email, chat_id)
+        if not keys:
+            return None
+        return await self.db.read(_identify_card_sync, keys, CARD_INTERACTIONS)
 
     async def contact_points_of(self, customer_ids: Sequence[int]) -> dict[int, list[ContactPoint]]:
         """The contact points of several customers in one query (search results, lists)."""

@@ -1,14 +1,17 @@
 """Engine and session factory for the customer store (SQLite or PostgreSQL)."""
 from __future__ import annotations
 
+import asyncio
 import re
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import event, text
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
+T = TypeVar("T")
 _SCHEMA_RE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
 
@@ -34,6 +37,13 @@ class Database:
         self.session: async_sessionmaker[AsyncSession] = async_sessionmaker(
             self.engine, expire_on_commit=False
         )
+        # SQLite reads on the hot path (the screen pop) run their few statements in one trip to a
+        # worker thread on a plain sqlite3 connection, instead of one thread hop per statement.
+        self._reader: Engine | None = None
+        if self.is_sqlite and self.url.database not in (None, "", ":memory:"):
+            self._reader = create_engine(self.url.set(drivername="sqlite"), pool_size=4,
+                                         max_overflow=4)
+            event.listen(self._reader, "connect", _sqlite_pragmas)
 
     @property
     def is_sqlite(self) -> bool:
@@ -70,8 +80,27 @@ class Database:
             await conn.execute(text("SELECT 1"))
         return time.perf_counter() - t0
 
+    async def read(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run `fn(connection, *args)`, a few read-only statements, as one trip to the database:
+        a worker thread on SQLite, one connection (awaited statement by statement) on PostgreSQL."""
+        if self._reader is not None:
+            return await asyncio.to_thread(self._read_sync, fn, args)
+        async with self.engine.connect() as conn:
+            return await conn.run_sync(fn, *args)
+
+    def _read_sync(self, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
+        assert self._reader is not None
+        with self._reader.connect() as conn:
+            return fn(conn, *args)
+
+    def sync_engines(self) -> list[Engine]:
+        """Every engine statements may run on (for instrumentation such as statement counts)."""
+        return [self.engine.sync_engine, *([self._reader] if self._reader is not None else [])]
+
     async def close(self) -> None:
         await self.engine.dispose()
+        if self._reader is not None:
+            self._reader.dispose()
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:

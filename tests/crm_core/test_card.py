@@ -18,11 +18,13 @@ def count_statements(db):
     def before(conn, cursor, statement, params, context, executemany):
         stmts.append(statement)
 
-    event.listen(db.engine.sync_engine, "before_cursor_execute", before)
+    for engine in db.sync_engines():
+        event.listen(engine, "before_cursor_execute", before)
     try:
         yield stmts
     finally:
-        event.remove(db.engine.sync_engine, "before_cursor_execute", before)
+        for engine in db.sync_engines():
+            event.remove(engine, "before_cursor_execute", before)
 
 
 async def _customer_with_history(store, db, n_inter: int, n_tickets: int, name: str, phone: str):
