@@ -535,21 +535,23 @@ def _path(done: Any) -> list[Any]:
 
 
 def pop_path(path: list[Any]) -> list[dict[str, Any]]:
-    """The IVR path as the console shows it: the nodes visited, the digits pressed, and what
-    each step decided (lookup results arrive already masked by the flow engine)."""
+    """The IVR path as the console shows it: one row per node visited, with the digits pressed
+    there and what the node decided (lookup results arrive already masked by the flow engine)."""
     out: list[dict[str, Any]] = []
-    for step in path[:200]:
+    for step in path[:400]:
         if not isinstance(step, dict):
             continue
         node, event, detail = str(step.get("node", ""))[:64], step.get("event"), step.get("detail")
-        if event == "enter":
-            out.append({"node": node})
-        elif event == "digits":
-            out.append({"node": node, "digits": str(detail)[:64]})
-        else:
-            out.append({"node": node, "label": str(event)[:200],
-                        "result": None if detail is None else str(detail)[:200]})
-    return out
+        row = out[-1] if out and out[-1]["node"] == node else None
+        if row is None or event == "enter":
+            row = {"node": node}
+            out.append(row)
+        if event == "digits":
+            row["digits"] = (row.get("digits", "") + " " + str(detail)).strip()[:64]
+        elif event != "enter":
+            row["label"] = str(event)[:200]
+            row["result"] = None if detail is None else str(detail)[:200]
+    return out[:200]
 
 
 def _fields(d: Any) -> dict[str, Any]:
