@@ -72,7 +72,9 @@ def run_ours_memory(chunks: list[bytes], reps: int) -> tuple[float, int]:
         for chunk in chunks:
             conn.receive_data(chunk)
             for msg in conn.events():
-                if msg.name:  # touch the message as a consumer would
+                if msg.name:  # a consumer dispatches on the name and reads the call keys
+                    msg.get("Uniqueid")
+                    msg.get("Linkedid")
                     n += 1
     return time.perf_counter() - t0, n - 1  # minus the banner
 
@@ -86,6 +88,8 @@ def run_panoramisk(chunks: list[bytes], reps: int) -> tuple[float, int]:
         awaiting_actions: list[Any] = []
 
         def dispatch(self, message: Any) -> None:
+            message.get("Uniqueid")  # the same consumer work as for ours
+            message.get("Linkedid")
             self.n += 1
 
         def connection_lost(self, exc: Any) -> None:  # a Shutdown event calls this
@@ -152,6 +156,8 @@ def run_ours_socket(base: bytes, reps: int) -> tuple[float, int]:
             conn.receive_data(data)
             for msg in conn.events():
                 if msg.name:
+                    msg.get("Uniqueid")
+                    msg.get("Linkedid")
                     n += 1
             if not data:
                 break
@@ -171,6 +177,8 @@ def run_pyst2_socket(base: bytes, reps: int) -> tuple[float, int]:
         count = [0]
 
         def on_event(event: Any, manager: Any) -> None:
+            event.get_header("Uniqueid", None)
+            event.get_header("Linkedid", None)
             count[0] += 1
 
         m.register_event("*", on_event)

@@ -93,23 +93,80 @@ class LocalProtocolError(ProtocolError, ValueError):
 # messages
 
 
+def _scan(raw: str, key: str) -> str | None:
+    """The first value of ``key`` (exact case) in a CRLF frame's text, without splitting it."""
+    if raw.startswith(key) and raw.startswith(": ", len(key)):
+        start = len(key) + 2
+    else:
+        i = raw.find("\r\n" + key + ": ")
+        if i < 0:
+            return None
+        start = i + len(key) + 4
+    end = raw.find("\r\n", start)
+    return raw[start:] if end < 0 else raw[start:end]
+
+
+def _split(raw: str) -> tuple[Headers, tuple[str, ...]]:
+    """A frame's text as (headers, body): ``Key: value`` lines, and any other lines."""
+    parts = [line.partition(": ") for line in raw.split("\r\n")]
+    headers = tuple([(k, v) for k, sep, v in parts if sep])
+    if len(headers) == len(parts):
+        return headers, ()
+    return headers, tuple([k for k, sep, _ in parts if not sep and k])
+
+
 class _HeaderAccess:
     """Convenient access to the ordered ``headers`` of a message.
 
     ``msg["Channel"]`` / ``msg.get("channel")`` give the first value (exact key first, then
     case-insensitively); ``msg.get_all("Variable")`` gives every value of a repeated key.
+
+    A message the codec builds keeps its decoded frame text and splits it into ``headers``
+    (and ``body``, ``action_id``) only when they are first read; ``get`` finds a key straight in
+    the text. Most events are dispatched on their name and read for a few keys, so most frames
+    are never split line by line.
     """
 
     __slots__ = ()
     headers: Headers
 
+    def __getattr__(self, name: str) -> object:
+        # only reached for the lazy fields of a codec-built message (see AMIConnection.events)
+        d = self.__dict__
+        raw = d.get("_raw")
+        if raw is None or name not in ("headers", "body", "action_id"):
+            raise AttributeError(name)
+        if name == "action_id":
+            d["action_id"] = _scan(raw, "ActionID")
+        else:
+            d["headers"], d["body"] = _split(raw)
+        return d[name]
+
     def get(self, key: str, default: str | None = None) -> str | None:
+        d = self.__dict__
+        raw: str | None = d.get("_raw")
+        if raw is not None and "headers" not in d:
+            # straight in the text: "\r\nKey: " (or the first line), exact case first
+            i = raw.find("\r\n" + key + ": ")
+            if i >= 0:
+                start = i + len(key) + 4
+                end = raw.find("\r\n", start)
+                return raw[start:] if end < 0 else raw[start:end]
+            if raw.startswith(key + ": "):
+                end = raw.find("\r\n")
+                return raw[len(key) + 2:] if end < 0 else raw[len(key) + 2:end]
+            low: str | None = d.get("_low")
+            if low is None:
+                low = d["_low"] = raw.lower()
+            lkey = key.lower() + ": "
+            if "\r\n" + lkey not in low and not low.startswith(lkey):
+                return default
         for k, v in self.headers:
             if k == key:
                 return v
-        low = key.lower()
+        low_key = key.lower()
         for k, v in self.headers:
-            if k.lower() == low:
+            if k.lower() == low_key:
                 return v
         return default
 
@@ -205,6 +262,12 @@ class Event(_HeaderAccess):
     def is_list_complete(self) -> bool:
         value = self.get("EventList")
         return value is not None and value.lower() == "complete"
+
+
+# A codec-built Event/Response splits its text on first use (_HeaderAccess.__getattr__), so these
+# fields must not be found on the class; their defaults live on in the generated __init__.
+for _cls in (Response, Event):
+    del _cls.action_id, _cls.body
 
 
 @dataclass(frozen=True)
@@ -412,7 +475,7 @@ class AMIConnection:
         self._expect_banner = self._client
         self._crlf: bool | None = None  # the peer's line ending, from its first line
         # complete frames not yet parsed (bytes), or messages already built (banner, Follows)
-        self._frames: deque[bytes | Banner | Response] = deque()
+        self._frames: deque[bytes | bytearray | Banner | Response] = deque()
         self._error: RemoteProtocolError | None = None
         self._eof = False
 
@@ -468,12 +531,17 @@ class AMIConnection:
             # LF (the Park response's stray "\n") is split further by _parse_bare_lf.
             last = buf.rfind(b"\r\n\r\n")
             if last >= 0:
-                frames = bytes(buf[:last]).split(b"\r\n\r\n")
+                block = bytes(buf[:last])
+                frames = block.split(b"\r\n\r\n")
                 del buf[: last + 4]
                 if last > self.max_frame_size:
                     for frame in frames:
                         self._check_size(len(frame))
-                self._frames.extend(frames)
+                if block.count(b"\n") == block.count(b"\r\n"):
+                    self._frames.extend(frames)
+                else:  # a bare LF somewhere: mark those frames (bytearray) for the careful parser
+                    self._frames.extend(
+                        f if f.count(b"\n") == f.count(b"\r\n") else bytearray(f) for f in frames)
             self._scan = max(0, len(buf) - 3)
             self._check_size(len(buf))
             return
@@ -553,14 +621,8 @@ class AMIConnection:
         if len(headers) == len(parts) and self._client:
             k0 = headers[0][0]
             if k0 == "Event" or k0 == "Response":
-                msg: Event | Response = _new(  # type: ignore[assignment]
-                    Event if k0 == "Event" else Response)
-                d = msg.__dict__
-                d["name"] = headers[0][1]
-                d["headers"] = headers
-                if "ActionID" in text:
-                    d["action_id"] = _find_action_id(headers)
-                return msg
+                cls = Event if k0 == "Event" else Response
+                return cls(headers[0][1], headers, _find_action_id(headers) if "ActionID" in text else None)
         return self._parse_unusual(text, parts, headers)
 
     def _parse_bare_lf(self, text: str) -> Banner | Response | Event | Action | None:
@@ -651,25 +713,23 @@ class AMIConnection:
             while frames:
                 item = frames.popleft()
                 if type(item) is not bytes:
-                    yield item  # type: ignore[misc]  # a Banner or Follows Response built earlier
+                    if isinstance(item, bytearray):  # holds a bare LF: the careful parser
+                        other = parse(bytes(item))
+                        if other is not None:
+                            yield other
+                    elif not isinstance(item, bytes):
+                        yield item  # a Banner or Follows Response built earlier
                     continue
                 text = item.decode("utf-8", "replace")
-                lines = text.split("\r\n")
-                if client and text.count("\n") < len(lines):
-                    parts = [line.partition(": ") for line in lines]
-                    headers = tuple([(k, v) for k, sep, v in parts if sep])
-                    if len(headers) == len(parts):
-                        k0 = headers[0][0]
-                        if k0 == "Event" or k0 == "Response":
-                            msg: Event | Response = _new(  # type: ignore[assignment]
-                                Event if k0 == "Event" else Response)
-                            d = msg.__dict__
-                            d["name"] = headers[0][1]
-                            d["headers"] = headers
-                            if "ActionID" in text:
-                                d["action_id"] = _find_action_id(headers)
-                            yield msg
-                            continue
+                if client and (text.startswith("Event: ") or text.startswith("Response: ")):
+                    event = text[0] == "E"
+                    msg: Event | Response = _new(Event if event else Response)  # type: ignore[assignment]
+                    d = msg.__dict__
+                    nl = text.find("\r\n")
+                    d["name"] = text[7 if event else 10:nl] if nl >= 0 else text[7 if event else 10:]
+                    d["_raw"] = text
+                    yield msg
+                    continue
                 other = parse(item)
                 if other is not None:
                     yield other

@@ -460,3 +460,50 @@ def test_encode_then_decode_is_identity(name: str, fields: list[tuple[str, str]]
     client.receive_data(server.send(event) + server.send(response))
     assert list(client.events()) == [Banner("Asterisk Call Manager/11.0.0", "11.0.0"),
                                      event, response]
+
+
+# ---- lazily split messages ---------------------------------------------------------------------
+
+
+def _one(frame: bytes) -> Event | Response:
+    conn = AMIConnection()
+    conn.receive_data(b"Asterisk Call Manager/11.0.0\r\n" + frame)
+    conn.next_event()  # the banner
+    msg = conn.next_event()
+    assert isinstance(msg, Event | Response)
+    return msg
+
+
+def test_lazy_message_reads_keys_straight_from_the_text_and_equals_an_eager_one():
+    msg = _one(b"Event: Newchannel\r\nPrivilege: call,all\r\nUniqueID: 17.1\r\n"
+               b"ActionID: a-1\r\nVariable: x=1\r\nVariable: y=2\r\nAccountCode: \r\n\r\n")
+    assert msg.name == "Newchannel"
+    assert msg.get("Privilege") == "call,all"
+    assert msg.get("Uniqueid") == "17.1"  # case-insensitively, as before
+    assert msg.get("AccountCode") == "" and msg.get("Missing") is None
+    assert msg.get("Event") == "Newchannel"
+    assert msg.action_id == "a-1"
+    assert msg.get_all("Variable") == ["x=1", "y=2"]
+    eager = Event("Newchannel", (("Event", "Newchannel"), ("Privilege", "call,all"), ("UniqueID", "17.1"),
+                                 ("ActionID", "a-1"), ("Variable", "x=1"), ("Variable", "y=2"),
+                                 ("AccountCode", "")), "a-1")
+    assert msg == eager and hash(msg) == hash(eager)
+
+
+def test_lazy_message_keeps_non_header_lines_in_the_body():
+    msg = _one(b"Response: Success\r\nMessage: ok\r\nsome raw line\r\n\r\n")
+    assert isinstance(msg, Response) and msg.ok
+    assert msg.body == ("some raw line",)
+    assert msg.headers == (("Response", "Success"), ("Message", "ok"))
+    assert msg.action_id is None
+
+
+def test_a_bare_lf_frame_among_crlf_frames_is_still_split():
+    conn = AMIConnection()
+    conn.receive_data(b"Asterisk Call Manager/11.0.0\r\n"
+                      b"Response: Success\r\nMessage: Park successful\n\r\n\r\n"
+                      b"Event: ParkedCall\r\nParkingSpace: 701\r\n\r\n")
+    msgs = list(conn.events())
+    assert isinstance(msgs[0], Banner)
+    assert [m.name for m in msgs[1:]] == ["Success", "ParkedCall"]
+    assert msgs[1].get("Message") == "Park successful" and msgs[2].get("ParkingSpace") == "701"
