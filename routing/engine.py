@@ -189,6 +189,8 @@ class Engine:
         self._buckets: dict[str, Bucket] = {}
         self._agent_buckets: dict[str, tuple[int, dict[Channel, list[Bucket]]]] = {}
         self._sticky_index: dict[str, set[str]] = {}
+        # While tick applies a batch of timers: agents and contacts to match afterwards (id -> why).
+        self._batch: tuple[dict[str, str], dict[str, str]] | None = None
         self._now = -math.inf
         self._handlers: dict[type, Callable[[object, float, list[Decision]], None]] = {
             ContactArrived: self._on_arrived,  # type: ignore[dict-item]
@@ -250,8 +252,18 @@ class Engine:
             due = self.store.pop_due(now)
             if not due:
                 return out
-            for t in due:
-                self._timer_handlers[t.kind](t.subject, now, out)
+            # The timers due by now change the state at once: several contacts may stop waiting
+            # for their preferred agent, be widened or have a refusal lifted at the same instant.
+            # Matching each one as its timer fires would give an agent the first one while a
+            # higher key that it may serve waits for its own timer. So apply them all, then match.
+            batch: tuple[dict[str, str], dict[str, str]] = ({}, {})
+            self._batch = batch
+            try:
+                for t in due:
+                    self._timer_handlers[t.kind](t.subject, now, out)
+            finally:
+                self._batch = None
+            self._settle(batch[0], batch[1], now, out)
 
     @property
     def now(self) -> float:
@@ -467,8 +479,29 @@ class Engine:
                     found[aid] = (a, alt_i)
         return list(found.values())
 
+    def _settle(
+        self, agents: dict[str, str], contacts: dict[str, str], now: float, out: list[Decision]
+    ) -> None:
+        """Restore quiescence after a change that freed these agents and made these contacts
+        waiting or more widely eligible, all at once (id -> why).
+
+        Matching a contact to an agent assumes the agent may serve nothing better, which holds
+        when only that contact changed. So the freed agents first take their own best contacts;
+        then the contacts go by priority, highest first: each finds its agents with nothing
+        better left (a higher one either has an agent or no agent could take it).
+        """
+        for aid, why in agents.items():
+            self._match_agent(aid, now, out, why)
+        recs = [r for cid in contacts if (r := self.store.contact(cid)) is not None and r.status is _W]
+        recs.sort(key=lambda r: (-r.key, r.seq))
+        for rec in recs:
+            self._match_contact(rec, now, out, contacts[rec.contact.id])
+
     def _match_contact(self, rec: ContactRecord, now: float, out: list[Decision], why: str) -> None:
         """A contact became waiting or more widely eligible: offer it to the best available agent."""
+        if self._batch is not None:
+            self._batch[1].setdefault(rec.contact.id, why)
+            return
         if rec.status is not _W:
             return
         b = self._bucket(rec.bucket)
@@ -577,6 +610,9 @@ class Engine:
 
     def _match_agent(self, aid: str, now: float, out: list[Decision], why: str) -> None:
         """An agent may take more: offer it the best waiting contacts until it is full."""
+        if self._batch is not None:
+            self._batch[0].setdefault(aid, why)
+            return
         while True:
             agent = self.store.agent(aid)
             if agent is None or agent.presence is not Presence.READY:
@@ -588,11 +624,16 @@ class Engine:
             if not self._offer(rec, agent, alt, now, out, why, None):
                 return
 
+    def _index_sticky(self, b: Bucket) -> None:
+        """Remember a preferred-agent bucket that a contact enters (placed, or requeued: its
+        bucket may have been found empty and forgotten while the contact was ringing)."""
+        if b.sticky_agent is not None:
+            self._sticky_index.setdefault(b.sticky_agent, set()).add(b.id)
+
     def _place(self, rec: ContactRecord, now: float) -> None:
         """Put a contact in the right bucket with its key (same key: same place)."""
         b = self._bucket_for(rec, now)
-        if b.sticky_agent is not None:
-            self._sticky_index.setdefault(b.sticky_agent, set()).add(b.id)
+        self._index_sticky(b)
         rec.key = self._key(rec)
         self.store.save_contact(rec)
         self.store.enqueue(rec.contact.id, b.id, rec.key)
@@ -649,13 +690,16 @@ class Engine:
                 if state is SlotState.RESERVED:
                     rec = self.store.contact(cid)
                     if rec is not None and self.store.requeue(cid, aid, now):
+                        self._index_sticky(self._bucket(rec.bucket))
                         self.store.cancel_timer(TimerKind.RING, cid)
                         out.append(Requeue(cid, aid, "agent-offline"))
                         requeued.append(rec)
         self.store.set_presence(aid, ev.presence, ev.reason, now)
         for rec in requeued:
             self._arm_contact_timers(rec, now, out)
-            self._match_contact(rec, now, out, "requeued (agent went offline)")
+        # They all wait again at once: the highest key first, or a lower one could take the only
+        # slot of an agent that may serve both.
+        self._settle({}, {rec.contact.id: "requeued (agent went offline)" for rec in requeued}, now, out)
         if ev.presence is Presence.READY:
             self._match_agent(aid, now, out, "agent became ready")
 
@@ -691,6 +735,7 @@ class Engine:
         self.store.cancel_timer(TimerKind.RING, cid)
         if not self.store.requeue(cid, aid, now):
             raise StaleEvent(f"contact {cid} is not offered to agent {aid}")
+        self._index_sticky(self._bucket(rec.bucket))
         out.append(Requeue(cid, aid, "no-answer" if no_answer else "declined"))
         if no_answer and cfg.not_ready_on_no_answer or (not no_answer and cfg.not_ready_on_decline):
             reason = cfg.no_answer_reason if no_answer else cfg.decline_reason
