@@ -14,6 +14,7 @@ from typing import Any
 from callcenter.agi_routes import handlers as extra_handlers
 from callcenter.asterisk.ami_client import AMIClient, LocalEvent
 from callcenter.asterisk.fastagi import FastAgiServer
+from callcenter.asterisk.queue_sync import AgentState, DesiredAgent, QueueSync
 from callcenter.asterisk.tracker import CallTracker
 from callcenter.services.voice import Softphone, VoiceService
 
@@ -28,7 +29,11 @@ class Telephony:
     agi: FastAgiServer | None = None
     ami: AMIClient | None = None
     tracker: CallTracker = field(default_factory=CallTracker)
+    fallback_queue: str = "cc-fallback"
+    sync: QueueSync | None = None
     _pump: asyncio.Task[None] | None = None
+    _sync_task: asyncio.Task[None] | None = None
+    _sync_again: bool = False
 
     async def start_agi(self, host: str, port: int, max_sessions: int) -> FastAgiServer:
         handlers = {**extra_handlers(), **self.voice.agi_handlers()}
@@ -43,7 +48,55 @@ class Telephony:
         self._pump = asyncio.get_running_loop().create_task(self._read(sub))
         await self.ami.start()
         log.info("AMI connected to %s:%s as %s", host, port, username)
+        self.sync = QueueSync(self.ami, self.fallback_queue, self.tracker)
+        self.sync.on_device_state.append(self._device_state)
+        self.voice.directory.on_change.append(lambda _agent: self.schedule_sync())
+        self.schedule_sync(resync=True)
         return self.ami
+
+    # ---- the fallback queue follows the agents' state -------------------------------------------
+    def desired_members(self) -> dict[str, DesiredAgent]:
+        """Ready agents are unpaused members of the fallback queue, not-ready, busy or in
+        wrap-up ones are paused, offline ones are not members."""
+        out = {}
+        directory = self.voice.directory
+        for aid, agent in directory.agents.items():
+            if not agent.dial_string:
+                continue
+            state = directory.status(aid)["state"]
+            desired = (AgentState.READY if state == "ready" else
+                       AgentState.OFFLINE if state == "offline" else AgentState.NOT_READY)
+            out[aid] = DesiredAgent(desired, agent.dial_string, name=agent.username)
+        return out
+
+    def schedule_sync(self, *, resync: bool = False) -> None:
+        """Coalesce agent changes into one QueueAdd/QueuePause/QueueRemove pass at a time."""
+        if self.sync is None:
+            return
+        if self._sync_task is not None and not self._sync_task.done():
+            self._sync_again = True
+            return
+        self._sync_task = asyncio.get_running_loop().create_task(self._run_sync(resync))
+
+    async def _run_sync(self, resync: bool) -> None:
+        assert self.sync is not None
+        while True:
+            self._sync_again = False
+            try:
+                await self.sync.apply(self.desired_members(), resync=resync)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - AMI down: the next change or resync retries
+                log.warning("fallback queue sync failed", exc_info=True)
+                return
+            resync = False
+            if not self._sync_again:
+                return
+
+    def _device_state(self, device: str, state: str) -> None:
+        agent = self.voice.directory.by_device(device)
+        if agent is not None:
+            self.voice.spawn(self.voice.device_state(agent.agent_id, state))
 
     async def _read(self, sub: AsyncIterator[Any]) -> None:
         """Every AMI event, in order: the tracker first, then the voice service."""
@@ -53,6 +106,7 @@ class Telephony:
                     if ev.name == "Resynced":
                         self.tracker.resync(*_resync_lists(ev.events))
                         await self.voice.ami_resynced(set(self.tracker.calls))
+                        self.schedule_sync(resync=True)
                     continue
                 self.tracker.feed(ev)
                 await self.voice.on_ami_event(ev)
@@ -62,6 +116,10 @@ class Telephony:
                 log.exception("AMI event %s failed", getattr(ev, "name", "?"))
 
     async def close(self) -> None:
+        if self._sync_task is not None:
+            self._sync_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sync_task
         if self.ami is not None:
             await self.ami.close()
         if self._pump is not None:

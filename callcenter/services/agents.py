@@ -44,6 +44,7 @@ class AgentDirectory:
         self.engine = engine
         self.hub = hub
         self.agents: dict[str, Agent] = {}
+        self.on_change: list[Callable[[str], None]] = []  # agent id; e.g. the fallback queue sync
         self._wall = wall
         self._mono = mono
 
@@ -71,6 +72,15 @@ class AgentDirectory:
         agent = self.agents.get(agent_id)
         if agent is not None:
             self.hub.send(agent.user_id, "agent_state", **self.status(agent_id))
+        for callback in self.on_change:
+            callback(agent_id)
+
+    def by_device(self, device: str) -> Agent | None:
+        """The agent whose phone is `device` (PJSIP/1001, or 1001)."""
+        for agent in self.agents.values():
+            if agent.dial_string and device in (agent.dial_string, agent.extension):
+                return agent
+        return None
 
     def busy_with_voice(self, agent_id: str) -> bool:
         rec = self.engine.store.agent(agent_id)

@@ -29,6 +29,7 @@ from crm_core.errors import CrmError
 from crm_core.store import CrmStore
 from ivr import Engine as FlowEngine
 from routing import (
+    AgentPresence,
     Channel,
     Contact,
     ContactArrived,
@@ -39,6 +40,7 @@ from routing import (
     Ended,
     OfferAccepted,
     OfferDeclined,
+    Presence,
     RoutingError,
     Tier,
 )
@@ -47,6 +49,7 @@ from routing import Offer as RoutingOffer
 log = logging.getLogger(__name__)
 
 LookupFn = Callable[..., Awaitable[Mapping[str, Any] | None]]
+FALLBACK_EVENTS = ("QueueCallerJoin", "AgentConnect", "QueueCallerAbandon")
 
 
 @dataclass
@@ -90,6 +93,7 @@ class VoiceOptions:
     wrapup_s: float = 120.0  # longest wrap-up before the engine makes the agent ready again
     survey: bool = True
     reconnect_grace_s: float = 3.0  # a console that comes back within this resumes its offer
+    fallback_queue: str = "cc-fallback"  # the dialplan's plain queue when the AGI is unavailable
     queue_skills: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
 
 
@@ -121,6 +125,7 @@ class VoiceService:
         self.by_linkedid: dict[str, VoiceCall] = {}
         self.softphone: Softphone | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._fallback: dict[str, int] = {}  # linkedid -> interaction, for calls in the fallback queue
 
     def agi_handlers(self) -> dict[str, Callable[[AgiSession], Awaitable[None]]]:
         return {"ivr": self.agi_ivr, "after-dial": self.agi_after_dial, "survey": self.agi_survey}
@@ -132,11 +137,15 @@ class VoiceService:
         except CrmError:
             log.exception("timeline append failed for interaction %s", call.interaction_id)
 
-    async def _state(self, call: VoiceCall, state: str, **kw: Any) -> None:
+    async def _state(self, call: VoiceCall, state: str, *,
+                     events: tuple[tuple[str, dict[str, Any]], ...] = (), **kw: Any) -> None:
+        """Store the state; `events` go on the timeline in the same transaction (one trip)."""
         try:
-            await self.store.set_state(call.interaction_id, state, **kw)
+            await self.store.set_state(call.interaction_id, state, events=events, **kw)
         except CrmError as e:
             await self._event(call, "state_failed", ok=False, state=state, error=str(e))
+            for kind, data in events:
+                await self._event(call, kind, **data)
 
     # ------------------------------------------------------------------ AGI: arrive, IVR, queue
     async def agi_ivr(self, session: AgiSession) -> None:
@@ -198,14 +207,14 @@ class VoiceService:
             skills = dict(self.options.queue_skills.get(queue, {}))
         call.queue, call.state, call.queued_mono = queue, "queued", self.mono()
         call.assigned = asyncio.get_running_loop().create_future()
-        await self._state(call, "queued", queue=queue)
-        await self._event(call, "queue", queue=queue, skills=skills, priority=boost)
-        await _quietly(session.set_music(True))
+        await self._state(call, "queued", queue=queue,
+                          events=(("queue", {"queue": queue, "skills": skills, "priority": boost}),))
         contact = Contact(call.contact_id, Channel.VOICE, queue, self.mono(),
                           customer_id=str(call.customer_id or ""), tier=Tier(call.tier), skills=skills,
                           priority=boost)
         call.routed = True
-        await self.runner.handle(ContactArrived(contact))
+        await self.runner.handle(ContactArrived(contact))  # may offer at once: routing first,
+        await _quietly(session.set_music(True))  # then music on hold (one PBX round trip)
         await self._dial_when_assigned(call, session)
 
     async def _dial_when_assigned(self, call: VoiceCall, session: AgiSession) -> None:
@@ -305,23 +314,37 @@ class VoiceService:
         reasons = [{"name": p.name, "value": p.value, "note": p.note} for p in d.reasons]
         offer = PendingOffer(secrets.token_urlsafe(9), d.agent_id, reasons, expires.isoformat())
         call.offer, call.agent_id, call.state = offer, d.agent_id, "offered"
-        await self._state(call, "offered", agent_id=agent.user_id)
-        await self._event(call, "offer", agent=agent.username, reasons=reasons)
-        delivered = self.hub.send(agent.user_id, "offer", **await self.offer_message(call))
+        # The pop's card is read while the offer is stored (one write, with its timeline event);
+        # the console hears of the offer only once it is stored.
+        card = asyncio.ensure_future(self._card(call))
+        try:
+            await self._state(call, "offered", agent_id=agent.user_id,
+                              events=(("offer", {"agent": agent.username, "reasons": reasons}),))
+        except BaseException:
+            card.cancel()
+            raise
+        message = await self.offer_message(call, card=await card)
+        delivered = self.hub.send(agent.user_id, "offer", **message)
         if not delivered:
             await self._event(call, "offer_undelivered", ok=False, agent=agent.username)
-            self._spawn(self._refuse(call, offer, no_answer=False, why="agent_disconnected"))
+            self.spawn(self._refuse(call, offer, no_answer=False, why="agent_disconnected"))
             return
-        self._spawn(self._await_ack(call, offer, agent))
+        self.spawn(self._await_ack(call, offer, agent))
 
-    async def offer_message(self, call: VoiceCall) -> dict[str, Any]:
+    async def _card(self, call: VoiceCall) -> dict[str, Any] | None:
+        if call.customer_id is None:
+            return None
+        try:
+            return (await self.store.customer_card(call.customer_id)).to_dict()
+        except CrmError as e:
+            await self._event(call, "pop_failed", ok=False, error=str(e))
+            return None
+
+    async def offer_message(self, call: VoiceCall, *, card: Any = ...) -> dict[str, Any]:
+        """The `offer` message with the pop (`card`: already read, or ... to read it now)."""
         assert call.offer is not None
-        card = None
-        if call.customer_id is not None:
-            try:
-                card = (await self.store.customer_card(call.customer_id)).to_dict()
-            except CrmError as e:
-                await self._event(call, "pop_failed", ok=False, error=str(e))
+        if card is ...:
+            card = await self._card(call)
         return {"offer_id": call.offer.id, "interaction_id": call.interaction_id, "channel": "voice",
                 "queue": call.queue, "caller": call.caller or "anonymous",
                 "pop": {"known": card is not None, "card": card}, "ivr_path": pop_path(call.ivr_path),
@@ -341,7 +364,7 @@ class VoiceService:
             o = call.offer
             if o is not None and o.id == offer_id and o.agent_id == str(user_id) and not o.settled:
                 o.ack.set()
-                self._spawn(self._event(call, "pop_ack", offer_id=offer_id))
+                self.spawn(self._event(call, "pop_ack", offer_id=offer_id))
                 return call
         return None
 
@@ -385,10 +408,15 @@ class VoiceService:
     # ------------------------------------------------------------------ AMI: ring, talk, hang-up
     async def on_ami_event(self, ev: AmiEvent) -> None:
         name = ev.name
+        if name in FALLBACK_EVENTS and ev.get("Queue") == self.options.fallback_queue:
+            await self._fallback_event(ev)
+            return
         if name not in ("DialBegin", "DialEnd", "Hangup"):
             return
         call = self.by_linkedid.get(ev.get("Linkedid") or "")
         if call is None:
+            if name == "Hangup":
+                await self._fallback_hangup(ev)
             return
         if name == "DialBegin" and call.state == "offered" and call.offer is not None:
             call.state, call.agent_leg = "ringing", ev.get("DestUniqueid")
@@ -407,6 +435,67 @@ class VoiceService:
                 await self._ended(call, who, ev.get("Cause-txt") or ev.get("Cause") or "")
             elif uid == call.linkedid and call.state in ("queued", "offered", "ringing"):
                 await self.caller_gone(call, "caller hung up")
+
+    # ------------------------------------------------------------------ the fallback queue
+    async def _fallback_event(self, ev: AmiEvent) -> None:
+        """Calls the dialplan sent to the plain fallback queue (the FastAGI server was down or
+        refused) are logged from AMI, so no call goes unrecorded."""
+        linkedid = ev.get("Linkedid") or ""
+        iid = self._fallback.get(linkedid)
+        if ev.name == "QueueCallerJoin" and iid is None and linkedid not in self.by_linkedid:
+            caller = ev.get("CallerIDNum") or ""
+            caller = "" if caller in ("<unknown>", "anonymous") else caller
+            i = await self.store.open_interaction("voice", "inbound", None, external_id=linkedid,
+                                                  from_address=caller or None,
+                                                  queue=self.options.fallback_queue)
+            self._fallback[linkedid] = i.id
+            await self.store.append_event(i.id, "fallback_queue", ok=False, data={
+                "detail": "the contact center's AGI was unavailable; the PBX queued the call",
+                "queue": ev.get("Queue"), "caller": caller or "anonymous"})
+            customer = await self.store.identify(phone=caller) if caller else None
+            if customer is not None:
+                await self.store.link_customer(i.id, customer.id)
+            await self.store.set_state(i.id, "queued", queue=self.options.fallback_queue)
+        elif iid is not None and ev.name == "AgentConnect":
+            agent = self.directory.by_device(ev.get("Interface") or "")
+            await self.store.set_state(iid, "answered", agent_id=agent.user_id if agent else None)
+            await self.store.append_event(iid, "answer", data={"interface": ev.get("Interface"),
+                                                               "fallback": True})
+        elif iid is not None and ev.name == "QueueCallerAbandon":
+            self._fallback.pop(linkedid, None)
+            await self.store.append_event(iid, "abandon", ok=False, data={
+                "wait_s": int(ev.get("HoldTime") or 0), "fallback": True})
+            await self.store.set_state(iid, "abandoned")
+
+    async def _fallback_hangup(self, ev: AmiEvent) -> None:
+        linkedid = ev.get("Linkedid") or ""
+        iid = self._fallback.get(linkedid)
+        if iid is None or ev.get("Uniqueid") != linkedid:
+            return
+        del self._fallback[linkedid]
+        i = await self.store.get_interaction(iid)
+        if i.state == "answered":
+            await self.store.set_state(iid, "ended")
+            await self.store.append_event(iid, "hangup", data={"fallback": True})
+            await self.store.set_state(iid, "wrapup_done")
+        elif i.state in ("queued", "new"):
+            await self.store.append_event(iid, "abandon", ok=False, data={"fallback": True})
+            await self.store.set_state(iid, "abandoned")
+
+    async def device_state(self, agent_id: str, state: str) -> None:
+        """A phone busy with a call the center did not route makes its agent not-ready (reason
+        `external-call`) until the phone is free again."""
+        rec = self.runner.engine.store.agent(agent_id)
+        if rec is None:
+            return
+        ours = self.current_for(agent_id) is not None or self.directory.busy_with_voice(agent_id)
+        if state in ("INUSE", "RINGING", "BUSY", "RINGINUSE", "ONHOLD"):
+            if not ours and rec.presence.value == "ready":
+                await self.runner.handle(AgentPresence(agent_id, Presence.NOT_READY, "external-call"))
+                self.directory.push_state(agent_id)
+        elif state == "NOT_INUSE" and rec.presence.value == "not-ready" and rec.reason == "external-call":
+            await self.runner.handle(AgentPresence(agent_id, Presence.READY))
+            self.directory.push_state(agent_id)
 
     async def _answered(self, call: VoiceCall) -> None:
         offer = call.offer
@@ -509,7 +598,7 @@ class VoiceService:
         self.calls.pop(call.interaction_id, None)
         self.by_linkedid.pop(call.linkedid, None)
 
-    def _spawn(self, aw: Awaitable[Any]) -> None:
+    def spawn(self, aw: Awaitable[Any]) -> None:
         task = asyncio.ensure_future(aw)
         self._tasks.add(task)
         task.add_done_callback(self._done)
