@@ -60,6 +60,7 @@ class PendingOffer:
     expires_at: str
     ack: asyncio.Event = field(default_factory=asyncio.Event)
     settled: bool = False  # answered, refused or withdrawn: nothing more to do for it
+    message: dict[str, Any] | None = None  # the offer as sent, sent again to a resuming console
 
 
 @dataclass
@@ -74,6 +75,7 @@ class VoiceCall:
     state: str = "ivr"  # ivr, queued, offered, ringing, talking, wrapup, done
     queued_mono: float | None = None
     offer: PendingOffer | None = None
+    pop_card: dict[str, Any] | None = None  # the card the offer showed (a resumed console gets it again)
     agent_id: str | None = None
     agent_leg: str | None = None  # uniqueid of the dialled agent channel
     assigned: asyncio.Future[Agent] | None = None
@@ -323,7 +325,8 @@ class VoiceService:
         except BaseException:
             card.cancel()
             raise
-        message = await self.offer_message(call, card=await card)
+        call.pop_card = await card
+        message = await self.offer_message(call, card=call.pop_card)
         delivered = self.hub.send(agent.user_id, "offer", **message)
         if not delivered:
             await self._event(call, "offer_undelivered", ok=False, agent=agent.username)
@@ -341,10 +344,10 @@ class VoiceService:
             return None
 
     async def offer_message(self, call: VoiceCall, *, card: Any = ...) -> dict[str, Any]:
-        """The `offer` message with the pop (`card`: already read, or ... to read it now)."""
+        """The `offer` message with the pop (`card`: already read, or ... for the offer's own)."""
         assert call.offer is not None
         if card is ...:
-            card = await self._card(call)
+            card = call.pop_card if call.pop_card is not None else await self._card(call)
         return {"offer_id": call.offer.id, "interaction_id": call.interaction_id, "channel": "voice",
                 "queue": call.queue, "caller": call.caller or "anonymous",
                 "pop": {"known": card is not None, "card": card}, "ivr_path": pop_path(call.ivr_path),
