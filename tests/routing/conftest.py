@@ -1,4 +1,5 @@
-"""Engine tests run against every store implementation (only in-memory for now; Redis next)."""
+"""Engine tests run against every store implementation: in memory, and Redis (a real server; each
+test gets its own key prefix, deleted afterwards; skipped without Redis unless CC_REQUIRE_SERVICES=1)."""
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
@@ -25,14 +26,46 @@ from routing import (
 
 StoreFactory = Callable[[MixingRules], RoutingStore]
 
-STORES: dict[str, StoreFactory] = {
-    "memory": lambda rules: InMemoryStore(rules),
+
+def _memory(request: pytest.FixtureRequest) -> StoreFactory:
+    return lambda rules: InMemoryStore(rules)
+
+
+def _redis(request: pytest.FixtureRequest) -> StoreFactory:
+    from callcenter.routing_redis import RedisStore, connect
+    from tests.conftest import unique_name
+    from tests.services import need_redis
+
+    client = connect(need_redis())
+    prefix = unique_name("cc_t") + ":"
+    made: list[RedisStore] = []
+
+    def make(rules: MixingRules) -> RoutingStore:
+        store = RedisStore(client, f"{prefix}{len(made)}:", rules)
+        made.append(store)
+        return store
+
+    def cleanup() -> None:
+        try:
+            for key in client.scan_iter(match=prefix + "*", count=1000):
+                client.unlink(key)
+        finally:
+            client.close()
+
+    request.addfinalizer(cleanup)
+    return make
+
+
+#: store name -> (test request -> factory of stores for that test)
+STORES: dict[str, Callable[[pytest.FixtureRequest], StoreFactory]] = {
+    "memory": _memory,
+    "redis": _redis,
 }
 
 
 @pytest.fixture(params=sorted(STORES))
 def make_store(request: pytest.FixtureRequest) -> StoreFactory:
-    return STORES[request.param]
+    return STORES[request.param](request)
 
 
 @pytest.fixture
