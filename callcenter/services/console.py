@@ -51,7 +51,7 @@ class ConsoleService:
         call = self.voice.current_for(agent.agent_id)
         if call is not None:
             if call.offer is not None and not call.offer.settled and call.state in ("offered", "ringing"):
-                self._to(link, "offer", **await self.voice.offer_message(call))
+                self._to(link, "offer", **(call.offer.message or await self.voice.offer_message(call)))
             if call.state in ("ringing", "talking"):
                 self._to(link, "contact_state", interaction_id=call.interaction_id, state=call.state,
                          at=call.state_at)

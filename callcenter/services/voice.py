@@ -366,10 +366,15 @@ class VoiceService:
         for call in self.calls.values():
             o = call.offer
             if o is not None and o.id == offer_id and o.agent_id == str(user_id) and not o.settled:
-                o.ack.set()
-                self.spawn(self._event(call, "pop_ack", offer_id=offer_id))
+                self.spawn(self._acked(call, o))
                 return call
         return None
+
+    async def _acked(self, call: VoiceCall, offer: PendingOffer) -> None:
+        """The pop is on screen: stored on the timeline first, then the dial may go ahead."""
+        if not offer.ack.is_set():
+            await self._event(call, "pop_ack", offer_id=offer.id)
+            offer.ack.set()
 
     async def decline(self, user_id: int, offer_id: str) -> bool:
         for call in self.calls.values():
