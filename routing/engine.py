@@ -86,6 +86,9 @@ PRESENCE_REQUESTS: dict[Presence, frozenset[Presence]] = {
     Presence.OFFLINE: frozenset({Presence.READY, Presence.NOT_READY, Presence.WRAP_UP, Presence.OFFLINE}),
 }
 
+#: how often an agent that frees up retries after losing a claim race to another process
+_MAX_LOST_RACES = 8
+
 _CONTACT_TIMERS = (TimerKind.RING, TimerKind.ESCALATE, TimerKind.MAX_WAIT, TimerKind.STICKY, TimerKind.RETRY)
 
 
@@ -613,6 +616,7 @@ class Engine:
         if self._batch is not None:
             self._batch[0].setdefault(aid, why)
             return
+        lost = 0
         while True:
             agent = self.store.agent(aid)
             if agent is None or agent.presence is not Presence.READY:
@@ -622,7 +626,11 @@ class Engine:
                 return
             rec, alt = found
             if not self._offer(rec, agent, alt, now, out, why, None):
-                return
+                # Only a store shared with other processes refuses here (they took the contact or
+                # the agent first): read again and try the next best, a bounded number of times.
+                lost += 1
+                if lost > _MAX_LOST_RACES:
+                    return
 
     def _index_sticky(self, b: Bucket) -> None:
         """Remember a preferred-agent bucket that a contact enters (placed, or requeued: its
