@@ -172,3 +172,53 @@ def _drain(q: asyncio.Queue) -> list:
     while not q.empty():
         out.append(q.get_nowait())
     return out
+
+
+async def test_ami_drops_mid_call_and_resync_completes_the_interaction(database):
+    store = _store(database)
+    await seed_people(store)
+    async with running_center(database) as rc:
+        console = await Console.open(rc.center, store, "agent1")
+        await console.send("set_state", state="ready")
+        call = rc.sim.call(REGULAR_PHONE, digits=["1", "0"])
+        offer = await console.next("offer")
+        await console.send("ack_offer", offer_id=offer["offer_id"])
+        await console.next("contact_state", state="ringing")
+        await console.send("answer", interaction_id=offer["interaction_id"])
+        await console.next("contact_state", state="talking")
+        for session in list(rc.sim.ami.sessions):  # the manager link drops...
+            session.close()
+        call.hangup()  # ...and the call ends while the center cannot see it
+        await console.next("contact_state", state="ended", timeout=20)  # after reconnect + resync
+        await console.next("wrapup")
+    kinds = [e for e in await store.timeline(offer["interaction_id"])]
+    gap = [e for e in kinds if e.kind == "ami_gap"]
+    assert gap and gap[0].ok is False and gap[0].data["state"] == "talking"
+    i = await store.get_interaction(offer["interaction_id"])
+    assert i.state == "ended" and i.ended_at is not None
+
+
+async def test_post_call_survey_and_billing_balance_through_the_simulator(database):
+    store = _store(database)
+    people = await seed_people(store)
+    async with running_center(database) as rc:
+        rc.sim.agent("1001", answer_after=0.2, talk_time=1)  # the agent hangs up first
+        console = await Console.open(rc.center, store, "agent1")
+        await console.send("set_state", state="ready")
+        # English, billing, account number, hear the balance, then an agent; after the call the
+        # survey asks for a score and the caller presses 4
+        call = rc.sim.call(REGULAR_PHONE, digits=["1", "1", "1234567", "1", "4"])
+        offer = await console.next("offer")
+        assert offer["queue"] == "billing"
+        path = offer["ivr_path"]
+        assert [row.get("digits") for row in path if row["node"] == "main_menu"] == ["1"]
+        assert "1234567" not in str(path)  # the account number is sensitive: masked on the path
+        assert any(row["node"] == "account_number" and row.get("digits") for row in path)
+        await console.send("ack_offer", offer_id=offer["offer_id"])
+        await console.next("contact_state", state="talking", timeout=20)
+        await console.next("contact_state", state="ended", timeout=20)
+        await call.wait_hangup(20)
+    surveys = [e for e in await store.timeline(offer["interaction_id"]) if e.kind == "survey"]
+    assert surveys and surveys[0].data["score"] == 4
+    card = await store.customer_card(people["regular"].id)
+    assert card.csat_count == 1 and str(card.csat_average) == "4.00"
