@@ -301,14 +301,15 @@ def handlers(server: AMIServer) -> dict[str, Handler]:
 
     async def _run_application(ch: Channel, app: str, data: str) -> None:
         ch.pbx_task = asyncio.current_task()  # type: ignore[assignment]
+        # an Originate with Application runs the application without a PBX: no Newexten, and
+        # when it ends (or its other half hangs up) only a Hangup (ami-agi-edge, ami-chanspy-*)
+        ch.app, ch.appdata = app, data
         try:
-            pbx.newexten(ch, app, data)
             await pbx.run_app(ch, app, data)
         except (ChannelGone, Redirected):
             pass
         finally:
             if not ch.hungup:
-                pbx.chan_event("SoftHangupRequest", ch, ("Cause", "16"))
                 pbx.hangup(ch, 16)
 
     # ---- transfers, bridge, hold -------------------------------------------------------------

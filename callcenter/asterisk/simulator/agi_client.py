@@ -27,12 +27,93 @@ from callcenter.asterisk.agi import (
     NeedData,
     ScriptFailure,
     UnknownCommand,
+    UsageError,
 )
 
 if TYPE_CHECKING:
     from callcenter.asterisk.simulator.pbx import Channel, Pbx
 
 log = logging.getLogger(__name__)
+
+# The usage text Asterisk 22 prints in a 520 block: the command's <description> from res_agi's XML
+# documentation, markup left as it is (protocol fact 12).  A command with bad arguments but no
+# entry here gets the single-line ``520 Invalid command syntax.  Proper usage not available.``
+USAGE: dict[str, tuple[str, ...]] = {
+    "GET DATA": (
+        "Stream the given <replaceable>file</replaceable>, and receive DTMF data.",
+        "Returns the digits received from the channel at the other end."),
+    "SAY NUMBER": (
+        "Say a given number, returning early if any of the given DTMF digits are received on the channel.  "
+        "Returns <literal>0</literal> if playback completes without a digit being pressed, or the ASCII numerical "
+        "value of the digit if one was pressed or <literal>-1</literal> on error/hangup.",),
+    "STREAM FILE": (
+        "Send the given file, allowing playback to be interrupted by the given digits, if any. Returns "
+        "<literal>0</literal> if playback completes without a digit being pressed, or the ASCII numerical value "
+        "of the digit if one was pressed, or <literal>-1</literal> on error or if the channel was disconnected. "
+        "If musiconhold is playing before calling stream file it will be automatically stopped and will not be "
+        "restarted after completion.",
+        "It sets the following channel variables upon completion:",
+        "<variable>PLAYBACKSTATUS</variable>: The status of the playback attempt as a text string.",
+        "    <value>SUCCESS</value>",
+        "    <value>FAILED</value>"),
+    "SET VARIABLE": ("Sets a variable to the current channel.",),
+    "WAIT FOR DIGIT": (
+        "Waits up to <replaceable>timeout</replaceable> milliseconds for channel to receive a DTMF digit. Returns "
+        "<literal>-1</literal> on channel failure, <literal>0</literal> if no digit is received in the timeout, "
+        "or the numerical value of the ascii of the digit if one is received. Use <literal>-1</literal> for the "
+        "<replaceable>timeout</replaceable> value if you desire the call to block indefinitely.",),
+    "DATABASE GET": (
+        "Retrieves an entry in the Asterisk database for a given <replaceable>family</replaceable> and "
+        "<replaceable>key</replaceable>.",
+        "Returns <literal>0</literal> if <replaceable>key</replaceable> is not set. Returns <literal>1</literal> "
+        "if <replaceable>key</replaceable> is set and returns the variable in parenthesis.",
+        "Example return code: 200 result=1 (testvariable)"),
+    "GET VARIABLE": (
+        "Returns <literal>0</literal> if <replaceable>variablename</replaceable> is not set. Returns "
+        "<literal>1</literal> if <replaceable>variablename</replaceable> is set and returns the variable in "
+        "parentheses.",
+        "Example return code: 200 result=1 (testvariable)"),
+}
+
+
+def _is_int(text: str) -> bool:
+    t = text.strip()
+    return t.lstrip("+-").isdigit()
+
+
+def bad_arguments(name: str, a: tuple[str, ...]) -> bool:
+    """res_agi's argument checks (``argc`` there counts the command's words too)."""
+    n = len(a)
+    if name == "GET DATA":
+        return n < 1
+    if name == "SAY NUMBER":
+        return n < 2 or n > 3 or not _is_int(a[0])
+    if name in ("SAY DIGITS", "SAY ALPHA", "SAY PHONETIC"):
+        return n != 2
+    if name == "STREAM FILE":
+        return n < 2 or n > 3
+    if name == "SET VARIABLE":
+        return n != 2
+    if name == "WAIT FOR DIGIT":
+        return n != 1 or not _is_int(a[0])
+    if name in ("DATABASE GET", "DATABASE DEL"):
+        return n != 2
+    if name == "DATABASE PUT":
+        return n != 3
+    if name in ("GET VARIABLE", "GET FULL VARIABLE"):
+        return n < 1 or (name == "GET VARIABLE" and n != 1)
+    if name == "EXEC":
+        return n < 1
+    return False
+
+
+def usage_error(name: str) -> UsageError:
+    lines = USAGE.get(name)
+    if lines is None:
+        return UsageError(text="Invalid command syntax.  Proper usage not available.", usage=(), end="",
+                          multiline=False)
+    return UsageError(usage=lines)
+
 
 KNOWN_APPS = {"playback", "background", "wait", "noop", "answer", "set", "musiconhold", "queue", "dial",
               "hangup", "senddtmf", "verbose", "playtones", "progress", "ringing", "goto", "saydigits"}
@@ -121,6 +202,8 @@ class AgiRun:
         pbx, ch = self.pbx, self.ch
         if self.dead and not cmd.runs_dead:
             return DeadChannel()
+        if bad_arguments(name, a):
+            return usage_error(name)
         if name == "ANSWER":
             pbx.answer(ch)
             return AgiResult("0")
@@ -186,6 +269,8 @@ class AgiRun:
             app = a[0] if a else ""
             if app.lower() not in KNOWN_APPS:
                 return AgiResult("-2")
+            if self.dead:
+                return AgiResult("0")  # the application returns at once on a dead channel (agi-edge)
             data = a[1] if len(a) > 1 else ""
             try:
                 await pbx.run_app(ch, app, data)
@@ -291,6 +376,8 @@ def agi_result_fields(reply: AgiReply) -> tuple[str, str]:
     if isinstance(reply, AgiResult):
         if reply.result == "-1":
             return "-1", "Failure"
+        if reply.result == "-2":
+            return "200", "Unknown Result"  # res_agi's default branch (EXEC of an unknown application)
         return "200", "Success"
     if isinstance(reply, DeadChannel):
         return "511", reply.text

@@ -115,6 +115,8 @@ class Channel:
     queued_in: str | None = None
     on_hangup: list[Callable[[], None]] = field(default_factory=list)
     answer_request: asyncio.Event | None = None  # set by a soft-phone's Answer button
+    hangup_requested: bool = False  # a soft hangup is pending (the channel still runs, e.g. its AGI)
+    soft_hangup_sent: bool = False  # SoftHangupRequest already emitted
 
     @property
     def up(self) -> bool:
@@ -457,6 +459,14 @@ class Pbx:
         if ch.hungup:
             return
         ch.cause = cause
+        if ch.agi is not None and ch.pbx_task is not None and not ch.pbx_task.done():
+            # an AGI keeps running on a dead channel (fact 11): it is told (HANGUP, then 511 for
+            # live-only commands) and the channel goes away only when the AGI ends
+            ch.hangup_requested = True
+            ch.agi.channel_hungup()
+            if ch.interrupt is not None and not ch.interrupt.done():
+                ch.interrupt.set_result(ChannelGone())
+            return
         if ch.pbx_task is not None and not ch.pbx_task.done() and ch.interrupt is not None:
             if not ch.interrupt.done():
                 ch.interrupt.set_result(ChannelGone())
@@ -559,7 +569,7 @@ class Pbx:
                    until: asyncio.Future[Any] | asyncio.Event | None = None) -> bool:
         """Wait ``seconds`` (or for ``until``) unless the channel is interrupted (hangup,
         redirect, bridge), which raises.  Returns True when ``until`` happened first."""
-        if ch.hungup:
+        if ch.hungup or ch.hangup_requested:
             raise ChannelGone()
         if ch.interrupt is None or ch.interrupt.done():
             ch.interrupt = asyncio.get_running_loop().create_future()
@@ -636,9 +646,32 @@ class Pbx:
             log.exception("simulated dialplan failed on %s", ch.name)
         finally:
             if not ch.hungup:
-                if ch.up:
+                if ch.up and not ch.soft_hangup_sent:
+                    ch.soft_hangup_sent = True
                     self.chan_event("SoftHangupRequest", ch, ("Cause", str(ch.cause)))
+                self._run_h(ch)
                 self.hangup(ch)
+
+    def _run_h(self, ch: Channel) -> None:
+        """The ``h`` extension of the channel's context runs before the channel goes away
+        (ami-agi-edge: SoftHangupRequest, Newexten NoOp of ``h``, Hangup).  Only applications
+        that do not wait are run there."""
+        ext = self.dialplan.find(ch.context, "h")
+        if ext is None or ext.pattern != "h":
+            return
+        ch.exten, ch.priority = "h", 1
+        while ch.priority in ext.steps and not ch.hungup:
+            step = ext.steps[ch.priority]
+            data = self.sub(ch, step.data)
+            self.newexten(ch, step.app, data)
+            if step.app.lower() in ("noop", "set", "verbose"):
+                fn = getattr(self, "app_" + step.app.lower())
+                coro = fn(ch, data)
+                with contextlib.suppress(StopIteration):
+                    coro.send(None)
+            elif step.app.lower() == "hangup":
+                break
+            ch.priority += 1
 
     def _resolve_priority(self, ctx: str, ex: str, pr: str | int) -> int:
         if isinstance(pr, int):
@@ -691,8 +724,8 @@ class Pbx:
     async def app_hangup(self, ch: Channel, data: str) -> str:
         cause = int(data) if data.strip().isdigit() else 16
         ch.cause = cause
+        ch.soft_hangup_sent = True
         self.chan_event("SoftHangupRequest", ch, ("Cause", str(cause)))
-        self.hangup(ch, cause)
         return "stop"
 
     async def app_set(self, ch: Channel, data: str) -> None:
@@ -772,7 +805,7 @@ class Pbx:
             self.set_var(ch, "AGISTATUS", "FAILURE")
             return
         status = await self.agi_runner(self, ch, url, script_args)
-        if ch.hungup:
+        if ch.hungup or ch.hangup_requested:
             raise ChannelGone()
         self.set_var(ch, "AGISTATUS", status)
 

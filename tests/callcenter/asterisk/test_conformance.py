@@ -16,7 +16,6 @@ from functools import cache
 
 import pytest
 
-from callcenter.asterisk.agi import AgiCommand, parse_args
 from callcenter.asterisk.ami import (
     AMIConnection,
     Banner,
@@ -27,7 +26,6 @@ from callcenter.asterisk.ami import (
     encode_action,
     make_action,
 )
-from callcenter.asterisk.fastagi import FastAgiServer
 from callcenter.asterisk.simulator import Dialplan, Simulator, parse_queues_conf
 from tests.callcenter.asterisk.test_agi_support import read_capture
 from tests.captures import CAPTURES
@@ -99,34 +97,73 @@ def map_channel(name: str, cap_msgs: list, sim_msgs: list) -> str:
 # ------------------------------------------------------------------------------ running
 
 
-def agi_handlers(agi_capture: str | None) -> dict:
-    """A FastAGI server that sends the captured commands, session after session."""
-    sessions = read_capture(agi_capture) if agi_capture else []
-    queue = list(sessions)
+@dataclass
+class AgiTranscript:
+    """One FastAGI session as the test's server saw it: the environment, then per command the
+    line sent and the lines Asterisk (here: the simulator) answered, ``HANGUP`` included."""
+    env: list[tuple[str, str]] = field(default_factory=list)
+    exchanges: list[tuple[str, list[str]]] = field(default_factory=list)
+    closed_by_peer: bool = False
 
-    async def handler(session) -> None:
-        if not queue:
-            return
-        captured = queue.pop(0)
-        for line in captured.sent:
-            words = parse_args(line)
-            n = 2 if len(words) > 1 and " ".join(words[:2]).upper() in {
-                "GET VARIABLE", "SET VARIABLE", "GET DATA", "GET FULL VARIABLE", "STREAM FILE",
-                "WAIT FOR", "SAY NUMBER", "CHANNEL STATUS"} else 1
-            if " ".join(words[:3]).upper() in ("GET FULL VARIABLE", "WAIT FOR DIGIT"):
-                n = 3
-            try:
-                await session.execute(AgiCommand(" ".join(words[:n]), tuple(words[n:])))
-            except Exception:
-                return
 
-    return {"ivr": handler, "after-dial": handler, "survey": handler, "badarg": handler}
+class RawAgiServer:
+    """A FastAGI server speaking raw lines: it sends each captured command line exactly as the
+    capture shows it (bad arguments included), one session after another, reads the reply lines
+    up to the final ``NNN `` line, and closes the socket itself when its script is done."""
+
+    def __init__(self, captures: tuple[str, ...]) -> None:
+        self.queue = [s for name in captures for s in read_capture(name)]
+        self.transcripts: list[AgiTranscript] = []
+        self.server: asyncio.Server | None = None
+
+    @property
+    def port(self) -> int:
+        assert self.server is not None
+        return int(self.server.sockets[0].getsockname()[1])
+
+    async def start(self) -> None:
+        self.server = await asyncio.start_server(self._session, "127.0.0.1", 0)
+
+    async def close(self) -> None:
+        if self.server is not None:
+            self.server.close()
+
+    async def _session(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        tr = AgiTranscript()
+        self.transcripts.append(tr)
+        try:
+            while True:
+                line = (await reader.readline()).decode()
+                if not line or line == "\n":
+                    break
+                k, _, v = line.rstrip("\n").partition(": ")
+                tr.env.append((k, v))
+            script = self.queue.pop(0).sent if self.queue else []
+            for cmd in script:
+                writer.write(cmd.encode() + b"\n")
+                await writer.drain()
+                got: list[str] = []
+                while True:
+                    raw = await reader.readline()
+                    if not raw:
+                        tr.closed_by_peer = True
+                        break
+                    text = raw.decode().rstrip("\n")
+                    got.append(text)
+                    if re.match(r"^\d{3} ", text):
+                        break
+                tr.exchanges.append((cmd, got))
+                if tr.closed_by_peer:
+                    break
+        finally:
+            writer.close()
 
 
 async def run_capture(name: str, *, dialplan: str = "extensions-scenarios2.conf.used",
-                      agi_capture: str | None = None, settle: float = 3.0) -> tuple[Capture, list]:
+                      agi_capture: str | tuple[str, ...] | None = None, settle: float = 3.0,
+                      agi_out: list[AgiTranscript] | None = None) -> tuple[Capture, list]:
     cap = load(name)
-    srv = FastAgiServer(agi_handlers(agi_capture), port=0)
+    srv = RawAgiServer((agi_capture,) if isinstance(agi_capture, str) else tuple(agi_capture or ()))
     await srv.start()
     sim = Simulator(dialplan=Dialplan.load(CAPTURES / dialplan),
                     queues=parse_queues_conf((CAPTURES / "queues-scenarios.conf.used").read_text()),
@@ -182,6 +219,8 @@ async def run_capture(name: str, *, dialplan: str = "extensions-scenarios2.conf.
         reading.cancel()
         writer.close()
     await srv.close()
+    if agi_out is not None:
+        agi_out.extend(srv.transcripts)
     return cap, received
 
 
