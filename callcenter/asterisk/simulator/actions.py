@@ -7,7 +7,7 @@ import secrets
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
-from callcenter.asterisk.ami import Action, Event, make_event, make_response
+from callcenter.asterisk.ami import Action, Event, encode_message, make_event, make_response
 from callcenter.asterisk.simulator.pbx import ChannelGone, Redirected
 
 if TYPE_CHECKING:
@@ -285,8 +285,6 @@ def handlers(server: AMIServer) -> dict[str, Handler]:
             pbx.emit("DialEnd", [*leg.snap("Dest"), ("DialStatus", status)])
             response(False, 3 if status == "NOANSWER" else 5 if status == "BUSY" else 0, None)
             if not leg.hungup:
-                if half2 is not None:
-                    pbx.chan_event("HangupRequest", half2, ("Cause", "0"))
                 pbx.hangup(leg, 0)
             return False
         pbx.emit("DialEnd", [*leg.snap("Dest"), ("DialStatus", "ANSWER")])
@@ -469,29 +467,39 @@ def handlers(server: AMIServer) -> dict[str, Handler]:
             return
         timeout = int(a.get("Timeout") or 45000) // 1000
         space = next(i for i in range(701, 721) if i not in pbx.parked)
-        reply(make_response("Success", action_id=a.action_id, Message="Park successful"))
+        # res_parking's success message ends with a stray LF, so the bytes are
+        # ``Message: Park successful\n\r\n\r\n`` (protocol fact 13)
+        s.write_raw(encode_message(make_response("Success", action_id=a.action_id, Message="Park successful"))
+                    .replace(b"Message: Park successful\r\n", b"Message: Park successful\n\r\n"))
         pbx.parked[space] = (ch, clock.now(), timeout)
-        lot = pbx.create_bridge("parking", "holding_bridge")
-        if ch.bridge is not None:
-            old = ch.bridge
-            old.channels.remove(ch)
-            ch.bridge = None
-            pbx.emit("BridgeLeave", [*old.fields(), *ch.snap()])
-        if ch.pbx_task is not None and not ch.pbx_task.done():
-            from callcenter.asterisk.simulator.pbx import BridgedAway
-            if ch.interrupt is None or ch.interrupt.done():
-                ch.interrupt = asyncio.get_running_loop().create_future()
-            ch.interrupt.set_result(BridgedAway())
-        pbx.enter_bridge(lot, ch)
-        pbx.moh_start(ch, "default")
-        pbx.emit("ParkedCall", [*ch.snap("Parkee"), *pbx._park_tail(space, pbx.parked[space])])
+        parker = pbx.find_channel(a.get("TimeoutChannel") or "") if a.get("TimeoutChannel") else None
+        old = ch.bridge
 
-        async def giveup() -> None:
-            await ch.gone.wait()
-            if pbx.parked.get(space, (None,))[0] is ch:
-                item = pbx.parked.pop(space)
-                pbx.emit("ParkedCallGiveUp", [*ch.snap("Parkee"), *pbx._park_tail(space, item)])
-        pbx.spawn(giveup())
+        def lot() -> object:
+            if pbx.parking_bridge is None or pbx.parking_bridge.uniqueid not in pbx.bridges:
+                pbx.parking_bridge = pbx.create_bridge("parking", "holding_bridge")
+            return pbx.parking_bridge
+
+        def parked_event() -> None:
+            pbx.emit("ParkedCall", [*ch.snap("Parkee"), *pbx._park_tail(space, pbx.parked[space])])
+
+        if parker is not None:
+            # bridged park (fact 14): the lot's bridge, BridgeLeave, BridgeEnter, MOH, then
+            # ParkedCall; the parker stays in the old bridge until the call is retrieved
+            pbx.move_to_bridge(ch, lot())  # type: ignore[arg-type]
+            pbx.moh_start(ch, "default")
+            parked_event()
+            if old is not None:
+                pbx.park_origin[space] = old
+            return
+        # unbridged park: ParkedCall first, then the move; the peer left alone hangs up
+        parked_event()
+        pbx.move_to_bridge(ch, lot())  # type: ignore[arg-type]
+        if old is not None and len(old.channels) == 1:
+            rest = old.channels[0]
+            pbx.leave_bridge(rest)
+            pbx._after_bridge(rest)
+        pbx.moh_start(ch, "default")
 
     async def parkedcalls(s: Session, a: Action, reply: Reply) -> None:
         reply(make_response("Success", [("EventList", "start"), ("Message", "Parked calls will follow")],

@@ -68,6 +68,12 @@ class Session:
             return
         self.writer.write(encode_message(msg))
 
+    def write_raw(self, data: bytes) -> None:
+        """Bytes Asterisk sends that the codec would not produce (the Park response's stray LF)."""
+        if self.closing or self.writer.is_closing():
+            return
+        self.writer.write(data)
+
     def deliver(self, ev: Event) -> None:
         if self.user is None or self.mask is None or self.closing:
             return

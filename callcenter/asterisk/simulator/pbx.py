@@ -274,6 +274,31 @@ class Pbx:
         self.agi_runner: Callable[[Pbx, Channel, str, list[str]], Any] | None = None
         self.started = self.clock.wall()
         self.parked: dict[int, tuple[Channel, float, int]] = {}
+        self.park_origin: dict[int, Bridge] = {}  # the bridge a parker (TimeoutChannel) stays in
+        self.parking_bridge: Bridge | None = None  # the lot's holding bridge, kept once created
+        self._register_parking_context()
+
+    def _register_parking_context(self) -> None:
+        """res_parking adds ``[parkedcalls]`` with ``exten => 701..720,1,ParkedCall(default,N)``
+        (the lot of res_parking-scenarios2.conf.used: parkpos 701-720, context parkedcalls)."""
+        from callcenter.asterisk.simulator.dialplan import Context, Extension, Step
+        ctx = self.dialplan.contexts.setdefault("parkedcalls", Context("parkedcalls"))
+        have = {e.pattern for e in ctx.extensions}
+        for space in range(701, 721):
+            if str(space) not in have:
+                ctx.extensions.append(Extension(str(space), {1: Step(1, None, "ParkedCall", f"default,{space}")}))
+
+    def move_to_bridge(self, ch: Channel, br: Bridge) -> None:
+        """Move ``ch`` into ``br`` (BridgeLeave, BridgeEnter) without ending the application that
+        holds it in a bridge (a parked Dial goes on when the call is retrieved)."""
+        old = ch.bridge
+        if old is not None:
+            old.channels.remove(ch)
+            ch.bridge = None
+            self.emit("BridgeLeave", [*old.fields(), *ch.snap()])
+        br.channels.append(ch)
+        ch.bridge = br
+        self.emit("BridgeEnter", [*br.fields(), *ch.snap()])
 
     # ---- events ---------------------------------------------------------------------------
 
@@ -468,6 +493,7 @@ class Pbx:
                 ch.interrupt.set_result(ChannelGone())
             return
         if ch.pbx_task is not None and not ch.pbx_task.done() and ch.interrupt is not None:
+            ch.hangup_requested = True
             if not ch.interrupt.done():
                 ch.interrupt.set_result(ChannelGone())
             return
@@ -646,11 +672,27 @@ class Pbx:
             log.exception("simulated dialplan failed on %s", ch.name)
         finally:
             if not ch.hungup:
-                if ch.up and not ch.soft_hangup_sent:
+                self._pbx_cleanup(ch)
+                if (ch.up or ch.hangup_requested) and not ch.soft_hangup_sent:
                     ch.soft_hangup_sent = True
                     self.chan_event("SoftHangupRequest", ch, ("Cause", str(ch.cause)))
                 self._run_h(ch)
                 self.hangup(ch)
+
+    def _pbx_cleanup(self, ch: Channel) -> None:
+        """What the running application undoes before the PBX loop reports SoftHangupRequest:
+        a parked call gives up, music stops, the queue entry is abandoned, the bridge is left
+        (ami-queue-abandon 646-903, ami-transfer-redirect, ami-park-retrieve 3979)."""
+        for space, item in list(self.parked.items()):
+            if item[0] is ch:
+                del self.parked[space]
+                self.park_origin.pop(space, None)
+                self.emit("ParkedCallGiveUp", [*ch.snap("Parkee"), *self._park_tail(space, item)])
+        self.moh_stop(ch)
+        if ch.queued_in is not None:
+            self.queue_abandon(ch)
+        if ch.bridge is not None:
+            self.leave_bridge(ch, peer_hangup=True)
 
     def _run_h(self, ch: Channel) -> None:
         """The ``h`` extension of the channel's context runs before the channel goes away
@@ -951,16 +993,13 @@ class Pbx:
                     self.set_var(ch, "DIALEDTIME_MS", str(int(talk * 1000)))
                     self.set_var(ch, "DIALSTATUS", "ANSWER")
             if "g" not in opts:
-                self.chan_event("SoftHangupRequest", ch, ("Cause", "16"))
-                ch.cause = 16
+                ch.cause = 16  # the PBX loop reports SoftHangupRequest after the cleanup
                 raise ChannelGone()
             return
         self.emit("DialEnd", [*self.dial_fields(ch, leg), ("DialStatus", status)])
         if not leg.hungup:
-            if two is not None and not two.hungup:
-                self.chan_event("HangupRequest", two, ("Cause", "0"))
             leg.cause = 0
-            self.hangup(leg, 0)
+            self.hangup(leg, 0)  # its ;2 half gets HangupRequest from there
         self.set_var(ch, "DIALSTATUS", status)
 
     async def _ring(self, caller: Channel, leg: Channel, timeout: float | None) -> str:
@@ -1267,7 +1306,7 @@ class Pbx:
         finally:
             complete(reason)
         if not ch.hungup and reason == "agent":
-            self.chan_event("SoftHangupRequest", ch, ("Cause", "16"))
+            ch.cause = 16
             raise ChannelGone()
         return True
 
@@ -1307,19 +1346,26 @@ class Pbx:
     # ---- Park (res_parking) ---------------------------------------------------------------
 
     async def app_parkedcall(self, ch: Channel, data: str) -> None:
+        """Retrieval (fact 15): BridgeCreate, MusicOnHoldStop, BridgeLeave from the lot,
+        BridgeEnter x2, UnParkedCall; then a parker left in the old bridge leaves and hangs up."""
         args = split_args(data)
         space = int(args[-1]) if args and args[-1].strip().isdigit() else 0
         item = self.parked.pop(space, None)
         if item is None:
             return
         parkee, _, _ = item
+        origin = self.park_origin.pop(space, None)
         self.answer(ch)
+        br = self.create_bridge()
         self.moh_stop(parkee)
-        pb = parkee.bridge
-        if pb is not None:
-            self.leave_bridge(parkee)
-        self.bridge_pair(ch, parkee)
+        self.move_to_bridge(parkee, br)
+        self.enter_bridge(br, ch)
         self.emit("UnParkedCall", [*parkee.snap("Parkee"), *ch.snap("Retriever"), *self._park_tail(space, item)])
+        if origin is not None:
+            for c in list(origin.channels):
+                c.cause = 16
+                self.leave_bridge(c)
+                self._after_bridge(c)
         await self.wait(ch, until=ch.bridge_left)
 
     def _park_tail(self, space: int, item: tuple[Channel, float, int]) -> list[tuple[str, str]]:
