@@ -172,6 +172,14 @@ local function free_slot(base, aid, cid, rules)
   return true
 end
 local function opt(v) if v == '' then return nil end return string.sub(v, 2) end
+local CONTACT_TIMERS = {'ring', 'escalate', 'max-wait', 'sticky', 'retry'}
+local function drop_timers(tm, tn, cid)
+  for _, kind in ipairs(CONTACT_TIMERS) do
+    local m = kind .. '|' .. cid
+    redis.call('ZREM', tm, m)
+    redis.call('HDEL', tn, m)
+  end
+end
 """
 
 # KEYS: agent hash, agents set. ARGV: aid, profile json, skills csv, capacity json or '', now
@@ -224,9 +232,10 @@ redis.call('HSET', KEYS[1], 'ej', ARGV[1])
 return 1
 """
 
-# KEYS: contact hash, waiting counter. ARGV: base, bucket, key, -key
+# KEYS: contact hash, waiting counter. ARGV: base, bucket, key, -key, engine fields json ('' = unchanged)
 _ENQUEUE = r"""
 if redis.call('EXISTS', KEYS[1]) == 0 then return redis.error_reply('NOCONTACT') end
+if ARGV[5] ~= '' then redis.call('HSET', KEYS[1], 'ej', ARGV[5]) end
 unlink(ARGV[1], KEYS[1], KEYS[2])
 redis.call('HSET', KEYS[1], 'b', ARGV[2], 'k', ARGV[3], 'ns', ARGV[4], 'st', 'waiting', 'ag', '')
 link(ARGV[1], KEYS[1], KEYS[2])
@@ -240,7 +249,9 @@ return 1
 """
 
 # The claim: check, claim and lease in one step.
-# KEYS: contact hash, agent hash, leases, waiting counter. ARGV: base, cid, aid, channel, lease_until, rules
+# The RING timer of the offer is set in the same step (due at lease_until).
+# KEYS: contact hash, agent hash, leases, waiting counter, timers, timer order, timer counter.
+# ARGV: base, cid, aid, channel, lease_until, rules
 _CLAIM = r"""
 local c = redis.call('HGET', KEYS[1], 'st')
 if c ~= 'waiting' then return 0 end
@@ -257,10 +268,12 @@ redis.call('HSET', KEYS[2], 's:' .. ARGV[2], ARGV[4] .. '|reserved')
 redis.call('HINCRBY', KEYS[2], 'l:' .. ARGV[4], 1)
 reindex(ARGV[1], ARGV[3], KEYS[2], rules)
 redis.call('ZADD', KEYS[3], ARGV[5], ARGV[2])
+redis.call('ZADD', KEYS[5], ARGV[5], 'ring|' .. ARGV[2])
+redis.call('HSET', KEYS[6], 'ring|' .. ARGV[2], redis.call('INCR', KEYS[7]))
 return 1
 """
 
-# KEYS: contact hash, agent hash, leases. ARGV: cid, aid
+# KEYS: contact hash, agent hash, leases, timers, timer order. ARGV: cid, aid
 _ACCEPT = r"""
 local f = redis.call('HMGET', KEYS[1], 'st', 'ag')
 if f[1] ~= 'offered' or f[2] ~= ARGV[2] then return 0 end
@@ -270,6 +283,7 @@ local ch = string.match(slot, '^([^|]+)')
 redis.call('HSET', KEYS[2], 's:' .. ARGV[1], ch .. '|busy')
 redis.call('HSET', KEYS[1], 'st', 'connected')
 redis.call('ZREM', KEYS[3], ARGV[1])
+drop_timers(KEYS[4], KEYS[5], ARGV[1])
 return 1
 """
 
@@ -284,7 +298,7 @@ redis.call('ZREM', KEYS[2], ARGV[2])
 return 1
 """
 
-# KEYS: contact hash, leases, waiting counter. ARGV: base, cid, outcome, now, rules
+# KEYS: contact hash, leases, waiting counter, timers, timer order. ARGV: base, cid, outcome, now, rules
 _CLOSE = r"""
 if redis.call('EXISTS', KEYS[1]) == 0 then return redis.error_reply('NOCONTACT') end
 unlink(ARGV[1], KEYS[1], KEYS[3])
@@ -302,6 +316,7 @@ else
 end
 redis.call('HSET', KEYS[1], 'st', ARGV[3])
 redis.call('ZREM', KEYS[2], ARGV[2])
+drop_timers(KEYS[4], KEYS[5], ARGV[2])
 return ag
 """
 
@@ -379,6 +394,19 @@ for i = 1, #expired, 2 do
     redis.call('ZADD', KEYS[4], ARGV[4], cid)
     out[#out + 1] = cid
   end
+end
+return out
+"""
+
+
+# The availability set with every member's record, in one step (read only).
+# KEYS: availability set. ARGV: base. Returns 'aid<US>field<US>value<US>...' per agent.
+_POOL = r"""
+local ids = redis.call('SMEMBERS', KEYS[1])
+local out = {}
+for i, aid in ipairs(ids) do
+  local h = redis.call('HGETALL', ARGV[1] .. 'a:' .. aid)
+  out[i] = aid .. '\31' .. table.concat(h, '\31')
 end
 return out
 """
@@ -476,35 +504,43 @@ def _apply_engine_json(r: ContactRecord, s: str) -> None:
 
 
 class _Avail(frozenset[str]):
-    """An availability set; iterating it first fetches its agents' records in one round trip
-    (the engine reads every agent of the pool it iterates)."""
+    """An availability set read together with its agents' records (one step). While the engine
+    walks it, ``agent()`` answers from those records: the engine reads every agent of the pool it
+    walks, and one round trip per agent would dominate."""
 
     _store: RedisStore
+    _snap: dict[str, AgentRecord]
 
     def __iter__(self) -> Iterator[str]:
-        self._store._prefetch(self)
-        return frozenset.__iter__(self)
+        store = self._store
+        outer = store._in_pool
+        store._in_pool = self
+        try:
+            yield from frozenset.__iter__(self)
+        finally:
+            store._in_pool = outer
 
 
 _SLOT_STATES = {s.value: s for s in SlotState}
 _PRESENCES = {p.value: p for p in Presence}
 _STATUSES = {s.value: s for s in ContactStatus}
 _TIMER_KINDS = {k.value: k for k in TimerKind}
+_CONTACT_TIMER_KINDS = (TimerKind.RING, TimerKind.ESCALATE, TimerKind.MAX_WAIT, TimerKind.STICKY, TimerKind.RETRY)
 
 
 class RedisStore:
     """:class:`routing.store.RoutingStore` on Redis (redis-py's synchronous client).
 
-    ``read_cache_s``: agent records and availability sets read by this process are reused until
-    this process writes anything, or for at most this long. Reads are never trusted for a
-    decision that matters: ``claim`` re-checks everything in Lua. 0 disables the cache.
+    ``available()`` reads the set and its agents' records in one step; while the engine walks
+    that set, ``agent()`` answers from those records (as fresh as any read; ``claim`` re-checks
+    everything in Lua). Every other read is one round trip.
     ``lease_grace_s``: how long after ``lease_until`` an OFFERED contact is reclaimed (its RING
     timer, normally due at ``lease_until``, gets that long to fire in a live process first).
     """
 
     def __init__(
         self, client: redis.Redis, prefix: str = "cc:", rules: MixingRules = DEFAULT_MIXING, *,
-        tag: str | None = None, lease_grace_s: float = 5.0, read_cache_s: float = 0.002,
+        tag: str | None = None, lease_grace_s: float = 5.0,
         max_tracked_contacts: int = 50_000,
     ) -> None:
         self._r = client
@@ -520,10 +556,15 @@ class RedisStore:
         self._k_tm, self._k_tn, self._k_tc = b + "tm", b + "tn", b + "tc"
         self._k_ls, self._k_rr = b + "ls", b + "rr"
         self.lease_grace_s = lease_grace_s
-        self._cache_s = read_cache_s
-        self._cache_t = 0.0
-        self._agents: dict[str, AgentRecord] = {}
-        self._avail: dict[tuple[Channel, str], _Avail] = {}
+        self._packed: dict[str, tuple[str, AgentRecord]] = {}  # agent -> its last record, packed
+        self._in_pool: _Avail | None = None
+        # (kind, contact) timers this process knows are gone (dropped by accept/close)
+        self._gone: set[tuple[TimerKind, str]] = set()
+        # The RING timer the last claim set in its own step: the engine's set_timer needs no trip.
+        self._armed: tuple[str, float] | None = None
+        # A save_contact not yet sent: it goes with the enqueue that follows it (the engine's
+        # _place), or on its own before any other step or read.
+        self._pending_save: tuple[str, str] | None = None
         self._profiles: dict[str, AgentProfile] = {}
         self._buckets_known: set[str] = set()
         # contact id -> (record, its ej as last read or written): the engine holds records between
@@ -549,6 +590,7 @@ class RedisStore:
         self._s_cancel_timer = s(_CANCEL_TIMER)
         self._s_pop_due = s(_POP_DUE)
         self._s_reclaim = s(_RECLAIM)
+        self._s_pool = s(_POOL)
 
     @classmethod
     def from_url(cls, url: str, prefix: str = "cc:", rules: MixingRules = DEFAULT_MIXING,
@@ -572,30 +614,16 @@ class RedisStore:
     # -- plumbing --------------------------------------------------------------------------------
 
     def _io(self, fn: Callable[[], T]) -> T:
+        if self._pending_save is not None:
+            self._flush_save()
         try:
             return fn()
         except _UNAVAILABLE as e:
-            self._dirty()
             raise RoutingStoreUnavailable(f"routing store: Redis is unavailable ({e})") from e
 
-    def _run(self, script: _Script, keys: Sequence[str], args: Sequence[Any]) -> Any:
-        """Run one write script (one atomic step); this process's read cache is dropped."""
-        self._dirty()
+    def _run(self, script: _Script, keys: Sequence[str], args: Sequence[Any], touch: str | None = None) -> Any:
+        """Run one write script (one atomic step). ``touch``: the agent it may change."""
         return self._io(lambda: script(self._r, keys, args))
-
-    def _dirty(self) -> None:
-        if self._agents:
-            self._agents.clear()
-        if self._avail:
-            self._avail.clear()
-
-    def _fresh(self) -> None:
-        now = time.monotonic()
-        if not self._agents and not self._avail:
-            self._cache_t = now  # an empty cache starts a new window
-        elif now - self._cache_t > self._cache_s:
-            self._dirty()
-            self._cache_t = now
 
     def _ck(self, cid: str) -> str:
         return self.base + "c:" + cid
@@ -609,11 +637,11 @@ class RedisStore:
         cap = "" if profile.capacity is None else json.dumps(
             {Channel(k).value: v for k, v in profile.capacity.items()})
         return bool(self._run(self._s_add_agent, [self._ak(profile.id), self._k_ags], [
-            profile.id, _profile_json(profile), ",".join(profile.skills), cap, float(now)]))
+            profile.id, _profile_json(profile), ",".join(profile.skills), cap, float(now)], profile.id))
 
     def remove_agent(self, agent_id: str) -> bool:
         return bool(self._run(self._s_remove_agent, [self._ak(agent_id), self._k_ags],
-                              [self.base, agent_id, self._rules_s]))
+                              [self.base, agent_id, self._rules_s], agent_id))
 
     def _agent_from(self, h: dict[str, str]) -> AgentRecord:
         ps = h["p"]
@@ -638,31 +666,29 @@ class RedisStore:
         )
 
     def agent(self, agent_id: str) -> AgentRecord | None:
-        self._fresh()
-        rec = self._agents.get(agent_id)
-        if rec is not None:
-            return rec
+        pool = self._in_pool
+        if pool is not None:
+            rec = pool._snap.get(agent_id)
+            if rec is not None:
+                return rec
         h = self._io(lambda: self._r.hgetall(self._ak(agent_id)))
         if not h:
             return None
-        rec = self._agents[agent_id] = self._agent_from(h)
-        return rec
+        return self._agent_from(h)
 
-    def _prefetch(self, ids: Collection[str]) -> None:
-        self._fresh()
-        missing = [a for a in frozenset.__iter__(ids) if a not in self._agents]  # type: ignore[arg-type]
-        if len(missing) < 2:
-            return
-
-        def fetch() -> list[dict[str, str]]:
-            pipe = self._r.pipeline(transaction=False)
-            for aid in missing:
-                pipe.hgetall(self._ak(aid))
-            return pipe.execute()
-
-        for aid, h in zip(missing, self._io(fetch)):
-            if h:
-                self._agents[aid] = self._agent_from(h)
+    def _unpack(self, packed: str) -> tuple[str, AgentRecord | None]:
+        aid, _, rest = packed.partition("\x1f")
+        got = self._packed.get(aid)
+        if got is not None and got[0] == packed:
+            return aid, got[1]  # unchanged since last read: the same record
+        parts = rest.split("\x1f")
+        if len(parts) % 2:
+            return aid, None  # a separator inside a value: read it on its own
+        rec = self._agent_from(dict(zip(parts[::2], parts[1::2], strict=True)))
+        if len(self._packed) > 100_000:
+            self._packed.clear()
+        self._packed[aid] = (packed, rec)
+        return aid, rec
 
     def agent_ids(self) -> Collection[str]:
         return sorted(self._io(lambda: self._r.smembers(self._k_ags)))
@@ -674,20 +700,22 @@ class RedisStore:
         try:
             self._run(self._s_presence, [self._ak(agent_id)], [
                 self.base, agent_id, presence.value, _opt(reason), float(now), _opt(
-                    None if wrap_up_until is None else float(wrap_up_until)), self._rules_s])
+                    None if wrap_up_until is None else float(wrap_up_until)), self._rules_s], agent_id)
         except ResponseError as e:
             if "NOAGENT" in str(e):
                 raise KeyError(agent_id) from None
             raise
 
     def available(self, channel: Channel, skill: str = "") -> Collection[str]:
-        self._fresh()
-        got = self._avail.get((channel, skill))
-        if got is None:
-            members = self._io(lambda: self._r.smembers(f"{self.base}av:{channel.value}:{skill}"))
-            got = _Avail(members)
-            got._store = self
-            self._avail[(channel, skill)] = got
+        rows = self._io(lambda: self._s_pool(self._r, [f"{self.base}av:{channel.value}:{skill}"], [self.base]))
+        snap: dict[str, AgentRecord] = {}
+        for packed in rows:
+            aid, rec = self._unpack(packed)
+            if rec is not None:
+                snap[aid] = rec
+        got = _Avail(aid for aid, _ in map(lambda p: (p.partition("\x1f")[0], 0), rows))
+        got._store = self
+        got._snap = snap
         return got
 
     # -- contacts --------------------------------------------------------------------------------
@@ -708,6 +736,7 @@ class RedisStore:
         if not seq:
             return False
         record.seq = int(seq)
+        self._forget_timers(cid)  # a new contact has no timers
         self._contacts[cj] = record.contact
         self._track(record, cj, ej)
         return True
@@ -743,10 +772,18 @@ class RedisStore:
         self._track(rec, cj, ej)
         return rec
 
+    def _flush_save(self) -> None:
+        assert self._pending_save is not None
+        cid, ej = self._pending_save
+        self._pending_save = None
+        self._run(self._s_save, [self._ck(cid)], [ej])
+
     def save_contact(self, record: ContactRecord) -> None:
         cid = record.contact.id
         ej = _engine_json(record)
-        self._run(self._s_save, [self._ck(cid)], [ej])
+        if self._pending_save is not None:
+            self._flush_save()
+        self._pending_save = (cid, ej)
         self._track(record, _contact_json(record.contact) if cid not in self._recs else self._recs[cid][1], ej)
 
     def _local(self, cid: str) -> ContactRecord | None:
@@ -754,9 +791,13 @@ class RedisStore:
         return None if t is None else t[0]
 
     def enqueue(self, contact_id: str, bucket: str, key: float) -> None:
+        ej = ""
+        if self._pending_save is not None and self._pending_save[0] == contact_id:
+            ej = self._pending_save[1]
+            self._pending_save = None
         try:
             self._run(self._s_enqueue, [self._ck(contact_id), self._k_nw],
-                      [self.base, bucket, float(key), float(-key)])
+                      [self.base, bucket, float(key), float(-key), ej])
         except ResponseError as e:
             if "NOCONTACT" in str(e):
                 raise KeyError(contact_id) from None
@@ -784,18 +825,22 @@ class RedisStore:
         return int(self._io(lambda: self._r.zcard(f"{self.base}q:{bucket}")))
 
     def claim(self, contact_id: str, agent_id: str, channel: Channel, lease_until: float, now: float) -> bool:
-        ok = bool(self._run(self._s_claim, [self._ck(contact_id), self._ak(agent_id), self._k_ls, self._k_nw], [
-            self.base, contact_id, agent_id, channel.value, float(lease_until), self._rules_s]))
+        ok = bool(self._run(self._s_claim, [
+            self._ck(contact_id), self._ak(agent_id), self._k_ls, self._k_nw, self._k_tm, self._k_tn, self._k_tc,
+        ], [self.base, contact_id, agent_id, channel.value, float(lease_until), self._rules_s], agent_id))
         if ok:
+            self._gone.discard((TimerKind.RING, contact_id))
+            self._armed = (contact_id, float(lease_until))
             rec = self._local(contact_id)
             if rec is not None:
                 rec.status, rec.agent_id = ContactStatus.OFFERED, agent_id
         return ok
 
     def accept(self, contact_id: str, agent_id: str, now: float) -> bool:
-        ok = bool(self._run(self._s_accept, [self._ck(contact_id), self._ak(agent_id), self._k_ls],
-                            [contact_id, agent_id]))
+        ok = bool(self._run(self._s_accept, [self._ck(contact_id), self._ak(agent_id), self._k_ls, self._k_tm,
+                                             self._k_tn], [contact_id, agent_id], agent_id))
         if ok:
+            self._forget_timers(contact_id)
             rec = self._local(contact_id)
             if rec is not None:
                 rec.status = ContactStatus.CONNECTED
@@ -803,7 +848,7 @@ class RedisStore:
 
     def requeue(self, contact_id: str, agent_id: str, now: float) -> bool:
         ok = bool(self._run(self._s_requeue, [self._ck(contact_id), self._k_ls, self._k_nw],
-                            [self.base, contact_id, agent_id, self._rules_s]))
+                            [self.base, contact_id, agent_id, self._rules_s], agent_id))
         if ok:
             rec = self._local(contact_id)
             if rec is not None:
@@ -814,12 +859,13 @@ class RedisStore:
         if outcome not in TERMINAL:
             raise ValueError(f"close needs a terminal outcome, got {outcome}")
         try:
-            ag = self._run(self._s_close, [self._ck(contact_id), self._k_ls, self._k_nw],
+            ag = self._run(self._s_close, [self._ck(contact_id), self._k_ls, self._k_nw, self._k_tm, self._k_tn],
                            [self.base, contact_id, outcome.value, float(now), self._rules_s])
         except ResponseError as e:
             if "NOCONTACT" in str(e):
                 raise KeyError(contact_id) from None
             raise
+        self._forget_timers(contact_id)
         rec = self._local(contact_id)
         if rec is not None:
             rec.status = outcome
@@ -828,13 +874,29 @@ class RedisStore:
     def forget(self, contact_id: str) -> None:
         self._run(self._s_forget, [self._ck(contact_id), self._k_ls, self._k_nw], [self.base, contact_id])
         self._recs.pop(contact_id, None)
+        for kind in _CONTACT_TIMER_KINDS:
+            self._gone.discard((kind, contact_id))
 
     # -- timers ----------------------------------------------------------------------------------
 
+    def _forget_timers(self, contact_id: str) -> None:
+        # accept and close dropped the contact's timers in the same step: the engine's cancels
+        # that follow need no round trip
+        if len(self._gone) > 100_000:
+            self._gone.clear()
+        self._gone.update((kind, contact_id) for kind in _CONTACT_TIMER_KINDS)
+
     def set_timer(self, kind: TimerKind, subject: str, due: float) -> None:
+        self._gone.discard((kind, subject))
+        if kind is TimerKind.RING and self._armed == (subject, due):
+            self._armed = None  # the claim set it, in the same step
+            return
         self._run(self._s_set_timer, [self._k_tm, self._k_tn, self._k_tc], [f"{kind.value}|{subject}", float(due)])
 
     def cancel_timer(self, kind: TimerKind, subject: str) -> None:
+        self._armed = None
+        if (kind, subject) in self._gone:
+            return
         self._run(self._s_cancel_timer, [self._k_tm, self._k_tn], [f"{kind.value}|{subject}"])
 
     def _lease_args(self, now: float) -> list[Any]:
@@ -880,7 +942,6 @@ class RedisStore:
         return self._io(lambda: self._r.hget(self._k_rr, queue))
 
     def set_rr_pointer(self, queue: str, agent_id: str) -> None:
-        self._dirty()
         self._io(lambda: self._r.hset(self._k_rr, queue, agent_id))
 
     # -- maintenance -----------------------------------------------------------------------------
@@ -891,6 +952,6 @@ class RedisStore:
         pattern = "".join("\\" + ch if ch in "*?[]\\" else ch for ch in self.base) + "*"
         for key in self._r.scan_iter(match=pattern, count=1000):
             n += self._r.unlink(key)
-        self._dirty()
+        self._packed.clear()
         self._recs.clear()
         return n
