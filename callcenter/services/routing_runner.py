@@ -5,8 +5,11 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
+from typing import TypeVar
 
-from routing import AgentProfile, Decision, Engine, Event
+from routing import AgentProfile, Decision, Engine, Event, InMemoryStore
+
+T = TypeVar("T")
 
 log = logging.getLogger(__name__)
 
@@ -18,11 +21,19 @@ class RoutingRunner:
 
     `clock` is the engine's time base (monotonic seconds); tests pass a manual clock and call
     `tick()` themselves, with `autotick=False`.
+
+    With a store that does I/O (the Redis store: each step is a blocking round trip), engine calls
+    run in a worker thread (`asyncio.to_thread`), one at a time, so the event loop never blocks;
+    the clock must then be shared by every process (wall-clock seconds), and the runner also
+    wakes every `poll_s` to fire timers that other processes set and to reclaim expired leases.
+    The in-memory store keeps running inline, as before.
     """
 
     def __init__(self, engine: Engine, perform: Perform, *, clock: Callable[[], float],
-                 autotick: bool = True) -> None:
+                 autotick: bool = True, in_thread: bool | None = None, poll_s: float = 1.0) -> None:
         self.engine = engine
+        self._in_thread = not isinstance(engine.store, InMemoryStore) if in_thread is None else in_thread
+        self._poll_s = poll_s
         self._perform = perform
         self.clock = clock
         self._autotick = autotick
@@ -30,20 +41,25 @@ class RoutingRunner:
         self._timer: asyncio.TimerHandle | None = None
         self._closed = False
 
+    async def _call(self, fn: Callable[..., T], *args: object) -> T:
+        if self._in_thread:
+            return await asyncio.to_thread(fn, *args)
+        return fn(*args)
+
     async def add_agent(self, profile: AgentProfile) -> None:
         async with self._lock:
-            self.engine.add_agent(profile, self.clock())
+            await self._call(self.engine.add_agent, profile, self.clock())
 
     async def handle(self, event: Event) -> list[Decision]:
         """Apply one event; the decisions are performed before this returns."""
         async with self._lock:
-            decisions = self.engine.handle(event, self.clock())
+            decisions = await self._call(self.engine.handle, event, self.clock())
             await self._run(decisions)
         return decisions
 
     async def tick(self) -> list[Decision]:
         async with self._lock:
-            decisions = self.engine.tick(self.clock())
+            decisions = await self._call(self.engine.tick, self.clock())
             await self._run(decisions)
         return decisions
 
@@ -52,12 +68,16 @@ class RoutingRunner:
             if decisions:
                 await self._perform(decisions)
         finally:
-            self._schedule()
+            if self._autotick and not self._closed:
+                due = await self._call(self.engine.next_due)
+                if self._in_thread:
+                    poll = self.clock() + self._poll_s
+                    due = poll if due is None else min(due, poll)
+                self._schedule(due)
 
-    def _schedule(self) -> None:
+    def _schedule(self, due: float | None) -> None:
         if not self._autotick or self._closed:
             return
-        due = self.engine.next_due()
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None

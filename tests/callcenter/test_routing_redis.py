@@ -214,3 +214,34 @@ def test_random_sequences_keep_invariants_on_redis(redis_harness: None, agents: 
                           min_size=20, max_size=100))
 def test_busy_traffic_keeps_invariants_on_redis(redis_harness: None, agents: Any, ops: Any) -> None:
     props.test_busy_traffic_keeps_invariants.hypothesis.inner_test(agents, ops)  # type: ignore[attr-defined]
+
+
+async def test_runner_runs_engine_calls_in_a_thread_with_the_redis_store(redis_url: str, prefix: str) -> None:
+    import threading
+    import time
+
+    from callcenter.services.routing_runner import RoutingRunner
+
+    e = _engine(redis_url, prefix)
+    seen: list[str] = []
+    real = e.handle
+
+    def handle(event: Any, now: float) -> Any:
+        seen.append(threading.current_thread().name)
+        return real(event, now)
+
+    e.handle = handle  # type: ignore[method-assign]
+    performed: list[Any] = []
+
+    async def perform(ds: Any) -> None:
+        performed.extend(ds)
+
+    runner = RoutingRunner(e, perform, clock=time.time, autotick=True, poll_s=0.5)
+    try:
+        await runner.add_agent(AgentProfile("a1", {"s": 5}))
+        await runner.handle(AgentPresence("a1", Presence.READY))
+        await runner.handle(ContactArrived(Contact("c1", Channel.VOICE, "q", time.time())))
+    finally:
+        runner.close()
+    assert seen and threading.main_thread().name not in seen
+    assert any(isinstance(d, Offer) for d in performed)
