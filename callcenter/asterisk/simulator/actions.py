@@ -366,7 +366,7 @@ def handlers(server: AMIServer) -> dict[str, Handler]:
         reply(_ok(a.action_id, "Atxfer successfully queued"))  # type: ignore[arg-type]
         br = ch.bridge
         others = [c for c in br.channels if c is not ch] if br else []
-        for d in "*2" + ex + "#":
+        for d in "*2" + ex:
             pbx.chan_event("DTMFBegin", ch, ("Digit", d), ("Direction", "Received"), privilege="dtmf,all")
             pbx.chan_event("DTMFEnd", ch, ("Digit", d), ("DurationMs", "100"), ("Direction", "Received"),
                            privilege="dtmf,all")

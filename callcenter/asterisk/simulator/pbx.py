@@ -1267,6 +1267,8 @@ class Pbx:
         ring_time = int(self.clock.now() - started)
         hold_time = int(self.clock.now() - entry.joined)
         self.emit("DialEnd", [*ch.snap(), *leg.snap("Dest"), ("DialStatus", "ANSWER")])
+        if two is not None:
+            self.newexten(leg, "AppQueue", "(Outgoing Line)")  # as Dial does for its answered leg
         self.moh_stop(ch)
         ch.queued_in = None
         self._queue_leave(q, entry)

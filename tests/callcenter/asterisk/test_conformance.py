@@ -373,3 +373,123 @@ async def test_call_control(name: str, order: set[str]) -> None:
     assert_same_responses(cap, got)
     assert_keys_conform(got)
     assert names_in(got, order) == names_in(cap.messages, order)
+
+
+# ------------------------------------------------------------------------------ every scenario
+
+S1, S2 = "extensions-scenarios.conf.used", "extensions-scenarios2.conf.used"
+
+# name -> (dialplan, FastAGI captures, events whose global order is deterministic in Asterisk)
+SCENARIOS: dict[str, tuple[str, tuple[str, ...], set[str]]] = {
+    "ami-queue-abandon": (S1, (), {"QueueCallerJoin", "QueueCallerAbandon", "QueueCallerLeave", "LocalBridge"}),
+    "ami-ring-no-answer": (S1, (), {"QueueCallerJoin", "AgentCalled", "AgentRingNoAnswer", "QueueCallerLeave",
+                                    "AgentConnect", "AgentComplete", "BridgeCreate", "BridgeDestroy"}),
+    "ami-queue-admin": (S1, (), {"QueueParams", "QueueMember", "QueueEntry", "QueueStatusComplete",
+                                 "QueueSummary", "QueueSummaryComplete"}),
+    "ami-originate-errors": (S1, (), {"OriginateResponse"}),
+    "ami-dial-return": (S2, ("agi-dial-return",), {"DialBegin", "DialState", "DialEnd", "AGIExecStart",
+                                                   "AGIExecEnd", "BridgeEnter", "BridgeLeave"}),
+    "ami-survey": (S2, ("agi-survey",), {"DialBegin", "DialEnd", "AGIExecStart", "AGIExecEnd", "DTMFBegin",
+                                         "DTMFEnd", "BridgeEnter"}),
+    "ami-transfer-redirect": (S2, (), {"DialBegin", "DialEnd", "BlindTransfer", "AttendedTransfer"}),
+    "ami-transfer-blind": (S2, (), {"BlindTransfer", "BridgeCreate", "DialBegin", "DialEnd"}),
+    "ami-transfer-atxfer": (S2, (), {"DTMFEnd", "BlindTransfer"}),
+    "ami-hold-and-record": (S2, (), {"MixMonitorStart", "MixMonitorStop", "MusicOnHoldStart", "MusicOnHoldStop"}),
+    "ami-bridge-action": (S2, (), {"BridgeCreate", "BridgeEnter", "MusicOnHoldStop", "BridgeLeave",
+                                   "BridgeDestroy"}),
+    "ami-chanspy-listen": (S2, (), {"ChanSpyStart", "ChanSpyStop", "AgentConnect"}),
+    "ami-chanspy-whisper": (S2, (), {"ChanSpyStart", "ChanSpyStop", "AgentConnect"}),
+    "ami-chanspy-barge": (S2, (), {"ChanSpyStart", "ChanSpyStop", "AgentConnect"}),
+    "ami-park-retrieve": (S2, (), {"ParkedCall", "UnParkedCall", "ParkedCallGiveUp", "Parkinglot",
+                                   "ParkinglotsComplete", "ParkedCallsComplete", "BridgeCreate"}),
+    "ami-agi-edge": (S2, ("agi-edge", "agi-badarg"), {"AGIExecStart", "AGIExecEnd", "Hangup"}),
+    "ami-shutdown-cli-with-call": (S2, (), {"OriginateResponse"}),
+    "ami-edge": (S2, (), {"UserEvent", "FullyBooted", "SuccessfulAuth", "StatusComplete",
+                          "CoreShowChannelsComplete", "RequestBadFormat"}),
+}
+
+# Events left out of the per-channel sequences: VarSet (Asterisk sets many internal variables,
+# e.g. QUEUEPOSITION, BRIDGEPVTCALLID, that the model does not), NewCallerid/NewConnectedLine
+# (connected-line updates are only approximated) and OriginateResponse (its place relative to
+# the channel's Newstate/Newexten varies between runs of the same Asterisk: ami-agi-edge.txt has it
+# before DialBegin for one call and after DialEnd for the next).
+PER_CHANNEL_SKIP = {"VarSet", "NewCallerid", "NewConnectedLine", "OriginateResponse"}
+
+# Channel halves whose event sequence is still knowingly different (see docs/asterisk.md).
+KNOWN_CHANNEL_DIFFS: dict[str, set[tuple[str, str]]] = {
+    "ami-ring-no-answer": {("Local/3001@agents-noanswer", ";1")},
+    "ami-originate-errors": {("Local/9999@nosuchcontext", ";1")},
+    "ami-transfer-redirect": {("Local/5001@xfer-dial", ";2")},
+    "ami-transfer-blind": {("Local/5011@agents", ";1"), ("Local/5011@xfer-dial", ";2")},
+    "ami-transfer-atxfer": {(f"Local/{n}", h) for n in ("5021@agents", "5021@xfer-dial", "5022@agents",
+                                                         "5022@xfer-target") for h in (";1", ";2")},
+    "ami-bridge-action": {("Local/8202@bridge-wait", ";2")},
+    "ami-shutdown-cli-with-call": {("Local/2001@agents", ";1"), ("Local/2001@agents", ";2")},
+    "ami-edge": {("Local/2001@agents", ";2")},
+}
+
+
+# hangup-3 hangs up the caller's ;1 after the attended transfer: in the model the transfer
+# already ended that call (the caller's Local channel is not kept through the merge), so the
+# simulator answers "No such channel".
+KNOWN_RESPONSE_DIFFS: dict[str, tuple[str, ...]] = {"ami-transfer-atxfer": ("hangup-3",)}
+
+
+def per_channel(msgs: list) -> dict[tuple[str, str, int], list[str]]:
+    """Event names per channel (by Uniqueid), the channel named by prefix, half and ordinal."""
+    uid_key: dict[str, tuple[str, str, int]] = {}
+    seen: dict[tuple[str, str], int] = defaultdict(int)
+    for m in msgs:
+        if isinstance(m, Event) and m.name == "Newchannel":
+            k = prefix_of(m["Channel"])
+            uid_key[m["Uniqueid"]] = (k[0], k[1], seen[k])
+            seen[k] += 1
+    out: dict[tuple[str, str, int], list[str]] = defaultdict(list)
+    for m in msgs:
+        if isinstance(m, Event) and m.name not in PER_CHANNEL_SKIP and m.get("Uniqueid") in uid_key:
+            out[uid_key[m["Uniqueid"]]].append(m.name)
+    return dict(out)
+
+
+_RUNS: dict[str, tuple[Capture, list, list[AgiTranscript]]] = {}
+
+
+async def run_scenario(name: str) -> tuple[Capture, list, list[AgiTranscript]]:
+    dialplan, agi, _ = SCENARIOS[name]
+    transcripts: list[AgiTranscript] = []
+    cap, got = await run_capture(name, dialplan=dialplan, agi_capture=agi, settle=1.0, agi_out=transcripts)
+    return cap, got, transcripts
+
+
+@pytest.mark.parametrize("name", sorted(SCENARIOS))
+async def test_scenario_conforms(name: str) -> None:
+    """Every captured scenario: responses and error texts, every event's key list, the global
+    order of the events Asterisk emits deterministically, and per channel half the full ordered
+    sequence of event names (minus PER_CHANNEL_SKIP) and of dialplan applications."""
+    cap, got, _ = await run_scenario(name)
+    assert_same_responses(cap, got, skip=KNOWN_RESPONSE_DIFFS.get(name, ()))
+    assert_keys_conform(got)
+    order = SCENARIOS[name][2]
+    assert names_in(got, order) == names_in(cap.messages, order), name
+    want, have = per_channel(cap.messages), per_channel(got)
+    assert set(have) == set(want), f"{name}: channels"
+    known = KNOWN_CHANNEL_DIFFS.get(name, set())
+    for key, seq in want.items():
+        if key[:2] in known:
+            continue
+        assert have[key] == seq, f"{name}: events of {key}"
+    for pre in {k[0] for k in want}:
+        cap_apps, sim_apps = app_sequence(cap.messages, pre + "-"), app_sequence(got, pre + "-")
+        for half in set(cap_apps) | set(sim_apps):
+            if (pre, half) not in known:
+                assert sim_apps.get(half) == cap_apps.get(half), f"{name}: apps of {pre}{half}"
+
+
+@pytest.mark.parametrize("name", sorted(KNOWN_CHANNEL_DIFFS))
+async def test_known_channel_diffs_are_still_real(name: str) -> None:
+    """The allowance list must not go stale: each listed channel half really still differs."""
+    cap, got, _ = await run_scenario(name)
+    want, have = per_channel(cap.messages), per_channel(got)
+    for pre, half in KNOWN_CHANNEL_DIFFS[name]:
+        keys = [k for k in want if k[:2] == (pre, half)]
+        assert keys and any(have.get(k) != want[k] for k in keys), f"{name}: {pre}{half} now conforms"
