@@ -46,7 +46,6 @@ timers are compared across processes.
 from __future__ import annotations
 
 import json
-import time
 from collections import OrderedDict
 from collections.abc import Callable, Collection, Iterator, Sequence
 from typing import Any, TypeVar
@@ -364,7 +363,8 @@ local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[2], 'WITHSCORES')
 if #due == 0 then return {} end
 local rows = {}
 for i = 1, #due, 2 do
-  rows[#rows + 1] = {due[i], due[i + 1], tonumber(due[i + 1]), tonumber(redis.call('HGET', KEYS[2], due[i])) or 0}
+  local order = tonumber(redis.call('HGET', KEYS[2], due[i])) or 0
+  rows[#rows + 1] = {due[i], due[i + 1], tonumber(due[i + 1]), order}
 end
 table.sort(rows, function(a, b) if a[3] ~= b[3] then return a[3] < b[3] end return a[4] < b[4] end)
 local out = {}
@@ -525,7 +525,8 @@ _SLOT_STATES = {s.value: s for s in SlotState}
 _PRESENCES = {p.value: p for p in Presence}
 _STATUSES = {s.value: s for s in ContactStatus}
 _TIMER_KINDS = {k.value: k for k in TimerKind}
-_CONTACT_TIMER_KINDS = (TimerKind.RING, TimerKind.ESCALATE, TimerKind.MAX_WAIT, TimerKind.STICKY, TimerKind.RETRY)
+_CONTACT_TIMER_KINDS = (
+    TimerKind.RING, TimerKind.ESCALATE, TimerKind.MAX_WAIT, TimerKind.STICKY, TimerKind.RETRY)
 
 
 class RedisStore:
@@ -621,7 +622,8 @@ class RedisStore:
         except _UNAVAILABLE as e:
             raise RoutingStoreUnavailable(f"routing store: Redis is unavailable ({e})") from e
 
-    def _run(self, script: _Script, keys: Sequence[str], args: Sequence[Any], touch: str | None = None) -> Any:
+    def _run(self, script: _Script, keys: Sequence[str], args: Sequence[Any], 
+             touch: str | None = None) -> Any:
         """Run one write script (one atomic step). ``touch``: the agent it may change."""
         return self._io(lambda: script(self._r, keys, args))
 
@@ -707,7 +709,8 @@ class RedisStore:
             raise
 
     def available(self, channel: Channel, skill: str = "") -> Collection[str]:
-        rows = self._io(lambda: self._s_pool(self._r, [f"{self.base}av:{channel.value}:{skill}"], [self.base]))
+        key = f"{self.base}av:{channel.value}:{skill}"
+        rows = self._io(lambda: self._s_pool(self._r, [key], [self.base]))
         snap: dict[str, AgentRecord] = {}
         for packed in rows:
             aid, rec = self._unpack(packed)
@@ -784,7 +787,8 @@ class RedisStore:
         if self._pending_save is not None:
             self._flush_save()
         self._pending_save = (cid, ej)
-        self._track(record, _contact_json(record.contact) if cid not in self._recs else self._recs[cid][1], ej)
+        known = self._recs.get(cid)
+        self._track(record, _contact_json(record.contact) if known is None else known[1], ej)
 
     def _local(self, cid: str) -> ContactRecord | None:
         t = self._recs.get(cid)
@@ -826,7 +830,8 @@ class RedisStore:
 
     def claim(self, contact_id: str, agent_id: str, channel: Channel, lease_until: float, now: float) -> bool:
         ok = bool(self._run(self._s_claim, [
-            self._ck(contact_id), self._ak(agent_id), self._k_ls, self._k_nw, self._k_tm, self._k_tn, self._k_tc,
+            self._ck(contact_id), self._ak(agent_id), self._k_ls, self._k_nw,
+            self._k_tm, self._k_tn, self._k_tc,
         ], [self.base, contact_id, agent_id, channel.value, float(lease_until), self._rules_s], agent_id))
         if ok:
             self._gone.discard((TimerKind.RING, contact_id))
@@ -859,7 +864,8 @@ class RedisStore:
         if outcome not in TERMINAL:
             raise ValueError(f"close needs a terminal outcome, got {outcome}")
         try:
-            ag = self._run(self._s_close, [self._ck(contact_id), self._k_ls, self._k_nw, self._k_tm, self._k_tn],
+            ag = self._run(self._s_close, [
+                self._ck(contact_id), self._k_ls, self._k_nw, self._k_tm, self._k_tn],
                            [self.base, contact_id, outcome.value, float(now), self._rules_s])
         except ResponseError as e:
             if "NOCONTACT" in str(e):
@@ -891,7 +897,8 @@ class RedisStore:
         if kind is TimerKind.RING and self._armed == (subject, due):
             self._armed = None  # the claim set it, in the same step
             return
-        self._run(self._s_set_timer, [self._k_tm, self._k_tn, self._k_tc], [f"{kind.value}|{subject}", float(due)])
+        self._run(self._s_set_timer, [self._k_tm, self._k_tn, self._k_tc],
+                  [f"{kind.value}|{subject}", float(due)])
 
     def cancel_timer(self, kind: TimerKind, subject: str) -> None:
         self._armed = None
@@ -904,7 +911,8 @@ class RedisStore:
 
     def pop_due(self, now: float) -> list[Timer]:
         """Reclaim expired leases (see the module docstring), then pop the due timers."""
-        flat = self._run(self._s_pop_due, [self._k_tm, self._k_tn, self._k_tc, self._k_ls], self._lease_args(now))
+        flat = self._run(self._s_pop_due, [self._k_tm, self._k_tn, self._k_tc, self._k_ls],
+                         self._lease_args(now))
         out: list[Timer] = []
         for i in range(0, len(flat), 2):
             kind, _, subject = flat[i].partition("|")

@@ -153,7 +153,8 @@ class DyingStore(RedisStore):
         return ok
 
 
-STORE_KINDS: dict[str, type[RedisStore]] = {"lua": RedisStore, "nonatomic": NonAtomicStore, "dying": DyingStore}
+STORE_KINDS: dict[str, type[RedisStore]] = {
+    "lua": RedisStore, "nonatomic": NonAtomicStore, "dying": DyingStore}
 
 
 class Clock:
@@ -213,7 +214,8 @@ class Player:
         while self.to_accept and (everything or self.to_accept[0][0] <= self.step):
             _, cid, aid, ch = heapq.heappop(self.to_accept)
             if self.handle(OfferAccepted(cid, aid)):
-                heapq.heappush(self.to_finish, (self.step + self.rng.randint(0, self.hold_steps), cid, aid, ch))
+                due = self.step + self.rng.randint(0, self.hold_steps)
+                heapq.heappush(self.to_finish, (due, cid, aid, ch))
             elif self.obs:
                 self.r.hincrby(self.obs + aid, ch, -1)
         while self.to_finish and (everything or self.to_finish[0][0] <= self.step):

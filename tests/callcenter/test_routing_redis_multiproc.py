@@ -64,7 +64,8 @@ class Run:
 
 def check(run: Run, n_contacts: int, *, reclaims_expected: bool) -> None:
     """The invariants; AssertionError names the first one broken."""
-    assert not run.violations, f"agents over capacity or mixing: {len(run.violations)}, e.g. {run.violations[:3]}"
+    assert not run.violations, (
+        f"agents over capacity or mixing: {len(run.violations)}, e.g. {run.violations[:3]}")
     double = {c: n for c, n in run.offers.items() if n - run.requeues[c] > 1}
     assert not double, f"double offers: {len(double)}, e.g. {sorted(double.items())[:5]}"
     everyone = {wk.contact_plan(i)[0] for i in range(n_contacts)}
