@@ -27,9 +27,11 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from bench.common import git_sha, summary, write_result  # noqa: E402
 from callcenter.routing_redis import RedisStore, connect  # noqa: E402
 from routing import AgentProfile, Channel, Presence, Requirement  # noqa: E402
-from routing.model import DEFAULT_MIXING  # noqa: E402
+from routing.model import (
+    DEFAULT_MIXING,  # noqa: E402
+    Contact,  # noqa: E402
+)
 from routing.store import ContactRecord  # noqa: E402
-from routing.model import Contact  # noqa: E402
 
 URL = os.environ.get("CC_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
 BUCKET = "chat|s>=1|*|*"
@@ -123,8 +125,8 @@ def redis_benchmark(sha_noop: str, sha_claim: str, prefix: str, n: int) -> dict[
     }
     for name, (clients, cmd) in runs.items():
         txt = subprocess.run(
-            [exe, "-h", u.hostname or "127.0.0.1", "-p", str(u.port or 6379), "-n", str(n), "-c", str(clients),
-             "--csv", "EVALSHA", *cmd],
+            [exe, "-h", u.hostname or "127.0.0.1", "-p", str(u.port or 6379), "-n", str(n),
+             "-c", str(clients), "--csv", "EVALSHA", *cmd],
             capture_output=True, text=True, check=True, timeout=120).stdout
         rows = [r for r in csv.reader(io.StringIO(txt)) if r and r[0] != "test"]
         out[name] = {"clients": clients, "requests": n, "per_s": float(rows[-1][1])}
@@ -156,7 +158,8 @@ def main() -> None:
             "claims_per_s_1proc": one["claims_per_s"],
             "claims_per_s_2proc": two["claims_per_s"],
             "p99_claim_ms": max(one["latency"]["p99_ms"], two["latency"]["p99_ms"]),
-            "redis_benchmark_evalsha_per_s": ceiling.get("evalsha_return1_c50", {}).get("per_s", float("nan")),
+            "redis_benchmark_evalsha_per_s":
+                ceiling.get("evalsha_return1_c50", {}).get("per_s", float("nan")),
         },
         "data": {"claims_per_run": a.claims, "agents": a.agents, "waiting_contacts_per_run": a.claims,
                  "bucket": BUCKET, "agent_chat_capacity": 1_000_000},
