@@ -358,6 +358,10 @@ class Pbx:
                 return ch.name
             if up == "UNIQUEID":
                 return ch.uniqueid
+            if up == "PRIORITY":
+                return str(ch.priority)
+            if up == "HANGUPCAUSE":
+                return "0"  # no hangup cause yet (agi-dial-return: NOANSWER|||0)
             if name in self.globals:
                 return self.globals[name]
             return ""
@@ -1321,10 +1325,12 @@ class Pbx:
         self.answer(ch)
         target = None
         for _ in range(100):
-            cands = [c for c in self.channels.values() if c.name.startswith(prefix) and c.bridge is not None
-                     and not c.hungup]
+            cands = [c for c in self.channels.values() if c.name.startswith(prefix) and not c.hungup
+                     and (c.bridge is not None or (c.other is not None and c.other.bridge is not None))]
             if cands:
-                target = cands[-1] if "B" in opts else cands[0]
+                # the spied half: ;2 for listen/whisper, ;1 for barge (SpyeeChannel, fact 9)
+                want = 1 if "B" in opts else 2
+                target = next((c for c in cands if c.half == want), cands[0])
                 break
             await self.wait(ch, 0.5)
         if target is None:
