@@ -79,6 +79,9 @@ class UiConfig:
     heartbeat_s: float = 25.0
     session_recheck_s: float = 30.0  # how often an open websocket re-checks its session (min 0.05)
     login_form_ttl_s: int = 3600
+    # check every outgoing message against its schema (log only); the tests' clients check what
+    # they receive, so production can skip this per-message cost
+    check_outgoing: bool = False
 
 
 class Sockets:
@@ -282,15 +285,17 @@ async def handle_text(facade: Facade, user: WebUser, data: str) -> dict[str, Any
 class _Sender:
     """Serialises sends from the reader and the forwarder; checks server messages (log only)."""
 
-    def __init__(self, ws: web.WebSocketResponse) -> None:
+    def __init__(self, ws: web.WebSocketResponse, check: bool = False) -> None:
         self.ws = ws
         self.lock = asyncio.Lock()
+        self.check = check
 
     async def send(self, msg: dict[str, Any]) -> None:
-        try:
-            schemas.validate(msg, direction="server")
-        except schemas.MessageInvalid as e:
-            log.warning("sending a message that breaks the protocol schema: %s", e)
+        if self.check:
+            try:
+                schemas.validate(msg, direction="server")
+            except schemas.MessageInvalid as e:
+                log.warning("sending a message that breaks the protocol schema: %s", e)
         async with self.lock:
             await self.ws.send_str(json.dumps(msg, separators=(",", ":"), default=str))
 
@@ -338,7 +343,7 @@ async def agent_ws(request: web.Request) -> web.StreamResponse:
     await ws.prepare(request)
     sockets = app[SOCKETS]
     sockets.add(token, ws)
-    sender = _Sender(ws)
+    sender = _Sender(ws, cfg.check_outgoing)
     link: ConsoleLink | None = None
     forward: asyncio.Task[None] | None = None
     watch: asyncio.Task[None] | None = None

@@ -90,7 +90,7 @@ class Agi(_Section):
     enabled: bool = False
     host: str = "127.0.0.1"
     port: int = Field(4573, ge=0, le=65535)
-    max_sessions: int = Field(500, ge=1)
+    max_sessions: int = Field(2000, ge=1)  # a caller waiting in queue holds a session
 
 
 class Voice(_Section):

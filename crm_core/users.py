@@ -1,6 +1,7 @@
 """Users (agents, supervisors, admins), teams, passwords (argon2), agent skills and capacities."""
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -200,10 +201,11 @@ class UsersMixin(StoreBase):
                     .options(selectinload(User.skills), selectinload(User.teams))
                 )).scalar_one_or_none()
             if user is None:
-                self._burn(password)  # same cost as a real check: no user enumeration by timing
+                # same cost as a real check: no user enumeration by timing
+                await asyncio.to_thread(self._burn, password)
                 return None
-            try:
-                self.hasher.verify(user.password_hash, password)
+            try:  # argon2 is slow on purpose: off the event loop
+                await asyncio.to_thread(self.hasher.verify, user.password_hash, password)
             except (VerifyMismatchError, VerificationError, InvalidHashError):
                 return None
             if user.disabled:

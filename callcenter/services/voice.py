@@ -247,13 +247,15 @@ class VoiceService:
 
     # ------------------------------------------------------------------ AGI: after the dial
     async def agi_after_dial(self, session: AgiSession) -> None:
-        call = await self._call_of(session)
+        iid = await self._interaction_id(session)
+        call = self.calls.get(iid) if iid is not None else None
         status = await session.get_variable("DIALSTATUS") or ""
-        if call is None:
-            return
         if status == "ANSWER":
-            if self.options.survey and call.state in ("talking", "wrapup", "done"):
+            # the agent hung up; the caller goes on to the survey (wrap-up may be over already)
+            if self.options.survey and iid is not None and await self._was_answered(iid, call):
                 await session.set_variable("CC_SURVEY", "1")
+            return
+        if call is None:
             return
         # NOANSWER, BUSY, CHANUNAVAIL, CONGESTION: back to the queue, keeping the place
         await self.no_answer(call, status or "NOANSWER")
@@ -263,28 +265,43 @@ class VoiceService:
         else:
             await session.set_variable("ROUTE_TO", "")
 
+    async def _was_answered(self, iid: int, call: VoiceCall | None) -> bool:
+        if call is not None:
+            return call.state in ("talking", "wrapup", "done")
+        try:
+            return (await self.store.get_interaction(iid)).answered_at is not None
+        except CrmError:
+            return False
+
     async def agi_survey(self, session: AgiSession) -> None:
-        call = await self._call_of(session)
+        """The post-call survey. It often runs after the agent's wrap-up is over, so the
+        interaction is read back from the store rather than from the live calls."""
+        iid = await self._interaction_id(session)
         done = await run_flow(session, self.flow, self.lookups, entry="survey", clock=self.ivr_clock)
-        if call is None:
+        if iid is None:
+            return
+        try:
+            interaction = await self.store.get_interaction(iid)
+        except CrmError:
+            log.warning("survey for an unknown interaction %s", iid)
             return
         score = getattr(done.result, "score", None)
         if score is None:
-            await self._event(call, "survey", ok=False, detail=done.result.describe())
+            await self.store.append_event(iid, "survey", ok=False, data={"detail": done.result.describe()})
             return
         try:
-            await self.store.record_survey(int(score), interaction_id=call.interaction_id,
-                                           customer_id=call.customer_id, channel="voice")
-            await self._event(call, "survey", score=int(score))
+            await self.store.record_survey(int(score), interaction_id=iid,
+                                           customer_id=interaction.customer_id, channel="voice")
+            await self.store.append_event(iid, "survey", data={"score": int(score)})
         except CrmError as e:
-            await self._event(call, "survey", ok=False, error=str(e))
+            await self.store.append_event(iid, "survey", ok=False, data={"error": str(e)})
 
-    async def _call_of(self, session: AgiSession) -> VoiceCall | None:
+    async def _interaction_id(self, session: AgiSession) -> int | None:
         raw = await session.get_variable("CC_INTERACTION")
-        call = self.calls.get(int(raw)) if raw and raw.isdigit() else None
-        if call is None:
-            log.warning("AGI %s for an unknown interaction %r", session.route.script, raw)
-        return call
+        if not raw or not raw.isdigit():
+            log.warning("AGI %s without an interaction (%r)", session.route.script, raw)
+            return None
+        return int(raw)
 
     # ------------------------------------------------------------------ routing decisions
     async def perform(self, decisions: list[Decision]) -> set[str]:
