@@ -44,6 +44,7 @@ class Telephony:
 
     async def start_ami(self, host: str, port: int, username: str, secret: str) -> AMIClient:
         self.ami = AMIClient(host, port, username, secret, auth="md5")
+        self.voice.ami = self.ami  # call controls (hold, transfer, ...) send actions through it
         sub = self.ami.subscribe(None)
         self._pump = asyncio.get_running_loop().create_task(self._read(sub))
         await self.ami.start()

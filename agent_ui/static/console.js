@@ -24,7 +24,7 @@
   const STATE_LABELS = {
     offline: "Offline", ready: "Ready", not_ready: "Not ready", busy: "Busy", wrap_up: "Wrap-up",
   };
-  const CONTACT_LABELS = { ringing: "Ringing", talking: "Talking", ended: "Ended" };
+  const CONTACT_LABELS = { ringing: "Ringing", talking: "Talking", held: "On hold", ended: "Ended" };
   const CHANNEL_LABELS = { voice: "Voice", chat: "Chat", email: "Email" };
   const WITHDRAWN_LABELS = {
     caller_abandoned: "The caller hung up", no_answer: "Not answered in time",
@@ -191,7 +191,12 @@
     const st = view.contactState;
     show($("softphone"), voice || !!view.offer);
     $("answer").disabled = !(view.interactionId && st === "ringing");
-    $("hangup").disabled = !(view.interactionId && (st === "ringing" || st === "talking"));
+    $("hangup").disabled = !(view.interactionId && (st === "ringing" || st === "talking" || st === "held"));
+    // call controls: enabled from the PBX-confirmed state only (nothing is optimistic)
+    $("hold").disabled = !(view.interactionId && st === "talking");
+    $("retrieve").disabled = !(view.interactionId && st === "held");
+    show($("hold"), voice && st !== "held");
+    show($("retrieve"), voice && st === "held");
     $("decline-offer").disabled = !(view.offer && (st === null || st === "ringing"));
     show($("answer"), voice);
     show($("hangup"), voice);
@@ -423,6 +428,12 @@
   });
   $("hangup").addEventListener("click", () => {
     if (view.interactionId) send({ type: "hangup", interaction_id: view.interactionId });
+  });
+  $("hold").addEventListener("click", () => {
+    if (view.interactionId) send({ type: "hold", interaction_id: view.interactionId });
+  });
+  $("retrieve").addEventListener("click", () => {
+    if (view.interactionId) send({ type: "retrieve", interaction_id: view.interactionId });
   });
   $("decline-offer").addEventListener("click", () => {
     if (view.offer) send({ type: "decline_offer", offer_id: view.offer.offer_id });

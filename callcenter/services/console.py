@@ -31,6 +31,7 @@ class ConsoleService:
             "answer": self.answer, "hangup": self.hangup, "submit_wrapup": self.submit_wrapup,
             "search": self.search, "create_customer": self.create_customer,
             "link_number": self.link_number, "update_customer": self.update_customer,
+            "hold": self.hold, "retrieve": self.retrieve,
         }
         hub.on_last_disconnect.append(self.console_closed)
 
@@ -52,7 +53,7 @@ class ConsoleService:
         if call is not None:
             if call.offer is not None and not call.offer.settled and call.state in ("offered", "ringing"):
                 self._to(link, "offer", **(call.offer.message or await self.voice.offer_message(call)))
-            if call.state in ("ringing", "talking"):
+            if call.state in ("ringing", "talking", "held"):
                 self._to(link, "contact_state", interaction_id=call.interaction_id, state=call.state,
                          at=call.state_at)
             if call.state == "wrapup":
@@ -160,6 +161,25 @@ class ConsoleService:
 
     async def hangup(self, user: WebUser, msg: dict[str, Any]) -> None:
         await self._softphone(user, msg, "hangup")
+
+    # ------------------------------------------------------------------ call controls
+    def _controlled(self, user: WebUser, msg: dict[str, Any]) -> Any:
+        """The live call `interaction_id` if this agent handles it: an agent controls only their
+        own calls (forbidden otherwise)."""
+        aid = self._agent(user)
+        iid = msg.get("interaction_id")
+        call = self.voice.current_for(aid)
+        if call is not None and call.interaction_id == iid:
+            return call
+        if isinstance(iid, int) and iid in self.voice.calls:
+            raise MessageRefused("forbidden", "that call is handled by another agent")
+        raise MessageRefused("not_found", "no such call on your console")
+
+    async def hold(self, user: WebUser, msg: dict[str, Any]) -> None:
+        await self.voice.hold(self._controlled(user, msg))
+
+    async def retrieve(self, user: WebUser, msg: dict[str, Any]) -> None:
+        await self.voice.retrieve(self._controlled(user, msg))
 
     async def submit_wrapup(self, user: WebUser, msg: dict[str, Any]) -> None:
         aid = self._agent(user)

@@ -21,6 +21,7 @@ from typing import Any
 
 from callcenter.asterisk.ami import Event as AmiEvent
 from callcenter.asterisk.fastagi import AgiCommandError, AgiSession
+from callcenter.facade import MessageRefused
 from callcenter.ivr_agi import run_flow
 from callcenter.services.agents import Agent, AgentDirectory
 from callcenter.services.consoles import ConsoleHub
@@ -82,6 +83,9 @@ class VoiceCall:
     routed: bool = False  # the routing engine knows this contact (until it Ended)
     state_at: str | None = None  # when the PBX confirmed the current ringing/talking/ended
     wrapup_until: str | None = None
+    caller_channel: str | None = None  # channel names from DialBegin (for call controls)
+    agent_channel: str | None = None
+    pending: str | None = None  # a call control sent to the PBX, awaiting its confirming event
 
     @property
     def contact_id(self) -> str:
@@ -128,6 +132,7 @@ class VoiceService:
         self.softphone: Softphone | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._fallback: dict[str, int] = {}  # linkedid -> interaction, for calls in the fallback queue
+        self.ami: Any = None  # the AMI client (set by the telephony edge)
 
     def agi_handlers(self) -> dict[str, Callable[[AgiSession], Awaitable[None]]]:
         return {"ivr": self.agi_ivr, "after-dial": self.agi_after_dial, "survey": self.agi_survey}
@@ -436,7 +441,7 @@ class VoiceService:
         if name in FALLBACK_EVENTS and ev.get("Queue") == self.options.fallback_queue:
             await self._fallback_event(ev)
             return
-        if name not in ("DialBegin", "DialEnd", "Hangup"):
+        if name not in ("DialBegin", "DialEnd", "Hangup", "MusicOnHoldStart", "BridgeEnter"):
             return
         call = self.by_linkedid.get(ev.get("Linkedid") or "")
         if call is None:
@@ -445,6 +450,7 @@ class VoiceService:
             return
         if name == "DialBegin" and call.state == "offered" and call.offer is not None:
             call.state, call.agent_leg = "ringing", ev.get("DestUniqueid")
+            call.caller_channel, call.agent_channel = ev.get("Channel"), ev.get("DestChannel")
             await self._event(call, "ring", device=ev.get("DestChannel"))
             self._contact_state(call, "ringing")
         elif name == "DialEnd" and ev.get("DestUniqueid") == call.agent_leg and call.offer is not None:
@@ -453,13 +459,68 @@ class VoiceService:
                 await self._answered(call)
             else:
                 await self.no_answer(call, status)
+        elif name in ("MusicOnHoldStart", "BridgeEnter"):
+            await self._control_confirmed(call, ev)
         elif name == "Hangup":
             uid = ev.get("Uniqueid")
-            if call.state == "talking" and uid in (call.linkedid, call.agent_leg):
+            if call.state in ("talking", "held") and uid in (call.linkedid, call.agent_leg):
                 who = "caller" if uid == call.linkedid else "agent"
                 await self._ended(call, who, ev.get("Cause-txt") or ev.get("Cause") or "")
             elif uid == call.linkedid and call.state in ("queued", "offered", "ringing"):
                 await self.caller_gone(call, "caller hung up")
+
+    # ------------------------------------------------------------------ call controls
+    async def _send(self, call: VoiceCall, kind: str, actions: list[Any]) -> None:
+        """Send a control's AMI actions. A refusal by the PBX goes on the timeline and raises
+        MessageRefused("invalid"): a refused control changes nothing."""
+        if self.ami is None:
+            error = "the PBX is not connected"
+        else:
+            error = None
+            for action in actions:
+                try:
+                    result = await self.ami.send_action(action)
+                except Exception as e:  # noqa: BLE001 - AMI down, timeout: refused, nothing changed
+                    error = f"the PBX did not answer ({type(e).__name__})"
+                    break
+                if not result.ok:
+                    error = result.response.message or "the PBX refused the action"
+                    break
+        if error is not None:
+            call.pending = None
+            await self._event(call, kind, ok=False, error=error)
+            raise MessageRefused("invalid", f"The phone system refused to {kind}: {error}")
+
+    def _ready_for(self, call: VoiceCall, states: tuple[str, ...], what: str) -> None:
+        if call.state not in states or call.pending or not call.caller_channel or not call.agent_channel:
+            raise MessageRefused("conflict", f"the call cannot be {what} now")
+
+    async def hold(self, call: VoiceCall) -> None:
+        from callcenter.asterisk.hold import hold_actions
+
+        self._ready_for(call, ("talking",), "held")
+        call.pending = "hold"
+        await self._send(call, "hold", hold_actions(call.caller_channel or "", call.agent_channel or ""))
+
+    async def retrieve(self, call: VoiceCall) -> None:
+        from callcenter.asterisk.hold import retrieve_actions
+
+        self._ready_for(call, ("held",), "retrieved")
+        call.pending = "retrieve"
+        await self._send(call, "retrieve",
+                         retrieve_actions(call.caller_channel or "", call.agent_channel or ""))
+
+    async def _control_confirmed(self, call: VoiceCall, ev: AmiEvent) -> None:
+        """The PBX confirmed a control: the caller hears music (held), or is bridged again."""
+        uid = ev.get("Uniqueid")
+        if ev.name == "MusicOnHoldStart" and call.pending == "hold" and uid == call.linkedid:
+            call.pending, call.state = None, "held"
+            await self._event(call, "hold", caller=call.caller_channel, agent=call.agent_channel)
+            self._contact_state(call, "held")
+        elif ev.name == "BridgeEnter" and call.pending == "retrieve" and uid == call.linkedid:
+            call.pending, call.state = None, "talking"
+            await self._event(call, "retrieve", bridge=ev.get("BridgeUniqueid"))
+            self._contact_state(call, "talking")
 
     # ------------------------------------------------------------------ the fallback queue
     async def _fallback_event(self, ev: AmiEvent) -> None:
@@ -611,7 +672,8 @@ class VoiceService:
     # ------------------------------------------------------------------ wrap-up
     def current_for(self, agent_id: str) -> VoiceCall | None:
         for call in self.calls.values():
-            if call.agent_id == agent_id and call.state in ("offered", "ringing", "talking", "wrapup"):
+            if call.agent_id == agent_id and call.state in ("offered", "ringing", "talking", "held",
+                                                            "wrapup"):
                 return call
         return None
 

@@ -110,6 +110,8 @@ VALID = [
     {"type": "decline_offer", "offer_id": "o-1"},
     {"type": "answer", "interaction_id": 5},
     {"type": "hangup", "interaction_id": 5},
+    {"type": "hold", "interaction_id": 5},
+    {"type": "retrieve", "interaction_id": 5, "request_id": "r9"},
     {"type": "submit_wrapup", "interaction_id": 5, "disposition": "resolved", "notes": ""},
     {"type": "submit_wrapup", "interaction_id": 5, "disposition": "resolved", "notes": "n",
      "ticket": {"type": "complaint", "subject": "Rude", "description": "…"}},
