@@ -1,13 +1,17 @@
 """Read models handed to the rest of the system: frozen, JSON-serialisable via `.to_dict()`."""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
 
 def _jsonable(v: Any) -> Any:
+    if v is None or isinstance(v, str | int | float):
+        return v
+    if isinstance(v, _View):
+        return v.to_dict()
     if isinstance(v, datetime):
         return v.isoformat()
     if isinstance(v, Decimal):
@@ -20,8 +24,12 @@ def _jsonable(v: Any) -> Any:
 
 
 class _View:
+    __slots__ = ()
+    __dataclass_fields__: dict[str, Any]
+
     def to_dict(self) -> dict[str, Any]:
-        return _jsonable(asdict(self))  # type: ignore[call-overload,no-any-return]
+        # field by field (dataclasses.asdict deep-copies: 20x slower on a screen pop)
+        return {name: _jsonable(getattr(self, name)) for name in self.__dataclass_fields__}
 
 
 @dataclass(frozen=True, slots=True)
