@@ -179,6 +179,7 @@
     show($("ivr-panel"), false);
     show($("reasons-panel"), false);
     show($("wrapup"), false);
+    show($("handoff"), false);
     show($("idle"), true);
     $("search-results").textContent = "";
     const cs = $("contact-state");
@@ -197,6 +198,7 @@
     $("retrieve").disabled = !(view.interactionId && st === "held");
     show($("hold"), voice && st !== "held");
     show($("retrieve"), voice && st === "held");
+    show($("transfer-form"), !!(voice && view.interactionId && (st === "talking" || st === "held")));
     $("decline-offer").disabled = !(view.offer && (st === null || st === "ringing"));
     show($("answer"), voice);
     show($("hangup"), voice);
@@ -220,6 +222,11 @@
     else renderNewCaller(m.caller);
     renderIvr(m.ivr_path || []);
     renderReasons(m.reasons || []);
+    const handoff = $("handoff");
+    handoff.textContent = m.transfer
+      ? "Transferred by " + (m.transfer.from || "another agent") + (m.transfer.notes ? ": " + m.transfer.notes : "")
+      : "";
+    show(handoff, !!m.transfer);
     renderSoftphone();
     // The pop is on screen: the PBX may now ring our phone.
     send({ type: "ack_offer", offer_id: m.offer_id });
@@ -434,6 +441,15 @@
   });
   $("retrieve").addEventListener("click", () => {
     if (view.interactionId) send({ type: "retrieve", interaction_id: view.interactionId });
+  });
+  $("transfer-form").addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    const f = ev.target.elements;
+    const target = f.target.value.trim();
+    if (!view.interactionId || !target) return;
+    const msg = { type: "transfer", interaction_id: view.interactionId, target_type: f.target_type.value, target };
+    if (f.notes.value.trim()) msg.notes = f.notes.value.trim();
+    send(msg);
   });
   $("decline-offer").addEventListener("click", () => {
     if (view.offer) send({ type: "decline_offer", offer_id: view.offer.offer_id });

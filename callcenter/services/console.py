@@ -31,7 +31,7 @@ class ConsoleService:
             "answer": self.answer, "hangup": self.hangup, "submit_wrapup": self.submit_wrapup,
             "search": self.search, "create_customer": self.create_customer,
             "link_number": self.link_number, "update_customer": self.update_customer,
-            "hold": self.hold, "retrieve": self.retrieve,
+            "hold": self.hold, "retrieve": self.retrieve, "transfer": self.transfer,
         }
         hub.on_last_disconnect.append(self.console_closed)
 
@@ -181,6 +181,11 @@ class ConsoleService:
     async def retrieve(self, user: WebUser, msg: dict[str, Any]) -> None:
         await self.voice.retrieve(self._controlled(user, msg))
 
+    async def transfer(self, user: WebUser, msg: dict[str, Any]) -> None:
+        notes = msg.get("notes")
+        await self.voice.transfer(self._controlled(user, msg), str(msg.get("target_type")),
+                                  str(msg.get("target") or ""), notes if isinstance(notes, str) else None)
+
     async def submit_wrapup(self, user: WebUser, msg: dict[str, Any]) -> None:
         aid = self._agent(user)
         iid = msg.get("interaction_id")
@@ -192,6 +197,18 @@ class ConsoleService:
             raise MessageRefused("invalid", "a disposition and notes are required")
         ticket_spec = msg.get("ticket")
         ticket = None
+        if call.transferred:  # the call went on with another agent: this agent's notes go on the timeline
+            await self.store.append_event(call.interaction_id, "wrapup", data={
+                "disposition": code, "notes": notes, "agent": user.username, "transferred": True})
+            self.voice.wrapup_done(call)
+            self.hub.send(user.id, "wrapup_saved", interaction_id=call.interaction_id, disposition=code,
+                          ticket=None)
+            try:
+                await self.runner.handle(WrapUpEnded(aid))
+            except RoutingError:
+                pass
+            self.directory.push_state(aid)
+            return None
         await self.store.set_disposition(call.interaction_id, str(code), notes, agent_id=user.id)
         if isinstance(ticket_spec, dict) and ticket_spec.get("number"):
             t = await self.store.get_ticket(str(ticket_spec["number"]))

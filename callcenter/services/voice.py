@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -49,6 +50,8 @@ from routing import Offer as RoutingOffer
 
 log = logging.getLogger(__name__)
 
+AFTER_DIAL_PRIORITY = 3  # cc-route,s,after in the shipped extensions.conf
+_EXTERNAL = re.compile(r"^\+?[0-9]{3,20}$")
 LookupFn = Callable[..., Awaitable[Mapping[str, Any] | None]]
 FALLBACK_EVENTS = ("QueueCallerJoin", "AgentConnect", "QueueCallerAbandon")
 
@@ -86,6 +89,10 @@ class VoiceCall:
     caller_channel: str | None = None  # channel names from DialBegin (for call controls)
     agent_channel: str | None = None
     pending: str | None = None  # a call control sent to the PBX, awaiting its confirming event
+    transfer: dict[str, Any] | None = None  # a blind transfer under way (target, notes, from)
+    released: asyncio.Event | None = None  # set when the PBX confirmed the transferring agent left
+    handoff: dict[str, Any] | None = None  # shown in the next agent's pop: {from, notes}
+    transferred: bool = False  # a transferring agent's wrap-up (the call itself went on)
 
     @property
     def contact_id(self) -> str:
@@ -100,6 +107,7 @@ class VoiceOptions:
     survey: bool = True
     reconnect_grace_s: float = 3.0  # a console that comes back within this resumes its offer
     fallback_queue: str = "cc-fallback"  # the dialplan's plain queue when the AGI is unavailable
+    external_dial: str = "PJSIP/{number}@trunk"  # dial string of a transfer to an external number
     queue_skills: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
 
 
@@ -133,6 +141,7 @@ class VoiceService:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._fallback: dict[str, int] = {}  # linkedid -> interaction, for calls in the fallback queue
         self.ami: Any = None  # the AMI client (set by the telephony edge)
+        self.wrapups: dict[str, VoiceCall] = {}  # agent -> wrap-up of a call they transferred away
 
     def agi_handlers(self) -> dict[str, Callable[[AgiSession], Awaitable[None]]]:
         return {"ivr": self.agi_ivr, "after-dial": self.agi_after_dial, "survey": self.agi_survey}
@@ -254,6 +263,9 @@ class VoiceService:
     async def agi_after_dial(self, session: AgiSession) -> None:
         iid = await self._interaction_id(session)
         call = self.calls.get(iid) if iid is not None else None
+        if call is not None and call.transfer is not None:
+            await self._after_transfer(call, session)
+            return
         status = await session.get_variable("DIALSTATUS") or ""
         if status == "ANSWER":
             # the agent hung up; the caller goes on to the survey (wrap-up may be over already)
@@ -261,6 +273,7 @@ class VoiceService:
                 await session.set_variable("CC_SURVEY", "1")
             return
         if call is None:
+            await session.set_variable("ROUTE_TO", "")  # nothing more to dial (never redial a stale target)
             return
         # NOANSWER, BUSY, CHANUNAVAIL, CONGESTION: back to the queue, keeping the place
         await self.no_answer(call, status or "NOANSWER")
@@ -373,7 +386,8 @@ class VoiceService:
         return {"offer_id": call.offer.id, "interaction_id": call.interaction_id, "channel": "voice",
                 "queue": call.queue, "caller": call.caller or "anonymous",
                 "pop": {"known": card is not None, "card": card}, "ivr_path": pop_path(call.ivr_path),
-                "reasons": call.offer.reasons, "expires_at": call.offer.expires_at}
+                "reasons": call.offer.reasons, "expires_at": call.offer.expires_at,
+                **({"transfer": call.handoff} if call.handoff else {})}
 
     async def _await_ack(self, call: VoiceCall, offer: PendingOffer, agent: Agent) -> None:
         try:
@@ -461,6 +475,8 @@ class VoiceService:
                 await self.no_answer(call, status)
         elif name in ("MusicOnHoldStart", "BridgeEnter"):
             await self._control_confirmed(call, ev)
+        elif name == "Hangup" and call.pending == "transfer" and ev.get("Uniqueid") == call.agent_leg:
+            await self._transfer_released(call)
         elif name == "Hangup":
             uid = ev.get("Uniqueid")
             if call.state in ("talking", "held") and uid in (call.linkedid, call.agent_leg):
@@ -509,6 +525,100 @@ class VoiceService:
         call.pending = "retrieve"
         await self._send(call, "retrieve",
                          retrieve_actions(call.caller_channel or "", call.agent_channel or ""))
+
+    async def transfer(self, call: VoiceCall, target_type: str, target: str, notes: str | None) -> None:
+        """Blind transfer: one Redirect sends the caller back into the after-dial AGI
+        (`cc-route,s,after`) and the agent's leg to `cc-hold,agent,2` (Hangup). When AMI confirms
+        the agent's leg is gone, the agent goes to wrap-up; the AGI then routes the contact again
+        (queue, or agent as the preferred agent) or dials the external number."""
+        from callcenter.asterisk.ami import make_action
+
+        self._ready_for(call, ("talking", "held"), "transferred")
+        t: dict[str, Any] = {"target_type": target_type, "target": target, "notes": notes or None}
+        if target_type == "agent":
+            dest = next((a for a in self.directory.agents.values()
+                         if a.username == target or str(a.user_id) == target), None)
+            if dest is None:
+                raise MessageRefused("not_found", f"no agent {target!r}")
+            if dest.agent_id == call.agent_id:
+                raise MessageRefused("invalid", "you cannot transfer a call to yourself")
+            t["agent_id"], t["queue"] = dest.agent_id, call.queue or self.options.default_queue
+        elif target_type == "queue":
+            if target not in self.runner.engine.config.queues:
+                raise MessageRefused("not_found", f"no queue {target!r}")
+            t["queue"] = target
+        elif target_type == "external":
+            if not _EXTERNAL.match(target):
+                raise MessageRefused("invalid", "an external number is + and 3 to 20 digits")
+        else:
+            raise MessageRefused("invalid", "target_type must be agent, queue or external")
+        agent = self.directory.agents.get(call.agent_id or "")
+        t["from"] = agent.username if agent else None
+        call.transfer, call.released, call.pending = t, asyncio.Event(), "transfer"
+        try:
+            await self._send(call, "transfer", [make_action(
+                "Redirect", Channel=call.caller_channel or "", Context="cc-route", Exten="s",
+                Priority=AFTER_DIAL_PRIORITY, ExtraChannel=call.agent_channel or "",
+                ExtraContext="cc-hold", ExtraExten="agent", ExtraPriority=2)])
+        except MessageRefused:
+            call.transfer = call.released = None
+            raise
+
+    async def _transfer_released(self, call: VoiceCall) -> None:
+        """AMI confirmed the transferring agent's leg is gone: that agent goes to wrap-up (on a
+        copy of the call), the call itself waits for the after-dial AGI to route it again."""
+        t = call.transfer or {}
+        aid = call.agent_id
+        call.pending = None
+        await self._event(call, "transfer", target_type=t.get("target_type"), target=t.get("target"),
+                          by=t.get("from"), notes=t.get("notes"))
+        if aid is not None:
+            wrap = VoiceCall(call.interaction_id, call.linkedid, call.caller, customer_id=call.customer_id,
+                             tier=call.tier, queue=call.queue, state="wrapup", agent_id=aid,
+                             transferred=True)
+            self.wrapups[aid] = wrap
+            self._contact_state(wrap, "ended")
+            try:
+                await self.runner.handle(ContactFinished(call.contact_id, aid, self.options.wrapup_s))
+            except RoutingError as e:
+                await self._event(call, "routing_refused", ok=False, error=str(e))
+            self._send_wrapup(wrap)
+            self.directory.push_state(aid)
+        call.state, call.agent_id, call.agent_leg, call.agent_channel = "transferring", None, None, None
+        call.offer = None
+        if call.released is not None:
+            call.released.set()
+
+    async def _after_transfer(self, call: VoiceCall, session: AgiSession) -> None:
+        if call.released is not None:
+            try:
+                await asyncio.wait_for(call.released.wait(), 10)
+            except TimeoutError:
+                await self._transfer_released(call)  # the Hangup event never came: go on anyway
+        t, call.transfer = call.transfer or {}, None
+        if t.get("target_type") == "external":
+            dial = self.options.external_dial.format(number=t["target"])
+            await session.set_variable("ROUTE_TO", dial)
+            await self._event(call, "dial", external=t["target"], target=dial)
+            call.state = "done"
+            await self._state(call, "ended")
+            self._forget(call)
+            return
+        queue = str(t.get("queue") or call.queue or self.options.default_queue)
+        call.handoff = {"from": t.get("from"), "notes": t.get("notes")}
+        call.queue, call.state, call.queued_mono = queue, "queued", self.mono()
+        call.assigned = asyncio.get_running_loop().create_future()
+        skills = dict(self.options.queue_skills.get(queue, {}))
+        await self._state(call, "queued", queue=queue,
+                          events=(("queue", {"queue": queue, "skills": skills, "transfer": True,
+                                             "preferred_agent": t.get("agent_id")}),))
+        contact = Contact(call.contact_id, Channel.VOICE, queue, self.mono(),
+                          customer_id=str(call.customer_id or ""), tier=Tier(call.tier), skills=skills,
+                          preferred_agent=t.get("agent_id"), sticky_s=300.0 if t.get("agent_id") else None)
+        call.routed = True
+        await self.runner.handle(ContactArrived(contact))
+        await _quietly(session.set_music(True))
+        await self._dial_when_assigned(call, session)
 
     async def _control_confirmed(self, call: VoiceCall, ev: AmiEvent) -> None:
         """The PBX confirmed a control: the caller hears music (held), or is bridged again."""
@@ -675,9 +785,13 @@ class VoiceService:
             if call.agent_id == agent_id and call.state in ("offered", "ringing", "talking", "held",
                                                             "wrapup"):
                 return call
-        return None
+        return self.wrapups.get(agent_id)
 
     def wrapup_done(self, call: VoiceCall) -> None:
+        if call.transferred:
+            if self.wrapups.get(call.agent_id or "") is call:
+                del self.wrapups[call.agent_id or ""]
+            return
         call.state = "done"
         self._forget(call)
 

@@ -112,6 +112,7 @@ VALID = [
     {"type": "hangup", "interaction_id": 5},
     {"type": "hold", "interaction_id": 5},
     {"type": "retrieve", "interaction_id": 5, "request_id": "r9"},
+    {"type": "transfer", "interaction_id": 5, "target_type": "queue", "target": "billing", "notes": "n"},
     {"type": "submit_wrapup", "interaction_id": 5, "disposition": "resolved", "notes": ""},
     {"type": "submit_wrapup", "interaction_id": 5, "disposition": "resolved", "notes": "n",
      "ticket": {"type": "complaint", "subject": "Rude", "description": "…"}},

@@ -83,6 +83,76 @@ async def test_refused_control_gives_a_clear_error_and_changes_nothing(database)
     assert len(hold) == 1 and hold[0].ok is False
 
 
+async def test_blind_transfer_to_agent_with_notes_then_wrapup(database):
+    store = _store(database)
+    people = await seed_people(store, agents=2)
+    async with running_center(database) as rc:
+        ws, a = await open_console(rc.base, await cookie_for(rc.base, "agent1"))
+        call, iid = await _talking(rc, a)
+        ws2, b = await open_console(rc.base, await cookie_for(rc.base, "agent2"))
+        await b.send("set_state", state="ready")
+        await b.next("agent_state", state="ready")
+
+        await a.send("hold", interaction_id=iid)
+        await a.next("contact_state", state="held")
+        await a.send("transfer", interaction_id=iid, target_type="agent", target="nobody", request_id="t0")
+        assert (await a.next("error", request_id="t0"))["code"] == "not_found"
+        await a.send("transfer", interaction_id=iid, target_type="agent", target="agent2",
+                     notes="Wants the roaming plan changed")
+        await a.next("contact_state", state="ended")
+        await a.next("wrapup", interaction_id=iid)
+
+        offer = await b.next("offer")
+        assert offer["interaction_id"] == iid
+        assert offer["pop"]["card"]["customer"]["id"] == people["vip"].id
+        assert offer["transfer"] == {"from": "agent1", "notes": "Wants the roaming plan changed"}
+        await b.send("ack_offer", offer_id=offer["offer_id"])
+        await b.next("contact_state", state="ringing")
+        await b.send("answer", interaction_id=iid)
+        await b.next("contact_state", state="talking")
+
+        await a.send("submit_wrapup", interaction_id=iid, disposition="resolved", notes="Passed to agent2")
+        await a.next("wrapup_saved", interaction_id=iid)
+        call.hangup()
+        await b.next("contact_state", state="ended")
+        await b.next("wrapup", interaction_id=iid)
+        await b.send("submit_wrapup", interaction_id=iid, disposition="resolved", notes="Plan changed")
+        await b.next("wrapup_saved", interaction_id=iid)
+        await ws2.close()
+        await ws.close()
+    timeline = await store.timeline(iid)
+    kinds = [e.kind for e in timeline]
+    assert kinds.index("hold") < kinds.index("transfer") < len(kinds) - 1
+    assert kinds.count("answer") == 2 and kinds.count("wrapup") == 2 and kinds.count("offer") == 2
+    i = await store.get_interaction(iid)
+    assert i.notes == "Plan changed" and i.customer_id == people["vip"].id
+    assert i.agent_id == (await store.get_user("agent2")).id
+
+
+async def test_blind_transfer_to_an_external_number(database):
+    store = _store(database)
+    await seed_people(store)
+    async with running_center(database) as rc:
+        events = rc.sim.subscribe()
+        ws, a = await open_console(rc.base, await cookie_for(rc.base, "agent1"))
+        call, iid = await _talking(rc, a, REGULAR_PHONE, ("1", "0"))
+        await a.send("transfer", interaction_id=iid, target_type="external", target="+12025550999")
+        await a.next("contact_state", state="ended")
+        await a.next("wrapup", interaction_id=iid)
+
+        async def dialled() -> None:
+            while True:
+                e = await events.get()
+                if e.name == "DialBegin" and "12025550999" in (e.get("DestChannel") or ""):
+                    return
+        await asyncio.wait_for(dialled(), 10)
+        await a.send("submit_wrapup", interaction_id=iid, disposition="resolved", notes="Sent to partner")
+        await a.next("wrapup_saved")
+        await ws.close()
+    kinds = [e.kind for e in await store.timeline(iid)]
+    assert "transfer" in kinds and kinds.index("transfer") < kinds.index("wrapup")
+
+
 def _drain(q: asyncio.Queue) -> list:
     out = []
     while not q.empty():
