@@ -129,6 +129,31 @@ async def test_blind_transfer_to_agent_with_notes_then_wrapup(database):
     assert i.agent_id == (await store.get_user("agent2")).id
 
 
+async def test_blind_transfer_to_a_queue_routes_again(database):
+    store = _store(database)
+    await seed_people(store, agents=2)
+    async with running_center(database) as rc:
+        ws, a = await open_console(rc.base, await cookie_for(rc.base, "agent1"))
+        call, iid = await _talking(rc, a, REGULAR_PHONE, ("1", "0"))
+        ws2, b = await open_console(rc.base, await cookie_for(rc.base, "agent2"))
+        await b.send("set_state", state="ready")
+        await b.next("agent_state", state="ready")
+        await a.send("transfer", interaction_id=iid, target_type="queue", target="no-such-queue",
+                     request_id="q0")
+        assert (await a.next("error", request_id="q0"))["code"] == "not_found"
+        queue = rc.center.voice.calls[iid].queue
+        await a.send("transfer", interaction_id=iid, target_type="queue", target=queue)
+        await a.next("wrapup", interaction_id=iid)
+        offer = await b.next("offer")
+        assert offer["interaction_id"] == iid and offer["transfer"] == {"from": "agent1", "notes": None}
+        call.hangup()
+        await b.next("offer_withdrawn", interaction_id=iid)
+        await ws2.close()
+        await ws.close()
+    kinds = [e.kind for e in await store.timeline(iid)]
+    assert kinds.count("queue") == 2 and "transfer" in kinds
+
+
 async def test_blind_transfer_to_an_external_number(database):
     store = _store(database)
     await seed_people(store)
