@@ -115,6 +115,7 @@ class Channel:
     queued_in: str | None = None
     on_hangup: list[Callable[[], None]] = field(default_factory=list)
     answer_request: asyncio.Event | None = None  # set by a soft-phone's Answer button
+    changed: asyncio.Event = field(default_factory=asyncio.Event)  # set (and renewed) on state/hangup
     hangup_requested: bool = False  # a soft hangup is pending (the channel still runs, e.g. its AGI)
     soft_hangup_sent: bool = False  # SoftHangupRequest already emitted
 
@@ -433,6 +434,13 @@ class Pbx:
             ch.answered_at = self.clock.now()
             ch.answered.set()
         self.update_device(ch.device)
+        self._changed(ch)
+
+    @staticmethod
+    def _changed(ch: Channel) -> None:
+        """Wake whoever waits for this channel to change (no polling)."""
+        ev, ch.changed = ch.changed, asyncio.Event()
+        ev.set()
 
     def answer(self, ch: Channel) -> None:
         """Answer ``ch``; for the ;2 half of a Local channel, ;1 goes up too (as in the captures)."""
@@ -539,6 +547,7 @@ class Pbx:
     def _hangup_done(self, ch: Channel) -> None:
         self.channels.pop(ch.name, None)
         ch.gone.set()
+        self._changed(ch)
         ch.answered.set()
         self.update_device(ch.device)
 
@@ -1009,7 +1018,6 @@ class Pbx:
     async def _ring(self, caller: Channel, leg: Channel, timeout: float | None) -> str:
         """Wait for ``leg`` to answer; NOANSWER after ``timeout``, BUSY/CHANUNAVAIL on hangup."""
         ringing_reported = False
-        loop = asyncio.get_running_loop()
         deadline = None if timeout is None else self.clock.now() + timeout
         while True:
             if leg.up:
@@ -1025,28 +1033,13 @@ class Pbx:
             remaining = None if deadline is None else deadline - self.clock.now()
             if remaining is not None and remaining <= 0:
                 return "NOANSWER"
-            change = loop.create_future()
-            watcher = self.spawn(self._watch_leg(leg, change, leg.state))
+            changed = leg.changed  # renewed by new_state/hangup: an event-driven wait, no polling
             try:
-                try:
-                    await self.wait(caller, remaining, until=change)
-                except ChannelGone:
-                    self.emit("DialEnd", [*self.dial_fields(caller, leg), ("DialStatus", "CANCEL")])
-                    self.request_hangup(leg, 16)
-                    raise
-            finally:
-                watcher.cancel()
-
-    async def _watch_leg(self, leg: Channel, fut: asyncio.Future[None], state: int) -> None:
-        while not leg.hungup and leg.state == state:
-            waiter = asyncio.ensure_future(leg.gone.wait())
-            ans = asyncio.ensure_future(leg.answered.wait())
-            small = asyncio.ensure_future(self.clock.sleep(0.05))
-            await asyncio.wait([waiter, ans, small], return_when=asyncio.FIRST_COMPLETED)
-            for t in (waiter, ans, small):
-                t.cancel()
-        if not fut.done():
-            fut.set_result(None)
+                await self.wait(caller, remaining, until=changed)
+            except ChannelGone:
+                self.emit("DialEnd", [*self.dial_fields(caller, leg), ("DialStatus", "CANCEL")])
+                self.request_hangup(leg, 16)
+                raise
 
     # ---- Queue ----------------------------------------------------------------------------
 
