@@ -1,31 +1,15 @@
 """AuthService on the real store (SQLite and PostgreSQL): credentials, lock-out, sessions."""
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
-from argon2 import PasswordHasher
 
 from callcenter.facade import LoginRefused
 from callcenter.services.auth import BAD_CREDENTIALS, LOCKED_OUT, AuthService, AuthSettings, token_hash
 from crm_core.store import CrmStore
 from crm_core.web_sessions import WebSessions
-
-FAST_HASHER = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
-PASSWORD = "correct horse battery"
-
-
-class FakeClock:
-    """Aware UTC time that the test moves by hand."""
-
-    def __init__(self) -> None:
-        self.now = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, **kw: float) -> None:
-        self.now += timedelta(**kw)
+from tests.agent_ui.conftest import FAST_HASHER, PASSWORD, FakeClock
 
 
 @pytest.fixture
