@@ -240,6 +240,23 @@ async def console(request: web.Request) -> web.StreamResponse:
                  username=u.username, extension=u.extension or "")
 
 
+async def recording(request: web.Request) -> web.StreamResponse:
+    """Playback of a call recording: the agent who handled the call and supervisors only."""
+    session = await _current_session(request)
+    if session is None:
+        raise web.HTTPUnauthorized(text="sign in first")
+    raw = request.match_info["interaction_id"]
+    if not raw.isdigit() or len(raw) > 18:
+        raise web.HTTPNotFound(text="no such recording")
+    try:
+        path = await request.app[FACADE].recording_file(session.user, int(raw))
+    except MessageRefused as e:
+        if e.code == "forbidden":
+            raise web.HTTPForbidden(text=str(e)) from None
+        raise web.HTTPNotFound(text="no such recording") from None
+    return web.FileResponse(path, headers={"Content-Type": "audio/wav", "Cache-Control": "private, no-store"})
+
+
 # --------------------------------------------------------------------------- websocket
 def _error(code: str, message: str, request_id: str | None = None) -> dict[str, Any]:
     msg: dict[str, Any] = {"type": "error", "v": PROTOCOL_VERSION, "code": code, "message": message}
@@ -409,6 +426,7 @@ def setup(app: web.Application, config: UiConfig | None = None) -> None:
     app.router.add_post("/logout", logout, name="logout")
     app.router.add_get("/console", console, name="console")
     app.router.add_get("/ws/agent", agent_ws, name="agent_ws")
+    app.router.add_get("/recordings/{interaction_id}", recording, name="recording")
     app.router.add_static("/static/", STATIC, name="static")
     app.on_response_prepare.append(_security_headers)
     app.on_shutdown.append(_close_sockets)

@@ -1,6 +1,8 @@
 """The composition root: the store, the center (routing, voice, consoles), the PBX edge, the web app."""
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime
@@ -14,7 +16,7 @@ from agent_ui import routes as ui_routes
 from callcenter import ops
 from callcenter.keys import CENTER, DB, REDIS, SETTINGS, TELEPHONY
 from callcenter.services.auth import AuthService
-from callcenter.services.center import Center, queue_configs
+from callcenter.services.center import Center, queue_configs, recorded_queues, recordings_dir
 from callcenter.services.voice import VoiceOptions
 from callcenter.settings import Settings
 from callcenter.telephony import Telephony
@@ -85,7 +87,9 @@ def _center_ctx(ivr_clock: Callable[[], datetime] | None):  # type: ignore[no-un
         options = VoiceOptions(default_queue=s.voice.default_queue, ack_timeout_s=s.voice.ack_timeout_s,
                                wrapup_s=s.voice.wrapup_s, survey=s.voice.survey,
                                reconnect_grace_s=s.voice.reconnect_grace_s,
-                               queue_skills={n: dict(q.skills) for n, q in queues.items()})
+                               queue_skills={n: dict(q.skills) for n, q in queues.items()},
+                               record_queues=await recorded_queues(store),
+                               recordings_dir=recordings_dir(s))
         clock = ivr_clock
         if clock is None and s.demo.enabled:
             from callcenter.demo import demo_clock as clock
@@ -95,10 +99,29 @@ def _center_ctx(ivr_clock: Callable[[], datetime] | None):  # type: ignore[no-un
         await center.load_agents()
         app[CENTER] = center
         app[ui_routes.FACADE] = center
+        purge = asyncio.get_running_loop().create_task(_purge_daily(store, s))
         yield
+        purge.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await purge
         await center.close()
 
     return ctx
+
+
+async def _purge_daily(store: CrmStore, s: Settings) -> None:
+    """Recording retention: purge once at start, then every day."""
+    from callcenter.services.recordings import purge_recordings
+
+    while True:
+        try:
+            gone = await purge_recordings(store, recordings_dir(s), s.voice.recording_retention_days)
+            if gone:
+                log.info("purged %d recordings older than %d days", len(gone),
+                         s.voice.recording_retention_days)
+        except Exception:  # noqa: BLE001 - retention must never stop the center
+            log.exception("recording purge failed")
+        await asyncio.sleep(86400)
 
 
 def _fallback_queues(name: str) -> dict[str, Any]:

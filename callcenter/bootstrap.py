@@ -50,7 +50,8 @@ async def seed_catalog(store: CrmStore, seed: dict[str, Any]) -> str:
             done.append("skills")
         if not await _count(s, Queue):
             s.add_all(Queue(name=q["name"], label=q.get("label", q["name"]), skills=q.get("skills", {}),
-                            sl_target_s=q.get("sl_target_s", 20), sl_target_pct=q.get("sl_target_pct", 80))
+                            sl_target_s=q.get("sl_target_s", 20), sl_target_pct=q.get("sl_target_pct", 80),
+                            record=bool(q.get("record", False)))
                       for q in seed.get("queues", []))
             done.append("queues")
         no_codes = not await _count(s, DispositionCode)

@@ -77,6 +77,7 @@ async def start_simulated_pbx(app: web.Application, tel: Telephony) -> Simulator
     for agent in center.directory.agents.values():
         if agent.extension:
             sim.agent(agent.extension.split("/")[-1], manual=True)  # the console's soft-phone
+    sim.pbx.recordings_dir = center.voice.options.recordings_dir  # placeholder files for playback
     await sim.start()
     await tel.start_ami("127.0.0.1", sim.ami_port, "cc", AMI_SECRET)
     center.voice.softphone = SimulatorPhone(sim)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 PROTOCOL_VERSION = 1
@@ -82,4 +83,10 @@ class Facade(Protocol):
     async def console_message(self, user: WebUser, message: dict[str, Any]) -> dict[str, Any] | None:
         """Handle one message from a console; returns a direct reply, if any.
         Raises MessageRefused for a bad or forbidden message."""
+        ...
+
+    # --- call recordings
+    async def recording_file(self, user: WebUser, interaction_id: int) -> Path:
+        """The recording of an interaction, for the agent who handled it and supervisors.
+        Raises MessageRefused("forbidden") or MessageRefused("not_found")."""
         ...

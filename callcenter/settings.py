@@ -100,6 +100,8 @@ class Voice(_Section):
     wrapup_s: float = Field(120.0, gt=0)
     survey: bool = True
     reconnect_grace_s: float = Field(3.0, ge=0)  # a console back within this resumes its offer
+    recordings_dir: str = "var/recordings"  # where MixMonitor writes (shared with the PBX host)
+    recording_retention_days: int = Field(90, ge=1)  # older recordings are purged
 
 
 class Demo(_Section):

@@ -30,6 +30,8 @@ class Queue(Base):
     sl_target_s: Mapped[int] = mapped_column(Integer, default=20)
     sl_target_pct: Mapped[int] = mapped_column(Integer, default=80)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
+    # record every answered call of this queue (MixMonitor on answer)
+    record: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
     __table_args__ = (

@@ -49,6 +49,7 @@
     offer: null,          // the current offer message
     interactionId: null,
     contactState: null,   // last contact_state.state for interactionId
+    recording: null,      // last recording_state.state for interactionId (PBX-confirmed)
     card: null,
     wrapup: null,         // the wrapup message while in wrap-up
   };
@@ -184,6 +185,7 @@
     $("search-results").textContent = "";
     const cs = $("contact-state");
     cs.dataset.state = "none"; cs.textContent = "";
+    view.recording = null;
     renderSoftphone();
   }
 
@@ -199,6 +201,12 @@
     show($("hold"), voice && st !== "held");
     show($("retrieve"), voice && st === "held");
     show($("transfer-form"), !!(voice && view.interactionId && (st === "talking" || st === "held")));
+    const live = !!(voice && view.interactionId && (st === "talking" || st === "held"));
+    const rec = live ? view.recording : null;
+    show($("recording-state"), !!rec);
+    $("recording-state").textContent = rec === "recording" ? "● Recording" : rec === "paused" ? "Recording paused" : "";
+    show($("recording-pause"), rec === "recording");
+    show($("recording-resume"), rec === "paused");
     $("decline-offer").disabled = !(view.offer && (st === null || st === "ringing"));
     show($("answer"), voice);
     show($("hangup"), voice);
@@ -442,6 +450,12 @@
   $("retrieve").addEventListener("click", () => {
     if (view.interactionId) send({ type: "retrieve", interaction_id: view.interactionId });
   });
+  $("recording-pause").addEventListener("click", () => {
+    if (view.interactionId) send({ type: "recording", interaction_id: view.interactionId, action: "pause" });
+  });
+  $("recording-resume").addEventListener("click", () => {
+    if (view.interactionId) send({ type: "recording", interaction_id: view.interactionId, action: "resume" });
+  });
   $("transfer-form").addEventListener("submit", (ev) => {
     ev.preventDefault();
     const f = ev.target.elements;
@@ -532,6 +546,11 @@
     offer: onOffer,
     offer_withdrawn: onOfferWithdrawn,
     contact_state: onContactState,
+    recording_state(m) {
+      if (view.interactionId !== null && m.interaction_id !== view.interactionId) return;
+      view.recording = m.state;
+      renderSoftphone();
+    },
     wrapup: onWrapup,
     wrapup_saved: onWrapupSaved,
     customer: onCustomer,

@@ -6,6 +6,7 @@ import logging
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from callcenter.facade import WebSession, WebUser
@@ -112,6 +113,32 @@ class Center:
     async def console_message(self, user: WebUser, message: dict[str, Any]) -> dict[str, Any] | None:
         return await self.console.handle(user, message)
 
+    async def recording_file(self, user: WebUser, interaction_id: int) -> Path:
+        from callcenter.facade import MessageRefused
+        from crm_core.errors import NotFound
+
+        try:
+            interaction = await self.store.get_interaction(interaction_id)
+        except NotFound:
+            raise MessageRefused("not_found", "no such recording") from None
+        if not set(user.roles) & {"supervisor", "admin"} and not await self._handled(user, interaction):
+            raise MessageRefused("forbidden", "only the agent who handled the call or a supervisor")
+        base = self.voice.options.recordings_dir
+        ref = interaction.recording_ref
+        if base is None or not ref:
+            raise MessageRefused("not_found", "no such recording")
+        path = (base / ref).resolve()
+        if not path.is_relative_to(base.resolve()) or not path.is_file():
+            raise MessageRefused("not_found", "no such recording")
+        return path
+
+    async def _handled(self, user: WebUser, interaction: Any) -> bool:
+        """The agent on the interaction, or one who answered it and transferred it on."""
+        if interaction.agent_id == user.id:
+            return True
+        return any(e.kind == "transfer" and (e.data or {}).get("by") == user.username
+                   for e in await self.store.timeline(interaction.id))
+
     async def close(self) -> None:
         self.runner.close()
         await self.console.close()
@@ -127,3 +154,15 @@ async def queue_configs(store: CrmStore) -> dict[str, QueueConfig]:
         out[q.name] = QueueConfig(q.name, skills=dict(q.skills or {}),
                                   service_level=ServiceLevel(q.sl_target_pct / 100, float(q.sl_target_s)))
     return out
+
+
+async def recorded_queues(store: CrmStore) -> frozenset[str]:
+    """The queues whose policy is to record every answered call (`queues.record`)."""
+    return frozenset(q.name for q in await list_queues(store.db) if q.active and q.record)
+
+
+def recordings_dir(settings: Any) -> Path:
+    """`voice.recordings_dir`, made absolute (relative to the working directory) and created."""
+    path = Path(settings.voice.recordings_dir).expanduser().resolve()
+    path.mkdir(parents=True, exist_ok=True)
+    return path

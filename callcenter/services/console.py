@@ -32,6 +32,7 @@ class ConsoleService:
             "search": self.search, "create_customer": self.create_customer,
             "link_number": self.link_number, "update_customer": self.update_customer,
             "hold": self.hold, "retrieve": self.retrieve, "transfer": self.transfer,
+            "recording": self.recording,
         }
         hub.on_last_disconnect.append(self.console_closed)
 
@@ -56,6 +57,9 @@ class ConsoleService:
             if call.state in ("ringing", "talking", "held"):
                 self._to(link, "contact_state", interaction_id=call.interaction_id, state=call.state,
                          at=call.state_at)
+                if call.recording is not None and call.state != "ringing":
+                    self._to(link, "recording_state", interaction_id=call.interaction_id,
+                             state=call.recording, at=call.state_at)
             if call.state == "wrapup":
                 self._to(link, "contact_state", interaction_id=call.interaction_id, state="ended",
                          at=call.state_at)
@@ -185,6 +189,9 @@ class ConsoleService:
         notes = msg.get("notes")
         await self.voice.transfer(self._controlled(user, msg), str(msg.get("target_type")),
                                   str(msg.get("target") or ""), notes if isinstance(notes, str) else None)
+
+    async def recording(self, user: WebUser, msg: dict[str, Any]) -> None:
+        await self.voice.recording(self._controlled(user, msg), str(msg.get("action")))
 
     async def submit_wrapup(self, user: WebUser, msg: dict[str, Any]) -> None:
         aid = self._agent(user)

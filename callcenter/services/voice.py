@@ -18,6 +18,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from callcenter.asterisk.ami import Event as AmiEvent
@@ -93,6 +94,9 @@ class VoiceCall:
     released: asyncio.Event | None = None  # set when the PBX confirmed the transferring agent left
     handoff: dict[str, Any] | None = None  # shown in the next agent's pop: {from, notes}
     transferred: bool = False  # a transferring agent's wrap-up (the call itself went on)
+    recording: str | None = None  # None, "recording" or "paused" (as the PBX confirmed it)
+    recording_ref: str | None = None  # the file name under the recordings directory
+    rec_pending: str | None = None  # start, pause or resume sent, awaiting MixMonitorStart/Stop
 
     @property
     def contact_id(self) -> str:
@@ -109,6 +113,8 @@ class VoiceOptions:
     fallback_queue: str = "cc-fallback"  # the dialplan's plain queue when the AGI is unavailable
     external_dial: str = "PJSIP/{number}@trunk"  # dial string of a transfer to an external number
     queue_skills: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
+    record_queues: frozenset[str] = frozenset()  # queues whose answered calls are recorded
+    recordings_dir: Path | None = None  # where MixMonitor writes (None: never record)
 
 
 class Softphone:
@@ -455,7 +461,8 @@ class VoiceService:
         if name in FALLBACK_EVENTS and ev.get("Queue") == self.options.fallback_queue:
             await self._fallback_event(ev)
             return
-        if name not in ("DialBegin", "DialEnd", "Hangup", "MusicOnHoldStart", "BridgeEnter"):
+        if name not in ("DialBegin", "DialEnd", "Hangup", "MusicOnHoldStart", "BridgeEnter",
+                        "MixMonitorStart", "MixMonitorStop"):
             return
         call = self.by_linkedid.get(ev.get("Linkedid") or "")
         if call is None:
@@ -475,6 +482,8 @@ class VoiceService:
                 await self.no_answer(call, status)
         elif name in ("MusicOnHoldStart", "BridgeEnter"):
             await self._control_confirmed(call, ev)
+        elif name in ("MixMonitorStart", "MixMonitorStop"):
+            await self._recording_confirmed(call, ev)
         elif name == "Hangup" and call.pending == "transfer" and ev.get("Uniqueid") == call.agent_leg:
             await self._transfer_released(call)
         elif name == "Hangup":
@@ -486,7 +495,8 @@ class VoiceService:
                 await self.caller_gone(call, "caller hung up")
 
     # ------------------------------------------------------------------ call controls
-    async def _send(self, call: VoiceCall, kind: str, actions: list[Any]) -> None:
+    async def _send(self, call: VoiceCall, kind: str, actions: list[Any], *, pending: bool = True,
+                    **data: Any) -> None:
         """Send a control's AMI actions. A refusal by the PBX goes on the timeline and raises
         MessageRefused("invalid"): a refused control changes nothing."""
         if self.ami is None:
@@ -503,8 +513,9 @@ class VoiceService:
                     error = result.response.message or "the PBX refused the action"
                     break
         if error is not None:
-            call.pending = None
-            await self._event(call, kind, ok=False, error=error)
+            if pending:
+                call.pending = None
+            await self._event(call, kind, ok=False, error=error, **data)
             raise MessageRefused("invalid", f"The phone system refused to {kind}: {error}")
 
     def _ready_for(self, call: VoiceCall, states: tuple[str, ...], what: str) -> None:
@@ -632,6 +643,74 @@ class VoiceService:
             await self._event(call, "retrieve", bridge=ev.get("BridgeUniqueid"))
             self._contact_state(call, "talking")
 
+    # ------------------------------------------------------------------ recording
+    async def _start_recording(self, call: VoiceCall) -> None:
+        """The queue's policy says record: MixMonitor on the caller's channel (it follows the
+        caller through hold and transfers). A refusal goes on the timeline; the call goes on."""
+        from callcenter.asterisk.ami import make_action
+
+        ref = call.recording_ref or f"interaction-{call.interaction_id}.wav"
+        if self.options.recordings_dir is None or not call.caller_channel:
+            call.recording_ref = call.rec_pending = None
+            await self._event(call, "recording", ok=False, action="start",
+                              error="no recordings directory or caller channel")
+            return
+        try:
+            await self._send(call, "recording", [make_action(
+                "MixMonitor", Channel=call.caller_channel, File=str(self.options.recordings_dir / ref))],
+                pending=False, action="start")
+        except MessageRefused:
+            if call.rec_pending == "start":
+                call.recording_ref = call.rec_pending = None
+
+    async def recording(self, call: VoiceCall, action: str) -> None:
+        """Pause: StopMixMonitor. Resume: MixMonitor again on the same file with the `a` (append)
+        option. The console hears `recording_state` once MixMonitorStop/Start confirms it."""
+        from callcenter.asterisk.ami import make_action
+
+        if action not in ("pause", "resume"):
+            raise MessageRefused("invalid", "action must be pause or resume")
+        if call.state not in ("talking", "held") or not call.caller_channel:
+            raise MessageRefused("conflict", "the call is not live")
+        if call.recording is None or call.recording_ref is None:
+            raise MessageRefused("conflict", "this call is not being recorded")
+        if call.rec_pending or call.recording != ("recording" if action == "pause" else "paused"):
+            raise MessageRefused("conflict", f"the recording cannot {action} now")
+        call.rec_pending = action
+        if action == "pause":
+            act = make_action("StopMixMonitor", Channel=call.caller_channel)
+        else:
+            assert self.options.recordings_dir is not None
+            act = make_action("MixMonitor", Channel=call.caller_channel, Options="a",
+                              File=str(self.options.recordings_dir / call.recording_ref))
+        try:
+            await self._send(call, "recording", [act], pending=False, action=action)
+        except MessageRefused:
+            call.rec_pending = None
+            raise
+
+    async def _recording_confirmed(self, call: VoiceCall, ev: AmiEvent) -> None:
+        if ev.get("Uniqueid") != call.linkedid or call.rec_pending is None:
+            return
+        action, started = call.rec_pending, ev.name == "MixMonitorStart"
+        if started != (action in ("start", "resume")):
+            return
+        call.rec_pending = None
+        call.recording = "recording" if started else "paused"
+        if action == "start":
+            try:
+                await self.store.update_interaction(call.interaction_id, recording_ref=call.recording_ref)
+            except CrmError as e:
+                await self._event(call, "recording_ref_failed", ok=False, error=str(e))
+        await self._event(call, "recording", action=action, file=call.recording_ref)
+        self._recording_state(call)
+
+    def _recording_state(self, call: VoiceCall) -> None:
+        agent = self.directory.agents.get(call.agent_id or "")
+        if agent is not None and call.recording is not None:
+            self.hub.send(agent.user_id, "recording_state", interaction_id=call.interaction_id,
+                          state=call.recording, at=datetime.now(UTC).isoformat())
+
     # ------------------------------------------------------------------ the fallback queue
     async def _fallback_event(self, ev: AmiEvent) -> None:
         """Calls the dialplan sent to the plain fallback queue (the FastAGI server was down or
@@ -706,6 +785,10 @@ class VoiceService:
         await self._event(call, "answer", agent_leg=call.agent_leg)
         self._contact_state(call, "talking")
         self.directory.push_state(offer.agent_id)
+        if call.queue in self.options.record_queues and call.recording is None and not call.rec_pending:
+            call.rec_pending = "start"  # sent off the AMI event pump: MixMonitorStart confirms it
+            call.recording_ref = f"interaction-{call.interaction_id}.wav"
+            self.spawn(self._start_recording(call))
 
     async def _ended(self, call: VoiceCall, who: str, cause: str) -> None:
         call.state = "wrapup"

@@ -445,6 +445,7 @@ def handlers(server: AMIServer) -> dict[str, Handler]:
             return
         reply(make_response("Success", action_id=a.action_id))
         ch.recording = a.get("File") or f"{ch.uniqueid}.wav"
+        pbx.write_placeholder(ch.recording)
         pbx.chan_event("MixMonitorStart", ch)
 
     async def stopmixmonitor(s: Session, a: Action, reply: Reply) -> None:

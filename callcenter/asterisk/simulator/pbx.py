@@ -17,6 +17,7 @@ import uuid
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from callcenter.asterisk.ami import Event, make_event
@@ -246,6 +247,17 @@ def parse_queues_conf(text: str) -> dict[str, Queue]:
 class Pbx:
     """The model.  ``listeners`` get every event (the AMI server fans them out)."""
 
+    def write_placeholder(self, file: str) -> None:
+        if self.recordings_dir is None:
+            return
+        path = Path(file)
+        base = self.recordings_dir.resolve()
+        if not path.resolve().is_relative_to(base) or path.exists():
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"RIFF$\x00\x00\x00WAVEfmt \x10\x00\x00\x00\x01\x00\x01\x00@\x1f\x00\x00"
+                         b"\x80>\x00\x00\x02\x00\x10\x00data\x00\x00\x00\x00")
+
     def __init__(
         self, dialplan: Dialplan, *, clock: ScaledClock | None = None,
         queues: dict[str, Queue] | None = None, agi_target: str | None = None,
@@ -273,6 +285,9 @@ class Pbx:
         self.history: list[Event] = []
         self.keep_history = False
         self.agi_runner: Callable[[Pbx, Channel, str, list[str]], Any] | None = None
+        # MixMonitor files: the simulator has no audio, but it writes a small placeholder WAV
+        # (header only) for a File under this directory, so that playback can be tested
+        self.recordings_dir: Path | None = None
         self.started = self.clock.wall()
         self.parked: dict[int, tuple[Channel, float, int]] = {}
         self.park_origin: dict[int, Bridge] = {}  # the bridge a parker (TimeoutChannel) stays in

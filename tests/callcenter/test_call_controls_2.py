@@ -1,0 +1,143 @@
+"""Call controls, continued (issue 10): recording (policy per queue, pause/resume, playback,
+retention). Over the real console websocket against the simulated PBX (AMI over TCP); every
+frame either way is checked against its JSON Schema."""
+from __future__ import annotations
+
+import asyncio
+import os
+from datetime import UTC, datetime, timedelta
+
+import aiohttp
+import pytest
+
+from callcenter.services.recordings import purge_recordings
+from tests.callcenter.test_call_controls import _talking
+from tests.callcenter.test_console_ws import _store, cookie_for, open_console
+from tests.callcenter.voice_harness import REGULAR_PHONE, running_center, seed_people
+
+pytestmark = pytest.mark.timeout(90)
+
+
+async def _get(base: str, path: str, cookie: str | None) -> tuple[int, bytes, str]:
+    async with aiohttp.ClientSession() as http:
+        r = await http.get(base + path, headers={"Cookie": cookie} if cookie else {},
+                           allow_redirects=False)
+        return r.status, await r.read(), r.headers.get("Content-Type", "")
+
+
+async def test_recording_on_answer_pause_resume_and_playback(database, tmp_path):
+    store = _store(database)
+    await seed_people(store, agents=2)
+    await store.create_user("super", "agent-password", roles=["supervisor"], display_name="Sue")
+    async with running_center(database, CC_VOICE__RECORDINGS_DIR=str(tmp_path / "rec")) as rc:
+        ws, c = await open_console(rc.base, await cookie_for(rc.base, "agent1"))
+        call, iid = await _talking(rc, c)  # the VIP desk: its policy is to record
+        assert rc.center.voice.calls[iid].queue == "vip"
+        started = await c.next("recording_state", interaction_id=iid)
+        assert started["state"] == "recording"
+        path = tmp_path / "rec" / f"interaction-{iid}.wav"
+        assert path.is_file() and path.read_bytes().startswith(b"RIFF")  # the simulator's placeholder
+        assert (await store.get_interaction(iid)).recording_ref == path.name
+
+        ws2, c2 = await open_console(rc.base, await cookie_for(rc.base, "agent2"))
+        await c2.next("hello")
+        await c2.send("recording", interaction_id=iid, action="pause", request_id="x")
+        assert (await c2.next("error", request_id="x"))["code"] == "forbidden"
+
+        await c.send("recording", interaction_id=iid, action="pause")
+        assert (await c.next("recording_state", interaction_id=iid))["state"] == "paused"
+        await c.send("recording", interaction_id=iid, action="pause", request_id="p2")
+        assert (await c.next("error", request_id="p2"))["code"] == "conflict"
+        await c.send("recording", interaction_id=iid, action="resume")
+        assert (await c.next("recording_state", interaction_id=iid))["state"] == "recording"
+
+        # A console that comes back is told the recording state after the contact state.
+        ws3, c3 = await open_console(rc.base, await cookie_for(rc.base, "agent1"))
+        await c3.next("contact_state", state="talking")
+        assert (await c3.next("recording_state", interaction_id=iid))["state"] == "recording"
+        await ws3.close()
+
+        call.hangup()
+        await c.next("wrapup", interaction_id=iid)
+
+        agent1, agent2 = await cookie_for(rc.base, "agent1"), await cookie_for(rc.base, "agent2")
+        status, body, ctype = await _get(rc.base, f"/recordings/{iid}", agent1)
+        assert status == 200 and body == path.read_bytes() and ctype == "audio/wav"
+        assert (await _get(rc.base, f"/recordings/{iid}", agent2))[0] == 403
+        assert (await _get(rc.base, f"/recordings/{iid}", await cookie_for(rc.base, "super")))[0] == 200
+        assert (await _get(rc.base, "/recordings/999999", agent1))[0] == 404
+        assert (await _get(rc.base, f"/recordings/{iid}", None))[0] == 401
+        await ws2.close()
+        await ws.close()
+    recs = [(e.data.get("action"), e.ok) for e in await store.timeline(iid) if e.kind == "recording"]
+    assert recs == [("start", True), ("pause", True), ("resume", True)]
+
+
+async def test_no_recording_without_the_queue_policy(database, tmp_path):
+    store = _store(database)
+    await seed_people(store)
+    async with running_center(database, CC_VOICE__RECORDINGS_DIR=str(tmp_path / "rec")) as rc:
+        ws, c = await open_console(rc.base, await cookie_for(rc.base, "agent1"))
+        call, iid = await _talking(rc, c, REGULAR_PHONE, ("2",))
+        assert rc.center.voice.calls[iid].queue not in rc.center.voice.options.record_queues
+        await c.send("recording", interaction_id=iid, action="pause", request_id="p")
+        err = await c.next("error", request_id="p")
+        assert err["code"] == "conflict" and "not being recorded" in err["message"]
+        call.hangup()
+        await c.next("wrapup", interaction_id=iid)
+        assert (await _get(rc.base, f"/recordings/{iid}", await cookie_for(rc.base, "agent1")))[0] == 404
+        await ws.close()
+    assert "recording_state" not in [m["type"] for m in c.seen]
+    assert not list((tmp_path / "rec").iterdir())
+    assert all(e.kind != "recording" for e in await store.timeline(iid))
+
+
+async def test_refused_recording_control_changes_nothing(database, tmp_path):
+    store = _store(database)
+    await seed_people(store)
+    async with running_center(database, CC_VOICE__RECORDINGS_DIR=str(tmp_path / "rec")) as rc:
+        ws, c = await open_console(rc.base, await cookie_for(rc.base, "agent1"))
+        call, iid = await _talking(rc, c)
+        await c.next("recording_state", state="recording")
+        live = rc.center.voice.calls[iid]
+        real, live.caller_channel = live.caller_channel, "PJSIP/gone-00000000"
+        await c.send("recording", interaction_id=iid, action="pause", request_id="r1")
+        err = await c.next("error", request_id="r1")
+        assert err["code"] == "invalid" and "refused" in err["message"]
+        assert live.recording == "recording" and live.rec_pending is None
+        live.caller_channel = real
+        await asyncio.sleep(0.2)
+        assert [m["state"] for m in c.seen if m["type"] == "recording_state"] == ["recording"]
+        call.hangup()
+        await c.next("contact_state", state="ended")
+        await ws.close()
+    recs = [(e.data.get("action"), e.ok) for e in await store.timeline(iid) if e.kind == "recording"]
+    assert recs == [("start", True), ("pause", False)]
+
+
+async def test_purge_recordings_after_the_retention(database, tmp_path):
+    store = _store(database)
+    await seed_people(store)
+    tmp_path = tmp_path / "rec"
+    tmp_path.mkdir()
+    c = await store.create_customer("Old Caller", phones=["+12025550177"])
+    old = await store.open_interaction("voice", "inbound", c.id)
+    new = await store.open_interaction("voice", "inbound", c.id)
+    now = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+    for i, age in ((old, 91), (new, 89)):
+        p = tmp_path / f"interaction-{i.id}.wav"
+        p.write_bytes(b"RIFF")
+        t = (now - timedelta(days=age)).timestamp()
+        os.utime(p, (t, t))
+        await store.update_interaction(i.id, recording_ref=p.name)
+    (tmp_path / "notes.txt").write_text("not a recording")
+    os.utime(tmp_path / "notes.txt", (0, 0))
+
+    purged = await purge_recordings(store, tmp_path, 90, now=lambda: now)
+    assert purged == [old.id]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f"interaction-{new.id}.wav", "notes.txt"]
+    assert (await store.get_interaction(old.id)).recording_ref is None
+    assert (await store.get_interaction(new.id)).recording_ref == f"interaction-{new.id}.wav"
+    ev = [e for e in await store.timeline(old.id) if e.kind == "recording_purged"]
+    assert len(ev) == 1 and ev[0].data["retention_days"] == 90
+    assert not [e for e in await store.timeline(new.id) if e.kind == "recording_purged"]
