@@ -19,6 +19,7 @@ from callcenter.asterisk.tracker import CallTracker
 from callcenter.services.voice import Softphone, VoiceService
 
 log = logging.getLogger(__name__)
+LANE_IDLE_S = 30.0  # a call's event lane ends after this long without events
 
 
 @dataclass
@@ -34,6 +35,8 @@ class Telephony:
     _pump: asyncio.Task[None] | None = None
     _sync_task: asyncio.Task[None] | None = None
     _sync_again: bool = False
+    _lanes: dict[str, asyncio.Queue[Any]] = field(default_factory=dict)
+    _lane_tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
     async def start_agi(self, host: str, port: int, max_sessions: int) -> FastAgiServer:
         handlers = {**extra_handlers(), **self.voice.agi_handlers()}
@@ -45,7 +48,8 @@ class Telephony:
     async def start_ami(self, host: str, port: int, username: str, secret: str) -> AMIClient:
         self.ami = AMIClient(host, port, username, secret, auth="md5")
         self.voice.ami = self.ami  # call controls (hold, transfer, ...) send actions through it
-        sub = self.ami.subscribe(None)
+        # never drop an event: a lost DialEnd would leave a call ringing in our books
+        sub = self.ami.subscribe(None, maxsize=10_000_000)
         self._pump = asyncio.get_running_loop().create_task(self._read(sub))
         await self.ami.start()
         log.info("AMI connected to %s:%s as %s", host, port, username)
@@ -100,7 +104,8 @@ class Telephony:
             self.voice.spawn(self.voice.device_state(agent.agent_id, state))
 
     async def _read(self, sub: AsyncIterator[Any]) -> None:
-        """Every AMI event, in order: the tracker first, then the voice service."""
+        """Every AMI event, in order: the tracker at once, then the voice service in one lane per
+        call (Linkedid), so one call's database writes never hold up the events of the others."""
         async for ev in sub:
             try:
                 if isinstance(ev, LocalEvent):
@@ -110,10 +115,35 @@ class Telephony:
                         self.schedule_sync(resync=True)
                     continue
                 self.tracker.feed(ev)
-                await self.voice.on_ami_event(ev)
+                self._lane(ev.get("Linkedid") or "").put_nowait(ev)
             except asyncio.CancelledError:
                 raise
             except Exception:  # noqa: BLE001 - one bad event must not stop the pump
+                log.exception("AMI event %s failed", getattr(ev, "name", "?"))
+
+    def _lane(self, key: str) -> asyncio.Queue[Any]:
+        lane = self._lanes.get(key)
+        if lane is None:
+            lane = self._lanes[key] = asyncio.Queue()
+            task = asyncio.get_running_loop().create_task(self._run_lane(key, lane))
+            self._lane_tasks.add(task)
+            task.add_done_callback(self._lane_tasks.discard)
+        return lane
+
+    async def _run_lane(self, key: str, lane: asyncio.Queue[Any]) -> None:
+        while True:
+            try:
+                ev = await asyncio.wait_for(lane.get(), LANE_IDLE_S)
+            except TimeoutError:
+                if lane.empty():  # no await between the check and the removal: nothing is lost
+                    del self._lanes[key]
+                    return
+                continue
+            try:
+                await self.voice.on_ami_event(ev)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - one bad event must not stop the call's lane
                 log.exception("AMI event %s failed", getattr(ev, "name", "?"))
 
     async def close(self) -> None:
@@ -127,6 +157,9 @@ class Telephony:
             self._pump.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._pump
+        for task in list(self._lane_tasks):
+            task.cancel()
+        await asyncio.gather(*self._lane_tasks, return_exceptions=True)
         if self.agi is not None:
             await self.agi.close()
 
