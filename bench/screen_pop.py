@@ -394,6 +394,16 @@ def summarise(lat_ms: list[float]) -> dict[str, Any]:
             "mean_ms": round(statistics.fmean(lat_ms), 2)}
 
 
+async def _upgrade(url: str, schema: str | None) -> None:
+    from crm_core.db import Database
+
+    db = Database(url, schema=schema)
+    try:
+        await db.upgrade()
+    finally:
+        await db.close()
+
+
 def run_backend(backend: str, args: argparse.Namespace) -> dict[str, Any]:
     url, schema = target(backend, args.customers)
     key = f"{backend}:{args.customers}:{args.per_customer}:{args.agents}"
@@ -401,6 +411,7 @@ def run_backend(backend: str, args: argparse.Namespace) -> dict[str, Any]:
     if args.reuse and key in _marker():
         setup = {**_marker()[key], "reused": True}
         log(f"{backend}: reusing the seeded database")
+        asyncio.run(_upgrade(url, schema))  # newer migrations since it was seeded
     else:
         log(f"{backend}: seeding {args.customers} customers, {args.agents} agents")
         setup = asyncio.run(setup_db(backend, url, schema, args))
