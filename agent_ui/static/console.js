@@ -50,6 +50,7 @@
     interactionId: null,
     contactState: null,   // last contact_state.state for interactionId
     recording: null,      // last recording_state.state for interactionId (PBX-confirmed)
+    consult: null,        // last consult_state message while a consultation is under way
     card: null,
     wrapup: null,         // the wrapup message while in wrap-up
   };
@@ -186,6 +187,7 @@
     const cs = $("contact-state");
     cs.dataset.state = "none"; cs.textContent = "";
     view.recording = null;
+    view.consult = null;
     renderSoftphone();
   }
 
@@ -205,6 +207,11 @@
     const rec = live ? view.recording : null;
     show($("recording-state"), !!rec);
     $("recording-state").textContent = rec === "recording" ? "● Recording" : rec === "paused" ? "Recording paused" : "";
+    const cons = live ? view.consult : null;
+    show($("consult-form"), live && !cons && st === "talking");
+    show($("consult"), !!cons);
+    $("consult-state").textContent = cons ? "Consulting " + cons.target + ": " + cons.state : "";
+    $("consult-complete").disabled = !(cons && cons.state === "talking");
     show($("recording-pause"), rec === "recording");
     show($("recording-resume"), rec === "paused");
     $("decline-offer").disabled = !(view.offer && (st === null || st === "ringing"));
@@ -450,6 +457,19 @@
   $("retrieve").addEventListener("click", () => {
     if (view.interactionId) send({ type: "retrieve", interaction_id: view.interactionId });
   });
+  $("consult-form").addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    const f = ev.target.elements;
+    const target = f.target.value.trim();
+    if (!view.interactionId || !target) return;
+    send({ type: "consult", interaction_id: view.interactionId, target_type: f.target_type.value, target });
+  });
+  $("consult-complete").addEventListener("click", () => {
+    if (view.interactionId) send({ type: "consult_complete", interaction_id: view.interactionId });
+  });
+  $("consult-cancel").addEventListener("click", () => {
+    if (view.interactionId) send({ type: "consult_cancel", interaction_id: view.interactionId });
+  });
   $("recording-pause").addEventListener("click", () => {
     if (view.interactionId) send({ type: "recording", interaction_id: view.interactionId, action: "pause" });
   });
@@ -546,6 +566,12 @@
     offer: onOffer,
     offer_withdrawn: onOfferWithdrawn,
     contact_state: onContactState,
+    consult_state(m) {
+      if (view.interactionId !== null && m.interaction_id !== view.interactionId) return;
+      view.consult = (m.state === "dialing" || m.state === "talking") ? m : null;
+      if (m.state === "failed") toast("The consultation was not answered", "error");
+      renderSoftphone();
+    },
     recording_state(m) {
       if (view.interactionId !== null && m.interaction_id !== view.interactionId) return;
       view.recording = m.state;

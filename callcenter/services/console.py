@@ -33,6 +33,8 @@ class ConsoleService:
             "link_number": self.link_number, "update_customer": self.update_customer,
             "hold": self.hold, "retrieve": self.retrieve, "transfer": self.transfer,
             "recording": self.recording,
+            "consult": self.consult, "consult_complete": self.consult_complete,
+            "consult_cancel": self.consult_cancel,
         }
         hub.on_last_disconnect.append(self.console_closed)
 
@@ -57,6 +59,10 @@ class ConsoleService:
             if call.state in ("ringing", "talking", "held"):
                 self._to(link, "contact_state", interaction_id=call.interaction_id, state=call.state,
                          at=call.state_at)
+                cons = call.consult
+                if cons is not None and cons.get("state") in ("dialing", "talking"):
+                    self._to(link, "consult_state", interaction_id=call.interaction_id,
+                             state=cons["state"], target=str(cons.get("target") or ""), at=call.state_at)
                 if call.recording is not None and call.state != "ringing":
                     self._to(link, "recording_state", interaction_id=call.interaction_id,
                              state=call.recording, at=call.state_at)
@@ -192,6 +198,16 @@ class ConsoleService:
 
     async def recording(self, user: WebUser, msg: dict[str, Any]) -> None:
         await self.voice.recording(self._controlled(user, msg), str(msg.get("action")))
+
+    async def consult(self, user: WebUser, msg: dict[str, Any]) -> None:
+        await self.voice.consult(self._controlled(user, msg), str(msg.get("target_type")),
+                                 str(msg.get("target") or ""))
+
+    async def consult_complete(self, user: WebUser, msg: dict[str, Any]) -> None:
+        await self.voice.consult_end(self._controlled(user, msg), "complete")
+
+    async def consult_cancel(self, user: WebUser, msg: dict[str, Any]) -> None:
+        await self.voice.consult_end(self._controlled(user, msg), "cancel")
 
     async def submit_wrapup(self, user: WebUser, msg: dict[str, Any]) -> None:
         aid = self._agent(user)

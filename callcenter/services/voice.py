@@ -97,6 +97,8 @@ class VoiceCall:
     recording: str | None = None  # None, "recording" or "paused" (as the PBX confirmed it)
     recording_ref: str | None = None  # the file name under the recordings directory
     rec_pending: str | None = None  # start, pause or resume sent, awaiting MixMonitorStart/Stop
+    consult: dict[str, Any] | None = None  # a warm transfer's consultation (target, leg, state)
+    outside_routing: bool = False  # taken over by a consulted agent: the engine never offered it
 
     @property
     def contact_id(self) -> str:
@@ -469,6 +471,9 @@ class VoiceService:
             if name == "Hangup":
                 await self._fallback_hangup(ev)
             return
+        cons = call.consult
+        if cons is not None and await self._consult_event(call, cons, ev):
+            return
         if name == "DialBegin" and call.state == "offered" and call.offer is not None:
             call.state, call.agent_leg = "ringing", ev.get("DestUniqueid")
             call.caller_channel, call.agent_channel = ev.get("Channel"), ev.get("DestChannel")
@@ -486,6 +491,8 @@ class VoiceService:
             await self._recording_confirmed(call, ev)
         elif name == "Hangup" and call.pending == "transfer" and ev.get("Uniqueid") == call.agent_leg:
             await self._transfer_released(call)
+        elif name == "Hangup" and call.pending == "complete" and ev.get("Uniqueid") == call.agent_leg:
+            await self._consult_completed(call)
         elif name == "Hangup":
             uid = ev.get("Uniqueid")
             if call.state in ("talking", "held") and uid in (call.linkedid, call.agent_leg):
@@ -638,10 +645,164 @@ class VoiceService:
             call.pending, call.state = None, "held"
             await self._event(call, "hold", caller=call.caller_channel, agent=call.agent_channel)
             self._contact_state(call, "held")
+        elif ev.name == "MusicOnHoldStart" and call.pending == "consult" and uid == call.linkedid:
+            call.pending, call.state = None, "held"
+            c = call.consult or {}
+            await self._event(call, "consult", target_type=c.get("target_type"), target=c.get("target"),
+                              dial=c.get("dial"))
+            self._contact_state(call, "held")
         elif ev.name == "BridgeEnter" and call.pending == "retrieve" and uid == call.linkedid:
             call.pending, call.state = None, "talking"
             await self._event(call, "retrieve", bridge=ev.get("BridgeUniqueid"))
             self._contact_state(call, "talking")
+
+    # ------------------------------------------------------------------ warm transfer
+    def _consult_target(self, call: VoiceCall, target_type: str, target: str) -> dict[str, Any]:
+        if target_type == "agent":
+            dest = next((a for a in self.directory.agents.values()
+                         if a.username == target or str(a.user_id) == target), None)
+            if dest is None or not dest.dial_string:
+                raise MessageRefused("not_found", f"no agent {target!r} with a phone")
+            if dest.agent_id == call.agent_id:
+                raise MessageRefused("invalid", "you cannot consult yourself")
+            return {"target_type": "agent", "target": dest.username, "agent_id": dest.agent_id,
+                    "dial": dest.dial_string}
+        if target_type == "external":
+            if not _EXTERNAL.match(target):
+                raise MessageRefused("invalid", "an external number is + and 3 to 20 digits")
+            return {"target_type": "external", "target": target,
+                    "dial": self.options.external_dial.format(number=target)}
+        raise MessageRefused("invalid", "target_type must be agent or external")
+
+    async def consult(self, call: VoiceCall, target_type: str, target: str) -> None:
+        """Warm transfer, step 1: the caller is held (music, [cc-hold] caller) and the agent's leg
+        is redirected to [cc-consult], where it dials CC_CONSULT_TO (set first with Setvar)."""
+        from callcenter.asterisk.ami import make_action
+
+        self._ready_for(call, ("talking",), "put on hold for a consultation")
+        if call.consult is not None:
+            raise MessageRefused("conflict", "a consultation is already under way")
+        c = self._consult_target(call, target_type, target)
+        c["state"] = "starting"
+        call.consult, call.pending = c, "consult"
+        try:
+            await self._send(call, "consult", [
+                make_action("Setvar", Channel=call.agent_channel or "", Variable="CC_CONSULT_TO",
+                            Value=c["dial"]),
+                make_action("Redirect", Channel=call.caller_channel or "", Context="cc-hold",
+                            Exten="caller", Priority=1, ExtraChannel=call.agent_channel or "",
+                            ExtraContext="cc-consult", ExtraExten="s", ExtraPriority=1)],
+                target=c["target"])
+        except MessageRefused:
+            call.consult = None
+            raise
+
+    async def consult_end(self, call: VoiceCall, how: str) -> None:
+        """Warm transfer, step 2. complete: Bridge the caller with the consulted party, then hang
+        up the agent's leg (the agent goes to wrap-up when AMI confirms). cancel: hang up the
+        consulted party; once AMI confirms, the caller is bridged back to the agent."""
+        from callcenter.asterisk.ami import make_action
+
+        c = call.consult
+        if c is None or call.pending:
+            raise MessageRefused("conflict", "no consultation under way")
+        if how == "complete":
+            if c.get("state") != "talking":
+                raise MessageRefused("conflict", "the consulted party has not answered")
+            call.pending = "complete"
+            await self._send(call, "complete", [
+                make_action("Bridge", Channel1=call.caller_channel or "", Channel2=c["channel"], Tone="no"),
+                make_action("Hangup", Channel=call.agent_channel or "", Cause=16)], target=c["target"])
+        elif how == "cancel":
+            if c.get("state") not in ("dialing", "talking"):
+                raise MessageRefused("conflict", "the consultation is not ringing or talking")
+            call.pending = "cancel"
+            await self._send(call, "cancel", [make_action("Hangup", Channel=c["channel"], Cause=16)],
+                             target=c["target"])
+        else:
+            raise MessageRefused("invalid", "action must be complete or cancel")
+
+    async def _consult_event(self, call: VoiceCall, c: dict[str, Any], ev: AmiEvent) -> bool:
+        """The consultation's own events (the agent leg's Dial); True when the event was used."""
+        name = ev.name
+        if name == "DialBegin" and ev.get("Channel") == call.agent_channel and "uniqueid" not in c:
+            c.update(state="dialing", channel=ev.get("DestChannel"), uniqueid=ev.get("DestUniqueid"))
+            self._consult_state(call, "dialing")
+            return True
+        if name == "DialEnd" and c.get("uniqueid") and ev.get("DestUniqueid") == c["uniqueid"]:
+            status = ev.get("DialStatus") or ""
+            if status == "ANSWER":
+                c["state"] = "talking"
+                await self._event(call, "consult_answered", target=c["target"])
+                self._consult_state(call, "talking")
+            else:
+                call.consult = None
+                if call.pending == "cancel":
+                    call.pending = None
+                await self._event(call, "consult", ok=False, target=c["target"], dial_status=status)
+                self._consult_state(call, "failed", c)
+                if call.state == "held":  # back to the caller
+                    self.spawn(self._back_to_caller(call))
+            return True
+        if name == "Hangup" and c.get("uniqueid") and ev.get("Uniqueid") == c["uniqueid"]:
+            if call.pending == "complete":
+                return True  # the consulted party left before the merge: the agent leg's Hangup decides
+            cancelled = call.pending == "cancel"
+            call.consult, call.pending = None, None
+            await self._event(call, "cancel", ok=True, target=c["target"],
+                              by="agent" if cancelled else "consulted party")
+            self._consult_state(call, "ended", c)
+            if call.state == "held":  # back to the caller (AMI Bridge; BridgeEnter confirms)
+                self.spawn(self._back_to_caller(call))
+            return True
+        return False
+
+    async def _back_to_caller(self, call: VoiceCall) -> None:
+        try:
+            await self.retrieve(call)
+        except MessageRefused as e:
+            log.warning("retrieve after a consultation failed: %s", e)
+
+    async def _consult_completed(self, call: VoiceCall) -> None:
+        """AMI confirmed the first agent's leg is gone after the merge: that agent goes to wrap-up;
+        the caller talks with the consulted party (an agent: the call is theirs now)."""
+        c = call.consult or {}
+        aid = call.agent_id
+        call.pending, call.consult = None, None
+        await self._event(call, "complete", target_type=c.get("target_type"), target=c.get("target"))
+        if aid is not None:
+            wrap = VoiceCall(call.interaction_id, call.linkedid, call.caller, customer_id=call.customer_id,
+                             tier=call.tier, queue=call.queue, state="wrapup", agent_id=aid,
+                             transferred=True)
+            self.wrapups[aid] = wrap
+            self._consult_state(call, "ended", c)
+            self._contact_state(wrap, "ended")
+            if not call.outside_routing:
+                try:
+                    await self.runner.handle(ContactFinished(call.contact_id, aid, self.options.wrapup_s))
+                except RoutingError as e:
+                    await self._event(call, "routing_refused", ok=False, error=str(e))
+            self._send_wrapup(wrap)
+            self.directory.push_state(aid)
+        if c.get("target_type") == "agent":
+            dest = self.directory.agents.get(c["agent_id"])
+            call.agent_id = c["agent_id"]
+            call.agent_leg, call.agent_channel = c.get("uniqueid"), c.get("channel")
+            call.state, call.outside_routing = "talking", True
+            if dest is not None:
+                await self._state(call, "answered", agent_id=dest.user_id)
+            self._contact_state(call, "talking")
+        else:
+            call.state, call.agent_id, call.agent_leg, call.agent_channel = "done", None, None, None
+            await self._state(call, "ended")
+            self._forget(call)
+
+    def _consult_state(self, call: VoiceCall, state: str, c: dict[str, Any] | None = None) -> None:
+        c = c if c is not None else (call.consult or {})
+        agent = self.directory.agents.get(call.agent_id or "")
+        if agent is not None:
+            self.hub.send(agent.user_id, "consult_state", interaction_id=call.interaction_id, state=state,
+                          target=str(c.get("target") or ""), at=datetime.now(UTC).isoformat())
 
     # ------------------------------------------------------------------ recording
     async def _start_recording(self, call: VoiceCall) -> None:
@@ -798,7 +959,8 @@ class VoiceService:
         self._contact_state(call, "ended")
         if aid is not None:
             try:
-                await self.runner.handle(ContactFinished(call.contact_id, aid, self.options.wrapup_s))
+                if not call.outside_routing:
+                    await self.runner.handle(ContactFinished(call.contact_id, aid, self.options.wrapup_s))
             except RoutingError as e:
                 await self._event(call, "routing_refused", ok=False, error=str(e))
             self._send_wrapup(call)

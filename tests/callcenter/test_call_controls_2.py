@@ -4,12 +4,14 @@ frame either way is checked against its JSON Schema."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 from datetime import UTC, datetime, timedelta
 
 import aiohttp
 import pytest
 
+from agent_ui import schemas
 from callcenter.services.recordings import purge_recordings
 from tests.callcenter.test_call_controls import _talking
 from tests.callcenter.test_console_ws import _store, cookie_for, open_console
@@ -141,3 +143,108 @@ async def test_purge_recordings_after_the_retention(database, tmp_path):
     ev = [e for e in await store.timeline(old.id) if e.kind == "recording_purged"]
     assert len(ev) == 1 and ev[0].data["retention_days"] == 90
     assert not [e for e in await store.timeline(new.id) if e.kind == "recording_purged"]
+
+
+# ---------------------------------------------------------------------------- warm transfer
+async def _all(c, *wanted: tuple[str, dict]) -> list[dict]:
+    """The next messages matching every (type, fields) in `wanted`, in whatever order they come
+    (the caller's MusicOnHoldStart and the agent leg's DialBegin race)."""
+    found: list[dict | None] = [None] * len(wanted)
+
+    async def run() -> None:
+        while not all(found):
+            m = json.loads(await c.ws.recv())
+            schemas.validate(m, direction="server")
+            c.seen.append(m)
+            for i, (t, f) in enumerate(wanted):
+                if found[i] is None and m["type"] == t and all(m.get(k) == v for k, v in f.items()):
+                    found[i] = m
+                    break
+    try:
+        await asyncio.wait_for(run(), 15)
+    except TimeoutError:
+        raise AssertionError(f"wanted {wanted}, got {c.seen[-8:]}") from None
+    return found  # type: ignore[return-value]
+
+
+async def _answer(rc, number: str) -> None:
+    """Answer the consulted phone as soon as it rings (the ring timeout is scaled down)."""
+    for _ in range(200):
+        if rc.sim.answer_phone(number):
+            return
+        await asyncio.sleep(0.005)
+    raise AssertionError(f"{number} never rang")
+
+
+async def test_warm_transfer_consult_then_complete_to_an_agent(database, tmp_path):
+    store = _store(database)
+    await seed_people(store, agents=2)
+    async with running_center(database, CC_VOICE__RECORDINGS_DIR=str(tmp_path / "rec")) as rc:
+        ws, a = await open_console(rc.base, await cookie_for(rc.base, "agent1"))
+        call, iid = await _talking(rc, a)
+        ws2, b = await open_console(rc.base, await cookie_for(rc.base, "agent2"))
+        await b.next("hello")
+        await b.send("consult_complete", interaction_id=iid, request_id="x")
+        assert (await b.next("error", request_id="x"))["code"] in ("forbidden", "not_found")
+        await a.send("consult_complete", interaction_id=iid, request_id="c0")
+        assert (await a.next("error", request_id="c0"))["code"] == "conflict"
+        await a.send("consult", interaction_id=iid, target_type="agent", target="nobody", request_id="n")
+        assert (await a.next("error", request_id="n"))["code"] == "not_found"
+
+        await a.send("consult", interaction_id=iid, target_type="agent", target="agent2")
+        await a.send("consult_complete", interaction_id=iid, request_id="c1")  # not answered yet
+        _, dialing, err = await _all(a, ("contact_state", {"state": "held"}),
+                                     ("consult_state", {"state": "dialing"}), ("error", {"request_id": "c1"}))
+        assert dialing["target"] == "agent2" and err["code"] == "conflict"
+        await _answer(rc, "1002")
+        await a.next("consult_state", state="talking")
+
+        await a.send("consult_complete", interaction_id=iid)
+        await a.next("consult_state", state="ended")
+        await a.next("contact_state", state="ended")
+        await a.next("wrapup", interaction_id=iid)
+        await b.next("contact_state", state="talking", interaction_id=iid)
+        await a.send("submit_wrapup", interaction_id=iid, disposition="resolved", notes="Warm to agent2")
+        await a.next("wrapup_saved", interaction_id=iid)
+
+        call.hangup()
+        await b.next("contact_state", state="ended")
+        await b.next("wrapup", interaction_id=iid)
+        await b.send("submit_wrapup", interaction_id=iid, disposition="resolved", notes="Done")
+        await b.next("wrapup_saved", interaction_id=iid)
+        await ws2.close()
+        await ws.close()
+    kinds = [e.kind for e in await store.timeline(iid)]
+    assert kinds.index("consult") < kinds.index("consult_answered") < kinds.index("complete")
+    assert kinds.count("wrapup") == 2 and "routing_refused" not in kinds
+    assert (await store.get_interaction(iid)).agent_id == (await store.get_user("agent2")).id
+
+
+async def test_warm_transfer_cancel_goes_back_to_the_caller(database, tmp_path):
+    store = _store(database)
+    await seed_people(store, agents=2)
+    async with running_center(database, CC_VOICE__RECORDINGS_DIR=str(tmp_path / "rec")) as rc:
+        ws, a = await open_console(rc.base, await cookie_for(rc.base, "agent1"))
+        call, iid = await _talking(rc, a, REGULAR_PHONE, ("2",))
+        await a.send("consult", interaction_id=iid, target_type="agent", target="agent2")
+        await _answer(rc, "1002")
+        await _all(a, ("contact_state", {"state": "held"}), ("consult_state", {"state": "dialing"}),
+                   ("consult_state", {"state": "talking"}))
+        await a.send("consult_cancel", interaction_id=iid)
+        await a.next("consult_state", state="ended")
+        await a.next("contact_state", state="talking")  # bridged back, confirmed by BridgeEnter
+        assert rc.center.voice.calls[iid].consult is None
+
+        # a consultation nobody answers: failed, and back to the caller
+        await a.send("consult", interaction_id=iid, target_type="agent", target="agent2")
+        # nobody answers (the ring timeout is 20 s, scaled down): failed, back to the caller
+        await _all(a, ("consult_state", {"state": "dialing"}), ("consult_state", {"state": "failed"}),
+                   ("contact_state", {"state": "talking"}))
+
+        call.hangup()
+        await a.next("contact_state", state="ended")
+        await a.next("wrapup", interaction_id=iid)
+        await ws.close()
+    events = [(e.kind, e.ok) for e in await store.timeline(iid)]
+    assert ("cancel", True) in events and ("consult", False) in events
+    assert [k for k, _ in events].count("retrieve") == 2

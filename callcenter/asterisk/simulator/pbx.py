@@ -676,8 +676,13 @@ class Pbx:
                     ch.context, ch.exten, ch.priority = r.target
                     continue
                 except BridgedAway:
-                    with contextlib.suppress(Redirected):
+                    try:
                         await self.wait(ch, until=ch.bridge_left)
+                    except Redirected as r:  # redirected out of the AMI Bridge (hold again, consult)
+                        if ch.bridge is not None:
+                            self.leave_bridge(ch)
+                        ch.context, ch.exten, ch.priority = r.target
+                        continue
                     if ch.hungup:
                         break
                     ch.priority += 1
