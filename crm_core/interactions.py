@@ -1,6 +1,7 @@
 """Interaction lifecycle writes, the append-only timeline, satisfaction surveys."""
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
@@ -41,7 +42,63 @@ STAMPS: dict[InteractionState, str] = {
 MAX_EVENT_KIND = 64
 
 
+class _GroupCommit:
+    """Timeline appends made at the same moment share one transaction (group commit): each
+    caller still returns only once its event is stored. Under load, appends that arrive while a
+    batch is being written go into the next one, so the write rate follows the database."""
+
+    def __init__(self, db: Any) -> None:
+        self.db = db
+        self.pending: list[tuple[InteractionEvent, asyncio.Future[None]]] = []
+        self.task: asyncio.Task[None] | None = None
+
+    async def add(self, ev: InteractionEvent) -> None:
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.pending.append((ev, fut))
+        if self.task is None or self.task.done():
+            self.task = asyncio.ensure_future(self._flush())
+        await asyncio.shield(fut)
+
+    async def _flush(self) -> None:
+        while self.pending:
+            batch, self.pending = self.pending, []
+            try:
+                async with self.db.session() as s, s.begin():
+                    s.add_all([ev for ev, _ in batch])
+            except IntegrityError:  # an unknown interaction spoils the batch: one by one
+                for ev, fut in batch:
+                    await self._one(ev, fut)
+                continue
+            except Exception as e:  # noqa: BLE001 - every waiter hears about it
+                for _ev, fut in batch:
+                    if not fut.done():
+                        fut.set_exception(e)
+                continue
+            for _ev, fut in batch:
+                if not fut.done():
+                    fut.set_result(None)
+
+    async def _one(self, ev: InteractionEvent, fut: asyncio.Future[None]) -> None:
+        fresh = InteractionEvent(interaction_id=ev.interaction_id, at=ev.at, kind=ev.kind, ok=ev.ok,
+                                 data=ev.data)
+        try:
+            async with self.db.session() as s, s.begin():
+                s.add(fresh)
+        except IntegrityError:
+            if not fut.done():
+                fut.set_exception(NotFound("Interaction", ev.interaction_id))
+            return
+        except Exception as e:  # noqa: BLE001
+            if not fut.done():
+                fut.set_exception(e)
+            return
+        ev.id = fresh.id
+        if not fut.done():
+            fut.set_result(None)
+
+
 class InteractionsMixin(StoreBase):
+    _events: _GroupCommit | None = None
     # _refresh_activity(session, customer, now) comes from CustomersMixin
     _refresh_activity: Any
 
@@ -276,11 +333,9 @@ class InteractionsMixin(StoreBase):
         when = self._at(at)
         ev = InteractionEvent(interaction_id=interaction_id, at=when, kind=kind.strip(),
                               ok=bool(ok), data=dict(data or {}))
-        try:
-            async with self.db.session() as s, s.begin():
-                s.add(ev)
-        except IntegrityError as e:
-            raise NotFound("Interaction", interaction_id) from e
+        if self._events is None:
+            self._events = _GroupCommit(self.db)
+        await self._events.add(ev)
         return ev
 
     async def timeline(self, interaction_id: int) -> list[InteractionEvent]:
