@@ -457,6 +457,14 @@
   $("retrieve").addEventListener("click", () => {
     if (view.interactionId) send({ type: "retrieve", interaction_id: view.interactionId });
   });
+  $("dial-form").addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    const number = ev.target.elements.number.value.trim();
+    if (number) send({ type: "dial", number });  // contact_state follows when the PBX confirms
+  });
+  $("dial-customer").addEventListener("click", () => {
+    if (view.card && !view.interactionId) send({ type: "dial", customer_id: view.card.customer.id });
+  });
   $("consult-form").addEventListener("submit", (ev) => {
     ev.preventDefault();
     const f = ev.target.elements;

@@ -34,7 +34,7 @@ class ConsoleService:
             "hold": self.hold, "retrieve": self.retrieve, "transfer": self.transfer,
             "recording": self.recording,
             "consult": self.consult, "consult_complete": self.consult_complete,
-            "consult_cancel": self.consult_cancel,
+            "consult_cancel": self.consult_cancel, "dial": self.dial,
         }
         hub.on_last_disconnect.append(self.console_closed)
 
@@ -198,6 +198,26 @@ class ConsoleService:
 
     async def recording(self, user: WebUser, msg: dict[str, Any]) -> None:
         await self.voice.recording(self._controlled(user, msg), str(msg.get("action")))
+
+    async def dial(self, user: WebUser, msg: dict[str, Any]) -> None:
+        """Click-to-dial a customer (their first phone number) or a number."""
+        import re
+
+        aid = self._agent(user)
+        agent = self.directory.agents.get(aid)
+        if agent is None:
+            raise MessageRefused("forbidden", "only agents with a routing profile can do this")
+        cid, number = msg.get("customer_id"), msg.get("number")
+        if isinstance(cid, int):
+            card = await self.store.customer_card(cid)
+            phones = [p.value for p in card.contact_points if p.kind == "phone"]
+            if number is None:
+                if not phones:
+                    raise MessageRefused("invalid", "that customer has no phone number")
+                number = phones[0]
+        if not isinstance(number, str) or not re.fullmatch(r"\+[0-9]{3,20}", number):
+            raise MessageRefused("invalid", "a number is + and 3 to 20 digits")
+        await self.voice.dial(agent, number, cid if isinstance(cid, int) else None)
 
     async def consult(self, user: WebUser, msg: dict[str, Any]) -> None:
         await self.voice.consult(self._controlled(user, msg), str(msg.get("target_type")),

@@ -99,6 +99,7 @@ class VoiceCall:
     rec_pending: str | None = None  # start, pause or resume sent, awaiting MixMonitorStart/Stop
     consult: dict[str, Any] | None = None  # a warm transfer's consultation (target, leg, state)
     outside_routing: bool = False  # taken over by a consulted agent: the engine never offered it
+    outbound: str | None = None  # click-to-dial: the number dialled (the agent's phone rings first)
 
     @property
     def contact_id(self) -> str:
@@ -464,7 +465,10 @@ class VoiceService:
             await self._fallback_event(ev)
             return
         if name not in ("DialBegin", "DialEnd", "Hangup", "MusicOnHoldStart", "BridgeEnter",
-                        "MixMonitorStart", "MixMonitorStop"):
+                        "MixMonitorStart", "MixMonitorStop", "OriginateResponse"):
+            return
+        if name == "OriginateResponse" or (name == "DialBegin" and not ev.get("Channel")):
+            await self._originate_event(ev)
             return
         call = self.by_linkedid.get(ev.get("Linkedid") or "")
         if call is None:
@@ -473,6 +477,9 @@ class VoiceService:
             return
         cons = call.consult
         if cons is not None and await self._consult_event(call, cons, ev):
+            return
+        if call.outbound is not None and name in ("DialBegin", "DialEnd"):
+            await self._outbound_event(call, ev)
             return
         if name == "DialBegin" and call.state == "offered" and call.offer is not None:
             call.state, call.agent_leg = "ringing", ev.get("DestUniqueid")
@@ -493,6 +500,15 @@ class VoiceService:
             await self._transfer_released(call)
         elif name == "Hangup" and call.pending == "complete" and ev.get("Uniqueid") == call.agent_leg:
             await self._consult_completed(call)
+        elif name == "Hangup" and call.outbound is not None and call.state == "ringing":
+            # hung up before the customer answered (before the agent did: OriginateResponse decides)
+            if ev.get("Uniqueid") == call.agent_leg and call.pending != "originate":
+                call.state = "done"
+                await self._event(call, "hangup", by="agent", outbound=True, answered=False)
+                await self._state(call, "ended")
+                self._contact_state(call, "ended")
+                await self._state(call, "wrapup_done")
+                self._forget(call)
         elif name == "Hangup":
             uid = ev.get("Uniqueid")
             if call.state in ("talking", "held") and uid in (call.linkedid, call.agent_leg):
@@ -526,6 +542,8 @@ class VoiceService:
             raise MessageRefused("invalid", f"The phone system refused to {kind}: {error}")
 
     def _ready_for(self, call: VoiceCall, states: tuple[str, ...], what: str) -> None:
+        if call.outbound is not None:
+            raise MessageRefused("conflict", "call controls are not available on outbound calls yet")
         if call.state not in states or call.pending or not call.caller_channel or not call.agent_channel:
             raise MessageRefused("conflict", f"the call cannot be {what} now")
 
@@ -655,6 +673,96 @@ class VoiceService:
             call.pending, call.state = None, "talking"
             await self._event(call, "retrieve", bridge=ev.get("BridgeUniqueid"))
             self._contact_state(call, "talking")
+
+    # ------------------------------------------------------------------ click-to-dial
+    async def dial(self, agent: Agent, number: str, customer_id: int | None) -> VoiceCall:
+        """Click-to-dial: AMI Originate (async) rings the agent's phone (Channel = their device);
+        once it answers it runs [cc-outbound] <number>, which dials the customer. Logged as an
+        outbound interaction; the console hears `contact_state` as the PBX confirms each step."""
+        from callcenter.asterisk.ami import make_action
+
+        if not agent.dial_string:
+            raise MessageRefused("invalid", "you have no phone extension")
+        if self.current_for(agent.agent_id) is not None:
+            raise MessageRefused("conflict", "finish your current contact first")
+        rec = self.runner.engine.store.agent(agent.agent_id)
+        if rec is not None and rec.presence.value == "ready":
+            raise MessageRefused("conflict", "set yourself not ready before dialling out")
+        digits = number.lstrip("+")
+        interaction = await self.store.open_interaction(
+            "voice", "outbound", customer_id, from_address=agent.extension, to_address=number)
+        call = VoiceCall(interaction.id, f"originate-{interaction.id}", number, customer_id=customer_id,
+                         state="ringing", agent_id=agent.agent_id, outbound=number, outside_routing=True)
+        self.calls[call.interaction_id] = call
+        await self._event(call, "dial", outbound=True, number=number, agent=agent.username)
+        call.pending = "originate"
+        try:
+            await self._send(call, "dial", [make_action(
+                "Originate", action_id=f"cc-dial-{call.interaction_id}", Channel=agent.dial_string,
+                Context="cc-outbound", Exten=digits, Priority=1, Async="true", Timeout=30000,
+                CallerID=f"{number} <{digits}>")])
+        except MessageRefused:
+            call.state = "done"
+            await self._state(call, "failed")
+            self._forget(call)
+            raise
+        return call
+
+    async def _originate_event(self, ev: AmiEvent) -> None:
+        """The Originate's own events: DialBegin to the agent's phone (no caller channel), then
+        OriginateResponse (Success once the agent answered, Failure with a Reason otherwise)."""
+        if ev.name == "DialBegin":
+            dest = ev.get("DestChannel") or ""
+            for call in self.calls.values():
+                agent = self.directory.agents.get(call.agent_id or "")
+                device = (agent.dial_string or "") if agent is not None else ""
+                if (call.outbound is not None and call.pending == "originate" and call.agent_leg is None
+                        and device and dest.startswith(device + "-")):
+                    call.agent_leg, call.agent_channel = ev.get("DestUniqueid"), dest
+                    self.by_linkedid.pop(call.linkedid, None)
+                    call.linkedid = ev.get("DestLinkedid") or ev.get("DestUniqueid") or call.linkedid
+                    self.by_linkedid[call.linkedid] = call
+                    await self._event(call, "ring", device=dest, outbound=True)
+                    self._contact_state(call, "ringing")
+                    return
+            return
+        aid = ev.get("ActionID") or ""
+        if not aid.startswith("cc-dial-") or not aid[8:].isdigit():
+            return
+        call = self.calls.get(int(aid[8:]))
+        if call is None or call.pending != "originate":
+            return
+        call.pending = None
+        if ev.get("Response") == "Success":
+            await self._event(call, "agent_answered", outbound=True)
+            return
+        reason = {"0": "the call failed", "1": "no such extension or number", "3": "no answer",
+                  "5": "busy", "8": "congestion"}.get(ev.get("Reason") or "", "the call failed")
+        await self._event(call, "dial", ok=False, outbound=True, reason=reason, code=ev.get("Reason"))
+        agent = self.directory.agents.get(call.agent_id or "")
+        call.state = "done"
+        await self._state(call, "failed")
+        self._forget(call)
+        if agent is not None:
+            self._contact_state(call, "ended")
+            self.hub.send(agent.user_id, "error", code="invalid",
+                          message=f"Your phone did not take the call ({reason}); nothing was dialled.")
+
+    async def _outbound_event(self, call: VoiceCall, ev: AmiEvent) -> None:
+        """The agent's leg dials the customer: DialBegin, then DialEnd (ANSWER: talking)."""
+        if ev.name == "DialBegin" and ev.get("Channel") == call.agent_channel and call.caller_channel is None:
+            call.caller_channel = ev.get("DestChannel")
+            await self._event(call, "ring", device=ev.get("DestChannel"), customer=True)
+        elif ev.name == "DialEnd" and ev.get("Channel") == call.agent_channel and call.state == "ringing":
+            status = ev.get("DialStatus") or ""
+            if status == "ANSWER":
+                call.state = "talking"
+                agent = self.directory.agents.get(call.agent_id or "")
+                await self._state(call, "answered", agent_id=agent.user_id if agent else None)
+                await self._event(call, "answer", outbound=True, channel=call.caller_channel)
+                self._contact_state(call, "talking")
+            else:
+                await self._event(call, "dial", ok=False, outbound=True, dial_status=status)
 
     # ------------------------------------------------------------------ warm transfer
     def _consult_target(self, call: VoiceCall, target_type: str, target: str) -> dict[str, Any]:
@@ -924,7 +1032,8 @@ class VoiceService:
         rec = self.runner.engine.store.agent(agent_id)
         if rec is None:
             return
-        ours = self.current_for(agent_id) is not None or self.directory.busy_with_voice(agent_id)
+        current = self.current_for(agent_id)
+        ours = (current is not None and current.outbound is None) or self.directory.busy_with_voice(agent_id)
         if state in ("INUSE", "RINGING", "BUSY", "RINGINUSE", "ONHOLD"):
             if not ours and rec.presence.value == "ready":
                 await self.runner.handle(AgentPresence(agent_id, Presence.NOT_READY, "external-call"))

@@ -116,6 +116,8 @@ VALID = [
     {"type": "recording", "interaction_id": 5, "action": "pause"},
     {"type": "consult", "interaction_id": 5, "target_type": "agent", "target": "agent2"},
     {"type": "consult_complete", "interaction_id": 5},
+    {"type": "dial", "customer_id": 5},
+    {"type": "dial", "number": "+12025550100", "request_id": "d1"},
     {"type": "consult_cancel", "interaction_id": 5, "request_id": "c1"},
     {"type": "consult_state", "v": 1, "interaction_id": 5, "state": "talking", "target": "agent2",
      "at": "2026-11-26T09:00:00+00:00"},

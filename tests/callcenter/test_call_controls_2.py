@@ -248,3 +248,61 @@ async def test_warm_transfer_cancel_goes_back_to_the_caller(database, tmp_path):
     events = [(e.kind, e.ok) for e in await store.timeline(iid)]
     assert ("cancel", True) in events and ("consult", False) in events
     assert [k for k, _ in events].count("retrieve") == 2
+
+
+# ---------------------------------------------------------------------------- click-to-dial
+async def test_click_to_dial_a_customer(database, tmp_path):
+    store = _store(database)
+    people = await seed_people(store, agents=2)
+    async with running_center(database, CC_VOICE__RECORDINGS_DIR=str(tmp_path / "rec")) as rc:
+        events = rc.sim.subscribe()
+        ws, a = await open_console(rc.base, await cookie_for(rc.base, "agent1"))
+        await a.send("set_state", state="ready")
+        await a.next("agent_state", state="ready")
+        await a.send("dial", customer_id=people["vip"].id, request_id="r")
+        assert (await a.next("error", request_id="r"))["code"] == "conflict"  # ready: inbound may come
+        await a.send("set_state", state="not_ready", reason="after-call")
+        await a.next("agent_state", state="not_ready")
+        await a.send("dial", customer_id=people["vip"].id)
+        ringing = await a.next("contact_state", state="ringing")
+        iid = ringing["interaction_id"]
+        await a.send("answer", interaction_id=iid)
+        await a.next("contact_state", state="talking")
+        names = []
+        while not events.empty():
+            e = events.get_nowait()
+            names.append((e.name, e.get("DestChannel") or ""))
+        assert any(n == "DialBegin" and "12025550143" in d for n, d in names)  # the VIP's phone
+        await a.send("hangup", interaction_id=iid)
+        await a.next("contact_state", state="ended")
+        await a.next("wrapup", interaction_id=iid)
+        await a.send("submit_wrapup", interaction_id=iid, disposition="resolved", notes="Called back")
+        await a.next("wrapup_saved", interaction_id=iid)
+        await ws.close()
+    i = await store.get_interaction(iid)
+    assert i.direction == "outbound" and i.customer_id == people["vip"].id and i.to_address == "+12025550143"
+    assert i.agent_id == (await store.get_user("agent1")).id
+    kinds = [e.kind for e in await store.timeline(iid)]
+    assert kinds.index("dial") < kinds.index("ring") < kinds.index("answer") < kinds.index("hangup")
+    assert "wrapup" in kinds and "routing_refused" not in kinds
+
+
+async def test_click_to_dial_the_agent_does_not_answer(database, tmp_path):
+    store = _store(database)
+    await seed_people(store)
+    async with running_center(database, CC_VOICE__RECORDINGS_DIR=str(tmp_path / "rec")) as rc:
+        ws, a = await open_console(rc.base, await cookie_for(rc.base, "agent1"))
+        await a.send("set_state", state="not_ready", reason="after-call")
+        await a.next("agent_state", state="not_ready")
+        await a.ws.send(json.dumps({"type": "dial", "number": "12025550100", "request_id": "bad"}))
+        assert (await a.next("error", request_id="bad"))["code"] == "bad_message"
+        await a.send("dial", number="+12025550100")
+        iid = (await a.next("contact_state", state="ringing"))["interaction_id"]
+        # the Originate timed out: OriginateResponse Failure, Reason 3
+        _, err = await _all(a, ("contact_state", {"state": "ended", "interaction_id": iid}), ("error", {}))
+        assert err["code"] == "invalid" and "no answer" in err["message"]
+        assert iid not in rc.center.voice.calls
+        await ws.close()
+    failed = [e for e in await store.timeline(iid) if e.kind == "dial" and not e.ok]
+    assert failed and failed[0].data["code"] == "3"
+    assert (await store.get_interaction(iid)).state == "failed"
