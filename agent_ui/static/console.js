@@ -209,6 +209,7 @@
     $("recording-state").textContent = rec === "recording" ? "● Recording" : rec === "paused" ? "Recording paused" : "";
     const cons = live ? view.consult : null;
     show($("consult-form"), live && !cons && st === "talking");
+    show($("escalate-form"), live && !cons);
     show($("consult"), !!cons);
     $("consult-state").textContent = cons ? "Consulting " + cons.target + ": " + cons.state : "";
     $("consult-complete").disabled = !(cons && cons.state === "talking");
@@ -456,6 +457,15 @@
   });
   $("retrieve").addEventListener("click", () => {
     if (view.interactionId) send({ type: "retrieve", interaction_id: view.interactionId });
+  });
+  $("escalate-form").addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    const f = ev.target.elements;
+    const target = f.target.value.trim(), reason = f.reason.value.trim();
+    if (!view.interactionId || !target || !reason) return;
+    const msg = { type: "escalate", interaction_id: view.interactionId, reason };
+    msg[f.kind.value === "supervisor" ? "supervisor" : "queue"] = target;
+    send(msg);
   });
   $("dial-form").addEventListener("submit", (ev) => {
     ev.preventDefault();

@@ -35,6 +35,7 @@ class ConsoleService:
             "recording": self.recording,
             "consult": self.consult, "consult_complete": self.consult_complete,
             "consult_cancel": self.consult_cancel, "dial": self.dial,
+            "escalate": self.escalate,
         }
         hub.on_last_disconnect.append(self.console_closed)
 
@@ -198,6 +199,29 @@ class ConsoleService:
 
     async def recording(self, user: WebUser, msg: dict[str, Any]) -> None:
         await self.voice.recording(self._controlled(user, msg), str(msg.get("action")))
+
+    async def escalate(self, user: WebUser, msg: dict[str, Any]) -> None:
+        """The agent escalates the live call: to a specialist queue, or to a supervisor who takes
+        calls, through routing with the record and the reason (like a blind transfer)."""
+        call = self._controlled(user, msg)
+        reason = str(msg.get("reason") or "").strip()
+        queue, supervisor = msg.get("queue"), msg.get("supervisor")
+        if not reason:
+            raise MessageRefused("invalid", "say why the call is escalated")
+        if (queue is None) == (supervisor is None):
+            raise MessageRefused("invalid", "escalate to a queue or to a supervisor")
+        if supervisor is not None:
+            try:
+                u = await self.store.get_user(str(supervisor))
+            except NotFound:
+                raise MessageRefused("not_found", f"no supervisor {supervisor!r}") from None
+            if "supervisor" not in set(u.roles) or self.directory.agents.get(str(u.id)) is None:
+                raise MessageRefused("invalid", f"{supervisor} is not a supervisor who takes calls")
+            await self.voice.transfer(call, "agent", u.username, reason,
+                                      escalation={"escalation_queue": f"supervisor:{u.username}"})
+        else:
+            await self.voice.transfer(call, "queue", str(queue), reason,
+                                      escalation={"escalation_queue": str(queue)})
 
     async def dial(self, user: WebUser, msg: dict[str, Any]) -> None:
         """Click-to-dial a customer (their first phone number) or a number."""

@@ -562,7 +562,8 @@ class VoiceService:
         await self._send(call, "retrieve",
                          retrieve_actions(call.caller_channel or "", call.agent_channel or ""))
 
-    async def transfer(self, call: VoiceCall, target_type: str, target: str, notes: str | None) -> None:
+    async def transfer(self, call: VoiceCall, target_type: str, target: str, notes: str | None,
+                       *, escalation: dict[str, Any] | None = None) -> None:
         """Blind transfer: one Redirect sends the caller back into the after-dial AGI
         (`cc-route,s,after`) and the agent's leg to `cc-hold,agent,2` (Hangup). When AMI confirms
         the agent's leg is gone, the agent goes to wrap-up; the AGI then routes the contact again
@@ -590,6 +591,8 @@ class VoiceService:
             raise MessageRefused("invalid", "target_type must be agent, queue or external")
         agent = self.directory.agents.get(call.agent_id or "")
         t["from"] = agent.username if agent else None
+        if escalation is not None:
+            t["escalation"] = escalation
         call.transfer, call.released, call.pending = t, asyncio.Event(), "transfer"
         try:
             await self._send(call, "transfer", [make_action(
@@ -606,8 +609,14 @@ class VoiceService:
         t = call.transfer or {}
         aid = call.agent_id
         call.pending = None
-        await self._event(call, "transfer", target_type=t.get("target_type"), target=t.get("target"),
-                          by=t.get("from"), notes=t.get("notes"))
+        esc = t.get("escalation")
+        if esc is not None:  # an escalation by the agent: the ticket (if any) is escalated too
+            ticket = await self._escalate_ticket(call, str(esc["escalation_queue"]))
+            await self._event(call, "escalate", target_type=t.get("target_type"), target=t.get("target"),
+                              by=t.get("from"), reason=t.get("notes"), ticket=ticket)
+        else:
+            await self._event(call, "transfer", target_type=t.get("target_type"), target=t.get("target"),
+                              by=t.get("from"), notes=t.get("notes"))
         if aid is not None:
             wrap = VoiceCall(call.interaction_id, call.linkedid, call.caller, customer_id=call.customer_id,
                              tier=call.tier, queue=call.queue, state="wrapup", agent_id=aid,
@@ -624,6 +633,32 @@ class VoiceService:
         call.offer = None
         if call.released is not None:
             call.released.set()
+
+    async def _escalate_ticket(self, call: VoiceCall, queue: str) -> str | None:
+        """The ticket linked to the interaction, else the customer's newest open ticket, gets
+        its escalation queue. Returns its number (None when there is none)."""
+        from sqlalchemy import select
+
+        from crm_core.models import Ticket, ticket_interactions
+
+        try:
+            async with self.store.db.session() as s:
+                tid = (await s.execute(
+                    select(ticket_interactions.c.ticket_id)
+                    .where(ticket_interactions.c.interaction_id == call.interaction_id)
+                    .order_by(ticket_interactions.c.ticket_id.desc()).limit(1))).scalar()
+                if tid is None and call.customer_id is not None:
+                    tid = (await s.execute(
+                        select(Ticket.id).where(Ticket.customer_id == call.customer_id,
+                                                Ticket.status.in_(("open", "pending")))
+                        .order_by(Ticket.created_at.desc(), Ticket.id.desc()).limit(1))).scalar()
+            if tid is None:
+                return None
+            ticket = await self.store.update_ticket(int(tid), escalation_queue=queue[:64])
+            return str(ticket.number)
+        except CrmError as e:
+            await self._event(call, "escalate_ticket_failed", ok=False, error=str(e))
+            return None
 
     async def _after_transfer(self, call: VoiceCall, session: AgiSession) -> None:
         if call.released is not None:

@@ -117,6 +117,8 @@ VALID = [
     {"type": "consult", "interaction_id": 5, "target_type": "agent", "target": "agent2"},
     {"type": "consult_complete", "interaction_id": 5},
     {"type": "dial", "customer_id": 5},
+    {"type": "escalate", "interaction_id": 5, "queue": "support", "reason": "Needs a specialist"},
+    {"type": "escalate", "interaction_id": 5, "supervisor": "sue", "reason": "Angry customer"},
     {"type": "dial", "number": "+12025550100", "request_id": "d1"},
     {"type": "consult_cancel", "interaction_id": 5, "request_id": "c1"},
     {"type": "consult_state", "v": 1, "interaction_id": 5, "state": "talking", "target": "agent2",

@@ -306,3 +306,60 @@ async def test_click_to_dial_the_agent_does_not_answer(database, tmp_path):
     failed = [e for e in await store.timeline(iid) if e.kind == "dial" and not e.ok]
     assert failed and failed[0].data["code"] == "3"
     assert (await store.get_interaction(iid)).state == "failed"
+
+
+# ---------------------------------------------------------------------------- escalation
+async def test_escalate_to_a_specialist_queue_escalates_the_ticket(database, tmp_path):
+    store = _store(database)
+    people = await seed_people(store, agents=2)
+    async with running_center(database, CC_VOICE__RECORDINGS_DIR=str(tmp_path / "rec")) as rc:
+        ws, a = await open_console(rc.base, await cookie_for(rc.base, "agent1"))
+        call, iid = await _talking(rc, a)
+        ws2, b = await open_console(rc.base, await cookie_for(rc.base, "agent2"))
+        await b.send("escalate", interaction_id=iid, queue="support", reason="x", request_id="f")
+        assert (await b.next("error", request_id="f"))["code"] == "forbidden"
+        await b.send("set_state", state="ready")
+        await b.next("agent_state", state="ready")
+        await a.send("escalate", interaction_id=iid, queue="nowhere", reason="x", request_id="q")
+        assert (await a.next("error", request_id="q"))["code"] == "not_found"
+        await a.send("escalate", interaction_id=iid, supervisor="agent2", reason="x", request_id="s")
+        assert (await a.next("error", request_id="s"))["code"] == "invalid"  # not a supervisor
+
+        await a.send("escalate", interaction_id=iid, queue="support", reason="Line fault, needs tier 2")
+        await a.next("contact_state", state="ended")
+        await a.next("wrapup", interaction_id=iid)
+        offer = await b.next("offer")
+        assert offer["interaction_id"] == iid and offer["queue"] == "support"
+        assert offer["transfer"] == {"from": "agent1", "notes": "Line fault, needs tier 2"}
+        assert offer["pop"]["card"]["customer"]["id"] == people["vip"].id
+        call.hangup()
+        await b.next("offer_withdrawn", interaction_id=iid)
+        await ws2.close()
+        await ws.close()
+    esc = [e for e in await store.timeline(iid) if e.kind == "escalate"]
+    assert len(esc) == 1 and esc[0].data["target"] == "support"
+    tickets = await store.list_tickets(people["vip"].id)
+    assert esc[0].data["ticket"] == tickets[0].number and tickets[0].escalation_queue == "support"
+
+
+async def test_escalate_to_a_supervisor(database, tmp_path):
+    store = _store(database)
+    await seed_people(store)
+    await store.create_user("sue", "agent-password", roles=["agent", "supervisor"], display_name="Sue",
+                            extension="1009", skills={"billing": 5, "support": 5})
+    async with running_center(database, CC_VOICE__RECORDINGS_DIR=str(tmp_path / "rec")) as rc:
+        ws, a = await open_console(rc.base, await cookie_for(rc.base, "agent1"))
+        call, iid = await _talking(rc, a, REGULAR_PHONE, ("2",))
+        ws2, s = await open_console(rc.base, await cookie_for(rc.base, "sue"))
+        await s.send("set_state", state="ready")
+        await s.next("agent_state", state="ready")
+        await a.send("escalate", interaction_id=iid, supervisor="sue", reason="Asks for a manager")
+        await a.next("wrapup", interaction_id=iid)
+        offer = await s.next("offer")
+        assert offer["interaction_id"] == iid and offer["transfer"]["notes"] == "Asks for a manager"
+        call.hangup()
+        await s.next("offer_withdrawn", interaction_id=iid)
+        await ws2.close()
+        await ws.close()
+    esc = [e for e in await store.timeline(iid) if e.kind == "escalate"]
+    assert esc and esc[0].data["target"] == "sue" and esc[0].data["ticket"] is None
