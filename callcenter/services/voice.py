@@ -764,9 +764,10 @@ class VoiceService:
         aid = ev.get("ActionID") or ""
         if not aid.startswith("cc-dial-") or not aid[8:].isdigit():
             return
-        call = self.calls.get(int(aid[8:]))
-        if call is None or call.pending != "originate":
+        found = self.calls.get(int(aid[8:]))
+        if found is None or found.pending != "originate":
             return
+        call = found
         call.pending = None
         if ev.get("Response") == "Success":
             await self._event(call, "agent_answered", outbound=True)
