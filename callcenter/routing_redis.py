@@ -342,23 +342,34 @@ redis.call('HDEL', KEYS[2], ARGV[1])
 return 1
 """
 
-# Reclaim expired leases, then pop due timers (earliest first, ties in setting order).
+# Reclaim expired leases: an OFFERED contact whose lease ran out (its process died) gets its RING
+# timer re-armed, so the engine treats it as a ring-no-answer; the lease is pushed further.
 # KEYS: timers, timer order, timer counter, leases. ARGV: base, now, cutoff (now - grace), rearm (now + grace)
-_POP_DUE = r"""
-local expired = redis.call('ZRANGEBYSCORE', KEYS[4], '-inf', ARGV[3], 'WITHSCORES')
-for i = 1, #expired, 2 do
-  local cid, lu = expired[i], expired[i + 1]
-  local st = redis.call('HGET', ARGV[1] .. 'c:' .. cid, 'st')
-  if st ~= 'offered' then
-    redis.call('ZREM', KEYS[4], cid)
-  else
-    local m = 'ring|' .. cid
-    if redis.call('ZADD', KEYS[1], 'NX', lu, m) == 1 then
-      redis.call('HSET', KEYS[2], m, redis.call('INCR', KEYS[3]))
+_RECLAIM_FN = r"""
+local function reclaim()
+  local expired = redis.call('ZRANGEBYSCORE', KEYS[4], '-inf', ARGV[3], 'WITHSCORES')
+  local out = {}
+  for i = 1, #expired, 2 do
+    local cid, lu = expired[i], expired[i + 1]
+    local st = redis.call('HGET', ARGV[1] .. 'c:' .. cid, 'st')
+    if st ~= 'offered' then
+      redis.call('ZREM', KEYS[4], cid)
+    else
+      local m = 'ring|' .. cid
+      if redis.call('ZADD', KEYS[1], 'NX', lu, m) == 1 then
+        redis.call('HSET', KEYS[2], m, redis.call('INCR', KEYS[3]))
+      end
+      redis.call('ZADD', KEYS[4], ARGV[4], cid)
+      out[#out + 1] = cid
     end
-    redis.call('ZADD', KEYS[4], ARGV[4], cid)
   end
+  return out
 end
+"""
+
+# Reclaim, then pop due timers (earliest first, ties in setting order). Same KEYS and ARGV.
+_POP_DUE = _RECLAIM_FN + r"""
+reclaim()
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[2], 'WITHSCORES')
 if #due == 0 then return {} end
 local rows = {}
@@ -377,25 +388,9 @@ end
 return out
 """
 
-# Reclaim only (for tools and tests): like the first half of _POP_DUE. Returns the contact ids.
-_RECLAIM = r"""
-local expired = redis.call('ZRANGEBYSCORE', KEYS[4], '-inf', ARGV[3], 'WITHSCORES')
-local out = {}
-for i = 1, #expired, 2 do
-  local cid, lu = expired[i], expired[i + 1]
-  local st = redis.call('HGET', ARGV[1] .. 'c:' .. cid, 'st')
-  if st ~= 'offered' then
-    redis.call('ZREM', KEYS[4], cid)
-  else
-    local m = 'ring|' .. cid
-    if redis.call('ZADD', KEYS[1], 'NX', lu, m) == 1 then
-      redis.call('HSET', KEYS[2], m, redis.call('INCR', KEYS[3]))
-    end
-    redis.call('ZADD', KEYS[4], ARGV[4], cid)
-    out[#out + 1] = cid
-  end
-end
-return out
+# Reclaim only (for tools and tests). Returns the contact ids.
+_RECLAIM = _RECLAIM_FN + r"""
+return reclaim()
 """
 
 
