@@ -50,6 +50,9 @@ class Center:
                                   self._lookups(), options=options, mono=mono, ivr_clock=ivr_clock)
         self.console = ConsoleService(store, self.hub, self.directory, self.runner, self.voice,
                                       reconnect_grace_s=options.reconnect_grace_s)
+        # Services that act on routing decisions for their own contacts (voice, chat, email, ...).
+        # Each `perform(decisions)` ignores contacts it does not own and returns the agents touched.
+        self.performers: list[Any] = [self.voice]
 
     # ------------------------------------------------------------------ building
     async def load_agents(self) -> int:
@@ -88,7 +91,9 @@ class Center:
 
     # ------------------------------------------------------------------ decisions
     async def _perform(self, decisions: list[Decision]) -> None:
-        touched = await self.voice.perform(decisions)
+        touched: set[str] = set()
+        for performer in self.performers:
+            touched |= await performer.perform(decisions)
         for d in decisions:
             if isinstance(d, PresenceChanged):
                 touched.add(d.agent_id)
