@@ -5,6 +5,7 @@ import pytest
 from argon2 import PasswordHasher
 
 import crm_core.catalog  # noqa: F401  (its tables are part of the migrated schema)
+import crm_core.chat  # noqa: F401  (likewise)
 import crm_core.web_sessions  # noqa: F401  (likewise)
 from crm_core.rules import Rules
 from crm_core.store import CrmStore
