@@ -119,6 +119,45 @@ class Web(_Section):
     allowed_origins: list[str] = []
 
 
+class ChatSite(_Section):
+    """A website allowed to embed the chat widget: its origins and its identity-signing secret."""
+
+    id: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$")
+    origins: list[str] = []  # scheme://host[:port], exactly as browsers send Origin
+    secret: str | None = Field(None, repr=False)  # HMAC key for signed identities
+    secret_file: str | None = None
+
+    def resolved_secret(self) -> str | None:
+        if self.secret_file:
+            return Path(self.secret_file).read_text().strip()
+        return self.secret
+
+
+class Chat(_Section):
+    """Web chat (docs/chat.md)."""
+
+    enabled: bool = True
+    queue: str = "general"  # where chats wait for an agent (after the bot, if any)
+    bot_flow: str | None = None  # config/ivr/<name>.yaml run as a chat bot before queueing
+    max_message_chars: int = Field(4000, ge=1, le=100_000)
+    max_frame_bytes: int = Field(32 * 1024, ge=1024)
+    rate_per_session: float = Field(5.0, gt=0)  # messages per second, sustained
+    burst_per_session: int = Field(20, ge=1)
+    rate_per_ip: float = Field(20.0, gt=0)  # messages and chat starts per second from one address
+    burst_per_ip: int = Field(60, ge=1)
+    resume_s: float = Field(120.0, ge=0)  # a customer gone this long has left the chat
+    handle_s: float = Field(240.0, gt=0)  # average chat length, for the estimated wait
+    canned: list[str] = []  # canned responses offered in the console
+    sites: list[ChatSite] = []
+
+    @field_validator("sites", "canned", mode="before")
+    @classmethod
+    def _json(cls, v: Any) -> Any:
+        import json
+
+        return json.loads(v) if isinstance(v, str) else v
+
+
 class Settings(_Section):
     http: Http = Http()
     database: Database = Database()
@@ -129,6 +168,7 @@ class Settings(_Section):
     voice: Voice = Voice()
     demo: Demo = Demo()
     web: Web = Web()
+    chat: Chat = Chat()
     seed_file: str = "seed.yaml"
     config_dir: Path = DEFAULT_CONFIG_DIR
 
