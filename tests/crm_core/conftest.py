@@ -4,6 +4,7 @@ from __future__ import annotations
 import pytest
 from argon2 import PasswordHasher
 
+import crm_core.callbacks  # noqa: F401  (its tables are part of the migrated schema)
 import crm_core.catalog  # noqa: F401  (its tables are part of the migrated schema)
 import crm_core.chat  # noqa: F401  (likewise)
 import crm_core.web_sessions  # noqa: F401  (likewise)
