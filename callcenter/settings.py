@@ -158,6 +158,48 @@ class Chat(_Section):
         return json.loads(v) if isinstance(v, str) else v
 
 
+class Email(_Section):
+    """The email channel (docs/email.md): SMTP listener, IMAP poller, smarthost for replies."""
+
+    enabled: bool = False
+    address: str = "support@example.com"  # From: of replies and acknowledgements
+    display_name: str = "Customer service"
+    smtp_enabled: bool = True  # the inbound SMTP listener
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = Field(2525, ge=0, le=65535)
+    max_message_bytes: int = Field(10_000_000, ge=1000)  # bigger mail is refused (552)
+    accept_domains: list[str] = []  # recipient domains taken in; with accept_addresses
+    accept_addresses: list[str] = []  # ...and single addresses (empty both: only `address`)
+    smarthost_host: str = "127.0.0.1"
+    smarthost_port: int = Field(25, ge=1, le=65535)
+    smarthost_starttls: bool = False
+    smarthost_username: str | None = None
+    smarthost_password: str | None = Field(None, repr=False)
+    imap_enabled: bool = False
+    imap_host: str = "127.0.0.1"
+    imap_port: int = Field(143, ge=1, le=65535)
+    imap_tls: bool = False
+    imap_username: str = ""
+    imap_password: str | None = Field(None, repr=False)
+    imap_mailbox: str = "INBOX"
+    imap_move_to: str | None = None  # move taken mail there (MOVE); else flag it \Seen
+    imap_poll_s: float = Field(60.0, gt=0)  # without IDLE; with IDLE, the longest idle
+    queue: str = "general"  # where emails wait for an agent
+    skill: str = "email"  # agents need this skill (and email capacity)
+    acknowledge: bool = True  # the automatic acknowledgement with the ticket number
+    wrapup_s: float = Field(60.0, ge=0)
+    attachments_dir: str = "var/email"
+    max_attachment_bytes: int = Field(5_000_000, ge=1)
+    max_attachments: int = Field(20, ge=0)
+
+    @field_validator("accept_domains", "accept_addresses", mode="before")
+    @classmethod
+    def _comma_list(cls, v: Any) -> Any:
+        if isinstance(v, str):  # from the environment: a,b,c
+            return [p.strip() for p in v.split(",") if p.strip()]
+        return v
+
+
 class Settings(_Section):
     http: Http = Http()
     database: Database = Database()
@@ -169,6 +211,7 @@ class Settings(_Section):
     demo: Demo = Demo()
     web: Web = Web()
     chat: Chat = Chat()
+    email: Email = Email()
     seed_file: str = "seed.yaml"
     config_dir: Path = DEFAULT_CONFIG_DIR
 
