@@ -43,6 +43,10 @@ def init_app(settings: Settings, *, database: Database | None = None,
         app.cleanup_ctx.append(_redis_ctx)
     app.cleanup_ctx.append(_center_ctx(ivr_clock))
     app.cleanup_ctx.append(_telephony_ctx)
+    if settings.twilio.enabled:  # Twilio as the voice carrier (callcenter/twilio/)
+        from callcenter.twilio.web import setup as twilio_setup
+
+        twilio_setup(app)
     return app
 
 

@@ -114,6 +114,27 @@ class Demo(_Section):
     time_scale: float = Field(1.0, gt=0, le=10)  # simulated PBX time vs real time (tests: 0.01)
 
 
+class Twilio(_Section):
+    """Twilio as the voice carrier (docs/twilio.md)."""
+
+    enabled: bool = False
+    account_sid: str = ""
+    auth_token: str | None = Field(None, repr=False)  # or auth_token_file; never logged
+    auth_token_file: str | None = None
+    public_base_url: str | None = None  # the URL Twilio calls (behind a proxy); else http.public_base_url
+    api_base_url: str | None = None  # the REST API's base (default api.twilio.com; tests: a local fake)
+    hold_music_url: str = "http://com.twilio.sounds.music.s3.amazonaws.com/MARKOVICHAMP-Borghestral.mp3"
+    sounds_base_url: str | None = None  # <Play> the flow's sound files from here; else <Say> the text
+    voice: str | None = None  # <Say voice=...>
+    agent_sip_domain: str | None = None  # a bare agent extension 1001 is dialled as sip:1001@<domain>
+    dial_timeout_s: int = Field(20, ge=5, le=600)
+
+    def resolved_token(self) -> str | None:
+        if self.auth_token_file:
+            return Path(self.auth_token_file).read_text().strip()
+        return self.auth_token
+
+
 class Web(_Section):
     cookie_secure: bool = False
     allowed_origins: list[str] = []
