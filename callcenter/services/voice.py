@@ -100,6 +100,7 @@ class VoiceCall:
     consult: dict[str, Any] | None = None  # a warm transfer's consultation (target, leg, state)
     outside_routing: bool = False  # taken over by a consulted agent: the engine never offered it
     outbound: str | None = None  # click-to-dial: the number dialled (the agent's phone rings first)
+    session: Any = None  # the caller's FastAGI session while queued (a callback offer speaks on it)
 
     @property
     def contact_id(self) -> str:
@@ -151,12 +152,19 @@ class VoiceService:
         self._fallback: dict[str, int] = {}  # linkedid -> interaction, for calls in the fallback queue
         self.ami: Any = None  # the AMI client (set by the telephony edge)
         self.wrapups: dict[str, VoiceCall] = {}  # agent -> wrap-up of a call they transferred away
+        # interaction -> async watcher(call, kind, data) of its timeline events and states ("state:X");
+        # a watcher that returns False for a state keeps it from the store (callbacks.py retries)
+        self.watchers: dict[int, Callable[[VoiceCall, str, dict[str, Any]], Awaitable[bool]]] = {}
+        self.on_callback: Callable[[VoiceCall, Any], Awaitable[None]] | None = None  # IVR callback result
 
     def agi_handlers(self) -> dict[str, Callable[[AgiSession], Awaitable[None]]]:
         return {"ivr": self.agi_ivr, "after-dial": self.agi_after_dial, "survey": self.agi_survey}
 
     # ------------------------------------------------------------------ timeline
     async def _event(self, call: VoiceCall, kind: str, ok: bool = True, **data: Any) -> None:
+        watcher = self.watchers.get(call.interaction_id)
+        if watcher is not None:
+            await watcher(call, kind, {"ok": ok, **data})
         try:
             await self.store.append_event(call.interaction_id, kind, ok=ok, data=data)
         except CrmError:
@@ -165,6 +173,9 @@ class VoiceService:
     async def _state(self, call: VoiceCall, state: str, *,
                      events: tuple[tuple[str, dict[str, Any]], ...] = (), **kw: Any) -> None:
         """Store the state; `events` go on the timeline in the same transaction (one trip)."""
+        watcher = self.watchers.get(call.interaction_id)
+        if watcher is not None and not await watcher(call, f"state:{state}", dict(kw)):
+            return
         try:
             await self.store.set_state(call.interaction_id, state, events=events, **kw)
         except CrmError as e:
@@ -205,6 +216,8 @@ class VoiceService:
             queue = result.queue if result.queue else self.options.default_queue
             await self._queue(call, session, queue, dict(result.skills), float(result.priority_boost))
         else:
+            if kind == "callback" and self.on_callback is not None:
+                await self.on_callback(call, result)  # services/callbacks.py schedules it
             await self._finish_without_agent(call, "ended", result.describe())
 
     async def _identify(self, call: VoiceCall) -> None:
@@ -237,7 +250,7 @@ class VoiceService:
         contact = Contact(call.contact_id, Channel.VOICE, queue, self.mono(),
                           customer_id=str(call.customer_id or ""), tier=Tier(call.tier), skills=skills,
                           priority=boost)
-        call.routed = True
+        call.routed, call.session = True, session
         await self.runner.handle(ContactArrived(contact))  # may offer at once: routing first,
         await _quietly(session.set_music(True))  # then music on hold (one PBX round trip)
         await self._dial_when_assigned(call, session)
@@ -255,6 +268,10 @@ class VoiceService:
             await self.caller_gone(call, "caller hung up while queued")
             return
         agent = call.assigned.result()
+        if agent is None:  # the caller took a callback instead of waiting (services/callbacks.py)
+            await session.set_variable("ROUTE_TO", "")
+            await self._finish_without_agent(call, "ended", "callback taken instead of waiting")
+            return
         await _quietly(session.set_music(False))
         await session.set_variable("ROUTE_KIND", "agent")
         await session.set_variable("ROUTE_TO", agent.dial_string or "")
@@ -710,10 +727,13 @@ class VoiceService:
             self._contact_state(call, "talking")
 
     # ------------------------------------------------------------------ click-to-dial
-    async def dial(self, agent: Agent, number: str, customer_id: int | None) -> VoiceCall:
+    async def dial(self, agent: Agent, number: str, customer_id: int | None, *,
+                   interaction_id: int | None = None, routed: bool = False) -> VoiceCall:
         """Click-to-dial: AMI Originate (async) rings the agent's phone (Channel = their device);
         once it answers it runs [cc-outbound] <number>, which dials the customer. Logged as an
-        outbound interaction; the console hears `contact_state` as the PBX confirms each step."""
+        outbound interaction; the console hears `contact_state` as the PBX confirms each step.
+        `interaction_id`: an outbound interaction already open (a callback's); `routed`: the agent
+        accepted a routed offer (a callback), so being ready is fine."""
         from callcenter.asterisk.ami import make_action
 
         if not agent.dial_string:
@@ -721,12 +741,13 @@ class VoiceService:
         if self.current_for(agent.agent_id) is not None:
             raise MessageRefused("conflict", "finish your current contact first")
         rec = self.runner.engine.store.agent(agent.agent_id)
-        if rec is not None and rec.presence.value == "ready":
+        if rec is not None and rec.presence.value == "ready" and not routed:
             raise MessageRefused("conflict", "set yourself not ready before dialling out")
         digits = number.lstrip("+")
-        interaction = await self.store.open_interaction(
-            "voice", "outbound", customer_id, from_address=agent.extension, to_address=number)
-        call = VoiceCall(interaction.id, f"originate-{interaction.id}", number, customer_id=customer_id,
+        if interaction_id is None:
+            interaction_id = (await self.store.open_interaction(
+                "voice", "outbound", customer_id, from_address=agent.extension, to_address=number)).id
+        call = VoiceCall(interaction_id, f"originate-{interaction_id}", number, customer_id=customer_id,
                          state="ringing", agent_id=agent.agent_id, outbound=number, outside_routing=True)
         self.calls[call.interaction_id] = call
         await self._event(call, "dial", outbound=True, number=number, agent=agent.username)
