@@ -233,6 +233,7 @@ class Settings(_Section):
     web: Web = Web()
     chat: Chat = Chat()
     email: Email = Email()
+    twilio: Twilio = Twilio()
     seed_file: str = "seed.yaml"
     config_dir: Path = DEFAULT_CONFIG_DIR
 
