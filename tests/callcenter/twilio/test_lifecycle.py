@@ -1,0 +1,138 @@
+"""Twilio calls end to end over real HTTP: the simulated Twilio posts signed webhooks to the running
+app and follows its TwiML; the center's twilio client moves the caller through the fake REST API."""
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from callcenter.app import build_store
+from callcenter.settings import load_settings
+from tests.callcenter.twilio.harness import running_twilio, sip
+from tests.callcenter.twilio.sim import ACCOUNT_SID
+from tests.callcenter.voice_harness import REGULAR_PHONE, VIP_PHONE, Console, seed_people
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def _store(database):
+    return build_store(load_settings(env={}), database)
+
+
+async def _kinds(store, interaction_id: int) -> list[str]:
+    return [e.kind for e in await store.timeline(interaction_id)]
+
+
+async def _ready(rc, store, username: str) -> Console:
+    console = await Console.open(rc.center, store, username)
+    await console.send("set_state", state="ready")
+    await console.next("agent_state", state="ready")
+    return console
+
+
+async def test_vip_call_pop_ack_connect_answer_hangup_wrapup_survey(database):
+    store = _store(database)
+    people = await seed_people(store)
+    async with running_twilio(database) as rc:
+        rc.twilio.agent(sip("1001"), answer_after=0.05)
+        console = await _ready(rc, store, "agent1")
+        call = rc.twilio.call(VIP_PHONE, digits=["1", "5"])  # English; after the call, a 5
+        offer = await console.next("offer")
+        assert offer["pop"]["known"] is True
+        card = offer["pop"]["card"]
+        assert card["customer"]["name"] == "Victoria Important" and card["customer"]["tier"] == "vip"
+        assert card["open_tickets"][0]["subject"] == "Move the line to the new address"
+        assert {"node": "choose_language", "digits": "1"} in offer["ivr_path"]
+        assert offer["queue"] == "vip" and offer["caller"] == VIP_PHONE
+        # the caller waits in the Twilio queue; nothing moves before the console shows the pop
+        assert any(v == "Enqueue" and text == "vip" for v, _a, text in call.verbs)
+        assert rc.twilio.rest.requests == []
+        await console.send("ack_offer", offer_id=offer["offer_id"])
+        await console.next("contact_state", state="ringing")
+        await console.next("contact_state", state="talking")
+        await console.next("agent_state", state="busy")
+        [req] = rc.twilio.rest.requests
+        assert req["sid"] == call.sid and req["user"] == ACCOUNT_SID and req["password_ok"]
+        assert req["form"]["Url"] == "https://cc.example.com/voice/twilio/connect?a=1"
+        dial = [a for v, a, _t in call.verbs if v == "Dial"]
+        assert dial and dial[0]["answerOnBridge"] == "true"
+        assert ("Sip", sip("1001")) in [(v, t) for v, _a, t in call.verbs]
+
+        call.agent_hangup()
+        await console.next("contact_state", state="ended")
+        await console.next("wrapup", interaction_id=offer["interaction_id"])
+        await console.next("agent_state", state="wrap_up")
+        await console.send("submit_wrapup", interaction_id=offer["interaction_id"], disposition="resolved",
+                           notes="moved the line")
+        await console.next("wrapup_saved")
+        await console.next("agent_state", state="ready")
+        await call.wait_ended()
+
+    iid = offer["interaction_id"]
+    i = await store.get_interaction(iid)
+    assert i.state == "wrapup_done" and i.customer_id == people["vip"].id and i.queue == "vip"
+    assert i.answered_at and i.ended_at and i.external_id == call.sid
+    kinds = await _kinds(store, iid)
+    for step in ("arrive", "identify", "ivr", "queue", "offer", "pop_ack", "dial", "ring", "answer",
+                 "hangup", "wrapup", "survey"):
+        assert step in kinds, (step, kinds)
+    assert kinds.index("pop_ack") < kinds.index("dial") < kinds.index("ring") < kinds.index("answer")
+    hangup = [e for e in await store.timeline(iid) if e.kind == "hangup"][0]
+    assert hangup.data["by"] == "agent"
+    survey = [e for e in await store.timeline(iid) if e.kind == "survey"][0]
+    assert survey.ok and survey.data["score"] == 5
+    card = await store.customer_card(people["vip"].id)
+    assert card.csat_count == 1
+
+
+async def test_no_answer_requeues_keeping_the_place_then_the_next_agent(database):
+    store = _store(database)
+    await seed_people(store, agents=2)
+    async with running_twilio(database) as rc:
+        rc.twilio.agent(sip("1001"), never_answer=True)
+        a1 = await _ready(rc, store, "agent1")
+        call = rc.twilio.call(REGULAR_PHONE, digits=["1", "0"])
+        offer = await a1.next("offer")
+        await a1.send("ack_offer", offer_id=offer["offer_id"])
+        await a1.next("contact_state", state="ringing")
+        gone = await a1.next("offer_withdrawn", timeout=20)
+        assert gone["reason"] == "no_answer"
+        assert (await a1.next("agent_state", state="not_ready"))["reason"] == "no-answer"
+        a2 = await _ready(rc, store, "agent2")
+        offer2 = await a2.next("offer")
+        assert offer2["interaction_id"] == offer["interaction_id"]
+        await a2.send("ack_offer", offer_id=offer2["offer_id"])
+        await a2.next("contact_state", state="talking")
+        assert [r["form"]["Url"].rsplit("?", 1)[1] for r in rc.twilio.rest.requests] == ["a=1", "a=2"]
+        # back in the Twilio queue between the two attempts
+        assert [v for v, _a, _t in call.verbs].count("Enqueue") == 2
+        call.hangup()
+        await a2.next("contact_state", state="ended")
+        await call.wait_ended()
+    kinds = await _kinds(store, offer["interaction_id"])
+    assert "rona" in kinds and "requeue" in kinds and kinds.count("offer") == 2
+    hangup = [e for e in await store.timeline(offer["interaction_id"]) if e.kind == "hangup"][0]
+    assert hangup.data["by"] == "caller"
+
+
+async def test_abandon_while_queued_is_logged_with_the_wait(database):
+    store = _store(database)
+    await seed_people(store)
+    async with running_twilio(database) as rc:
+        call = rc.twilio.call(REGULAR_PHONE, digits=["1", "0"])
+        for _ in range(500):  # no agent: the caller holds, hearing the position and music
+            if any(v == "wait:Play" for v, _a, _t in call.verbs):
+                break
+            await asyncio.sleep(0.02)
+        assert "You are number 1 in the queue." in [t for v, _a, t in call.verbs if v == "wait:Say"]
+        call.hangup()
+        await call.wait_ended()
+        i = await store.find_interaction(call.sid)
+        for _ in range(200):
+            i = await store.get_interaction(i.id)
+            if i.state == "abandoned":
+                break
+            await asyncio.sleep(0.02)
+    assert i.state == "abandoned" and i.ended_at is not None
+    ev = [e for e in await store.timeline(i.id) if e.kind == "abandon"]
+    assert ev and ev[0].ok is False and ev[0].data["wait_s"] >= 0
