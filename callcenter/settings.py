@@ -221,6 +221,46 @@ class Email(_Section):
         return v
 
 
+_OUTCOMES = ("busy", "no_answer", "congestion", "failed", "agent_unavailable", "cancelled")
+
+
+class CallbackQueue(_Section):
+    max_attempts: int | None = Field(None, ge=1, le=20)
+    retry_s: dict[str, float] = {}
+
+
+class Callbacks(_Section):
+    """Callbacks (services/callbacks.py): retry policy, per queue overrides, scheduler."""
+
+    queue: str | None = None  # where a callback is routed when none is said (None: voice.default_queue)
+    max_attempts: int = Field(3, ge=1, le=20)
+    # seconds before the next attempt, by outcome of the last one
+    retry_s: dict[str, float] = {"busy": 300, "no_answer": 900, "congestion": 120, "failed": 300,
+                                 "agent_unavailable": 30, "cancelled": 300}
+    queues: dict[str, CallbackQueue] = {}
+    poll_s: float = Field(5.0, ge=0)  # how often due callbacks are looked for (0: never, tests tick)
+    offer_prompt: str = "cc-callback-offer"  # "press 1 to be called back" (routing escalation)
+    confirm_prompt: str = "cc-callback-confirm"
+
+    @field_validator("retry_s")
+    @classmethod
+    def _outcomes(cls, v: dict[str, float]) -> dict[str, float]:
+        bad = sorted(k for k, s in v.items() if k not in _OUTCOMES or s < 0)
+        if bad:
+            raise ValueError(f"unknown outcome or negative delay {bad}; outcomes: {', '.join(_OUTCOMES)}")
+        return v
+
+
+class Sla(_Section):
+    """Automatic ticket escalation (services/sla.py) when a ticket nears its SLA."""
+
+    threshold: float = Field(0.8, gt=0, le=1)  # fraction of the SLA elapsed
+    default_queue: str = "supervisors"  # for tickets without an escalation queue
+    queue_by_type: dict[str, str] = {}  # e.g. {complaint: complaints}
+    raise_priority: str | None = "high"
+    poll_s: float = Field(60.0, ge=0)  # 0: never (tests check themselves)
+
+
 class Settings(_Section):
     http: Http = Http()
     database: Database = Database()
@@ -234,6 +274,8 @@ class Settings(_Section):
     chat: Chat = Chat()
     email: Email = Email()
     twilio: Twilio = Twilio()
+    callbacks: Callbacks = Callbacks()
+    sla: Sla = Sla()
     seed_file: str = "seed.yaml"
     config_dir: Path = DEFAULT_CONFIG_DIR
 

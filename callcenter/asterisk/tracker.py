@@ -357,6 +357,8 @@ class CallTracker:
 
     def _on_attendedtransfer(self, ev: AmiEvent) -> list[Change]:
         er = self._channel(ev, "OrigTransferer")
+        if ev.get("Result") != "Success":  # Fail: the transferee hung up while the target rang
+            return [Change("transfer", er.linkedid, "attended-failed")] if er is not None else []
         ee = self._channel(ev, "Transferee")
         if er is None or ee is None:
             return []

@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from callcenter.asterisk.ami import Action, Event, encode_message, make_event, make_response
+from callcenter.asterisk.simulator import atxfer as atxfer_mod
 from callcenter.asterisk.simulator.pbx import ChannelGone, Redirected
 
 if TYPE_CHECKING:
@@ -190,7 +191,7 @@ def handlers(server: AMIServer) -> dict[str, Handler]:
             return
         cause = int(a.get("Cause") or 16)
         reply(_ok(a.action_id, "Channel Hungup"))  # type: ignore[arg-type]
-        if ch.pbx_task is None or ch.pbx_task.done():
+        if (ch.pbx_task is None or ch.pbx_task.done()) and not ch.atxfer:
             pbx.chan_event("HangupRequest", ch, ("Cause", str(cause)))
         ch.cause = cause
         pbx.request_hangup(ch, cause)
@@ -358,57 +359,31 @@ def handlers(server: AMIServer) -> dict[str, Handler]:
         pbx.request_hangup(ch, 16)
 
     async def atxfer(s: Session, a: Action, reply: Reply) -> None:
-        ch = pbx.find_channel(a.get("Channel") or "")
+        name, exten, context = a.get("Channel") or "", a.get("Exten") or "", a.get("Context") or ""
+        if not name:
+            reply(_err(a.action_id, "No channel specified"))  # type: ignore[arg-type]
+            return
+        if not exten:
+            reply(_err(a.action_id, "No extension specified"))  # type: ignore[arg-type]
+            return
+        ch = pbx.find_channel(name)
         if ch is None:
-            reply(_err(a.action_id, "No such channel"))  # type: ignore[arg-type]
+            reply(_err(a.action_id, "Channel specified does not exist"))  # type: ignore[arg-type]
             return
-        ctx, ex = a.get("Context") or ch.context, a.get("Exten") or ""
         reply(_ok(a.action_id, "Atxfer successfully queued"))  # type: ignore[arg-type]
-        br = ch.bridge
-        others = [c for c in br.channels if c is not ch] if br else []
-        for d in "*2" + ex:
-            pbx.chan_event("DTMFBegin", ch, ("Digit", d), ("Direction", "Received"), privilege="dtmf,all")
-            pbx.chan_event("DTMFEnd", ch, ("Digit", d), ("DurationMs", "100"), ("Direction", "Received"),
-                           privilege="dtmf,all")
-        if not others or br is None:
-            return
-        transferee = others[0]
-        pbx.chan_event("Hold", transferee)
-        pbx.moh_start(transferee)
-        pbx.spawn(_consult(ch, transferee, br, ctx, ex))
+        if context:
+            pbx.set_var(ch, "TRANSFER_CONTEXT", context)
+        pbx.spawn(atxfer_mod.run(pbx, ch, context or ch.vars.get("TRANSFER_CONTEXT") or ch.context, exten))
 
-    async def _consult(transferer: Channel, transferee: Channel, br: object, ctx: str, ex: str) -> None:
-        target = f"Local/{ex}@{ctx}"
-        leg, two = pbx._new_dialed(transferer, target, "AppDial")
-        pbx.emit("DialBegin", [*transferer.snap(), *leg.snap("Dest"), ("DialString", f"{ex}@{ctx}")])
-        pbx._start_callee(leg, two)
-        await asyncio.wait([asyncio.ensure_future(leg.answered.wait()), asyncio.ensure_future(leg.gone.wait())],
-                           return_when=asyncio.FIRST_COMPLETED)
-        if not leg.up or transferer.hungup:
-            pbx.moh_stop(transferee)
-            pbx.chan_event("Unhold", transferee)
+    async def confbridgekick(s: Session, a: Action, reply: Reply) -> None:
+        from callcenter.asterisk.simulator import confbridge
+
+        conf, chan = a.get("Conference") or "", a.get("Channel") or ""
+        if not conf or not chan:
+            reply(_err(a.action_id, "No Conference name provided." if not conf else "No channel name provided."))  # type: ignore[arg-type]
             return
-        pbx.emit("DialEnd", [*transferer.snap(), *leg.snap("Dest"), ("DialStatus", "ANSWER")])
-        consult = pbx.create_bridge()
-        pbx.enter_bridge(consult, leg)
-        await transferer.gone.wait()
-        if leg.hungup or transferee.hungup:
-            return
-        orig = transferee.bridge
-        pbx.moh_stop(transferee)
-        if orig is not None:
-            pbx.emit("BridgeMerge", [*consult.fields("To"), *orig.fields("From")])
-            pbx.emit("AttendedTransfer", [("Result", "Success"), *transferer.snap("OrigTransferer"),
-                                          *orig.fields("Orig"), *transferer.snap("SecondTransferer"),
-                                          *consult.fields("Second"), *transferee.snap("Transferee"),
-                                          ("IsExternal", "No"), ("DestType", "Bridge"),
-                                          ("DestBridgeUniqueid", consult.uniqueid)])
-            transferee.bridge = None
-            orig.channels.remove(transferee)
-            pbx.enter_bridge(consult, transferee)
-            if not orig.channels and orig.uniqueid in pbx.bridges:
-                del pbx.bridges[orig.uniqueid]
-                pbx.emit("BridgeDestroy", orig.fields())
+        error = confbridge.kick(pbx, conf, chan)
+        reply(_err(a.action_id, error) if error else _ok(a.action_id, "User kicked"))  # type: ignore[arg-type]
 
     async def bridge(s: Session, a: Action, reply: Reply) -> None:
         n1, n2 = a.get("Channel1") or "", a.get("Channel2") or ""
@@ -591,7 +566,7 @@ def handlers(server: AMIServer) -> dict[str, Handler]:
         "login": login, "challenge": challenge, "logoff": logoff, "ping": ping, "events": events,
         "userevent": userevent, "status": status, "coreshowchannels": coreshowchannels, "command": command,
         "setvar": setvar, "getvar": getvar, "hangup": hangup, "originate": originate, "redirect": redirect,
-        "blindtransfer": blindtransfer, "atxfer": atxfer, "bridge": bridge, "mixmonitor": mixmonitor,
+        "blindtransfer": blindtransfer, "atxfer": atxfer, "confbridgekick": confbridgekick, "bridge": bridge, "mixmonitor": mixmonitor,
         "stopmixmonitor": stopmixmonitor, "park": park, "parkedcalls": parkedcalls, "parkinglots": parkinglots,
         "queueadd": queueadd, "queueremove": queueremove, "queuepause": queuepause,
         "queuestatus": queuestatus, "queuesummary": queuesummary,

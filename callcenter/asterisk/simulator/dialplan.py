@@ -40,6 +40,25 @@ class Context:
     includes: list[str] = field(default_factory=list)
 
 
+def pattern_specificity(pattern: str) -> tuple[int, ...]:
+    """How many characters each position of a ``_`` pattern accepts (smaller sorts first)."""
+    sizes: list[int] = []
+    p, i = pattern[1:], 0
+    while i < len(p):
+        c = p[i].upper()
+        if c == "[":
+            end = p.find("]", i)
+            body = p[i + 1:end if end > 0 else len(p)]
+            n = sum(int(b[2]) - int(b[0]) + 1 if len(b) == 3 and b[1] == "-" and b[0].isdigit() and b[2].isdigit()
+                    else len(b) for b in re.findall(r".-.|.", body))
+            sizes.append(n)
+            i = end + 1 if end > 0 else len(p)
+            continue
+        sizes.append({"X": 10, "Z": 9, "N": 8, ".": 1000, "!": 1001}.get(c, 1))
+        i += 1
+    return tuple(sizes)
+
+
 def _pattern_regex(pattern: str) -> re.Pattern[str]:
     out = []
     i = 0
@@ -179,9 +198,9 @@ class Dialplan:
         exact = [e for e in ctx.extensions if e.pattern == exten]
         if exact:
             return exact[0]
-        for e in ctx.extensions:
-            if e.matches(exten):
-                return e
+        matching = [e for e in ctx.extensions if e.matches(exten)]
+        if matching:  # Asterisk tries the most specific pattern first (_502X before _50XX)
+            return min(matching, key=lambda e: pattern_specificity(e.pattern))
         for inc in ctx.includes:
             found = self.find(inc, exten, _seen | {context})
             if found is not None:

@@ -27,6 +27,11 @@ from callcenter.asterisk.simulator.dialplan import Dialplan, split_args, substit
 log = logging.getLogger(__name__)
 
 STATE_DESC = {0: "Down", 4: "Ring", 5: "Ringing", 6: "Up"}
+# Newexten reports an application by its registered name, whatever the dialplan's spelling
+APP_NAMES = {n.lower(): n for n in (
+    "AGI", "Answer", "ChanSpy", "ConfBridge", "Dial", "Goto", "GotoIf", "Hangup", "MixMonitor",
+    "MusicOnHold", "NoOp", "ParkedCall", "Playback", "PlayTones", "Queue", "Ringing", "SendDTMF", "Set",
+    "StartMusicOnHold", "StopMusicOnHold", "Verbose", "Wait")}
 DEVICE_STATUS = {"UNKNOWN": 0, "NOT_INUSE": 1, "INUSE": 2, "BUSY": 3, "INVALID": 4,
                  "UNAVAILABLE": 5, "RINGING": 6, "RINGINUSE": 7, "ONHOLD": 8}
 CAUSE_TXT = {0: "Unknown", 16: "Normal Clearing", 17: "User busy", 19: "No user responding",
@@ -119,6 +124,8 @@ class Channel:
     changed: asyncio.Event = field(default_factory=asyncio.Event)  # set (and renewed) on state/hangup
     hangup_requested: bool = False  # a soft hangup is pending (the channel still runs, e.g. its AGI)
     soft_hangup_sent: bool = False  # SoftHangupRequest already emitted
+    atxfer: bool = False  # the transferer of an attended transfer in progress
+    peer_told: bool = False  # HangupRequest already emitted for this half (by an attended transfer)
 
     @property
     def up(self) -> bool:
@@ -149,12 +156,15 @@ class Bridge:
     type: str = "basic"
     technology: str = "simple_bridge"
     channels: list[Channel] = field(default_factory=list)
+    keep_alone: bool = False  # a lone channel stays (an attended transfer's bridges)
+    creator: str = "<unknown>"
+    name: str = "<unknown>"
 
     def fields(self, prefix: str = "") -> list[tuple[str, str]]:
         p = prefix
         return [(p + "BridgeUniqueid", self.uniqueid), (p + "BridgeType", self.type),
-                (p + "BridgeTechnology", self.technology), (p + "BridgeCreator", "<unknown>"),
-                (p + "BridgeName", "<unknown>"), (p + "BridgeNumChannels", str(len(self.channels))),
+                (p + "BridgeTechnology", self.technology), (p + "BridgeCreator", self.creator),
+                (p + "BridgeName", self.name), (p + "BridgeNumChannels", str(len(self.channels))),
                 (p + "BridgeVideoSourceMode", "none")]
 
 
@@ -292,6 +302,7 @@ class Pbx:
         self.parked: dict[int, tuple[Channel, float, int]] = {}
         self.park_origin: dict[int, Bridge] = {}  # the bridge a parker (TimeoutChannel) stays in
         self.parking_bridge: Bridge | None = None  # the lot's holding bridge, kept once created
+        self.conferences: dict[str, Any] = {}  # ConfBridge conferences by name (confbridge.py)
         self._register_parking_context()
 
     def _register_parking_context(self) -> None:
@@ -546,7 +557,7 @@ class Pbx:
         if ch.queued_in is not None:
             self.queue_abandon(ch)
         other = ch.other if ch.other is not None and not ch.other.hungup else None
-        if other is not None:
+        if other is not None and not other.peer_told:
             self.chan_event("HangupRequest", other, ("Cause", str(cause)))
         if ch.bridge is not None:
             self.leave_bridge(ch, peer_hangup=True)
@@ -568,8 +579,10 @@ class Pbx:
 
     # ---- bridges --------------------------------------------------------------------------
 
-    def create_bridge(self, type_: str = "basic", technology: str = "simple_bridge") -> Bridge:
-        br = Bridge(str(uuid.UUID(int=self.rng.getrandbits(128), version=4)), type_, technology)
+    def create_bridge(self, type_: str = "basic", technology: str = "simple_bridge", *,
+                      creator: str = "<unknown>", name: str = "<unknown>") -> Bridge:
+        br = Bridge(str(uuid.UUID(int=self.rng.getrandbits(128), version=4)), type_, technology,
+                    creator=creator, name=name)
         self.bridges[br.uniqueid] = br
         self.emit("BridgeCreate", br.fields())
         return br
@@ -594,7 +607,7 @@ class Pbx:
         ch.bridge = None
         self.emit("BridgeLeave", [*br.fields(), *ch.snap()])
         ch.bridge_left.set()
-        if br.type == "basic" and len(br.channels) == 1:
+        if br.type == "basic" and len(br.channels) == 1 and not br.keep_alone:
             rest = br.channels[0]
             self.leave_bridge(rest)
             self._after_bridge(rest)
@@ -609,8 +622,8 @@ class Pbx:
         if ch.pbx_task is None or ch.pbx_task.done():
             self.request_hangup(ch, ch.cause)
 
-    def bridge_pair(self, a: Channel, b: Channel) -> Bridge:
-        br = self.create_bridge()
+    def bridge_pair(self, a: Channel, b: Channel, br: Bridge | None = None) -> Bridge:
+        br = br or self.create_bridge()
         self.enter_bridge(br, b)
         self.enter_bridge(br, a)
         self.set_var(b, "BRIDGEPEER", a.name)
@@ -667,7 +680,7 @@ class Pbx:
                 if step is None:
                     break
                 data = self.sub(ch, step.data)
-                self.newexten(ch, step.app, data)
+                self.newexten(ch, APP_NAMES.get(step.app.lower(), step.app), data)
                 try:
                     jump = await self.run_app(ch, step.app, data)
                 except Redirected as r:
@@ -738,7 +751,7 @@ class Pbx:
         while ch.priority in ext.steps and not ch.hungup:
             step = ext.steps[ch.priority]
             data = self.sub(ch, step.data)
-            self.newexten(ch, step.app, data)
+            self.newexten(ch, APP_NAMES.get(step.app.lower(), step.app), data)
             if step.app.lower() in ("noop", "set", "verbose"):
                 fn = getattr(self, "app_" + step.app.lower())
                 coro = fn(ch, data)
@@ -805,7 +818,16 @@ class Pbx:
 
     async def app_set(self, ch: Channel, data: str) -> None:
         name, _, value = data.partition("=")
-        self.set_var(ch, name.strip(), value)
+        name = name.strip()
+        if "(" in name:  # a dialplan function such as CONFBRIDGE(user,marked): no VarSet
+            ch.vars[name] = value
+            return
+        self.set_var(ch, name, value)
+
+    async def app_confbridge(self, ch: Channel, data: str) -> None:
+        from callcenter.asterisk.simulator import confbridge
+
+        await confbridge.run(self, ch, split_args(data)[0])
 
     async def app_goto(self, ch: Channel, data: str) -> tuple[str, str, str]:
         return self.parse_goto(ch, data)
@@ -1012,9 +1034,15 @@ class Pbx:
             self.set_var(ch, "DIALEDPEERNAME", leg.name)
             self.set_var(ch, "DIALEDPEERNUMBER", dialstring)
             self.emit("DialEnd", [*self.dial_fields(ch, leg), ("DialStatus", "ANSWER")])
+            br = None
+            if not ch.up:  # Dial answers its caller; a Local ;1 goes up once the bridge exists
+                self.new_state(ch, 6)
+                br = self.create_bridge()
+                if ch.half == 2 and ch.other is not None and not ch.other.hungup:
+                    self.new_state(ch.other, 6)
             if two is not None:
                 self.newexten(leg, "AppDial", "(Outgoing Line)")
-            self.bridge_pair(ch, leg)
+            self.bridge_pair(ch, leg, br)
             try:
                 await self.wait(ch, until=ch.bridge_left)
             finally:
