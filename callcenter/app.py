@@ -43,6 +43,13 @@ def init_app(settings: Settings, *, database: Database | None = None,
         app.cleanup_ctx.append(_redis_ctx)
     app.cleanup_ctx.append(_center_ctx(ivr_clock))
     app.cleanup_ctx.append(_telephony_ctx)
+    if settings.chat.enabled:  # the widget's websocket, script and status (agent_ui/chat_routes.py)
+        from agent_ui import chat_routes
+        from callcenter.channels.chat.setup import demo_site_ctx
+
+        chat_routes.setup(app, chat_routes.WidgetConfig(max_frame_bytes=settings.chat.max_frame_bytes))
+        if settings.demo.enabled and settings.chat.demo_site_port is not None:
+            app.cleanup_ctx.append(demo_site_ctx)
     if settings.twilio.enabled:  # Twilio as the voice carrier (callcenter/twilio/)
         from callcenter.twilio.web import setup as twilio_setup
 
@@ -101,6 +108,10 @@ def _center_ctx(ivr_clock: Callable[[], datetime] | None):  # type: ignore[no-un
         center = Center(store, AuthService(app[DB], store), FlowEngine(flow), options=options,
                         queues=queues or _fallback_queues(s.voice.default_queue), **extra)
         await center.load_agents()
+        if s.chat.enabled:  # web chat (callcenter/channels/chat/)
+            from callcenter.channels.chat.setup import attach
+
+            attach(center, s)
         app[CENTER] = center
         app[ui_routes.FACADE] = center
         purge = asyncio.get_running_loop().create_task(_purge_daily(store, s))

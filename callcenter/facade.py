@@ -90,3 +90,20 @@ class Facade(Protocol):
         """The recording of an interaction, for the agent who handled it and supervisors.
         Raises MessageRefused("forbidden") or MessageRefused("not_found")."""
         ...
+
+    # --- the web chat widget (docs/chat.md); the widget's page is on another origin
+    def chat_origin_allowed(self, site: str, origin: str | None) -> bool:
+        """May a page of this origin open chats for this site (the site's allow-list)?"""
+        ...
+
+    def chat_open(self, site: str, origin: str, remote: str) -> ConsoleLink:
+        """A widget connected: its link (messages to send it). Raises MessageRefused."""
+        ...
+
+    async def chat_message(self, link: ConsoleLink, message: dict[str, Any]) -> dict[str, Any] | None:
+        """One widget message (already schema-checked). Raises MessageRefused."""
+        ...
+
+    def chat_status(self, site: str) -> dict[str, Any]:
+        """What the widget shows before a chat starts: {agents_available, max_message_chars}."""
+        ...

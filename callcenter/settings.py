@@ -170,6 +170,8 @@ class Chat(_Section):
     handle_s: float = Field(240.0, gt=0)  # average chat length, for the estimated wait
     canned: list[str] = []  # canned responses offered in the console
     sites: list[ChatSite] = []
+    # `make run`'s demo: a shop page on this port (another origin) with the widget embedded
+    demo_site_port: int | None = Field(8081, ge=0, le=65535)
 
     @field_validator("sites", "canned", mode="before")
     @classmethod

@@ -53,6 +53,9 @@ class Center:
         # Services that act on routing decisions for their own contacts (voice, chat, email, ...).
         # Each `perform(decisions)` ignores contacts it does not own and returns the agents touched.
         self.performers: list[Any] = [self.voice]
+        self.chat: Any = None  # callcenter.channels.chat.ChatService, once attach_chat ran
+        # Called with (user, link) after a console connects, to resume each channel's contacts.
+        self.on_console_connect: list[Any] = []
 
     # ------------------------------------------------------------------ building
     async def load_agents(self) -> int:
@@ -113,7 +116,40 @@ class Center:
         await self.auth.logout(token)
 
     async def connect_console(self, user: WebUser) -> Link:
-        return await self.console.connect(user)
+        link = await self.console.connect(user)
+        for hook in self.on_console_connect:
+            await hook(user, link)
+        return link
+
+    def attach_chat(self, options: Any, bot: Any = None) -> Any:
+        """Web chat: its service joins the performers and the console's handlers."""
+        from callcenter.channels.chat.service import ChatService
+
+        self.chat = ChatService(self.store, self.runner, self.directory, self.hub, options, bot=bot,
+                                lookups=self._lookups(), mono=self.runner.clock,
+                                ivr_clock=self.voice.ivr_clock)
+        self.performers.append(self.chat)
+        self.console.handlers.update(self.chat.console_handlers())
+        self.on_console_connect.append(self.chat.console_connected)
+        return self.chat
+
+    # --- web chat widget (Facade)
+    def chat_origin_allowed(self, site: str, origin: str | None) -> bool:
+        return self.chat is not None and bool(self.chat.options.origin_allowed(site, origin))
+
+    def chat_open(self, site: str, origin: str, remote: str) -> Any:
+        from callcenter.facade import MessageRefused
+
+        if self.chat is None:
+            raise MessageRefused("forbidden", "web chat is not enabled")
+        return self.chat.open_widget(site, origin, remote)
+
+    async def chat_message(self, link: Any, message: dict[str, Any]) -> dict[str, Any] | None:
+        result: dict[str, Any] | None = await self.chat.widget_message(link, message)
+        return result
+
+    def chat_status(self, site: str) -> dict[str, Any]:
+        return dict(self.chat.status()) if self.chat is not None else {"agents_available": False}
 
     async def console_message(self, user: WebUser, message: dict[str, Any]) -> dict[str, Any] | None:
         return await self.console.handle(user, message)
@@ -146,6 +182,8 @@ class Center:
 
     async def close(self) -> None:
         self.runner.close()
+        if self.chat is not None:
+            await self.chat.close()
         await self.console.close()
         await self.voice.close()
 
