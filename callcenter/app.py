@@ -108,6 +108,9 @@ def _center_ctx(ivr_clock: Callable[[], datetime] | None):  # type: ignore[no-un
         center = Center(store, AuthService(app[DB], store), FlowEngine(flow), options=options,
                         queues=queues or _fallback_queues(s.voice.default_queue), **extra)
         await center.load_agents()
+        from callcenter.services import callbacks, sla
+
+        followups = [callbacks.install(center, s), sla.install(center, s)]  # callbacks, SLA escalation
         if s.chat.enabled:  # web chat (callcenter/channels/chat/)
             from callcenter.channels.chat.setup import attach
 
@@ -119,6 +122,8 @@ def _center_ctx(ivr_clock: Callable[[], datetime] | None):  # type: ignore[no-un
         purge.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await purge
+        for followup in followups:
+            await followup.close()
         await center.close()
 
     return ctx
