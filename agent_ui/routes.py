@@ -19,6 +19,7 @@ import json
 import logging
 import secrets
 import time
+import urllib.parse
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -257,6 +258,26 @@ async def recording(request: web.Request) -> web.StreamResponse:
     return web.FileResponse(path, headers={"Content-Type": "audio/wav", "Cache-Control": "private, no-store"})
 
 
+async def email_attachment(request: web.Request) -> web.StreamResponse:
+    """An email attachment: always a download, with the content type stored for it."""
+    session = await _current_session(request)
+    if session is None:
+        raise web.HTTPUnauthorized(text="sign in first")
+    raw = request.match_info["attachment_id"]
+    if not raw.isdigit() or len(raw) > 18:
+        raise web.HTTPNotFound(text="no such attachment")
+    try:
+        path, ctype, name = await request.app[FACADE].email_attachment(session.user, int(raw))
+    except MessageRefused as e:
+        if e.code == "forbidden":
+            raise web.HTTPForbidden(text=str(e)) from None
+        raise web.HTTPNotFound(text="no such attachment") from None
+    quoted = urllib.parse.quote(name, safe="")
+    return web.FileResponse(path, headers={
+        "Content-Type": ctype, "Cache-Control": "private, no-store",
+        "Content-Disposition": f"attachment; filename=\"attachment\"; filename*=UTF-8''{quoted}"})
+
+
 # --------------------------------------------------------------------------- websocket
 def _error(code: str, message: str, request_id: str | None = None) -> dict[str, Any]:
     msg: dict[str, Any] = {"type": "error", "v": PROTOCOL_VERSION, "code": code, "message": message}
@@ -427,6 +448,7 @@ def setup(app: web.Application, config: UiConfig | None = None) -> None:
     app.router.add_get("/console", console, name="console")
     app.router.add_get("/ws/agent", agent_ws, name="agent_ws")
     app.router.add_get("/recordings/{interaction_id}", recording, name="recording")
+    app.router.add_get("/email/attachments/{attachment_id}", email_attachment, name="email_attachment")
     app.router.add_static("/static/", STATIC, name="static")
     app.on_response_prepare.append(_security_headers)
     app.on_shutdown.append(_close_sockets)

@@ -50,6 +50,10 @@ def init_app(settings: Settings, *, database: Database | None = None,
         chat_routes.setup(app, chat_routes.WidgetConfig(max_frame_bytes=settings.chat.max_frame_bytes))
         if settings.demo.enabled and settings.chat.demo_site_port is not None:
             app.cleanup_ctx.append(demo_site_ctx)
+    if settings.email.enabled:  # SMTP listener, IMAP poller, smarthost (callcenter/channels/email/)
+        from callcenter.channels.email.setup import email_ctx
+
+        app.cleanup_ctx.append(email_ctx)
     if settings.twilio.enabled:  # Twilio as the voice carrier (callcenter/twilio/)
         from callcenter.twilio.web import setup as twilio_setup
 

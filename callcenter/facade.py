@@ -91,6 +91,12 @@ class Facade(Protocol):
         Raises MessageRefused("forbidden") or MessageRefused("not_found")."""
         ...
 
+    # --- email attachments (docs/email.md)
+    async def email_attachment(self, user: WebUser, attachment_id: int) -> tuple[Path, str, str]:
+        """(file, stored content type, display name) of an email attachment, for the agent on its
+        conversation and supervisors. Raises MessageRefused("forbidden") or ("not_found")."""
+        ...
+
     # --- the web chat widget (docs/chat.md); the widget's page is on another origin
     def chat_origin_allowed(self, site: str, origin: str | None) -> bool:
         """May a page of this origin open chats for this site (the site's allow-list)?"""

@@ -54,6 +54,7 @@ class Center:
         # Each `perform(decisions)` ignores contacts it does not own and returns the agents touched.
         self.performers: list[Any] = [self.voice]
         self.chat: Any = None  # callcenter.channels.chat.ChatService, once attach_chat ran
+        self.email: Any = None  # callcenter.channels.email.EmailService (channels/email/setup.py)
         # Called with (user, link) after a console connects, to resume each channel's contacts.
         self.on_console_connect: list[Any] = []
 
@@ -150,6 +151,14 @@ class Center:
 
     def chat_status(self, site: str) -> dict[str, Any]:
         return dict(self.chat.status()) if self.chat is not None else {"agents_available": False}
+
+    async def email_attachment(self, user: WebUser, attachment_id: int) -> tuple[Path, str, str]:
+        from callcenter.facade import MessageRefused
+
+        if self.email is None:
+            raise MessageRefused("not_found", "no such attachment")
+        result: tuple[Path, str, str] = await self.email.attachment_file(user, attachment_id)
+        return result
 
     async def console_message(self, user: WebUser, message: dict[str, Any]) -> dict[str, Any] | None:
         return await self.console.handle(user, message)
