@@ -3,7 +3,7 @@
 
 No I/O: ``tracker.feed(event)`` updates the model and returns what changed.  Calls are grouped by
 ``Linkedid``; each call holds its channels (both halves of Local channels), each channel its
-bridge, state, hold/music, recording and queue.  Queues hold members and waiting entries; device
+bridge, state, hold/music, recording, queue and ConfBridge conference.  Queues hold members and waiting entries; device
 states are kept per device and reported to ``on_device_state`` callbacks (the fallback-queue sync
 and routing use them to count an agent on a call the center did not route as busy).
 
@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Protocol
 
-__all__ = ["BridgeInfo", "CallInfo", "CallTracker", "Change", "ChannelInfo", "MemberInfo",
+__all__ = ["BridgeInfo", "CallInfo", "ConferenceInfo", "CallTracker", "Change", "ChannelInfo", "MemberInfo",
            "QueueEntryInfo", "QueueInfo", "TransferInfo"]
 
 
@@ -74,6 +74,14 @@ class TransferInfo:
 
 
 @dataclass
+class ConferenceInfo:
+    name: str
+    bridge: str = ""
+    members: set[str] = field(default_factory=set)  # uniqueids of the channels in it
+    ended: bool = False
+
+
+@dataclass
 class CallInfo:
     linkedid: str
     channels: dict[str, ChannelInfo] = field(default_factory=dict)
@@ -82,6 +90,7 @@ class CallInfo:
     dial_status: str | None = None
     transfers: list[TransferInfo] = field(default_factory=list)
     recordings: int = 0
+    conference: str | None = None  # the ConfBridge conference a channel of the call is in
     agent_interface: str | None = None
 
     @property
@@ -121,7 +130,7 @@ class QueueInfo:
 @dataclass(frozen=True)
 class Change:
     """One thing that changed: ``kind`` is call_started, call_ended, answered, bridged, hold,
-    unhold, transfer, recording, queue_join, queue_leave, queue_abandon, agent_connect,
+    unhold, transfer, recording, conference, queue_join, queue_leave, queue_abandon, agent_connect,
     member, device."""
 
     kind: str
@@ -145,6 +154,7 @@ class CallTracker:
         self.channels: dict[str, ChannelInfo] = {}
         self.bridges: dict[str, BridgeInfo] = {}
         self.queues: dict[str, QueueInfo] = {}
+        self.conferences: dict[str, ConferenceInfo] = {}  # ConfBridge conferences by name
         self.devices: dict[str, str] = {}
         self.on_device_state: list[DeviceCallback] = []
         self.ended: list[CallInfo] = []
@@ -365,6 +375,41 @@ class CallTracker:
         t = TransferInfo("attended", er.name, ee.name, ev.get("DestBridgeUniqueid") or "")
         self.calls[ee.linkedid].transfers.append(t)
         return [Change("transfer", ee.linkedid, "attended")]
+
+    def _on_confbridgestart(self, ev: AmiEvent) -> list[Change]:
+        name = ev.get("Conference") or ""
+        self.conferences[name] = ConferenceInfo(name, ev.get("BridgeUniqueid") or "")
+        return [Change("conference", name, "start")]
+
+    def _conference_member(self, ev: AmiEvent, joined: bool) -> list[Change]:
+        name = ev.get("Conference") or ""
+        conf = self.conferences.setdefault(name, ConferenceInfo(name, ev.get("BridgeUniqueid") or ""))
+        ch = self._channel(ev)
+        if ch is None:
+            return []
+        call = self.calls.get(ch.linkedid)
+        if joined:
+            conf.members.add(ch.uniqueid)
+            if call is not None:
+                call.conference = name
+        else:
+            conf.members.discard(ch.uniqueid)
+            if call is not None and not any(u in conf.members for u in call.channels):
+                call.conference = None
+        return [Change("conference", name, f"{'join' if joined else 'leave'} {ch.name}")]
+
+    def _on_confbridgejoin(self, ev: AmiEvent) -> list[Change]:
+        return self._conference_member(ev, True)
+
+    def _on_confbridgeleave(self, ev: AmiEvent) -> list[Change]:
+        return self._conference_member(ev, False)
+
+    def _on_confbridgeend(self, ev: AmiEvent) -> list[Change]:
+        conf = self.conferences.pop(ev.get("Conference") or "", None)
+        if conf is None:
+            return []
+        conf.ended = True
+        return [Change("conference", conf.name, "end")]
 
     def _on_chanspystart(self, ev: AmiEvent) -> list[Change]:
         spyer = self._channel(ev, "Spyer")

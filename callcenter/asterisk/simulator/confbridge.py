@@ -78,8 +78,11 @@ def kick(pbx: Pbx, name: str, channel: str) -> str | None:
 def _leave(pbx: Pbx, conf: Conference, ch: Channel) -> None:
     if ch not in conf.users:
         return
-    if ch.bridge is conf.bridge:
-        pbx.leave_bridge(ch)
+    if ch.bridge is conf.bridge:  # the conference keeps its bridge until it ends
+        conf.bridge.channels.remove(ch)
+        ch.bridge = None
+        pbx.emit("BridgeLeave", [*conf.bridge.fields(), *ch.snap()])
+        ch.bridge_left.set()
     conf.users.remove(ch)
     conf.kicks.pop(ch.uniqueid, None)
     pbx.emit("ConfbridgeLeave", [*_user_fields(conf, ch), ("Admin", "No")])
