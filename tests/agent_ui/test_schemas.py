@@ -158,6 +158,19 @@ VALID = [
     {"type": "chat_end", "interaction_id": 7},
     {"type": "chat_transfer", "interaction_id": 7, "target_type": "queue", "target": "billing"},
     {"type": "chat_wrapup", "interaction_id": 7, "disposition": "resolved", "notes": "n", "ticket": None},
+    # email
+    {"type": "email", "v": 1, "interaction_id": 8, "ticket": "T-000009", "subject": "Invoice",
+     "customer_address": "ada@example.com", "messages": [
+         {"email_id": 1, "direction": "inbound", "status": "processed", "from": "ada@example.com",
+          "to": ["support@example.com"], "subject": "Invoice", "at": "2026-11-26T09:00:00+00:00",
+          "text": "Hi", "html": "<p>Hi</p>", "attachments": [
+              {"id": 1, "filename": "a.pdf", "content_type": "application/pdf", "size": 10}],
+          "problems": ["bad charset"], "auto": None}]},
+    {"type": "email_sent", "v": 1, "interaction_id": 8, "email_id": 2, "to": "ada@example.com",
+     "subject": "[T-000009] Re: Invoice", "message_id": "<x@example.com>", "at": "2026-11-26T09:00:00Z"},
+    {"type": "email_accept", "offer_id": "o-4"},
+    {"type": "email_reply", "interaction_id": 8, "body": "Hello"},
+    {"type": "email_done", "interaction_id": 8},
 ]
 
 
