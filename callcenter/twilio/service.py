@@ -49,7 +49,7 @@ from routing import Offer as RoutingOffer
 log = logging.getLogger(__name__)
 
 ENDED = ("completed", "canceled", "failed", "busy", "no-answer")
-NOT_CONNECTED = ("no-answer", "busy", "failed", "canceled")
+NOT_CONNECTED = ("no-answer", "busy", "failed")  # the agent's doing (canceled is the caller's or ours)
 KEEP_FINISHED = 10_000  # finished calls remembered for replays
 
 
@@ -259,7 +259,7 @@ class TwilioVoice:
         except asyncio.CancelledError:
             return  # the caller left
         v, call = self.voice, leg.call
-        if leg.mode != "queued" or call.state != "offered":
+        if leg.mode not in ("queued", "connecting") or call.state != "offered":
             return
         target = twiml.dial_target(agent.extension, self.options.agent_sip_domain)
         if target is None:
@@ -269,12 +269,8 @@ class TwilioVoice:
         leg.attempt += 1
         leg.target, leg.mode = target, "connecting"
         await v._event(call, "dial", agent=agent.username, target=target[1], carrier="twilio")
-        try:
-            await self.client.calls(leg.sid).update_async(
-                url=self.url(f"/twilio/connect?a={leg.attempt}"), method="POST")
-        except Exception as e:  # noqa: BLE001 - Twilio down or refusing: the wait URL says <Leave/>
-            leg.leave = True
-            await v._event(call, "redirect", ok=False, error=f"{type(e).__name__}: {e}"[:300])
+        if not await self._update(leg, f"/twilio/connect?a={leg.attempt}"):
+            leg.leave = True  # the wait URL answers <Leave/>; <Enqueue>'s action then dials
 
     # ------------------------------------------------------------------ connecting the agent
     async def connect(self, leg: Leg, a: int) -> str:
@@ -328,7 +324,11 @@ class TwilioVoice:
         """The agent leg's status callbacks: ringing, answered (in-progress), then completed."""
         async def make() -> str:
             v, call = self.voice, leg.call
-            if a != leg.attempt or call.offer is None:
+            if a != leg.attempt:
+                return ""
+            if call.offer is None or call.state == "queued":
+                if leg.mode == "connecting" and status in ("ringing", "in-progress", "answered"):
+                    await self._back_to_queue(leg)  # the offer was withdrawn while the phone rang
                 return ""
             if status == "ringing" and call.state == "offered":
                 call.state = "ringing"
@@ -342,6 +342,22 @@ class TwilioVoice:
             return ""
 
         await self.once(leg, f"agent:{a}:{status}", make)
+
+    async def _back_to_queue(self, leg: Leg) -> None:
+        """Take the caller off an agent leg that is no longer theirs (declined, console gone):
+        the REST update ends the <Dial>; the new URL puts the caller back in the Twilio queue."""
+        leg.attempt += 1
+        leg.mode, leg.target = "queued", None
+        await self._update(leg, f"/twilio/connect?a={leg.attempt}")
+
+    async def _update(self, leg: Leg, path: str) -> bool:
+        """Point the caller's live call at ``path`` (REST API); a failure goes on the timeline."""
+        try:
+            await self.client.calls(leg.sid).update_async(url=self.url(path), method="POST")
+            return True
+        except Exception as e:  # noqa: BLE001 - Twilio down or refusing
+            await self.voice._event(leg.call, "redirect", ok=False, error=f"{type(e).__name__}: {e}"[:300])
+            return False
 
     async def _not_connected(self, leg: Leg, status: str) -> None:
         """No answer, busy, failed: back to the queue with the place kept (the engine's decline)."""
@@ -358,6 +374,8 @@ class TwilioVoice:
                 return await self._current(leg)
             if status in NOT_CONNECTED:
                 await self._not_connected(leg, status)
+                return await self._current(leg)
+            if status == "canceled":
                 return await self._current(leg)
             if call.state in ("talking", "held"):
                 await v._ended(call, "agent", "")

@@ -43,7 +43,8 @@ async def running_twilio(database: Database, *, public: str | None = PUBLIC,
         settings = load_settings(env={
             "CC_TWILIO__ENABLED": "true", "CC_TWILIO__ACCOUNT_SID": ACCOUNT_SID,
             "CC_TWILIO__AUTH_TOKEN": AUTH_TOKEN, "CC_TWILIO__API_BASE_URL": rest_base,
-            "CC_TWILIO__AGENT_SIP_DOMAIN": SIP_DOMAIN, "CC_VOICE__ACK_TIMEOUT_S": "2", "CC_CHAT__ENABLED": "false",
+            "CC_TWILIO__AGENT_SIP_DOMAIN": SIP_DOMAIN, "CC_VOICE__ACK_TIMEOUT_S": "2",
+            "CC_CHAT__ENABLED": "false", "CC_EMAIL__ENABLED": "false",
             **({"CC_TWILIO__PUBLIC_BASE_URL": public} if public else {}), **env})
         app = init_app(settings, database=database, ivr_clock=lambda: WEEKDAY_NOON_NY)
         async with serve(app) as base, sim_twilio(base, public, rest) as tw:

@@ -98,7 +98,8 @@ async def test_no_answer_requeues_keeping_the_place_then_the_next_agent(database
         gone = await a1.next("offer_withdrawn", timeout=20)
         assert gone["reason"] == "no_answer"
         assert (await a1.next("agent_state", state="not_ready"))["reason"] == "no-answer"
-        a2 = await _ready(rc, store, "agent2")
+        a2 = await Console.open(rc.center, store, "agent2")
+        await a2.send("set_state", state="ready")
         offer2 = await a2.next("offer")
         assert offer2["interaction_id"] == offer["interaction_id"]
         await a2.send("ack_offer", offer_id=offer2["offer_id"])
@@ -136,3 +137,97 @@ async def test_abandon_while_queued_is_logged_with_the_wait(database):
     assert i.state == "abandoned" and i.ended_at is not None
     ev = [e for e in await store.timeline(i.id) if e.kind == "abandon"]
     assert ev and ev[0].ok is False and ev[0].data["wait_s"] >= 0
+
+
+async def test_rest_api_down_the_wait_url_answers_leave(database):
+    store = _store(database)
+    await seed_people(store)
+    async with running_twilio(database) as rc:
+        rc.twilio.rest.fail_next = 1  # the Calls API refuses the update once
+        console = await _ready(rc, store, "agent1")
+        call = rc.twilio.call(REGULAR_PHONE, digits=["1", "0"])
+        offer = await console.next("offer")
+        await console.send("ack_offer", offer_id=offer["offer_id"])
+        await console.next("contact_state", state="talking")
+        assert len(rc.twilio.rest.requests) == 1
+        assert ("wait:Leave", {}, "") in call.verbs
+        dequeued = [h for h in rc.twilio.webhooks if "/twilio/dequeued" in h.url]
+        assert dequeued and dequeued[0].params["QueueResult"] == "leave"
+        call.hangup()
+        await console.next("wrapup")
+        await call.wait_ended()
+    events = await store.timeline(offer["interaction_id"])
+    failed = [e for e in events if e.kind == "redirect"]
+    assert failed and failed[0].ok is False and "TwilioRestException" in failed[0].data["error"]
+    assert "answer" in [e.kind for e in events]
+
+
+async def test_hang_up_in_the_ivr_is_abandoned_with_the_path(database):
+    store = _store(database)
+    await seed_people(store)
+    async with running_twilio(database) as rc:
+        call = rc.twilio.call(REGULAR_PHONE, digits=["1"])  # English, then silence at the main menu
+        await call.gathered.get()
+        await call.gathered.get()
+        call.hangup()
+        await call.wait_ended()
+        i = await store.find_interaction(call.sid)
+        assert i is not None
+        i = await store.get_interaction(i.id)
+    assert i.state == "abandoned"
+    ivr = [e for e in await store.timeline(i.id) if e.kind == "ivr"][0]
+    assert ivr.data["result"] == "abandoned at main_menu"
+    assert i.ivr_path and i.ivr_path[-1]["event"] == "finished"
+
+
+async def test_decline_while_the_phone_rings_takes_the_caller_back_to_the_queue(database):
+    store = _store(database)
+    await seed_people(store, agents=2)
+    async with running_twilio(database, CC_TWILIO__DIAL_TIMEOUT_S="60") as rc:  # rings 1.2 s here
+        rc.twilio.agent(sip("1001"), answer_after=0.8)
+        a1 = await _ready(rc, store, "agent1")
+        call = rc.twilio.call(REGULAR_PHONE, digits=["1", "0"])
+        offer = await a1.next("offer")
+        await a1.send("ack_offer", offer_id=offer["offer_id"])
+        await a1.next("contact_state", state="ringing")
+        await a1.send("decline_offer", offer_id=offer["offer_id"])
+        await a1.next("offer_withdrawn")
+        # the agent's phone is answered anyway: the caller is taken back to the queue, not bridged
+        for _ in range(300):
+            if len(rc.twilio.rest.requests) == 2:
+                break
+            await asyncio.sleep(0.02)
+        assert rc.twilio.rest.requests[1]["form"]["Url"].endswith("/twilio/connect?a=2")
+        for _ in range(300):
+            if [v for v, _a, _t in call.verbs].count("Enqueue") == 2:
+                break
+            await asyncio.sleep(0.02)
+        assert [v for v, _a, _t in call.verbs].count("Enqueue") == 2
+        a2 = await Console.open(rc.center, store, "agent2")
+        await a2.send("set_state", state="ready")
+        offer2 = await a2.next("offer")
+        await a2.send("ack_offer", offer_id=offer2["offer_id"])
+        await a2.next("contact_state", state="talking")
+        call.hangup()
+        await a2.next("wrapup")
+    kinds = await _kinds(store, offer["interaction_id"])
+    assert kinds.count("answer") == 1 and "requeue" in kinds
+
+
+async def test_caller_hangs_up_while_the_agent_phone_rings(database):
+    store = _store(database)
+    await seed_people(store)
+    async with running_twilio(database) as rc:
+        rc.twilio.agent(sip("1001"), never_answer=True)
+        console = await _ready(rc, store, "agent1")
+        call = rc.twilio.call(REGULAR_PHONE, digits=["1", "0"])
+        offer = await console.next("offer")
+        await console.send("ack_offer", offer_id=offer["offer_id"])
+        await console.next("contact_state", state="ringing")
+        call.hangup()
+        gone = await console.next("offer_withdrawn")
+        assert gone["reason"] == "caller_abandoned"
+        await console.next("agent_state", state="ready")
+        await call.wait_ended()
+    i = await store.get_interaction(offer["interaction_id"])
+    assert i.state == "abandoned"
