@@ -202,9 +202,10 @@ async def record_outbound(db: Database, *, interaction_id: int | None, status: s
                           event: tuple[str, bool, Mapping[str, Any]] | None = None) -> int:
     """Store a message the center sent (or failed to send), with its timeline event, in one go."""
     async with db.session() as s, s.begin():
+        values: dict[str, Any] = {"refs": [], "to_addresses": [], "envelope_to": [], "problems": [],
+                                  **fields}
         m = EmailMessage(interaction_id=interaction_id, direction="outbound", status=status, source=source,
-                         raw=raw, size=len(raw), refs=[], to_addresses=[], envelope_to=[],
-                         problems=[], **dict(fields))
+                         raw=raw, size=len(raw), **values)
         s.add(m)
         await s.flush()
         if event is not None and interaction_id is not None:
