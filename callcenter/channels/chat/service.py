@@ -130,10 +130,12 @@ class WidgetLink:
         o = service.options
         self.bucket = TokenBucket(o.rate_per_session, o.burst_per_session, service.mono)
 
-    def put(self, msg: dict[str, Any]) -> None:
+    def put(self, msg: dict[str, Any], *, ack: bool = False) -> None:
+        """Queue a message for the socket. Stored messages go out once each, in order (a message
+        at or below the last one sent is dropped), except `ack`: the answer to a resend."""
         if self.closed:
             return
-        seq = msg.get("seq") if msg.get("type") == "message" else None
+        seq = msg.get("seq") if msg.get("type") == "message" and not ack else None
         if seq is not None:
             if self.hold is not None:
                 self.hold.append(msg)
@@ -449,7 +451,7 @@ class ChatService:
         if client_id in chat.client_seq:  # a resend: answer with the stored copy, store nothing
             stored = await self.log.by_client_id(chat.interaction_id, client_id)
             if stored is not None:
-                link.put(_msg("message", **self._view(stored)))
+                link.put(_msg("message", **self._view(stored)), ack=True)
                 return
         if not link.bucket.take() or not self.ip_limits.take(link.remote):
             raise MessageRefused("rate_limited", "you are sending messages too fast")
