@@ -617,7 +617,15 @@
     if (h) {
       try { h(m); } catch (e) { console.error("rendering " + m.type + " failed", e); }
     }
+    for (const listener of listeners) {
+      try { listener(m); } catch (e) { console.error("channel script on " + m.type + " failed", e); }
+    }
   }
+
+  // Channel scripts (email.js, …) loaded after this one see every server message after the
+  // console's own handler, and send on the console's socket.
+  const listeners = [];
+  window.ccConsole = { send, toast, on: (fn) => { listeners.push(fn); } };
 
   // ------------------------------------------------------------------ connection
   function setConnection(status, text) {
