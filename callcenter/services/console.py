@@ -35,6 +35,7 @@ class ConsoleService:
             "recording": self.recording,
             "consult": self.consult, "consult_complete": self.consult_complete,
             "consult_cancel": self.consult_cancel, "dial": self.dial,
+            "consult_conference": self.consult_conference, "conference_leave": self.conference_leave,
             "escalate": self.escalate,
         }
         hub.on_last_disconnect.append(self.console_closed)
@@ -252,6 +253,12 @@ class ConsoleService:
 
     async def consult_cancel(self, user: WebUser, msg: dict[str, Any]) -> None:
         await self.voice.consult_end(self._controlled(user, msg), "cancel")
+
+    async def consult_conference(self, user: WebUser, msg: dict[str, Any]) -> None:
+        await self.voice.conference.start(self._controlled(user, msg))
+
+    async def conference_leave(self, user: WebUser, msg: dict[str, Any]) -> None:
+        await self.voice.conference.leave(self._controlled(user, msg))
 
     async def submit_wrapup(self, user: WebUser, msg: dict[str, Any]) -> None:
         aid = self._agent(user)

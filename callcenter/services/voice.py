@@ -156,6 +156,8 @@ class VoiceService:
         # a watcher that returns False for a state keeps it from the store (callbacks.py retries)
         self.watchers: dict[int, Callable[[VoiceCall, str, dict[str, Any]], Awaitable[bool]]] = {}
         self.on_callback: Callable[[VoiceCall, Any], Awaitable[None]] | None = None  # IVR callback result
+        from callcenter.services.conference import ConferenceControl
+        self.conference = ConferenceControl(self)  # warm transfer -> three-way conference
 
     def agi_handlers(self) -> dict[str, Callable[[AgiSession], Awaitable[None]]]:
         return {"ivr": self.agi_ivr, "after-dial": self.agi_after_dial, "survey": self.agi_survey}
@@ -482,7 +484,11 @@ class VoiceService:
             await self._fallback_event(ev)
             return
         if name not in ("DialBegin", "DialEnd", "Hangup", "MusicOnHoldStart", "BridgeEnter",
-                        "MixMonitorStart", "MixMonitorStop", "OriginateResponse"):
+                        "MixMonitorStart", "MixMonitorStop", "OriginateResponse", "ConfbridgeJoin",
+                        "ConfbridgeLeave", "ConfbridgeEnd"):
+            return
+        if self.conference.watching(ev):  # ConfBridge events, hang-ups while in a conference
+            await self.conference.on_event(ev)
             return
         if name == "OriginateResponse" or (name == "DialBegin" and not ev.get("Channel")):
             await self._originate_event(ev)

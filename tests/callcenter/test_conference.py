@@ -1,0 +1,132 @@
+# ruff: noqa: E501
+"""Warm transfer -> three-way conference (ConfBridge), over the real console websocket against
+the simulated PBX (AMI over TCP), on SQLite and PostgreSQL. Every frame either way is checked
+against its JSON Schema; each step shows only after the PBX's ConfbridgeJoin/Leave."""
+from __future__ import annotations
+
+import pytest
+
+from tests.callcenter.test_call_controls import _talking
+from tests.callcenter.test_call_controls_2 import _all, _answer
+from tests.callcenter.test_console_ws import _store, cookie_for, open_console
+from tests.callcenter.voice_harness import REGULAR_PHONE, running_center, seed_people
+
+pytestmark = pytest.mark.timeout(90)
+NO_DEMO_SITE = {"CC_CHAT__DEMO_SITE_PORT": "0"}  # the chat demo's fixed port clashes across parallel runs
+
+
+async def _consulting(rc, a, iid: int) -> None:
+    await a.send("consult", interaction_id=iid, target_type="agent", target="agent2")
+    await _answer(rc, "1002")
+    await _all(a, ("contact_state", {"state": "held"}), ("consult_state", {"state": "dialing"}),
+               ("consult_state", {"state": "talking"}))
+
+
+async def _confbridge(rc, name: str) -> list[str]:
+    return [e.name for e in rc.sim.pbx.history if e.name.startswith("Confbridge") and e.get("Conference") == name]
+
+
+async def test_conference_agent_leaves_then_the_consulted_agent_owns_the_call(database, tmp_path):
+    store = _store(database)
+    await seed_people(store, agents=2)
+    async with running_center(database, CC_VOICE__RECORDINGS_DIR=str(tmp_path / "rec"), **NO_DEMO_SITE) as rc:
+        rc.sim.pbx.keep_history = True
+        ws, a = await open_console(rc.base, await cookie_for(rc.base, "agent1"))
+        call, iid = await _talking(rc, a, REGULAR_PHONE, ("2",))
+        ws2, b = await open_console(rc.base, await cookie_for(rc.base, "agent2"))
+        await b.next("hello")
+
+        # not before the consulted party answers; never by someone else
+        await a.send("consult_conference", interaction_id=iid, request_id="early")
+        assert (await a.next("error", request_id="early"))["code"] == "conflict"
+        await _consulting(rc, a, iid)
+        await b.send("consult_conference", interaction_id=iid, request_id="x")
+        assert (await b.next("error", request_id="x"))["code"] in ("forbidden", "not_found")
+
+        await a.send("consult_conference", interaction_id=iid)
+        _, active = await _all(a, ("contact_state", {"state": "talking"}), ("conference_state", {"state": "active"}))
+        assert active["parties"] == ["agent", "caller", "consulted"] and active["target"] == "agent2"
+        assert await _confbridge(rc, f"cc-{iid}") == ["ConfbridgeStart"] + ["ConfbridgeJoin"] * 3
+        # other controls wait until the conference is over
+        await a.send("hold", interaction_id=iid, request_id="h")
+        assert (await a.next("error", request_id="h"))["code"] == "conflict"
+
+        await a.send("conference_leave", interaction_id=iid)
+        left = await a.next("conference_state", state="left")
+        assert left["parties"] == ["caller", "consulted"]
+        await a.next("contact_state", state="ended")
+        await a.next("wrapup", interaction_id=iid)
+        await _all(b, ("contact_state", {"state": "talking", "interaction_id": iid}),
+                   ("conference_state", {"state": "active"}))
+        await a.send("submit_wrapup", interaction_id=iid, disposition="resolved", notes="Conferenced agent2")
+        await a.next("wrapup_saved", interaction_id=iid)
+
+        call.hangup()  # the caller leaves: the consulted agent is kicked (end_marked), the conference ends
+        await b.next("conference_state", state="ended")
+        await b.next("contact_state", state="ended")
+        await b.next("wrapup", interaction_id=iid)
+        await b.send("submit_wrapup", interaction_id=iid, disposition="resolved", notes="Done")
+        await b.next("wrapup_saved", interaction_id=iid)
+        assert (await _confbridge(rc, f"cc-{iid}"))[-1] == "ConfbridgeEnd"
+        await ws2.close()
+        await ws.close()
+    timeline = await store.timeline(iid)
+    kinds = [e.kind for e in timeline]
+    assert kinds.index("consult_answered") < kinds.index("conference") < kinds.index("conference_end")
+    joins = [e.data["role"] for e in timeline if e.kind == "conference_join"]
+    assert sorted(joins) == ["agent", "caller", "consulted"]
+    leaves = [e.data["role"] for e in timeline if e.kind == "conference_leave"]
+    assert leaves[:1] == ["agent"] and "caller" in leaves
+    assert kinds.count("wrapup") == 2 and "routing_refused" not in kinds
+    assert (await store.get_interaction(iid)).agent_id == (await store.get_user("agent2")).id
+
+
+async def test_conference_ends_when_the_caller_leaves(database, tmp_path):
+    store = _store(database)
+    await seed_people(store, agents=2)
+    async with running_center(database, CC_VOICE__RECORDINGS_DIR=str(tmp_path / "rec"), **NO_DEMO_SITE) as rc:
+        ws, a = await open_console(rc.base, await cookie_for(rc.base, "agent1"))
+        call, iid = await _talking(rc, a, REGULAR_PHONE, ("2",))
+        await _consulting(rc, a, iid)
+        await a.send("consult_conference", interaction_id=iid)
+        await a.next("conference_state", state="active")
+        call.hangup()
+        ended = await a.next("conference_state", state="ended")
+        assert ended["parties"] == []
+        await a.next("contact_state", state="ended")
+        await a.next("wrapup", interaction_id=iid)
+        await a.send("conference_leave", interaction_id=iid, request_id="late")
+        assert (await a.next("error", request_id="late"))["code"] in ("conflict", "not_found")
+        await a.send("submit_wrapup", interaction_id=iid, disposition="resolved", notes="Three-way")
+        await a.next("wrapup_saved", interaction_id=iid)
+        # agent2's phone was hung up by the conference's end (end_marked), not left ringing/talking
+        assert not rc.sim.pbx.device_channels("1002")
+        await ws.close()
+    kinds = [e.kind for e in await store.timeline(iid)]
+    assert kinds.count("conference_join") == 3 and kinds.count("conference_leave") == 3
+    assert kinds.index("conference") < kinds.index("conference_end") < kinds.index("wrapup")
+    hangup = [e for e in await store.timeline(iid) if e.kind == "hangup"]
+    assert hangup and hangup[-1].data["by"] == "caller"
+
+
+async def test_conference_refused_by_the_pbx_changes_nothing(database, tmp_path):
+    store = _store(database)
+    await seed_people(store, agents=2)
+    async with running_center(database, CC_VOICE__RECORDINGS_DIR=str(tmp_path / "rec"), **NO_DEMO_SITE) as rc:
+        ws, a = await open_console(rc.base, await cookie_for(rc.base, "agent1"))
+        call, iid = await _talking(rc, a, REGULAR_PHONE, ("2",))
+        await _consulting(rc, a, iid)
+        del rc.sim.pbx.dialplan.contexts["cc-conference"]  # a PBX without the shipped context
+        await a.send("consult_conference", interaction_id=iid, request_id="r")
+        err = await a.next("error", request_id="r")
+        assert err["code"] == "invalid" and "Extension does not exist" in err["message"]
+        # still consulting: the agent can complete the warm transfer as before
+        assert rc.center.voice.calls[iid].consult is not None
+        await a.send("consult_cancel", interaction_id=iid)
+        await a.next("consult_state", state="ended")
+        await a.next("contact_state", state="talking")
+        call.hangup()
+        await a.next("wrapup", interaction_id=iid)
+        await ws.close()
+    events = [(e.kind, e.ok) for e in await store.timeline(iid)]
+    assert ("conference", False) in events and ("conference", True) not in events
