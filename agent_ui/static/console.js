@@ -51,6 +51,7 @@
     contactState: null,   // last contact_state.state for interactionId
     recording: null,      // last recording_state.state for interactionId (PBX-confirmed)
     consult: null,        // last consult_state message while a consultation is under way
+    conference: null,     // last conference_state while a three-way conference is active
     card: null,
     wrapup: null,         // the wrapup message while in wrap-up
   };
@@ -188,6 +189,7 @@
     cs.dataset.state = "none"; cs.textContent = "";
     view.recording = null;
     view.consult = null;
+    view.conference = null;
     renderSoftphone();
   }
 
@@ -198,7 +200,7 @@
     $("answer").disabled = !(view.interactionId && st === "ringing");
     $("hangup").disabled = !(view.interactionId && (st === "ringing" || st === "talking" || st === "held"));
     // call controls: enabled from the PBX-confirmed state only (nothing is optimistic)
-    $("hold").disabled = !(view.interactionId && st === "talking");
+    $("hold").disabled = !(view.interactionId && st === "talking" && !view.conference);
     $("retrieve").disabled = !(view.interactionId && st === "held");
     show($("hold"), voice && st !== "held");
     show($("retrieve"), voice && st === "held");
@@ -213,6 +215,11 @@
     show($("consult"), !!cons);
     $("consult-state").textContent = cons ? "Consulting " + cons.target + ": " + cons.state : "";
     $("consult-complete").disabled = !(cons && cons.state === "talking");
+    $("consult-conference").disabled = !(cons && cons.state === "talking");
+    const conf = live ? view.conference : null;  // shown once ConfbridgeJoin confirmed all three
+    show($("conference"), !!conf);
+    $("conference-state").textContent = conf ? "Conference with " + conf.target + " (" + conf.parties.join(", ") + ")" : "";
+    if (conf) { show($("consult-form"), false); show($("escalate-form"), false); show($("transfer-form"), false); }
     show($("recording-pause"), rec === "recording");
     show($("recording-resume"), rec === "paused");
     $("decline-offer").disabled = !(view.offer && (st === null || st === "ringing"));
@@ -488,6 +495,12 @@
   $("consult-cancel").addEventListener("click", () => {
     if (view.interactionId) send({ type: "consult_cancel", interaction_id: view.interactionId });
   });
+  $("consult-conference").addEventListener("click", () => {
+    if (view.interactionId) send({ type: "consult_conference", interaction_id: view.interactionId });
+  });
+  $("conference-leave").addEventListener("click", () => {
+    if (view.interactionId) send({ type: "conference_leave", interaction_id: view.interactionId });
+  });
   $("recording-pause").addEventListener("click", () => {
     if (view.interactionId) send({ type: "recording", interaction_id: view.interactionId, action: "pause" });
   });
@@ -588,6 +601,13 @@
       if (view.interactionId !== null && m.interaction_id !== view.interactionId) return;
       view.consult = (m.state === "dialing" || m.state === "talking") ? m : null;
       if (m.state === "failed") toast("The consultation was not answered", "error");
+      renderSoftphone();
+    },
+    conference_state(m) {
+      if (view.interactionId !== null && m.interaction_id !== view.interactionId) return;
+      view.conference = m.state === "active" ? m : null;
+      if (m.state === "active") view.consult = null;  // the consultation became the conference
+      if (m.state === "left") toast("You left the conference", "info");
       renderSoftphone();
     },
     recording_state(m) {
