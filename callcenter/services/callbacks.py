@@ -172,8 +172,9 @@ class CallbackService:
             await self.crm.append_event(call.interaction_id, "callback_scheduled", ok=False, data={
                 "error": "not a valid phone number", "digits": str(result.number)[-4:]})
             return
+        queue = result.queue if result.queue in self.runner.engine.config.queues else None  # else default
         try:
-            cb = await self.schedule(number=number, origin="ivr", queue=result.queue or None,
+            cb = await self.schedule(number=number, origin="ivr", queue=queue,
                                      customer_id=call.customer_id, origin_interaction_id=call.interaction_id,
                                      by="ivr")
         except (MessageRefused, CrmError) as e:
