@@ -34,6 +34,8 @@ def check_text(text: object, max_chars: int) -> str:
         raise ContentRefused("invalid", "the message is empty")
     if len(text) > max_chars:
         raise ContentRefused("too_large", f"a message is at most {max_chars} characters")
+    if "\x00" in text:  # no database stores it in text, and no one types it
+        raise ContentRefused("invalid_text", "the message contains a NUL character")
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:  # lone surrogates ("\udc80") from JSON escapes
