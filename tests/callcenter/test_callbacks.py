@@ -6,12 +6,14 @@ the simulated PBX (AMI and FastAGI over TCP), on SQLite and PostgreSQL. The sche
 is injected and driven by the test (`tick()`), never by sleeping."""
 from __future__ import annotations
 
+import dataclasses
 import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from crm_core.callbacks import CallbackStore
+from routing import OfferCallbackStep
 from tests.callcenter.test_console_ws import _store, cookie_for, open_console
 from tests.callcenter.voice_harness import REGULAR_PHONE, running_center, seed_people
 
@@ -244,3 +246,27 @@ async def test_schedule_callback_refusals(database):
         assert (await c.next("error", request_id="a"))["code"] == "not_found"
         await ws.close()
     assert await CallbackStore(database).list_open() == []
+
+
+async def test_routing_escalation_offers_a_callback_the_caller_takes_it(database):
+    store = _store(database)
+    people = await seed_people(store, agents=1)
+    async with running_center(database, **ENV) as rc:
+        # The general queue's escalation policy offers a callback after half a second of waiting.
+        queues = rc.center.runner.engine.config.queues
+        queues["general"] = dataclasses.replace(queues["general"], escalation=(OfferCallbackStep(0.5),))
+        # English, "0" for an agent (nobody is ready), then "1" when offered a callback.
+        call = rc.sim.call(REGULAR_PHONE, digits=["1", "0", "1"])
+        await call.wait_hangup(timeout=20)
+        inbound = int(call.vars["CC_INTERACTION"])
+    tl = await store.timeline(inbound)
+    kinds = [e.kind for e in tl]
+    assert _subsequence(["queue", "offercallback", "callback_offered", "callback_scheduled", "end"], kinds), \
+        " ".join(kinds)
+    i = await store.get_interaction(inbound)
+    assert i.state == "wrapup_done" and i.answered_at is None
+    sched = next(e for e in tl if e.kind == "callback_scheduled")
+    cb = await CallbackStore(database).get(sched.data["callback_id"])
+    assert (cb.origin, cb.number, cb.queue) == ("escalation", REGULAR_PHONE, "general")
+    assert cb.status == "scheduled"
+    assert cb.customer_id == people["regular"].id and cb.origin_interaction_id == inbound
