@@ -84,6 +84,7 @@ async def add_user(settings: Settings, args: argparse.Namespace, password: str,
         user = await store.create_user(
             args.username, password, roles=[args.role], display_name=args.name, team=args.team,
             extension=args.extension, skills=skills, actor="cli",
+            capacities=getattr(args, "capacities", None) or None,
         )
         return user.id
     finally:

@@ -79,6 +79,8 @@ def _parser() -> argparse.ArgumentParser:
     add.add_argument("--extension", help="agent phone, e.g. PJSIP/1001")
     add.add_argument("--skill", action="append", default=[], metavar="NAME=LEVEL",
                      help="skill with proficiency 1-10 (repeatable)")
+    add.add_argument("--capacity", action="append", default=[], metavar="CHANNEL=N",
+                     help="contacts at once per channel: voice (default 1), chat, email (default 0)")
     add.add_argument("--password-stdin", action="store_true",
                      help="read the password from standard input (else CC_USER_PASSWORD or a prompt)")
     add.set_defaults(func=cmd_users_add)
@@ -204,6 +206,12 @@ def cmd_users_add(settings: Settings, args: argparse.Namespace) -> int:
         if not name or not level.isdigit():
             raise CliError(f"--skill {item!r}: expected NAME=LEVEL with LEVEL 1-10")
         skills[name] = int(level)
+    args.capacities = {}
+    for item in args.capacity:
+        channel, _, n = item.partition("=")
+        if channel not in ("voice", "chat", "email") or not n.isdigit():
+            raise CliError(f"--capacity {item!r}: expected voice=N, chat=N or email=N")
+        args.capacities[channel] = int(n)
     user_id = asyncio.run(add_user(settings, args, password, skills))
     print(f"callcenter: user {args.username!r} created (id {user_id}, role {args.role})")
     return 0

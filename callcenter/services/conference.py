@@ -93,6 +93,23 @@ class ConferenceControl:
                                [make_action("Hangup", Channel=conf.channels["agent"], Cause=16)],
                                pending=False, role="agent")
 
+    async def supervisor_target(self, username: str) -> dict[str, Any]:
+        """A consultation with a supervisor: a user with the supervisor role and an extension
+        (supervisors take no routed calls, so they are not in the agent directory)."""
+        from callcenter.services.agents import Agent
+        from crm_core.errors import CrmError
+
+        try:
+            user = await self.voice.store.get_user(username)
+        except CrmError:
+            user = None
+        if user is None or "supervisor" not in user.roles or user.disabled:
+            raise MessageRefused("not_found", f"no supervisor {username!r}")
+        dial = Agent(user.id, user.username, user.display_name, user.extension).dial_string
+        if dial is None:
+            raise MessageRefused("not_found", f"supervisor {username!r} has no phone extension")
+        return {"target_type": "supervisor", "target": user.username, "dial": dial}
+
     # ------------------------------------------------------------------ AMI
     def watching(self, ev: AmiEvent) -> bool:
         """Events this module takes: ConfBridge events, and hang-ups of a conference's call."""

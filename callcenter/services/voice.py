@@ -853,7 +853,8 @@ class VoiceService:
         self._ready_for(call, ("talking",), "put on hold for a consultation")
         if call.consult is not None:
             raise MessageRefused("conflict", "a consultation is already under way")
-        c = self._consult_target(call, target_type, target)
+        c = (await self.conference.supervisor_target(target) if target_type == "supervisor"
+             else self._consult_target(call, target_type, target))
         c["state"] = "starting"
         call.consult, call.pending = c, "consult"
         try:
@@ -963,10 +964,9 @@ class VoiceService:
             if dest is not None:
                 await self._state(call, "answered", agent_id=dest.user_id)
             self._contact_state(call, "talking")
-        else:
-            call.state, call.agent_id, call.agent_leg, call.agent_channel = "done", None, None, None
-            await self._state(call, "ended")
-            self._forget(call)
+        else:  # a supervisor or an external number: tracked without an agent until the call ends
+            call.agent_id, call.agent_leg, call.agent_channel = None, c.get("uniqueid"), c.get("channel")
+            call.state, call.outside_routing = "talking", True
 
     def _consult_state(self, call: VoiceCall, state: str, c: dict[str, Any] | None = None) -> None:
         c = c if c is not None else (call.consult or {})
@@ -1137,6 +1137,9 @@ class VoiceService:
                 await self._event(call, "routing_refused", ok=False, error=str(e))
             self._send_wrapup(call)
             self.directory.push_state(aid)
+        else:  # nobody to wrap up (handed to a supervisor or an external number)
+            call.state = "done"
+            self._forget(call)
 
     def _send_wrapup(self, call: VoiceCall) -> None:
         agent = self.directory.agents.get(call.agent_id or "")

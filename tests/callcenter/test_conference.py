@@ -4,6 +4,8 @@ the simulated PBX (AMI over TCP), on SQLite and PostgreSQL. Every frame either w
 against its JSON Schema; each step shows only after the PBX's ConfbridgeJoin/Leave."""
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from tests.callcenter.test_call_controls import _talking
@@ -130,3 +132,44 @@ async def test_conference_refused_by_the_pbx_changes_nothing(database, tmp_path)
         await ws.close()
     events = [(e.kind, e.ok) for e in await store.timeline(iid)]
     assert ("conference", False) in events and ("conference", True) not in events
+
+
+async def test_warm_transfer_to_a_supervisor_with_an_extension(database, tmp_path):
+    """Supervisors take no routed calls (they are not in the agent directory), but one with an
+    extension can be consulted and take the call over; the interaction stays open until the
+    caller hangs up."""
+    store = _store(database)
+    await seed_people(store, agents=1)
+    await store.create_user("sue", "agent-password", roles=["supervisor"], display_name="Sue Visor",
+                            extension="1900")
+    await store.create_user("norm", "agent-password", roles=["supervisor"], display_name="No Phone")
+    async with running_center(database, CC_VOICE__RECORDINGS_DIR=str(tmp_path / "rec"), **NO_DEMO_SITE) as rc:
+        rc.sim.agent("1900", manual=True)
+        ws, a = await open_console(rc.base, await cookie_for(rc.base, "agent1"))
+        call, iid = await _talking(rc, a, REGULAR_PHONE, ("2",))
+        for who, rid in (("agent1", "s1"), ("norm", "s2"), ("nobody", "s3")):
+            await a.send("consult", interaction_id=iid, target_type="supervisor", target=who, request_id=rid)
+            assert (await a.next("error", request_id=rid))["code"] == "not_found"
+        await a.send("consult", interaction_id=iid, target_type="supervisor", target="sue")
+        await _answer(rc, "1900")
+        await _all(a, ("contact_state", {"state": "held"}), ("consult_state", {"state": "talking", "target": "sue"}))
+        await a.send("consult_complete", interaction_id=iid)
+        await a.next("consult_state", state="ended")
+        await a.next("contact_state", state="ended")
+        await a.next("wrapup", interaction_id=iid)
+        await a.send("submit_wrapup", interaction_id=iid, disposition="resolved", notes="To Sue")
+        await a.next("wrapup_saved", interaction_id=iid)
+        assert iid in rc.center.voice.calls  # still tracked: Sue talks with the caller
+        call.hangup()
+        await call.wait_hangup(10)
+        for _ in range(200):
+            if iid not in rc.center.voice.calls:
+                break
+            await asyncio.sleep(0.01)
+        assert iid not in rc.center.voice.calls
+        await ws.close()
+    timeline = await store.timeline(iid)
+    kinds = [e.kind for e in timeline]
+    assert kinds.index("consult") < kinds.index("consult_answered") < kinds.index("complete") < kinds.index("hangup")
+    assert [e.data.get("target") for e in timeline if e.kind == "complete"] == ["sue"]
+    assert (await store.get_interaction(iid)).state == "ended"
