@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import xml.etree.ElementTree as ET
 
+import aiohttp
 import pytest
 from sqlalchemy import func, select
 from twilio.request_validator import RequestValidator
@@ -71,9 +72,15 @@ async def test_bad_signatures_get_403_are_logged_and_change_nothing(database, ca
                 "X-Forwarded-Host": "evil.example.com", "X-Forwarded-Proto": "https",
                 "Host": "evil.example.com"}) as r:
             assert r.status == 403
+        # a multipart form with a file is never Twilio's, whatever its signature says
+        form = aiohttp.FormData(_params("CA" + "5" * 32))
+        form.add_field("Digits", b"123", filename="x.bin")
+        async with tw.session.post(tw.local_base + "/twilio/voice", data=form, headers={
+                "X-Twilio-Signature": tw.validator.compute_signature(url, _params("CA" + "5" * 32))}) as r:
+            assert r.status == 403
         assert await _interactions(store) == before
         refused = [r for r in caplog.records if "refused /twilio/voice" in r.getMessage()]
-        assert len(refused) == len(cases) + 2
+        assert len(refused) == len(cases) + 3
         assert any("missing signature" in r.getMessage() for r in refused)
         assert all(tw.validator.token.decode() not in r.getMessage() for r in caplog.records)
 
