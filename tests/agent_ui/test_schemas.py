@@ -130,6 +130,7 @@ VALID = [
     {"type": "schedule_callback", "customer_id": 5, "at": "2026-11-26T15:00:00Z", "note": "after 3pm"},
     {"type": "schedule_callback", "number": "+12025550100", "queue": "billing", "request_id": "s1"},
     {"type": "ack_alert", "alert_id": 4},
+    {"type": "alert_cleared", "v": 1, "alert_id": 4, "by": "sue"},
     {"type": "callback_scheduled", "v": 1, "callback_id": 3, "interaction_id": 9, "customer_id": None,
      "number": "+12025550100", "queue": "billing", "due_at": "2026-11-26T15:00:00+00:00", "max_attempts": 3},
     {"type": "callback_state", "v": 1, "callback_id": 3, "interaction_id": 9, "state": "retry",
