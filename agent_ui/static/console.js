@@ -183,6 +183,8 @@
     show($("reasons-panel"), false);
     show($("wrapup"), false);
     show($("handoff"), false);
+    show($("callback-offer"), false);
+    show($("accept-callback"), false);
     show($("idle"), true);
     $("search-results").textContent = "";
     const cs = $("contact-state");
@@ -250,6 +252,15 @@
       ? "Transferred by " + (m.transfer.from || "another agent") + (m.transfer.notes ? ": " + m.transfer.notes : "")
       : "";
     show(handoff, !!m.transfer);
+    // A callback: nothing rings until the agent chooses "Call back now" (accept_callback).
+    const cb = m.kind === "callback" ? m.callback : null;
+    $("callback-offer").textContent = cb
+      ? "Callback to " + cb.number + " · attempt " + cb.attempt + " of " + cb.max_attempts +
+        (cb.last_outcome ? " · last: " + cb.last_outcome.replace("_", " ") : "") + (cb.note ? " · " + cb.note : "")
+      : "";
+    show($("callback-offer"), !!cb);
+    show($("accept-callback"), !!cb);
+    $("accept-callback").disabled = !cb;
     renderSoftphone();
     // The pop is on screen: the PBX may now ring our phone.
     send({ type: "ack_offer", offer_id: m.offer_id });
@@ -479,6 +490,21 @@
     const number = ev.target.elements.number.value.trim();
     if (number) send({ type: "dial", number });  // contact_state follows when the PBX confirms
   });
+  $("accept-callback").addEventListener("click", () => {
+    if (!view.offer || view.offer.kind !== "callback") return;
+    // stays enabled only if the server refuses; contact_state follows when the PBX confirms
+    if (send({ type: "accept_callback", offer_id: view.offer.offer_id },
+             () => { $("accept-callback").disabled = false; })) $("accept-callback").disabled = true;
+  });
+  $("callback-form").addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    if (!view.card) return;
+    const f = ev.target.elements;
+    const msg = { type: "schedule_callback", customer_id: view.card.customer.id };
+    if (f.at.value) msg.at = new Date(f.at.value).toISOString();  // local time -> UTC
+    if (f.note.value.trim()) msg.note = f.note.value.trim();
+    send(msg);
+  });
   $("dial-customer").addEventListener("click", () => {
     if (view.card && !view.interactionId) send({ type: "dial", customer_id: view.card.customer.id });
   });
@@ -588,6 +614,8 @@
       if (m.server_time) view.skewMs = new Date(m.server_time).getTime() - Date.now();
       buildStateSelect();
       clearContact();  // the resume messages that follow rebuild the view
+      $("alerts").textContent = "";  // a supervisor's open alerts come again
+      show($("alerts-panel"), false);
       renderAgentState();
     },
     agent_state(m) {
@@ -619,6 +647,32 @@
     wrapup_saved: onWrapupSaved,
     customer: onCustomer,
     search_results: onSearchResults,
+    callback_scheduled(m) {
+      toast("Callback to " + m.number + " scheduled for " + fmtTime(m.due_at) + ".", "ok");
+    },
+    callback_state(m) {
+      if (m.state === "retry") toast("Callback not reached (" + m.outcome.replace("_", " ") + "); next try " + fmtTime(m.next_at) + ".", "warn");
+      if (m.state === "failed") toast("Callback given up after " + m.attempts + " attempts (" + m.outcome.replace("_", " ") + ").", "warn");
+      if (m.state !== "connected" && view.interactionId === m.interaction_id) clearContact();
+    },
+    alert(m) {
+      const list = $("alerts");
+      const item = el("li", { dataset: { alert: String(m.alert_id) } }, fmtTime(m.at) + " · " + m.message);
+      const ack = el("button", { type: "button", class: "btn btn-ghost btn-small" }, "Acknowledge");
+      ack.addEventListener("click", () => {
+        // removed when the server confirms (alert_cleared); an error re-enables the button
+        if (send({ type: "ack_alert", alert_id: m.alert_id }, () => { ack.disabled = false; })) ack.disabled = true;
+      });
+      item.appendChild(ack);
+      list.appendChild(item);
+      show($("alerts-panel"), true);
+      toast(m.message, "warn");
+    },
+    alert_cleared(m) {
+      const item = document.querySelector('[data-testid="alerts"] [data-alert="' + m.alert_id + '"]');
+      if (item) item.remove();
+      show($("alerts-panel"), $("alerts").children.length > 0);
+    },
     error(m) {
       toast(m.message, "error");
     },

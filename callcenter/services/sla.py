@@ -115,7 +115,10 @@ class SlaService:
         alert_id = msg.get("alert_id")
         if not isinstance(alert_id, int):
             raise MessageRefused("invalid", "alert_id must be a number")
-        await self.store.ack_alert(alert_id, user.id, at=self.utc())
+        if await self.store.ack_alert(alert_id, user.id, at=self.utc()):  # stored, then every console
+            for uid in list(self.supervisors):
+                if self.hub.connected(uid):
+                    self.hub.send(uid, "alert_cleared", alert_id=alert_id, by=user.username)
 
 
 def install(center: Any, settings: Any = None, *, utc: Callable[[], datetime] | None = None) -> SlaService:

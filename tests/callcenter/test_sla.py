@@ -84,6 +84,8 @@ async def test_tickets_near_their_sla_are_escalated_and_supervisors_alerted(data
         assert [a["ticket"] for a in stored][0] == request.number
         assert stored[0]["alert_id"] == alert["alert_id"]
         await boss.send("ack_alert", alert_id=alert["alert_id"])
+        for console in (boss, sup):  # stored, then every connected supervisor is told
+            assert (await console.next("alert_cleared", alert_id=alert["alert_id"]))["by"] == "boss"
         await agent.send("ack_alert", alert_id=alert["alert_id"], request_id="no")
         assert (await agent.next("error", request_id="no"))["code"] == "forbidden"
         await boss.send("ack_alert", alert_id=999999, request_id="nf")
