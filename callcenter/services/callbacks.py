@@ -69,6 +69,7 @@ class Live:
     originate_reason: str | None = None  # OriginateResponse Failure: the agent's phone
     answered: bool = False
     finished: bool = False  # the attempt's outcome is settled
+    message: dict[str, Any] | None = None  # the offer as sent (sent again to a console that comes back)
 
 
 class CallbackService:
@@ -283,6 +284,7 @@ class CallbackService:
             "callback": {"callback_id": cb.id, "number": cb.number, "attempt": cb.attempts + 1,
                          "max_attempts": cb.max_attempts, "origin": cb.origin, "note": cb.note,
                          "last_outcome": cb.last_outcome}}
+        live.message = message
         if not self.hub.send(agent.user_id, "offer", **message):
             await self.crm.append_event(cb.interaction_id, "offer_undelivered", ok=False,
                                         data={"agent": agent.username})
@@ -313,6 +315,14 @@ class CallbackService:
             await self.runner.handle(OfferDeclined(live.contact_id, live.agent_id, no_answer=no_answer))
         except RoutingError as e:
             await self._refused(live.cb.interaction_id, e)
+
+    async def console_connected(self, user: WebUser, link: Any) -> None:
+        """A console that comes back gets its pending callback offer again."""
+        from callcenter.facade import PROTOCOL_VERSION
+
+        for live in list(self.live.values()):
+            if live.agent_id == str(user.id) and live.offer_id is not None and live.message is not None:
+                link.put({"type": "offer", "v": PROTOCOL_VERSION, **live.message})
 
     # ------------------------------------------------------------------ the agent accepts: dial
     async def accept(self, user: WebUser, offer_id: str) -> None:
@@ -529,6 +539,7 @@ def install(center: Any, settings: Any = None, *,
     center.callbacks = svc
     center.performers.append(svc)
     center.voice.on_callback = svc.from_ivr
+    center.on_console_connect.append(svc.console_connected)
     handlers = center.console.handlers
     ack, decline = handlers["ack_offer"], handlers["decline_offer"]
 

@@ -78,6 +78,11 @@ async def test_ivr_callback_offered_to_an_agent_accepted_and_connected(database)
         assert await cbs.tick() == 1
         offer = await c.next("offer")
         assert offer["kind"] == "callback" and offer["interaction_id"] == cb.interaction_id
+        # a console that reloads gets the pending callback offer again
+        await ws.close()
+        ws, c = await open_console(rc.base, await cookie_for(rc.base, "agent1"))
+        again = await c.next("offer")
+        assert again["offer_id"] == offer["offer_id"] and again["callback"] == offer["callback"]
         assert offer["caller"] == REGULAR_PHONE and offer["callback"]["origin"] == "ivr"
         assert offer["callback"]["attempt"] == 1 and offer["callback"]["max_attempts"] == 3
         assert offer["pop"]["known"] and offer["pop"]["card"]["customer"]["name"] == "Rob Regular"
