@@ -57,6 +57,7 @@ async def seed_people(store: CrmStore, agents: int = 1) -> dict[str, Any]:
 async def running_center(database: Database, **env: str) -> AsyncIterator[Running]:
     settings = load_settings(env={"CC_DEMO__ENABLED": "true", "CC_DEMO__CALLS_PER_MINUTE": "0",
                                   "CC_DEMO__TIME_SCALE": "0.02", "CC_VOICE__ACK_TIMEOUT_S": "2",
+                                  "CC_CHAT__DEMO_SITE_PORT": "",  # no demo shop page on a fixed port
                                   **env})
     app = init_app(settings, database=database, ivr_clock=lambda: WEEKDAY_NOON_NY)
     async with serve(app) as base:
