@@ -103,9 +103,12 @@ class CallbackService:
             self._loop = asyncio.get_running_loop().create_task(self._run())
 
     async def _run(self) -> None:
-        await self.store.reset_in_flight()
+        first = True
         while True:
             try:
+                if first:
+                    await self.store.reset_in_flight()
+                    first = False
                 await self.tick()
             except asyncio.CancelledError:
                 raise
