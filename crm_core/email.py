@@ -246,5 +246,19 @@ async def get_attachment(db: Database, attachment_id: int) -> tuple[EmailAttachm
 __all__ = [
     "EmailAttachment", "EmailMessage", "ImapTaken", "Received", "add_attachments", "attachments_of",
     "emails_of", "find_by_message_ids", "get_attachment", "get_email", "latest_in_ticket", "receive",
-    "record_outbound", "taken_uids", "thread", "update_email",
+    "record_outbound", "taken_uids", "thread", "unfinished", "update_email",
 ]
+
+
+async def unfinished(db: Database, limit: int = 10_000) -> list[tuple[EmailMessage, str]]:
+    """Inbound emails whose interaction never reached an agent (state new, queued or offered),
+    oldest first, with that state: after a restart they are processed or routed again."""
+    states = ("new", "queued", "offered")
+    async with db.session() as s:
+        rows = (await s.execute(
+            select(EmailMessage, Interaction.state)
+            .join(Interaction, Interaction.id == EmailMessage.interaction_id)
+            .where(EmailMessage.direction == "inbound", Interaction.channel == "email",
+                   Interaction.state.in_(states))
+            .order_by(EmailMessage.id).limit(limit))).all()
+    return [(m, st) for m, st in rows]

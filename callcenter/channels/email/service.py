@@ -220,6 +220,36 @@ class EmailService:
                                        parsed.subject, next(iter(self.runner.engine.config.queues)))
         await self._route(contact)
 
+    async def recover(self) -> int:
+        """After a restart: emails stored but never processed are processed now; emails that were
+        waiting for an agent (queued, or offered when the center stopped) are routed again."""
+        n = 0
+        for row, state in await mail.unfinished(self.store.db):
+            if row.interaction_id is None or row.interaction_id in self.contacts:
+                continue
+            n += 1
+            if state == "new" or row.status == "received":
+                await self._event(row.interaction_id, "recovered", state=state, step="process")
+                self.inbox.put_nowait(mail.Received(row.id, row.interaction_id))
+                continue
+            try:
+                i = await self.store.get_interaction(row.interaction_id)
+                customer = await self.store.get_customer(i.customer_id) if i.customer_id else None
+                ticket = await self.store.get_ticket(row.ticket_id) if row.ticket_id else None
+            except CrmError as e:
+                await self._event(row.interaction_id, "recovered", ok=False, error=str(e)[:300])
+                continue
+            queues = self.runner.engine.config.queues
+            queue = i.queue if i.queue in queues else (self.options.queue if self.options.queue in queues
+                                                        else next(iter(queues)))
+            contact = EmailContact(row.interaction_id, row.id, row.thread_id or row.id, row.ticket_id,
+                                   ticket.number if ticket else None, customer.id if customer else None,
+                                   customer.tier if customer else "regular", row.from_address,
+                                   row.subject or "", queue)
+            await self._event(row.interaction_id, "recovered", state=state, step="route")
+            await self._route(contact)
+        return n
+
     async def _customer(self, iid: int, parsed: Parsed) -> Any:
         addr = parsed.from_address
         if not addr:

@@ -53,6 +53,9 @@ async def email_ctx(app: web.Application) -> AsyncIterator[None]:
     e = s.email
     service = attach(app[CENTER], s)
     app[EMAIL] = service
+    recovered = await service.recover()
+    if recovered:
+        log.info("email: %d emails from before the restart processed or routed again", recovered)
     server = None
     poller_task = None
     if e.smtp_enabled:

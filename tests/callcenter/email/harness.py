@@ -30,6 +30,7 @@ from callcenter.keys import CENTER
 from callcenter.services.center import Center
 from callcenter.settings import load_settings
 from crm_core.db import Database
+from crm_core.errors import NotFound
 from crm_core.store import CrmStore
 from tests.http import serve
 from tests.services import REQUIRE, need
@@ -92,6 +93,11 @@ async def seed(store: CrmStore, agents: int = 1, capacity: int = 2) -> None:
     data = {k: v for k, v in load_seed(load_settings(env={})).items() if k != "admin"}
     await seed_catalog(store, data)
     for i in range(1, agents + 1):
+        try:
+            await store.get_user(f"agent{i}")
+            continue  # a second start on the same database
+        except NotFound:
+            pass
         await store.create_user(f"agent{i}", "agent-password", roles=["agent"], display_name=f"Agent {i}",
                                 extension=str(1000 + i), skills={"email": 5, "billing": 5},
                                 capacities={"voice": 1, "chat": 0, "email": capacity})
