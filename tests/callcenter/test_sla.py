@@ -5,11 +5,13 @@ alert until someone acknowledges it. Over the real console websocket (frames sch
 SQLite and PostgreSQL; the UTC clock is injected."""
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from crm_core.callbacks import CallbackStore
+from routing import AlertSupervisor
 from tests.callcenter.test_console_ws import _store, cookie_for, open_console
 from tests.callcenter.voice_harness import running_center, seed_people
 
@@ -111,3 +113,23 @@ async def test_solved_tickets_and_tickets_without_sla_are_left_alone(database):
         assert solved.number not in {e.number for e in got}
         assert got  # the seeded open VIP request is long past its SLA thirty days on
     assert await CallbackStore(database).ticket_events(solved.id) == []
+
+
+async def test_routing_escalation_alert_reaches_supervisors(database):
+    store = _store(database)
+    await seed_people(store, agents=1)
+    await store.create_user("super", "agent-password", roles=["supervisor"], display_name="Sue")
+    async with running_center(database, **ENV) as rc:
+        queues = rc.center.runner.engine.config.queues
+        queues["general"] = dataclasses.replace(
+            queues["general"], escalation=(AlertSupervisor(0.3, "general: a caller waits"),))
+        ws, sup = await _console(rc, "super")
+        call = rc.sim.call("+14155550199", digits=["1", "0"])  # nobody is ready: it waits
+        alert = await sup.next("alert", timeout=20)
+        assert (alert["kind"], alert["queue"], alert["ticket"]) == ("routing", "general", None)
+        assert alert["message"] == "general: a caller waits"
+        call.hangup()
+        await call.wait_hangup()
+        await ws.close()
+    stored = await CallbackStore(database).open_alerts()
+    assert [(a.kind, a.queue) for a in stored] == [("routing", "general")]
