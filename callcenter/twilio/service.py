@@ -30,6 +30,7 @@ from ivr import render_twiml
 from ivr.engine import (
     Ask,
     CallLookup,
+    Digits,
     Finished,
     FlowState,
     HungUp,
@@ -51,6 +52,12 @@ log = logging.getLogger(__name__)
 ENDED = ("completed", "canceled", "failed", "busy", "no-answer")
 NOT_CONNECTED = ("no-answer", "busy", "failed")  # the agent's doing (canceled is the caller's or ours)
 KEEP_FINISHED = 10_000  # finished calls remembered for replays
+# Host prompts by sound name, as text for <Say> (without twilio.sounds_base_url)
+PROMPTS: dict[str, dict[str, str]] = {
+    "cc-callback-offer": {"en": "To be called back instead of waiting, press 1.",
+                          "zh": "如需回电而无需等待，请按1。"},
+    "cc-callback-confirm": {"en": "Thank you. We will call you back.", "zh": "谢谢，我们会尽快回电。"},
+}
 
 
 @dataclass(frozen=True)
@@ -77,6 +84,10 @@ class Leg:
     leave: bool = False  # the REST update failed: the wait URL answers <Leave/>
     answered: bool = False
     watching: asyncio.Future[Agent] | None = None
+    asking: asyncio.Future[str] | None = None  # a question to the queued caller, awaiting the digits
+    ask_no: int = 0
+    question: tuple[str, int, int] | None = None  # prompt, timeout (ms), max digits
+    farewell: str | None = None  # a prompt played before hanging up (the callback confirmation)
     replies: dict[str, str] = field(default_factory=dict)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
@@ -190,6 +201,9 @@ class TwilioVoice:
                               float(result.priority_boost))
             self._enqueue(resp, leg)
             return str(resp)
+        on_callback = getattr(v, "on_callback", None)
+        if result.kind == "callback" and on_callback is not None:
+            await on_callback(call, result)  # services/callbacks.py schedules it, as for AGI
         if isinstance(result, TransferResult):
             resp.dial(result.number)
             await v._event(call, "dial", external=result.number)
@@ -217,6 +231,8 @@ class TwilioVoice:
                           customer_id=str(call.customer_id or ""), tier=Tier(call.tier), skills=skills,
                           priority=boost)
         call.routed = True
+        call.session = Prompter(self, leg)  # a callback offer asks the waiting caller through it
+        self._watch(leg)
         await v.runner.handle(ContactArrived(contact))
 
     def _enqueue(self, resp: VoiceResponse, leg: Leg) -> None:
@@ -240,12 +256,17 @@ class TwilioVoice:
             if not isinstance(d, RoutingOffer):
                 continue
             leg = self._by_contact(d.contact_id)
-            fut = leg.call.assigned if leg is not None else None
-            if leg is None or fut is None or fut.done() or leg.watching is fut:
-                continue
-            leg.watching = fut
-            self.voice.spawn(self._connect_when_assigned(leg, fut))
+            if leg is not None:
+                self._watch(leg)
         return set()
+
+    def _watch(self, leg: Leg) -> None:
+        """Wait for the call's assignment (an agent, or None for a callback taken instead)."""
+        fut = leg.call.assigned
+        if fut is None or fut.done() or leg.watching is fut:
+            return
+        leg.watching = fut
+        self.voice.spawn(self._connect_when_assigned(leg, fut))
 
     def _by_contact(self, contact_id: str) -> Leg | None:
         for leg in self.legs.values():
@@ -259,6 +280,9 @@ class TwilioVoice:
         except asyncio.CancelledError:
             return  # the caller left
         v, call = self.voice, leg.call
+        if agent is None:  # the caller took a callback instead of waiting (services/callbacks.py)
+            await self._callback_taken(leg)
+            return
         if leg.mode not in ("queued", "connecting") or call.state != "offered":
             return
         target = twiml.dial_target(agent.extension, self.options.agent_sip_domain)
@@ -271,6 +295,71 @@ class TwilioVoice:
         await v._event(call, "dial", agent=agent.username, target=target[1], carrier="twilio")
         if not await self._update(leg, f"/twilio/connect?a={leg.attempt}"):
             leg.leave = True  # the wait URL answers <Leave/>; <Enqueue>'s action then dials
+
+    async def _callback_taken(self, leg: Leg) -> None:
+        """End the call with the confirmation, as the AGI path does (the callback is scheduled)."""
+        leg.mode = "done"
+        await self.voice._finish_without_agent(leg.call, "ended", "callback taken instead of waiting")
+        resp = VoiceResponse()
+        if leg.farewell:
+            self._prompt(resp, leg.farewell, leg.language)
+        resp.hangup()
+        try:
+            await self.client.calls(leg.sid).update_async(twiml=str(resp))
+        except Exception as e:  # noqa: BLE001 - Twilio's own hang-up ends the call anyway
+            await self.voice._event(leg.call, "redirect", ok=False, error=f"{type(e).__name__}: {e}"[:300])
+
+    def _prompt(self, target: Any, prompt: str, language: str) -> None:
+        """A host prompt by sound name (the callback offer): <Play> it from the sounds URL, or
+        <Say> its text."""
+        opts = self.options.render
+        if opts.sounds_base_url:
+            target.play(f"{opts.sounds_base_url.rstrip('/')}/{prompt}{opts.sound_ext}")
+            return
+        text = PROMPTS.get(prompt, {})
+        words = text.get(language) or text.get("en") or prompt.replace("-", " ")
+        target.say(words, language=render_twiml.say_language(language, opts))
+
+    async def ask_caller(self, leg: Leg, prompt: str, timeout_ms: int, max_digits: int) -> str:
+        """Ask a queued caller one question (the callback offer): the REST API moves the call to
+        a <Gather>; its answer comes back here, and the caller goes back into the queue."""
+        if leg.mode != "queued" or leg.asking is not None:
+            return ""
+        leg.ask_no += 1
+        leg.asking = asyncio.get_running_loop().create_future()
+        leg.question = (prompt, timeout_ms, max_digits)
+        try:
+            if not await self._update(leg, f"/twilio/offer?k={leg.ask_no}"):
+                return ""
+            wait_s = timeout_ms / 1000 + 30  # Twilio answers after the prompt and the timeout
+            return await asyncio.wait_for(asyncio.shield(leg.asking), wait_s)
+        except TimeoutError:
+            return ""
+        finally:
+            leg.asking = None
+
+    async def offer_question(self, leg: Leg, k: int) -> str:
+        async def make() -> str:
+            resp = VoiceResponse()
+            if k != leg.ask_no or leg.asking is None or leg.question is None:
+                return await self._current(leg)
+            prompt, timeout_ms, max_digits = leg.question
+            action = self.url(f"/twilio/offer?k={k}&answer=1")
+            gather = resp.gather(input="dtmf", action=action, method="POST", num_digits=max_digits,
+                                 timeout=max(1, -(-timeout_ms // 1000)), action_on_empty_result=True)
+            self._prompt(gather, prompt, leg.language)
+            return str(resp)
+
+        return await self.once(leg, f"offer:{k}", make)
+
+    async def offer_answer(self, leg: Leg, k: int, digits: str | None) -> str:
+        async def make() -> str:
+            if k == leg.ask_no and leg.asking is not None and not leg.asking.done():
+                got = render_twiml.digits_input(digits)
+                leg.asking.set_result(got.digits if isinstance(got, Digits) else "")
+            return await self._current(leg)  # back into the queue (a taken callback then hangs up)
+
+        return await self.once(leg, f"offer-answer:{k}", make)
 
     # ------------------------------------------------------------------ connecting the agent
     async def connect(self, leg: Leg, a: int) -> str:
@@ -415,7 +504,9 @@ class TwilioVoice:
         async def make() -> str:
             v, call = self.voice, leg.call
             mode, leg.mode = leg.mode, "done"
-            if mode in ("ivr", "survey") and leg.flow is not None:
+            if mode == "done" or call.state == "done":
+                pass  # the call was over for the center already (IVR end, callback taken...)
+            elif mode in ("ivr", "survey") and leg.flow is not None:
                 state, step = v.flow.feed(leg.flow, HungUp(), self.clock())
                 leg.mode = mode
                 await self._run(leg, state, step)
@@ -434,6 +525,28 @@ class TwilioVoice:
         self.finished[leg.sid] = leg
         while len(self.finished) > KEEP_FINISHED:
             self.finished.popitem(last=False)
+
+
+@dataclass(frozen=True)
+class _Answer:
+    digits: str
+
+
+class Prompter:
+    """What services/callbacks.py asks of a queued caller's session (``get_data``, ``set_music``,
+    ``stream_file``), performed through Twilio."""
+
+    def __init__(self, service: TwilioVoice, leg: Leg) -> None:
+        self.service, self.leg = service, leg
+
+    async def get_data(self, prompt: str, timeout_ms: int, max_digits: int) -> _Answer:
+        return _Answer(await self.service.ask_caller(self.leg, prompt, timeout_ms, max_digits))
+
+    async def set_music(self, on: bool) -> None:
+        """The caller is back in <Enqueue> already (hold music from the wait URL)."""
+
+    async def stream_file(self, prompt: str) -> None:
+        self.leg.farewell = prompt  # said before the call ends
 
 
 def _hangup() -> str:

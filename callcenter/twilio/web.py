@@ -8,6 +8,7 @@ signature gets 403, is logged, and changes nothing.
     POST /twilio/connect    the REST update's URL: <Dial> the agent (?a=<attempt>)
     POST /twilio/dial       <Dial action>: the agent leg ended (?a=<attempt>)
     POST /twilio/status     status callbacks: the caller's call, or the agent leg (?leg=agent&a=...)
+    POST /twilio/offer      a question to a queued caller (the callback offer, ?k=N), and its answer
 """
 from __future__ import annotations
 
@@ -39,6 +40,7 @@ def setup(app: web.Application) -> None:
     app.router.add_post("/twilio/connect", _handler(_connect))
     app.router.add_post("/twilio/dial", _handler(_dial))
     app.router.add_post("/twilio/status", _handler(_status))
+    app.router.add_post("/twilio/offer", _handler(_offer))
     app.cleanup_ctx.append(_twilio_ctx)
 
 
@@ -164,3 +166,11 @@ async def _status(service: TwilioVoice, lp: tuple[Leg, Any], request: web.Reques
     else:
         await service.call_status(leg, status)
     return _xml(str(VoiceResponse()))
+
+
+async def _offer(service: TwilioVoice, lp: tuple[Leg, Any], request: web.Request) -> web.Response:
+    leg, params = lp
+    k = _int(request, "k")
+    if request.query.get("answer") == "1":
+        return _xml(await service.offer_answer(leg, k, params.get("Digits")))
+    return _xml(await service.offer_question(leg, k))

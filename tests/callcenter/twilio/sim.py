@@ -71,6 +71,8 @@ class FakeRest:
             return web.json_response({"code": 20404, "message": "not found", "status": 404}, status=404)
         if form.get("Url"):
             call.interrupt(("redirect", str(form["Url"])))
+        elif form.get("Twiml"):
+            call.interrupt(("twiml", str(form["Twiml"])))
         elif form.get("Status") == "completed":
             call.interrupt(("hangup", ""))
         return web.json_response({"sid": call.sid, "account_sid": ACCOUNT_SID, "status": "in-progress"})
@@ -144,8 +146,10 @@ class _Hangup(Exception):
 
 
 class _Redirect(Exception):
-    def __init__(self, url: str) -> None:
-        self.url = url
+    """The REST API moved the call: to a URL, or (``kind`` twiml) to the given TwiML."""
+
+    def __init__(self, url: str, kind: str = "redirect") -> None:
+        self.url, self.kind = url, kind
 
 
 @dataclass
@@ -194,6 +198,9 @@ class SimCall:
                 try:
                     doc, url = await self._document(doc, url)
                 except _Redirect as r:
+                    if r.kind == "twiml":
+                        doc = r.url
+                        continue
                     url = r.url
                     doc = (await self.twilio.post(url, self.params())).body
         except _Hangup:
@@ -217,7 +224,7 @@ class SimCall:
             kind, url = get.result()
             if kind == "hangup":
                 raise _Hangup
-            raise _Redirect(url)
+            raise _Redirect(url, kind)
         get.cancel()
         if task is not None and task in done:
             return task.result()
@@ -230,7 +237,7 @@ class SimCall:
             kind, url = self._interrupts.get_nowait()
             if kind == "hangup":
                 raise _Hangup
-            raise _Redirect(url)
+            raise _Redirect(url, kind)
 
     async def _document(self, doc: str, url: str) -> tuple[str | None, str]:
         root = ET.fromstring(doc)
