@@ -231,3 +231,58 @@ async def test_caller_hangs_up_while_the_agent_phone_rings(database):
         await call.wait_ended()
     i = await store.get_interaction(offer["interaction_id"])
     assert i.state == "abandoned"
+
+
+async def test_the_console_over_its_real_websocket_sees_the_twilio_call(database):
+    """The same console page protocol (every frame checked against its schema) for a Twilio call;
+    a console that reloads while the agent talks gets the call back."""
+    from tests.callcenter.test_console_ws import cookie_for, open_console
+
+    store = _store(database)
+    await seed_people(store)
+    async with running_twilio(database) as rc:
+        cookie = await cookie_for(rc.base, "agent1")
+        ws, c = await open_console(rc.base, cookie)
+        await c.next("hello")
+        await c.send("set_state", state="ready")
+        await c.next("agent_state", state="ready")
+        call = rc.twilio.call(REGULAR_PHONE, digits=["1", "2"])  # English, technical support
+        offer = await c.next("offer")
+        assert offer["queue"] == "support" and offer["pop"]["card"]["customer"]["name"] == "Rob Regular"
+        await c.send("ack_offer", offer_id=offer["offer_id"])
+        await c.next("contact_state", state="talking")
+        await ws.close()
+        ws, c = await open_console(rc.base, cookie)
+        await c.next("hello")
+        again = await c.next("contact_state")
+        assert again["state"] == "talking" and again["interaction_id"] == offer["interaction_id"]
+        await c.send("hold", interaction_id=offer["interaction_id"], request_id="h")
+        refused = await c.next("error", request_id="h")
+        assert refused["code"] == "conflict"  # call controls are Asterisk's; a clear refusal
+        call.hangup()
+        await c.next("contact_state", state="ended")
+        await c.next("wrapup", interaction_id=offer["interaction_id"])
+        await c.send("submit_wrapup", interaction_id=offer["interaction_id"], disposition="resolved",
+                     notes="router reset")
+        await c.next("wrapup_saved")
+        await ws.close()
+        await call.wait_ended()
+    i = await store.get_interaction(offer["interaction_id"])
+    assert i.state == "wrapup_done" and i.disposition_code == "resolved"
+
+
+async def test_a_busy_agent_leg_requeues_like_no_answer(database):
+    store = _store(database)
+    await seed_people(store)
+    async with running_twilio(database) as rc:
+        rc.twilio.agent(sip("1001"), busy=True)
+        console = await _ready(rc, store, "agent1")
+        call = rc.twilio.call(REGULAR_PHONE, digits=["1", "0"])
+        offer = await console.next("offer")
+        await console.send("ack_offer", offer_id=offer["offer_id"])
+        gone = await console.next("offer_withdrawn")
+        assert gone["reason"] == "no_answer"
+        call.hangup()
+        await call.wait_ended()
+    rona = [e for e in await store.timeline(offer["interaction_id"]) if e.kind == "rona"]
+    assert rona and rona[0].data["dial_status"] == "BUSY"
