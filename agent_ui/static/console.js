@@ -252,7 +252,7 @@
       ? "Transferred by " + (m.transfer.from || "another agent") + (m.transfer.notes ? ": " + m.transfer.notes : "")
       : "";
     show(handoff, !!m.transfer);
-    // A callback: nothing rings until the agent chooses "Call back now" (accept_callback).
+    // A callback: nothing rings until the agent chooses "Call back" (accept_callback).
     const cb = m.kind === "callback" ? m.callback : null;
     $("callback-offer").textContent = cb
       ? "Callback to " + cb.number + " · attempt " + cb.attempt + " of " + cb.max_attempts +
@@ -648,6 +648,7 @@
     customer: onCustomer,
     search_results: onSearchResults,
     callback_scheduled(m) {
+      $("callback-form").reset();
       toast("Callback to " + m.number + " scheduled for " + fmtTime(m.due_at) + ".", "ok");
     },
     callback_state(m) {
