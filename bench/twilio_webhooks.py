@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import multiprocessing as mp
+import os
 import random
 import sys
 import tempfile
@@ -217,6 +218,7 @@ async def main(rates: list[int], seconds: float) -> dict[str, Any]:
         headline[f"median_ratio_vs_baseline_at_{r}"] = round(row["all"]["median_ms"] / b, 2) if b else None
         headline[f"failures_at_{r}"] = row["failures"]
     return {"bench": "twilio_webhooks", "git_sha": git_sha(), "database": "sqlite",
+            "load_average_1m_at_end": round(os.getloadavg()[0], 2), "cpus": os.cpu_count(),
             "customers": CUSTOMERS, "step_seconds": seconds, "headline": headline, "rates": rows,
             "notes": "latency per signed webhook at the client, open loop; baseline = signature check + "
                      "fixed TwiML in the same run; a shared 2-core machine"}

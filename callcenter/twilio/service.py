@@ -88,6 +88,7 @@ class Leg:
     ask_no: int = 0
     question: tuple[str, int, int] | None = None  # prompt, timeout (ms), max digits
     farewell: str | None = None  # a prompt played before hanging up (the callback confirmation)
+    start: Callable[[], Any] | None = None  # the incoming webhook's work (run again on a retry)
     replies: dict[str, str] = field(default_factory=dict)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
@@ -103,6 +104,7 @@ class TwilioVoice:
         self.clock = clock or voice.ivr_clock
         self.legs: dict[str, Leg] = {}
         self.finished: OrderedDict[str, Leg] = OrderedDict()
+        self._arriving: dict[str, asyncio.Lock] = {}
 
     def url(self, path: str) -> str:
         return self.options.public_base_url.rstrip("/") + path
@@ -123,9 +125,18 @@ class TwilioVoice:
 
     # ------------------------------------------------------------------ incoming call
     async def incoming(self, sid: str, caller: str, called: str) -> str:
-        known = self.leg(sid)
-        if known is not None:
-            return await self.once(known, "incoming", _fail_replay)
+        lock = self._arriving.setdefault(sid, asyncio.Lock())  # a retry racing the first request
+        try:
+            async with lock:
+                known = self.leg(sid)
+                if known is not None:  # a replay; or a retry after a failure, which starts again
+                    return await self.once(known, "incoming", known.start or _fail_replay)
+                return await self._arrive(sid, caller, called)
+        finally:
+            if not lock.locked():
+                self._arriving.pop(sid, None)
+
+    async def _arrive(self, sid: str, caller: str, called: str) -> str:
         v = self.voice
         interaction = await v.store.open_interaction("voice", "inbound", None, external_id=sid,
                                                      from_address=caller or None, to_address=called or None)
@@ -143,7 +154,16 @@ class TwilioVoice:
             state, step = v.flow.start(variables, self.clock(), entry="main")
             return await self._run(leg, state, step)
 
+        leg.start = make
         return await self.once(leg, "incoming", make)
+
+    async def failed(self, sid: str, path: str, error: BaseException) -> None:
+        """A webhook failed inside the center: on the call's timeline (Twilio then uses the
+        number's fallback URL)."""
+        leg = self.leg(sid)
+        if leg is not None:
+            await self.voice._event(leg.call, "twilio_error", ok=False, path=path,
+                                    error=f"{type(error).__name__}: {error}"[:300])
 
     # ------------------------------------------------------------------ the IVR, one webhook at a time
     async def gather(self, leg: Leg, n: int, digits: str | None) -> str:
@@ -173,13 +193,15 @@ class TwilioVoice:
                 assert isinstance(step, CallLookup)
                 inp = await _lookup(step, self.voice.lookups)
             state, step = self.voice.flow.feed(state, inp, self.clock())
-        leg.flow = None
         leg.language = step.language
         if leg.mode == "survey":
             await self._survey_done(leg, step)
             resp.hangup()
-            return str(resp)
-        return await self._ivr_done(leg, step, resp)
+            body = str(resp)
+        else:
+            body = await self._ivr_done(leg, step, resp)
+        leg.flow = None  # only now: a retry after a failure above answers the last question again
+        return body
 
     async def _ivr_done(self, leg: Leg, done: Finished, resp: VoiceResponse) -> str:
         """The flow's result, as the FastAGI path records it (voice.agi_ivr)."""

@@ -99,12 +99,23 @@ def _handler(fn: Handler, *, needs_call: bool = True) -> Callable[[web.Request],
             raise web.HTTPBadRequest(text="CallSid missing or malformed")
         if len(str(params.get("Digits", ""))) > 4096:
             raise web.HTTPBadRequest(text="Digits too long")
-        if not needs_call:
-            return await fn(service, params, request)
-        leg = service.leg(sid)
-        if leg is None:
-            return _unknown(request, sid, public_url(request, _public_base(app)))
-        return await fn(service, (leg, params), request)
+        try:
+            if not needs_call:
+                return await fn(service, params, request)
+            leg = service.leg(sid)
+            if leg is None:
+                return _unknown(request, sid, public_url(request, _public_base(app)))
+            return await fn(service, (leg, params), request)
+        except web.HTTPException:
+            raise
+        except Exception as e:
+            # 500: Twilio then fetches the number's fallback URL, so the caller is not dropped
+            log.exception("twilio: %s failed for call %s", request.path, sid)
+            try:
+                await service.failed(sid, request.path, e)
+            except Exception:  # noqa: BLE001 - the store may be what failed
+                log.exception("twilio: could not log the failure of call %s", sid)
+            raise web.HTTPInternalServerError(text="the contact center failed on this step") from None
 
     return handle
 

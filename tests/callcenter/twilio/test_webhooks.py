@@ -179,3 +179,36 @@ async def test_unknown_calls_and_bad_parameters(database):
         assert any(p["event"] == "invalid" and "flood" in p.get("detail", "") for p in path)
         assert "<script>" not in str(path)
         assert ivr.data["result"].startswith("abandoned")
+
+
+async def test_a_failing_step_is_logged_answers_500_and_the_retry_goes_on(database, monkeypatch):
+    """A fault inside the center: 500 (Twilio then uses the number's fallback URL), the failure
+    on the call's timeline; Twilio's retry of the same webhook answers it."""
+    store = _store(database)
+    await seed_people(store)
+    async with running_twilio(database) as rc:
+        tw, voice_store = rc.twilio, rc.center.voice.store
+        real = voice_store.update_interaction
+        calls = {"n": 0}
+
+        async def flaky(*args, **kwargs):
+            calls["n"] += 1
+            if calls["n"] == 1:
+                raise RuntimeError("disk on fire")
+            return await real(*args, **kwargs)
+
+        monkeypatch.setattr(voice_store, "update_interaction", flaky)
+        sid = new_sid()
+        await tw.post(PUBLIC + "/twilio/voice", _params(sid))
+        await tw.post(PUBLIC + "/twilio/gather?n=1", _params(sid, Digits="1"))
+        failed = await tw.post(PUBLIC + "/twilio/gather?n=2", _params(sid, Digits="0"))
+        assert failed.status == 500
+        retry = await tw.post(PUBLIC + "/twilio/gather?n=2", _params(sid, Digits="0"))
+        assert retry.status == 200 and "Enqueue" in _verbs(retry.body)
+        i = await store.find_interaction(sid)
+        events = await store.timeline(i.id)
+        err = [e for e in events if e.kind == "twilio_error"]
+        assert err and err[0].ok is False and "disk on fire" in err[0].data["error"]
+        assert err[0].data["path"] == "/twilio/gather"
+        assert [e.kind for e in events].count("queue") == 1
+        await tw.post(PUBLIC + "/twilio/status", _params(sid, CallStatus="completed"))
