@@ -105,6 +105,7 @@ class TwilioVoice:
         self.legs: dict[str, Leg] = {}
         self.finished: OrderedDict[str, Leg] = OrderedDict()
         self._arriving: dict[str, asyncio.Lock] = {}
+        self.by_contact: dict[str, Leg] = {}  # routing's contact id (the interaction) -> live leg
 
     def url(self, path: str) -> str:
         return self.options.public_base_url.rstrip("/") + path
@@ -144,6 +145,7 @@ class TwilioVoice:
         call.rec_pending = "twilio"  # no MixMonitor here: the AMI recording path never starts
         leg = Leg(sid, call)
         self.legs[sid] = leg
+        self.by_contact[call.contact_id] = leg
         v.calls[call.interaction_id] = call
 
         async def make() -> str:
@@ -291,10 +293,7 @@ class TwilioVoice:
         self.voice.spawn(self._connect_when_assigned(leg, fut))
 
     def _by_contact(self, contact_id: str) -> Leg | None:
-        for leg in self.legs.values():
-            if leg.call.contact_id == contact_id:
-                return leg
-        return None
+        return self.by_contact.get(contact_id)
 
     async def _connect_when_assigned(self, leg: Leg, fut: asyncio.Future[Agent]) -> None:
         try:
@@ -544,6 +543,7 @@ class TwilioVoice:
 
     def _finish(self, leg: Leg) -> None:
         self.legs.pop(leg.sid, None)
+        self.by_contact.pop(leg.call.contact_id, None)
         self.finished[leg.sid] = leg
         while len(self.finished) > KEEP_FINISHED:
             self.finished.popitem(last=False)
