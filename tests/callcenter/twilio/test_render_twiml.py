@@ -4,6 +4,8 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from datetime import UTC, datetime
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from twilio.twiml.voice_response import VoiceResponse
 
 from callcenter.ivr_agi import load_flow_file
@@ -99,3 +101,20 @@ def test_queue_hold_and_agent_dial_twiml():
     [sip] = dial
     assert sip.tag == "Sip" and sip.text == "sip:1001@d"
     assert sip.attrib["statusCallbackEvent"] == "initiated ringing answered completed"
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(max_size=300))
+def test_any_digits_parameter_is_safe_for_the_engine(raw):
+    """Whatever Twilio (or an attacker with the token) puts in Digits, the engine takes it without
+    failing, and the recorded path holds keypad keys and ? only."""
+    flow = load_flow_file(DEFAULT_CONFIG_DIR / "ivr" / "demo.yaml")
+    engine = Engine(flow)
+    state, _step = engine.start({"caller_id": "+12025550144"}, NOW)
+    inp = digits_input(raw)
+    state, step = engine.feed(state, inp, NOW)
+    if isinstance(inp, Digits):
+        assert len(inp.digits) <= 65 and set(inp.digits) <= set("0123456789*#?")
+    for entry in state.path:
+        if entry.event in ("digits", "invalid"):
+            assert set(entry.detail) <= set("0123456789*#?. ()abcdefghijklmnopqrstuvwxyz"), entry
