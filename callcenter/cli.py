@@ -162,6 +162,10 @@ async def _serve(settings: Settings, host: str, port: int) -> None:
     print(f"callcenter: serving on {base}/ (Ctrl+C to stop)", flush=True)
     if settings.demo.enabled:
         print(f"callcenter: demo center with a simulated PBX; agent console: {base}/console", flush=True)
+        from callcenter.channels.chat.setup import announce
+
+        if line := announce(runner.app, base):
+            print(line, flush=True)
         for username, role in logins:
             print(f"callcenter:   {role:<10} {username} / {settings.demo.password}", flush=True)
     stop = asyncio.Event()

@@ -14,6 +14,7 @@ from callcenter.keys import CENTER, SETTINGS
 log = logging.getLogger(__name__)
 DEMO_SITE = "demo"
 DEMO_SITE_URL = web.AppKey("chat_demo_site_url", str)
+DEMO_CENTER = web.AppKey("chat_demo_center", dict)  # {"base": the center's URL, as bound}
 
 
 def attach(center: Any, settings: Any) -> ChatService:
@@ -57,12 +58,12 @@ async def demo_site_ctx(app: web.Application) -> AsyncIterator[None]:
     """`make run`: a shop page on `chat.demo_site_port`, allow-listed as the site `demo`."""
     s = app[SETTINGS]
     host, port = s.http.host, s.chat.demo_site_port
-    center_base = (s.http.public_base_url or f"http://{host}:{s.http.port}").rstrip("/")
+    state: dict[str, str] = {"base": (s.http.public_base_url or f"http://{host}:{s.http.port}").rstrip("/")}
+    app[DEMO_CENTER] = state
     shop = web.Application()
-    state: dict[str, str] = {}
 
     async def page(request: web.Request) -> web.Response:
-        return web.Response(text=demo_page(center_base, state["origin"]), content_type="text/html")
+        return web.Response(text=demo_page(state["base"], state["origin"]), content_type="text/html")
 
     shop.router.add_get("/", page)
     runner = web.AppRunner(shop)
@@ -79,3 +80,13 @@ async def demo_site_ctx(app: web.Application) -> AsyncIterator[None]:
     app[DEMO_SITE_URL] = state["origin"]
     yield
     await runner.cleanup()
+
+
+def announce(app: web.Application, base: str) -> str | None:
+    """Once the center is bound: the demo page points at `base`; the line to print, if any."""
+    state = app.get(DEMO_CENTER)
+    if state is None:
+        return None
+    if not app[SETTINGS].http.public_base_url:
+        state["base"] = base
+    return f"callcenter: demo shop page with the chat widget (another origin): {state['origin']}/"
