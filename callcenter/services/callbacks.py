@@ -15,7 +15,7 @@ import asyncio
 import itertools
 import logging
 import secrets
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -23,6 +23,7 @@ from typing import Any
 from callcenter.facade import MessageRefused, WebUser
 from callcenter.services.callback_policy import (
     AGENT,
+    CANCELLED,
     FAILED,
     GiveUp,
     RetryPolicy,
@@ -34,6 +35,7 @@ from crm_core.callbacks import Callback, CallbackStatus, CallbackStore
 from crm_core.errors import CrmError, NotFound
 from crm_core.normalize import lookup_phone
 from routing import (
+    AgentPresence,
     CallbackAccepted,
     Channel,
     Contact,
@@ -46,6 +48,7 @@ from routing import (
     OfferAccepted,
     OfferCallback,
     OfferDeclined,
+    Presence,
     Requeue,
     RoutingError,
     Tier,
@@ -96,6 +99,7 @@ class CallbackService:
         self._loop: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._ticking = asyncio.Lock()
+        self._watching: dict[int, tuple[Live, Any]] = {}  # interaction -> the attempt it watches
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
@@ -198,6 +202,7 @@ class CallbackService:
     async def tick(self) -> int:
         """Route every callback whose time has come; returns how many."""
         async with self._ticking:
+            self.prune()
             n = 0
             for cb in await self.store.due(self.utc()):
                 if not await self.store.claim(cb.id, CallbackStatus.ROUTING.value,
@@ -340,7 +345,12 @@ class CallbackService:
         await self.crm.append_event(cb.interaction_id, "callback_attempt", data={
             "callback_id": cb.id, "attempt": cb.attempts + 1, "max_attempts": cb.max_attempts,
             "agent": agent.username, "number": cb.number})
-        self.voice.watchers[cb.interaction_id] = lambda call, kind, data: self._watch(live, kind, data)
+
+        def watch(call: Any, kind: str, data: dict[str, Any]) -> Awaitable[bool]:
+            return self._watch(live, kind, data)
+
+        self.voice.watchers[cb.interaction_id] = watch
+        self._watching[cb.interaction_id] = (live, watch)
         try:
             await self.voice.dial(agent, cb.number, cb.customer_id, interaction_id=cb.interaction_id,
                                   routed=True)
@@ -348,7 +358,7 @@ class CallbackService:
             if not live.finished:  # refused before the PBX was asked (no phone, busy console)
                 self.voice.watchers.pop(cb.interaction_id, None)
                 await self.crm.append_event(cb.interaction_id, "dial", ok=False, data={"error": str(e)})
-                await self._settle(live, FAILED, str(e))
+                await self._settle(live, AGENT, str(e))  # the agent's problem, not the customer's
             raise
 
     async def _watch(self, live: Live, kind: str, data: dict[str, Any]) -> bool:
@@ -369,6 +379,7 @@ class CallbackService:
             return True
         if kind == "state:ended" and live.answered:
             self.voice.watchers.pop(live.cb.interaction_id, None)
+            self._watching.pop(live.cb.interaction_id, None)
             live.finished = True
             self.live.pop(live.contact_id, None)
             if live.agent_id is not None:
@@ -379,19 +390,22 @@ class CallbackService:
                     await self.crm.append_event(live.cb.interaction_id, "routing_refused", ok=False,
                                                 data={"error": str(e)})
             return True
-        if kind == "state:ended":
+        if kind.startswith("state:") and not live.answered:
+            # ended, failed or wrapup_done of an attempt that never reached the customer (the
+            # Originate's failure and the agent leg's hang-up arrive in either order): retried,
+            # never stored; the watcher stays until the next attempt so that no late one is stored
             if not live.finished:
-                outcome = outcome_of(live.dial_status) if live.dial_status else "cancelled"
-                await self._settle(live, outcome, f"dial status {live.dial_status or 'none'}")
-            return False
-        if kind in ("state:failed", "state:wrapup_done"):
-            self.voice.watchers.pop(live.cb.interaction_id, None)
-            if not live.finished:
-                outcome = originate_outcome(live.originate_reason) if live.originate_reason else FAILED
-                await self._settle(live, outcome, "the agent's phone did not take the call"
-                                   if live.originate_reason else "the PBX refused the call")
+                await self._settle(live, *_outcome(live, kind))
             return False
         return True
+
+    def prune(self) -> None:
+        """Forget the watchers of settled attempts whose call the voice service forgot too."""
+        for iid, (live, fn) in list(self._watching.items()):
+            if live.finished and iid not in self.voice.calls:
+                del self._watching[iid]
+                if self.voice.watchers.get(iid) is fn:
+                    self.voice.watchers.pop(iid, None)
 
     async def _settle(self, live: Live, outcome: str, detail: str) -> None:
         """An attempt that did not reach the customer: free the agent, then retry or give up."""
@@ -401,6 +415,8 @@ class CallbackService:
         if live.agent_id is not None and (live.offer_id is None):
             try:
                 await self.runner.handle(ContactFinished(live.contact_id, live.agent_id, 0.0))
+                if outcome == AGENT:  # their phone did not take the call: not ready, as after a RONA
+                    await self.runner.handle(AgentPresence(live.agent_id, Presence.NOT_READY, "no-answer"))
             except RoutingError:
                 pass  # it never got as far as the agent
         attempts = cb.attempts + (1 if counts(outcome) else 0)
@@ -564,3 +580,14 @@ def install(center: Any, settings: Any = None, *,
                      "accept_callback": svc.msg_accept, "schedule_callback": svc.msg_schedule})
     svc.start()
     return svc
+
+
+def _outcome(live: Live, kind: str) -> tuple[str, str]:
+    """The outcome of an attempt that never reached the customer, and a note for the timeline."""
+    if live.originate_reason is not None:
+        return originate_outcome(live.originate_reason), "the agent's phone did not take the call"
+    if live.dial_status:
+        return outcome_of(live.dial_status), f"dial status {live.dial_status}"
+    if kind == "state:failed":
+        return FAILED, "the PBX refused the call"
+    return CANCELLED, "the agent hung up before the customer answered"

@@ -275,3 +275,34 @@ async def test_routing_escalation_offers_a_callback_the_caller_takes_it(database
     assert (cb.origin, cb.number, cb.queue) == ("escalation", REGULAR_PHONE, "general")
     assert cb.status == "scheduled"
     assert cb.customer_id == people["regular"].id and cb.origin_interaction_id == inbound
+
+
+async def test_agents_phone_not_answering_is_not_an_attempt(database):
+    store = _store(database)
+    people = await seed_people(store, agents=1)
+    clock = Clock(T0)
+    async with running_center(database, **ENV) as rc:
+        cbs = rc.center.callbacks
+        cbs.utc = clock
+        ws, c = await _ready(rc, "agent1")
+        await c.send("schedule_callback", customer_id=people["vip"].id, request_id="s")
+        sched = await c.next("callback_scheduled", request_id="s")
+        assert await cbs.tick() == 1
+        offer = await c.next("offer", interaction_id=sched["interaction_id"])
+        await c.send("accept_callback", offer_id=offer["offer_id"])
+        iid = offer["interaction_id"]
+        await c.next("contact_state", interaction_id=iid, state="ringing")
+        # nobody picks up the agent's phone: the Originate times out (OriginateResponse Reason 3)
+        state = await c.next("callback_state", interaction_id=iid, timeout=30)
+        assert (state["state"], state["outcome"], state["attempts"]) == ("retry", "agent_unavailable", 0)
+        assert state["next_at"] == (T0 + timedelta(seconds=30)).isoformat()
+        await c.next("agent_state", state="not_ready")  # as after a ring-no-answer
+        await ws.close()
+    cb = await CallbackStore(database).get(sched["callback_id"])
+    assert (cb.status, cb.attempts, cb.last_outcome) == ("scheduled", 0, "agent_unavailable")
+    tl = await store.timeline(iid)
+    assert (await store.get_interaction(iid)).state == "queued", " | ".join(
+        f"{e.kind} {e.ok} {e.data.get('to') or e.data.get('reason') or e.data.get('by') or ''}" for e in tl)
+    assert [e.data.get("code") for e in tl if e.kind == "dial" and not e.ok] == ["3"]
+    assert [e.data["outcome"] for e in tl if e.kind == "callback_retry"] == ["agent_unavailable"]
+    assert not any(e.kind == "state_failed" for e in tl)
