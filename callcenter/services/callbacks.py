@@ -539,6 +539,14 @@ class CallbackService:
                 "due_at": cb.due_at.isoformat(), "max_attempts": cb.max_attempts}
 
 
+def retry_policies(conf: Any) -> tuple[RetryPolicy, dict[str, RetryPolicy]]:
+    """The default retry policy and the per-queue ones from `settings.callbacks` (a queue's
+    entry overrides the default's max_attempts and the delays it names)."""
+    default = RetryPolicy(conf.max_attempts, {**conf.retry_s})
+    return default, {q: RetryPolicy(p.max_attempts or conf.max_attempts, {**conf.retry_s, **p.retry_s})
+                     for q, p in conf.queues.items()}
+
+
 def install(center: Any, settings: Any = None, *,
             utc: Callable[[], datetime] | None = None) -> CallbackService:
     """Build the service from `settings.callbacks`, register it with the center (routing
@@ -546,11 +554,9 @@ def install(center: Any, settings: Any = None, *,
     conf = getattr(settings, "callbacks", None)
     kwargs: dict[str, Any] = {}
     if conf is not None:
-        kwargs = {"policy": RetryPolicy(conf.max_attempts, {**conf.retry_s}),
-                  "per_queue": {q: RetryPolicy(p.max_attempts or conf.max_attempts,
-                                               {**conf.retry_s, **p.retry_s})
-                                for q, p in conf.queues.items()},
-                  "default_queue": conf.queue, "poll_s": conf.poll_s, "offer_prompt": conf.offer_prompt,
+        policy, per_queue = retry_policies(conf)
+        kwargs = {"policy": policy, "per_queue": per_queue, "default_queue": conf.queue,
+                  "poll_s": conf.poll_s, "offer_prompt": conf.offer_prompt,
                   "confirm_prompt": conf.confirm_prompt}
     if utc is not None:
         kwargs["utc"] = utc

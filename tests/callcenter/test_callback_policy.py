@@ -79,3 +79,18 @@ def test_never_more_attempts_than_allowed(limit, outcomes):
         assert attempts < limit and step.at >= now
         now = step.at
     assert attempts < limit or not counts(outcomes[-1])
+
+
+def test_policies_from_settings_per_queue():
+    from callcenter.services.callbacks import retry_policies
+    from callcenter.settings import SettingsError, load_settings
+
+    s = load_settings(env={"CC_CALLBACKS__MAX_ATTEMPTS": "4", "CC_CALLBACKS__RETRY_S__BUSY": "90",
+                           "CC_CALLBACKS__QUEUES__VIP__MAX_ATTEMPTS": "6",
+                           "CC_CALLBACKS__QUEUES__VIP__RETRY_S__NO_ANSWER": "60"})
+    default, per_queue = retry_policies(s.callbacks)
+    assert default.max_attempts == 4 and default.delay(BUSY) == 90 and default.delay(NO_ANSWER) == 900
+    vip = per_queue["vip"]
+    assert vip.max_attempts == 6 and vip.delay(NO_ANSWER) == 60 and vip.delay(BUSY) == 90
+    with pytest.raises(SettingsError, match="on_fire"):
+        load_settings(env={"CC_CALLBACKS__RETRY_S__ON_FIRE": "1"})
