@@ -183,8 +183,8 @@ async def test_hang_up_in_the_ivr_is_abandoned_with_the_path(database):
 async def test_decline_while_the_phone_rings_takes_the_caller_back_to_the_queue(database):
     store = _store(database)
     await seed_people(store, agents=2)
-    async with running_twilio(database, CC_TWILIO__DIAL_TIMEOUT_S="60") as rc:  # rings 1.2 s here
-        rc.twilio.agent(sip("1001"), answer_after=0.8)
+    async with running_twilio(database, CC_TWILIO__DIAL_TIMEOUT_S="200") as rc:  # rings 4 s here
+        rc.twilio.agent(sip("1001"), answer_after=2.0)
         a1 = await _ready(rc, store, "agent1")
         call = rc.twilio.call(REGULAR_PHONE, digits=["1", "0"])
         offer = await a1.next("offer")
