@@ -33,7 +33,7 @@ from callcenter.services.callback_policy import (
 )
 from crm_core.callbacks import Callback, CallbackStatus, CallbackStore
 from crm_core.errors import CrmError, NotFound
-from crm_core.normalize import lookup_phone
+from crm_core.normalize import normalize_phone
 from routing import (
     AgentPresence,
     CallbackAccepted,
@@ -189,6 +189,14 @@ class CallbackService:
             await self.crm.append_event(call.interaction_id, "callback_scheduled", ok=False,
                                         data={"error": str(e)})
             return
+        except Exception as e:  # noqa: BLE001 - the database is down: logged, the call still ends cleanly
+            log.exception("could not schedule the IVR callback of interaction %s", call.interaction_id)
+            try:
+                await self.crm.append_event(call.interaction_id, "callback_scheduled", ok=False,
+                                            data={"error": type(e).__name__})
+            except Exception:  # noqa: BLE001
+                pass
+            return
         await self.crm.append_event(call.interaction_id, "callback_scheduled", data={
             "callback_id": cb.id, "callback_interaction": cb.interaction_id, "number": number})
 
@@ -196,7 +204,7 @@ class CallbackService:
         if caller and caller.lstrip("+").endswith(digits.lstrip("+")) and len(digits) >= 7:
             return caller
         raw = digits if digits.startswith("+") else (f"+{digits}" if len(digits) > 10 else digits)
-        return lookup_phone(raw, self.crm.default_region)
+        return _valid_phone(raw, self.crm.default_region)
 
     # ------------------------------------------------------------------ the scheduler
     async def tick(self) -> int:
@@ -517,8 +525,8 @@ class CallbackService:
                 if not phones:
                     raise MessageRefused("invalid", "that customer has no phone number")
                 number = phones[0]
-        if not isinstance(number, str) or lookup_phone(number, self.crm.default_region) is None:
-            raise MessageRefused("invalid", "a number is + and 3 to 20 digits")
+        if not isinstance(number, str) or _valid_phone(number, self.crm.default_region) is None:
+            raise MessageRefused("invalid", "not a valid phone number")
         at = self.utc()
         if msg.get("at") is not None:
             try:
@@ -597,3 +605,11 @@ def _outcome(live: Live, kind: str) -> tuple[str, str]:
     if kind == "state:failed":
         return FAILED, "the PBX refused the call"
     return CANCELLED, "the agent hung up before the customer answered"
+
+
+def _valid_phone(raw: str, region: str) -> str | None:
+    """E.164 if `raw` is a valid phone number (in `region` when it has no country code)."""
+    try:
+        return normalize_phone(raw, region)
+    except CrmError:
+        return None

@@ -241,6 +241,7 @@ async def test_schedule_callback_refusals(database):
                 ({"customer_id": nophone.id}, "invalid"),
                 ({"customer_id": 999999}, "not_found"),
                 ({"customer_id": people["vip"].id, "queue": "nowhere"}, "invalid"),
+                ({"number": "+11234567"}, "invalid"),  # the right shape, but no such number
                 ({"number": "+12025550100", "at": "2999-01-01T00:00:00Z"}, "invalid")]):
             await c.send("schedule_callback", request_id=f"r{i}", **fields)
             assert (await c.next("error", request_id=f"r{i}"))["code"] == code, fields
@@ -306,3 +307,19 @@ async def test_agents_phone_not_answering_is_not_an_attempt(database):
     assert [e.data.get("code") for e in tl if e.kind == "dial" and not e.ok] == ["3"]
     assert [e.data["outcome"] for e in tl if e.kind == "callback_retry"] == ["agent_unavailable"]
     assert not any(e.kind == "state_failed" for e in tl)
+
+
+async def test_ivr_callback_to_an_invalid_number_is_logged_not_scheduled(database):
+    store = _store(database)
+    await seed_people(store, agents=1)
+    async with running_center(database, **ENV) as rc:
+        # English, "call me back", "another number", then seven digits that are no phone number
+        call = rc.sim.call(REGULAR_PHONE, digits=["1", "3", "2", "1234567#"])
+        await call.wait_hangup(timeout=20)
+        inbound = int(call.vars["CC_INTERACTION"])
+    tl = await store.timeline(inbound)
+    refused = [e for e in tl if e.kind == "callback_scheduled"]
+    assert len(refused) == 1 and not refused[0].ok and refused[0].data["error"] == "not a valid phone number"
+    assert refused[0].data["digits"] == "4567"  # only the end of what was keyed is kept
+    assert await CallbackStore(database).list_open() == []
+    assert (await store.get_interaction(inbound)).state == "wrapup_done"
