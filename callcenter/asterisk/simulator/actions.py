@@ -247,10 +247,14 @@ def handlers(server: AMIServer) -> dict[str, Handler]:
             lexten, _, lctx = body.partition("@")
             if lctx.split("/")[0] not in pbx.dialplan.contexts:
                 await asyncio.sleep(0)
+                # ami-originate-errors: AppDial2 on ;1, ;2 hangs up (no HangupRequest for ;1),
+                # then the OriginateResponse, then ;1
                 one, two = pbx.new_local(target)
+                pbx.newexten(one, "AppDial2", "(Outgoing Line)")
+                one.peer_told = True
                 pbx.hangup(two, 0)
-                pbx.hangup(one, 0)
                 response(False, 0, None)
+                pbx.hangup(one, 0)
                 return False
             one, two = pbx.new_local(target)
             leg, half2 = one, two
@@ -283,7 +287,8 @@ def handlers(server: AMIServer) -> dict[str, Handler]:
             pass
         if not leg.up:
             status = "NOANSWER" if not leg.hungup else "BUSY" if leg.cause == 17 else "CHANUNAVAIL"
-            pbx.emit("DialEnd", [*leg.snap("Dest"), ("DialStatus", status)])
+            if status != "NOANSWER":  # a timed-out Originate has no DialEnd (ami-originate-errors)
+                pbx.emit("DialEnd", [*leg.snap("Dest"), ("DialStatus", status)])
             response(False, 3 if status == "NOANSWER" else 5 if status == "BUSY" else 0, None)
             if not leg.hungup:
                 pbx.hangup(leg, 0)
@@ -309,12 +314,18 @@ def handlers(server: AMIServer) -> dict[str, Handler]:
             pass
         finally:
             if not ch.hungup:
-                pbx.hangup(ch, 16)
+                pbx.hangup(ch, ch.cause if ch.hangup_requested else 16)
 
     # ---- transfers, bridge, hold -------------------------------------------------------------
 
     def redirect_channel(ch: Channel, context: str, exten: str, priority: int) -> None:
         if ch.pbx_task is not None and not ch.pbx_task.done():
+            # the async goto publishes the new location at once, with the application still
+            # running (Newexten with the old app); the first step there then gives no Newexten
+            # (ami-transfer-blind 74-80, ami-transfer-redirect)
+            ch.context, ch.exten, ch.priority = context, exten, priority
+            pbx.newexten(ch, ch.app, ch.appdata)
+            ch.goto_reported = True
             if ch.interrupt is None or ch.interrupt.done():
                 ch.interrupt = asyncio.get_running_loop().create_future()
             ch.interrupt.set_result(Redirected(context, exten, priority))
@@ -353,6 +364,7 @@ def handlers(server: AMIServer) -> dict[str, Handler]:
         ctx, ex = a.get("Context") or ch.context, a.get("Exten") or ""
         reply(_ok(a.action_id, "Transfer succeeded"))  # type: ignore[arg-type]
         transferee = others[0]
+        pbx.chan_event("Unhold", ch)  # the transferer's bridge is taken off hold first (ami-transfer-blind)
         pbx.emit("BlindTransfer", [("Result", "Success"), *ch.snap("Transferer"), *transferee.snap("Transferee"),
                                    *br.fields(), ("IsExternal", "Yes"), ("Context", ctx), ("Extension", ex)])
         redirect_channel(transferee, ctx, ex, 1)

@@ -223,8 +223,19 @@ class AMIServer:
 
     async def shutdown(self, exclude: Session | None = None) -> None:
         """``core stop now``: channels hang up, idle sessions get Shutdown, then EOF for all."""
-        for ch in list(self.pbx.channels.values()):
-            self.pbx.hangup(ch, 0)
+        # every channel is told first (SoftHangupRequest, Cause 4: shutdown), then each one's
+        # application ends and it hangs up with cause 0 (ami-shutdown-cli-with-call 406-475)
+        chans = [ch for ch in self.pbx.channels.values() if not ch.hungup]
+        for ch in chans:
+            self.pbx.chan_event("SoftHangupRequest", ch, ("Cause", "4"))
+        for ch in chans:
+            ch.cause = 0
+            self.pbx.request_hangup(ch, 0)
+        for ch in chans:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(ch.gone.wait(), 1.0)
+            if not ch.hungup:
+                self.pbx.hangup(ch, 0)
         ev = make_event("Shutdown", [("Privilege", "system,all"), ("Shutdown", "Cleanly"), ("Restart", "False")])
         for s in list(self.sessions):
             if s is not exclude:

@@ -66,6 +66,16 @@ async def run(pbx: Pbx, t: Channel, context: str, exten: str) -> None:
         for d in FEATURE_CODE + exten:
             dtmf_received(pbx, t, d)
         return
+    b1.keep_alone = True  # the transfer holds the bridge: a transferee hanging up fails it instead
+    try:
+        await _transfer(pbx, t, b1, context, exten)
+    finally:
+        b1.keep_alone = False
+        if not b1.channels and b1.uniqueid in pbx.bridges:
+            _destroy_if_empty(pbx, b1)
+
+
+async def _transfer(pbx: Pbx, t: Channel, b1: Bridge, context: str, exten: str) -> None:
     for d in FEATURE_CODE:
         dtmf_received(pbx, t, d)
     transferees = [c for c in b1.channels if c is not t]

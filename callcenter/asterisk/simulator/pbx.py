@@ -126,6 +126,7 @@ class Channel:
     soft_hangup_sent: bool = False  # SoftHangupRequest already emitted
     atxfer: bool = False  # the transferer of an attended transfer in progress
     peer_told: bool = False  # HangupRequest already emitted for this half (by an attended transfer)
+    goto_reported: bool = False  # a redirect already reported the new location (Newexten, old app)
 
     @property
     def up(self) -> bool:
@@ -670,6 +671,7 @@ class Pbx:
             ch.exten = exten
         ch.priority = priority
         ch.interrupt = None
+        ch.goto_reported = False
         ch.pbx_task = self.spawn(self._run_pbx(ch))
 
     async def _run_pbx(self, ch: Channel) -> None:
@@ -680,7 +682,11 @@ class Pbx:
                 if step is None:
                     break
                 data = self.sub(ch, step.data)
-                self.newexten(ch, APP_NAMES.get(step.app.lower(), step.app), data)
+                if ch.goto_reported:  # the location did not change since the redirect's Newexten
+                    ch.goto_reported = False
+                    ch.app, ch.appdata = APP_NAMES.get(step.app.lower(), step.app), data
+                else:
+                    self.newexten(ch, APP_NAMES.get(step.app.lower(), step.app), data)
                 try:
                     jump = await self.run_app(ch, step.app, data)
                 except Redirected as r:
@@ -691,6 +697,11 @@ class Pbx:
                 except BridgedAway:
                     try:
                         await self.wait(ch, until=ch.bridge_left)
+                    except ChannelGone:
+                        # hung up inside the AMI Bridge: the bridge, not a PBX, owns the channel,
+                        # so there is no SoftHangupRequest (ami-bridge-action)
+                        ch.soft_hangup_sent = True
+                        raise
                     except Redirected as r:  # redirected out of the AMI Bridge (hold again, consult)
                         if ch.bridge is not None:
                             self.leave_bridge(ch)
@@ -721,7 +732,7 @@ class Pbx:
                 self._pbx_cleanup(ch)
                 if (ch.up or ch.hangup_requested) and not ch.soft_hangup_sent:
                     ch.soft_hangup_sent = True
-                    self.chan_event("SoftHangupRequest", ch, ("Cause", str(ch.cause)))
+                    self.chan_event("SoftHangupRequest", ch, ("Cause", "16"))  # 16 in every capture
                 self._run_h(ch)
                 self.hangup(ch)
 
@@ -1249,6 +1260,7 @@ class Pbx:
         started = self.clock.now()
         for m in members:
             leg, two = self._new_dialed(ch, m.interface, "AppQueue")
+            leg.exten = q.name  # app_queue's member channel carries the queue as its extension
             m.ringing = True
             legs.append((m, leg, two))
             self.emit("AgentCalled", [*ch.snap(), *leg.snap("Dest"), ("Queue", q.name),
@@ -1267,6 +1279,7 @@ class Pbx:
                         break
                     if leg.state == 5 and leg.name not in reported:
                         reported.add(leg.name)
+                        self.newexten(leg, "AppQueue", "(Outgoing Line)")  # ringing (ami-ring-no-answer)
                         self.emit("DialState", [*ch.snap(), *leg.snap("Dest"), ("DialStatus", "RINGING")])
                 if winner is not None:
                     break
@@ -1296,6 +1309,7 @@ class Pbx:
                 if two is not None and not two.hungup:
                     self.chan_event("HangupRequest", two, ("Cause", "0"))
                     two.cause = 0
+                    leg.peer_told = True  # ;1 is the one hanging up: it gets no HangupRequest
                     self.request_hangup(two, 0)
                 else:
                     leg.cause = 0

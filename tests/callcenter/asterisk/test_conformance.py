@@ -31,6 +31,7 @@ from tests.callcenter.asterisk.test_agi_support import read_capture
 from tests.captures import CAPTURES
 
 SCALE = 0.06  # real seconds per virtual second: larger is slower but calmer on a busy machine
+CLI_SHUTDOWN = {"ami-shutdown-cli-with-call": 1.0}  # capture -> t of `core stop now` at the CLI
 
 
 # ------------------------------------------------------------------------------ reading captures
@@ -198,6 +199,13 @@ async def run_capture(name: str, *, dialplan: str = "extensions-scenarios2.conf.
 
         reading = asyncio.ensure_future(read_all())
         start = asyncio.get_running_loop().time()
+        if name in CLI_SHUTDOWN:  # `core stop now` typed at the CLI (not an AMI action)
+
+            async def cli_stop() -> None:
+                await asyncio.sleep(CLI_SHUTDOWN[name] * SCALE)
+                await sim.ami.shutdown()
+
+            stopping = asyncio.ensure_future(cli_stop())
         for t, hdrs in cap.actions:
             delay = start + t * SCALE - asyncio.get_running_loop().time()
             if delay > 0:
@@ -217,6 +225,8 @@ async def run_capture(name: str, *, dialplan: str = "extensions-scenarios2.conf.
         except TimeoutError:
             pass
         reading.cancel()
+        if name in CLI_SHUTDOWN:
+            await stopping
         writer.close()
     await srv.close()
     if agi_out is not None:
@@ -405,7 +415,8 @@ SCENARIOS: dict[str, tuple[str, tuple[str, ...], set[str]]] = {
     "ami-park-retrieve": (S2, (), {"ParkedCall", "UnParkedCall", "ParkedCallGiveUp", "Parkinglot",
                                    "ParkinglotsComplete", "ParkedCallsComplete", "BridgeCreate"}),
     "ami-agi-edge": (S2, ("agi-edge", "agi-badarg"), {"AGIExecStart", "AGIExecEnd", "Hangup"}),
-    "ami-shutdown-cli-with-call": (S2, (), {"OriginateResponse"}),
+    "ami-shutdown-cli-with-call": (S2, (), {"OriginateResponse", "SoftHangupRequest", "HangupRequest", "Hangup",
+                                            "Shutdown"}),
     "ami-edge": (S2, (), {"UserEvent", "FullyBooted", "SuccessfulAuth", "StatusComplete",
                           "CoreShowChannelsComplete", "RequestBadFormat"}),
 }
@@ -418,13 +429,11 @@ SCENARIOS: dict[str, tuple[str, tuple[str, ...], set[str]]] = {
 PER_CHANNEL_SKIP = {"VarSet", "NewCallerid", "NewConnectedLine", "OriginateResponse"}
 
 # Channel halves whose event sequence is still knowingly different (see docs/asterisk.md).
+# ami-edge: the Status list item for ;2 comes between its Answer and its Wait in the capture.
+# Answer() waits up to 500 ms for a first voice frame (a Local channel sends none), and the
+# Status was sent 0.5 s after the Originate: a race in Asterisk itself. Modelling the wait puts
+# ami-queue-admin and ami-hold-and-record, which race the other way, out of step instead.
 KNOWN_CHANNEL_DIFFS: dict[str, set[tuple[str, str]]] = {
-    "ami-ring-no-answer": {("Local/3001@agents-noanswer", ";1")},
-    "ami-originate-errors": {("Local/9999@nosuchcontext", ";1")},
-    "ami-transfer-redirect": {("Local/5001@xfer-dial", ";2")},
-    "ami-transfer-blind": {("Local/5011@agents", ";1"), ("Local/5011@xfer-dial", ";2")},
-    "ami-bridge-action": {("Local/8202@bridge-wait", ";2")},
-    "ami-shutdown-cli-with-call": {("Local/2001@agents", ";1"), ("Local/2001@agents", ";2")},
     "ami-edge": {("Local/2001@agents", ";2")},
 }
 
