@@ -346,6 +346,7 @@ class TwilioVoice:
         a <Gather>; its answer comes back here, and the caller goes back into the queue."""
         if leg.mode != "queued" or leg.asking is not None:
             return ""
+        self._watch(leg)  # a taken callback resolves the assignment with None
         leg.ask_no += 1
         leg.asking = asyncio.get_running_loop().create_future()
         leg.question = (prompt, timeout_ms, max_digits)
@@ -458,6 +459,7 @@ class TwilioVoice:
         the REST update ends the <Dial>; the new URL puts the caller back in the Twilio queue."""
         leg.attempt += 1
         leg.mode, leg.target = "queued", None
+        self._watch(leg)
         await self._update(leg, f"/twilio/connect?a={leg.attempt}")
 
     async def _update(self, leg: Leg, path: str) -> bool:
@@ -474,6 +476,7 @@ class TwilioVoice:
         await self.voice.no_answer(leg.call, status.replace("-", "").upper())
         if leg.call.state in ("queued", "offered"):
             leg.mode, leg.target = "queued", None
+            self._watch(leg)
 
     async def dial_done(self, leg: Leg, a: int, status: str) -> str:
         """<Dial>'s action: the agent leg is over and the caller is still on the line."""

@@ -33,7 +33,9 @@ def _stable(offer: dict) -> dict:
             "ivr_path": offer["ivr_path"], "known": offer["pop"]["known"],
             "customer": {k: (card.get("customer") or {}).get(k) for k in ("id", "name", "tier", "type")},
             "open_tickets": card.get("open_tickets"),
-            "reasons": [r["name"] for r in offer["reasons"]]}
+            # what the call brought to routing (the rest depends on who was ready first)
+            "weights": {r["name"]: r["value"] for r in offer["reasons"]
+                        if r["name"] in ("tier_weight", "queue_weight")}}
 
 
 @pytest.mark.parametrize("caller,digits,queue",
