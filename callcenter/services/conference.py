@@ -56,15 +56,14 @@ class ConferenceControl:
         from callcenter.asterisk.ami import make_action
 
         c = call.consult
-        if call.outbound is not None:
-            raise MessageRefused("conflict", "call controls are not available on outbound calls yet")
         if c is None or call.pending or call.linkedid in self.by_linkedid:
             raise MessageRefused("conflict", "no consultation under way")
         if c.get("state") != "talking" or not c.get("channel") or not c.get("uniqueid"):
             raise MessageRefused("conflict", "the consulted party has not answered")
         caller, agent, other = call.caller_channel or "", call.agent_channel or "", str(c["channel"])
         name = f"cc-{call.interaction_id}"
-        parties = {call.linkedid: "caller", call.agent_leg or "": "agent", str(c["uniqueid"]): "consulted"}
+        parties = {call.caller_uid or call.linkedid: "caller", call.agent_leg or "": "agent",
+                   str(c["uniqueid"]): "consulted"}
         conf = Conf(name, call, parties, {"caller": caller, "agent": agent, "consulted": other}, dict(c),
                     call.agent_id)
         call.pending = "conference"
@@ -203,7 +202,8 @@ class ConferenceControl:
         """The caller hung up before joining (the Redirect raced the hang-up): no marked user
         will leave, so the members are hung up; the call ends now if nobody joined."""
         conf = self.by_linkedid.get(ev.get("Linkedid") or "")
-        if conf is None or ev.get("Uniqueid") != conf.call.linkedid or "caller" in conf.joined:
+        caller = conf.call.caller_uid or conf.call.linkedid if conf is not None else None
+        if conf is None or ev.get("Uniqueid") != caller or "caller" in conf.joined:
             return
         conf.channels.pop("caller", None)
         for role in ("agent", "consulted"):

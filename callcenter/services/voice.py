@@ -100,6 +100,7 @@ class VoiceCall:
     consult: dict[str, Any] | None = None  # a warm transfer's consultation (target, leg, state)
     outside_routing: bool = False  # taken over by a consulted agent: the engine never offered it
     outbound: str | None = None  # click-to-dial: the number dialled (the agent's phone rings first)
+    caller_uid: str | None = None  # the customer's channel when it is not the Linkedid (click-to-dial)
     session: Any = None  # the caller's FastAGI session while queued (a callback offer speaks on it)
 
     @property
@@ -533,11 +534,11 @@ class VoiceService:
                 await self._state(call, "wrapup_done")
                 self._forget(call)
         elif name == "Hangup":
-            uid = ev.get("Uniqueid")
-            if call.state in ("talking", "held") and uid in (call.linkedid, call.agent_leg):
-                who = "caller" if uid == call.linkedid else "agent"
+            uid, caller = ev.get("Uniqueid"), call.caller_uid or call.linkedid
+            if call.state in ("talking", "held") and uid in (caller, call.agent_leg):
+                who = "caller" if uid == caller else "agent"
                 await self._ended(call, who, ev.get("Cause-txt") or ev.get("Cause") or "")
-            elif uid == call.linkedid and call.state in ("queued", "offered", "ringing"):
+            elif uid == caller and call.state in ("queued", "offered", "ringing"):
                 await self.caller_gone(call, "caller hung up")
 
     # ------------------------------------------------------------------ call controls
@@ -565,8 +566,6 @@ class VoiceService:
             raise MessageRefused("invalid", f"The phone system refused to {kind}: {error}")
 
     def _ready_for(self, call: VoiceCall, states: tuple[str, ...], what: str) -> None:
-        if call.outbound is not None:
-            raise MessageRefused("conflict", "call controls are not available on outbound calls yet")
         if call.state not in states or call.pending or not call.caller_channel or not call.agent_channel:
             raise MessageRefused("conflict", f"the call cannot be {what} now")
 
@@ -617,8 +616,11 @@ class VoiceService:
         if escalation is not None:
             t["escalation"] = escalation
         call.transfer, call.released, call.pending = t, asyncio.Event(), "transfer"
+        # a click-to-dial customer enters the after-dial AGI without CC_INTERACTION: set it first
+        first = [make_action("Setvar", Channel=call.caller_channel or "", Variable="CC_INTERACTION",
+                             Value=str(call.interaction_id))] if call.outbound is not None else []
         try:
-            await self._send(call, "transfer", [make_action(
+            await self._send(call, "transfer", [*first, make_action(
                 "Redirect", Channel=call.caller_channel or "", Context="cc-route", Exten="s",
                 Priority=AFTER_DIAL_PRIORITY, ExtraChannel=call.agent_channel or "",
                 ExtraContext="cc-hold", ExtraExten="agent", ExtraPriority=2)])
@@ -647,11 +649,14 @@ class VoiceService:
             self.wrapups[aid] = wrap
             self._contact_state(wrap, "ended")
             try:
-                await self.runner.handle(ContactFinished(call.contact_id, aid, self.options.wrapup_s))
+                if not call.outside_routing:
+                    await self.runner.handle(ContactFinished(call.contact_id, aid, self.options.wrapup_s))
             except RoutingError as e:
                 await self._event(call, "routing_refused", ok=False, error=str(e))
             self._send_wrapup(wrap)
             self.directory.push_state(aid)
+        # routed from here on like an inbound call (a click-to-dial call too)
+        call.outbound, call.outside_routing = None, False
         call.state, call.agent_id, call.agent_leg, call.agent_channel = "transferring", None, None, None
         call.offer = None
         if call.released is not None:
@@ -716,18 +721,18 @@ class VoiceService:
 
     async def _control_confirmed(self, call: VoiceCall, ev: AmiEvent) -> None:
         """The PBX confirmed a control: the caller hears music (held), or is bridged again."""
-        uid = ev.get("Uniqueid")
-        if ev.name == "MusicOnHoldStart" and call.pending == "hold" and uid == call.linkedid:
+        uid, caller = ev.get("Uniqueid"), call.caller_uid or call.linkedid
+        if ev.name == "MusicOnHoldStart" and call.pending == "hold" and uid == caller:
             call.pending, call.state = None, "held"
             await self._event(call, "hold", caller=call.caller_channel, agent=call.agent_channel)
             self._contact_state(call, "held")
-        elif ev.name == "MusicOnHoldStart" and call.pending == "consult" and uid == call.linkedid:
+        elif ev.name == "MusicOnHoldStart" and call.pending == "consult" and uid == caller:
             call.pending, call.state = None, "held"
             c = call.consult or {}
             await self._event(call, "consult", target_type=c.get("target_type"), target=c.get("target"),
                               dial=c.get("dial"))
             self._contact_state(call, "held")
-        elif ev.name == "BridgeEnter" and call.pending == "retrieve" and uid == call.linkedid:
+        elif ev.name == "BridgeEnter" and call.pending == "retrieve" and uid == caller:
             call.pending, call.state = None, "talking"
             await self._event(call, "retrieve", bridge=ev.get("BridgeUniqueid"))
             self._contact_state(call, "talking")
@@ -814,7 +819,7 @@ class VoiceService:
     async def _outbound_event(self, call: VoiceCall, ev: AmiEvent) -> None:
         """The agent's leg dials the customer: DialBegin, then DialEnd (ANSWER: talking)."""
         if ev.name == "DialBegin" and ev.get("Channel") == call.agent_channel and call.caller_channel is None:
-            call.caller_channel = ev.get("DestChannel")
+            call.caller_channel, call.caller_uid = ev.get("DestChannel"), ev.get("DestUniqueid")
             await self._event(call, "ring", device=ev.get("DestChannel"), customer=True)
         elif ev.name == "DialEnd" and ev.get("Channel") == call.agent_channel and call.state == "ringing":
             status = ev.get("DialStatus") or ""

@@ -1,7 +1,8 @@
 # ruff: noqa: E501
-"""Warm transfer -> three-way conference (ConfBridge), over the real console websocket against
-the simulated PBX (AMI over TCP), on SQLite and PostgreSQL. Every frame either way is checked
-against its JSON Schema; each step shows only after the PBX's ConfbridgeJoin/Leave."""
+"""Warm transfer -> three-way conference (ConfBridge), a consultation with a supervisor, and call
+controls on click-to-dial calls, over the real console websocket against the simulated PBX (AMI
+over TCP), on SQLite and PostgreSQL. Every frame either way is checked against its JSON Schema;
+each step shows only after the PBX confirms it (ConfbridgeJoin/Leave, MusicOnHoldStart, ...)."""
 from __future__ import annotations
 
 import asyncio
@@ -173,3 +174,74 @@ async def test_warm_transfer_to_a_supervisor_with_an_extension(database, tmp_pat
     assert kinds.index("consult") < kinds.index("consult_answered") < kinds.index("complete") < kinds.index("hangup")
     assert [e.data.get("target") for e in timeline if e.kind == "complete"] == ["sue"]
     assert (await store.get_interaction(iid)).state == "ended"
+
+
+# ---------------------------------------------------------------------------- controls on click-to-dial calls
+async def _dialled(rc, a, customer_id: int) -> int:
+    """agent1 click-to-dials the VIP (who answers and stays on the line) and talks."""
+    rc.sim.agent("12025550143", answer_after=0.2, talk_time=None)
+    await a.send("set_state", state="not_ready", reason="after-call")
+    await a.next("agent_state", state="not_ready")
+    await a.send("dial", customer_id=customer_id)
+    iid = (await a.next("contact_state", state="ringing"))["interaction_id"]
+    await a.send("answer", interaction_id=iid)
+    await a.next("contact_state", state="talking")
+    return iid
+
+
+async def test_hold_and_consult_on_a_click_to_dial_call(database, tmp_path):
+    store = _store(database)
+    people = await seed_people(store, agents=2)
+    async with running_center(database, CC_VOICE__RECORDINGS_DIR=str(tmp_path / "rec"), **NO_DEMO_SITE) as rc:
+        ws, a = await open_console(rc.base, await cookie_for(rc.base, "agent1"))
+        iid = await _dialled(rc, a, people["vip"].id)
+        call = rc.center.voice.calls[iid]
+        assert call.caller_channel and call.caller_channel.startswith("PJSIP/12025550143@trunk-")
+        await a.send("hold", interaction_id=iid)
+        await a.next("contact_state", state="held")  # the customer's MusicOnHoldStart
+        await a.send("retrieve", interaction_id=iid)
+        await a.next("contact_state", state="talking")  # the customer's BridgeEnter
+        await a.send("consult", interaction_id=iid, target_type="agent", target="agent2")
+        await _answer(rc, "1002")
+        await _all(a, ("contact_state", {"state": "held"}), ("consult_state", {"state": "talking"}))
+        await a.send("consult_cancel", interaction_id=iid)
+        await a.next("consult_state", state="ended")
+        await a.next("contact_state", state="talking")
+        rc.sim.pbx.request_hangup(rc.sim.pbx.find_channel(call.caller_channel))  # the customer hangs up
+        await a.next("contact_state", state="ended")
+        await a.next("wrapup", interaction_id=iid)
+        await ws.close()
+    kinds = [e.kind for e in await store.timeline(iid)]
+    for step in ("dial", "answer", "hold", "retrieve", "consult", "consult_answered", "cancel", "hangup"):
+        assert step in kinds, (step, kinds)
+    hangup = [e for e in await store.timeline(iid) if e.kind == "hangup"]
+    assert hangup[-1].data["by"] == "caller" and "routing_refused" not in kinds
+
+
+async def test_blind_transfer_of_a_click_to_dial_call_to_another_agent(database, tmp_path):
+    store = _store(database)
+    people = await seed_people(store, agents=2)
+    async with running_center(database, CC_VOICE__RECORDINGS_DIR=str(tmp_path / "rec"), **NO_DEMO_SITE) as rc:
+        ws, a = await open_console(rc.base, await cookie_for(rc.base, "agent1"))
+        ws2, b = await open_console(rc.base, await cookie_for(rc.base, "agent2"))
+        await b.send("set_state", state="ready")
+        await b.next("agent_state", state="ready")
+        iid = await _dialled(rc, a, people["vip"].id)
+        customer = rc.center.voice.calls[iid].caller_channel
+        await a.send("transfer", interaction_id=iid, target_type="agent", target="agent2", notes="Outbound follow-up")
+        await a.next("contact_state", state="ended")
+        await a.next("wrapup", interaction_id=iid)
+        offer = await b.next("offer", interaction_id=iid)
+        assert offer["transfer"]["notes"] == "Outbound follow-up"
+        await b.next("contact_state", state="ringing")
+        await b.send("answer", interaction_id=iid)
+        await b.next("contact_state", state="talking")
+        rc.sim.pbx.request_hangup(rc.sim.pbx.find_channel(customer))
+        await b.next("contact_state", state="ended")
+        await b.next("wrapup", interaction_id=iid)
+        await ws2.close()
+        await ws.close()
+    kinds = [e.kind for e in await store.timeline(iid)]
+    assert kinds.index("transfer") < kinds.index("offer") and "routing_refused" not in kinds
+    assert kinds.count("answer") == 2
+    assert kinds.index("hangup", max(i for i, k in enumerate(kinds) if k == "answer")) > 0
