@@ -158,13 +158,19 @@ async def get_email(db: Database, email_id: int) -> EmailMessage:
         return m
 
 
-async def update_email(db: Database, email_id: int, **fields: Any) -> None:
+async def update_email(db: Database, email_id: int, *,
+                       events: Sequence[tuple[str, bool, Mapping[str, Any]]] = (), **fields: Any) -> None:
+    """Update a message; `events` (kind, ok, data) go on its interaction's timeline in the same
+    transaction."""
     async with db.session() as s, s.begin():
         m = await s.get(EmailMessage, email_id)
         if m is None:
             raise NotFound("EmailMessage", email_id)
         for k, v in fields.items():
             setattr(m, k, v)
+        if m.interaction_id is not None:
+            s.add_all([InteractionEvent(interaction_id=m.interaction_id, kind=k, ok=ok, data=dict(d))
+                       for k, ok, d in events])
 
 
 async def find_by_message_ids(db: Database, ids: Sequence[str]) -> EmailMessage | None:

@@ -116,6 +116,8 @@ def auto_reason(msg: Message | None, envelope_from: str | None, from_address: st
         return "bounce (mailer-daemon)"
     if msg is None:
         return "unreadable"
+    if _safe_get(msg, "Return-Path") == "<>":
+        return "bounce (null return path)"
     auto = _safe_get(msg, "Auto-Submitted").lower()
     if auto and auto != "no":
         return f"auto-submitted: {auto[:40]}"

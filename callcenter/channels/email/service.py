@@ -68,7 +68,7 @@ class EmailOptions:
     limits: Limits = Limits()
     smarthost: outbound.Smarthost = outbound.Smarthost("127.0.0.1", 25)
     own_addresses: frozenset[str] = frozenset()
-    workers: int = 4
+    workers: int = 1
 
     @property
     def domain(self) -> str:
@@ -118,6 +118,7 @@ class EmailService:
         self.contacts: dict[int, EmailContact] = {}
         self.inbox: asyncio.Queue[mail.Received] = asyncio.Queue()
         self.processed = 0
+        self._raw: dict[int, tuple[bytes, str, str]] = {}  # email id -> (raw, envelope from, source)
         self._changed = asyncio.Condition()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._workers = [asyncio.ensure_future(self._work()) for _ in range(max(1, options.workers))]
@@ -132,6 +133,7 @@ class EmailService:
                                       envelope_to=rcpt_tos, imap=imap)
         if received is None:
             return False
+        self._raw[received.email_id] = (raw, envelope_from or "", source)  # saves reading it back
         self.inbox.put_nowait(received)
         return True
 
@@ -170,16 +172,21 @@ class EmailService:
 
     async def _process(self, received: mail.Received) -> None:
         iid, eid = received.interaction_id, received.email_id
-        row = await mail.get_email(self.store.db, eid)
         opts = self.options
+        if eid in self._raw:
+            raw, envelope_from, source = self._raw.pop(eid)
+        else:  # recovered after a restart
+            row = await mail.get_email(self.store.db, eid)
+            raw, envelope_from, source = row.raw, row.envelope_from or "", row.source
         try:
-            parsed = await asyncio.to_thread(parse, row.raw, envelope_from=row.envelope_from or "",
+            # SMTP: the envelope sender is known ("" is the null reverse-path of a bounce);
+            # IMAP: it is not (the Return-Path header tells instead)
+            envelope = envelope_from if source == "smtp" else None
+            parsed = await asyncio.to_thread(parse, raw, envelope_from=envelope,
                                              own_addresses=opts.own_addresses, limits=opts.limits)
         except Exception as e:  # noqa: BLE001 - parse() should never raise; if it does, keep going
             parsed = Parsed(problems=[f"unreadable message: {type(e).__name__}"], auto="unreadable",
-                            text=row.raw[:opts.limits.max_text_chars].decode("utf-8", "replace"))
-        if row.source == "smtp" and parsed.auto is None and not row.envelope_from:
-            parsed.auto = "bounce (null sender)"
+                            text=raw[:opts.limits.max_text_chars].decode("utf-8", "replace"))
         await self._event(iid, "parsed", ok=not parsed.problems, subject=parsed.subject[:200],
                           **{"from": parsed.from_address, "message_id": parsed.message_id,
                              "attachments": len(parsed.attachments), "auto": parsed.auto,
@@ -194,9 +201,9 @@ class EmailService:
                 in_reply_to=parsed.in_reply_to, refs=parsed.references, thread_id=thread_id,
                 ticket_id=ticket_id, subject=parsed.subject, from_address=parsed.from_address,
                 to_addresses=parsed.to, text_body=parsed.text, html_safe=parsed.html_safe,
-                auto=parsed.auto, problems=parsed.problems)
-            await self._event(iid, "thread", how=how, thread_id=thread_id, ticket=ticket,
-                              attachments_stored=stored)
+                auto=parsed.auto, problems=parsed.problems,
+                events=[("thread", True, {"how": how, "thread_id": thread_id, "ticket": ticket,
+                                          "attachments_stored": stored})])
             contact = EmailContact(
                 iid, eid, thread_id, ticket_id, ticket, customer.id if customer else None,
                 customer.tier if customer else "regular", parsed.reply_to or parsed.from_address,

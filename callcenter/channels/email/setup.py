@@ -5,6 +5,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -36,8 +37,10 @@ def options_from(settings: Any) -> EmailOptions:
 
 def attach(center: Any, settings: Any) -> EmailService:
     """The email service joins the center: routing decisions, console messages, console resume."""
-    service = EmailService(center.store, center.runner, center.directory, center.hub,
-                           options_from(settings), mono=center.runner.clock)
+    # SQLite has one writer at a time: one worker avoids lock waits; PostgreSQL takes several
+    options = replace(options_from(settings), workers=1 if center.store.db.is_sqlite else 4)
+    service = EmailService(center.store, center.runner, center.directory, center.hub, options,
+                           mono=center.runner.clock)
     center.performers.append(service)
     center.console.handlers.update(service.console_handlers(dict(center.console.handlers)))
     center.on_console_connect.append(service.console_connected)

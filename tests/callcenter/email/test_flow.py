@@ -118,7 +118,8 @@ async def test_listener_refuses_unknown_recipients_and_oversized_mail(database, 
         await ec.email.wait_processed(1)
     async with database.session() as s:
         from sqlalchemy import func, select
-        n = await s.scalar(select(func.count()).select_from(mail.EmailMessage))
+        n = await s.scalar(select(func.count()).select_from(mail.EmailMessage)
+                           .where(mail.EmailMessage.direction == "inbound"))
     assert n == 1
 
 

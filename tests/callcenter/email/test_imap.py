@@ -64,6 +64,8 @@ async def test_taken_once_flagged_seen_never_twice(database, tmp_path, imap_serv
         try:
             assert await poller.poll_once() == 2
             await ec.email.wait_processed(2)
+            acks = {(await ec.sink.next())[2]["In-Reply-To"] for _ in range(2)}
+            assert acks == {a["Message-ID"], b["Message-ID"]}  # IMAP mail is acknowledged too
             assert await asyncio.to_thread(unseen, d) == []
             assert await poller.poll_once() == 0
             # The \Seen flag is lost (a crash between the store and the flag, another client):

@@ -40,6 +40,8 @@ def test_loop_protection():
         p = parse(raw(f"From: a@example.org\n{header}"), envelope_from="a@example.org", own_addresses=own)
         assert p.auto == reason, header
     assert parse(raw("From: a@example.org"), envelope_from="").auto == "bounce (null sender)"
+    assert parse(raw("From: a@example.org")).auto is None  # IMAP: no envelope
+    assert parse(raw("Return-Path: <>\nFrom: a@example.org")).auto == "bounce (null return path)"
     assert parse(raw("From: MAILER-DAEMON@example.net"), envelope_from="x@example.net").auto
     assert parse(raw("From: support@example.com"), envelope_from="support@example.com",
                  own_addresses=own).auto == "from our own address"
