@@ -241,6 +241,17 @@ class CallbackService:
             await self._refused(cb.interaction_id, e)
             await self._settle(live, FAILED, f"routing refused: {e}")
 
+    async def _set_state(self, interaction_id: int, state: str, **kw: Any) -> None:
+        """The interaction's state with its timeline events; a refused transition is logged and
+        the events are kept (never raised into the routing runner)."""
+        try:
+            await self.crm.set_state(interaction_id, state, **kw)
+        except CrmError as e:
+            await self.crm.append_event(interaction_id, "state_failed", ok=False,
+                                        data={"state": state, "error": str(e)})
+            for kind, data in kw.get("events", ()):
+                await self.crm.append_event(interaction_id, kind, data=data)
+
     async def _refused(self, interaction_id: int, e: Exception) -> None:
         await self.crm.append_event(interaction_id, "routing_refused", ok=False, data={"error": str(e)})
 
@@ -285,7 +296,7 @@ class CallbackService:
         live.expires_at = (datetime.now(UTC) + timedelta(seconds=lease)).isoformat()
         reasons = [{"name": p.name, "value": p.value, "note": p.note} for p in d.reasons]
         await self.store.update(cb.id, status=CallbackStatus.OFFERED.value)
-        await self.crm.set_state(cb.interaction_id, "offered", agent_id=agent.user_id, events=(
+        await self._set_state(cb.interaction_id, "offered", agent_id=agent.user_id, events=(
             ("offer", {"agent": agent.username, "reasons": reasons, "callback_id": cb.id}),))
         card = None
         if cb.customer_id is not None:
@@ -311,7 +322,7 @@ class CallbackService:
         offer_id = live.offer_id
         live.agent_id = live.offer_id = None
         await self.store.update(cb.id, status=CallbackStatus.ROUTING.value)
-        await self.crm.set_state(cb.interaction_id, "queued", events=(
+        await self._set_state(cb.interaction_id, "queued", events=(
             ("requeue", {"reason": reason, "agent": agent.username if agent else None}),))
         if agent is not None and offer_id is not None:
             self.hub.send(agent.user_id, "offer_withdrawn", offer_id=offer_id,
