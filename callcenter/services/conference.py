@@ -109,6 +109,14 @@ class ConferenceControl:
             raise MessageRefused("not_found", f"supervisor {username!r} has no phone extension")
         return {"target_type": "supervisor", "target": user.username, "dial": dial}
 
+    def resume(self, call: VoiceCall) -> dict[str, Any] | None:
+        """conference_state for a console that comes back while its call is in a conference."""
+        conf = self.by_linkedid.get(call.linkedid)
+        if conf is None or not conf.active:
+            return None
+        return {"interaction_id": call.interaction_id, "state": "active", "parties": sorted(conf.joined),
+                "target": str(conf.target.get("target") or ""), "at": call.state_at}
+
     # ------------------------------------------------------------------ AMI
     def watching(self, ev: AmiEvent) -> bool:
         """Events this module takes: ConfBridge events, and hang-ups of a conference's call."""

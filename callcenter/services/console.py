@@ -65,6 +65,9 @@ class ConsoleService:
                 if cons is not None and cons.get("state") in ("dialing", "talking"):
                     self._to(link, "consult_state", interaction_id=call.interaction_id,
                              state=cons["state"], target=str(cons.get("target") or ""), at=call.state_at)
+                conf = self.voice.conference.resume(call)  # a three-way conference under way
+                if conf is not None:
+                    self._to(link, "conference_state", **conf)
                 if call.recording is not None and call.state != "ringing":
                     self._to(link, "recording_state", interaction_id=call.interaction_id,
                              state=call.recording, at=call.state_at)

@@ -50,6 +50,11 @@ async def test_conference_agent_leaves_then_the_consulted_agent_owns_the_call(da
         _, active = await _all(a, ("contact_state", {"state": "talking"}), ("conference_state", {"state": "active"}))
         assert active["parties"] == ["agent", "caller", "consulted"] and active["target"] == "agent2"
         assert await _confbridge(rc, f"cc-{iid}") == ["ConfbridgeStart"] + ["ConfbridgeJoin"] * 3
+        # a console that comes back is told about the conference after the contact state
+        ws3, a3 = await open_console(rc.base, await cookie_for(rc.base, "agent1"))
+        await a3.next("contact_state", state="talking")
+        assert (await a3.next("conference_state"))["parties"] == ["agent", "caller", "consulted"]
+        await ws3.close()
         # other controls wait until the conference is over
         await a.send("hold", interaction_id=iid, request_id="h")
         assert (await a.next("error", request_id="h"))["code"] == "conflict"
