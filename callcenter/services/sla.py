@@ -82,8 +82,12 @@ class SlaService:
     async def perform(self, decisions: list[Decision]) -> set[str]:
         for d in decisions:
             if isinstance(d, RoutingAlert):
-                alert = await self.store.add_alert("routing", d.message, at=self.utc(), queue=d.queue,
-                                                   data={"contact_id": d.contact_id})
+                try:
+                    alert = await self.store.add_alert("routing", d.message, at=self.utc(), queue=d.queue,
+                                                       data={"contact_id": d.contact_id})
+                except Exception:  # noqa: BLE001 - never raised into the routing runner
+                    log.exception("could not store the routing alert %r", d.message)
+                    continue
                 self.broadcast(alert)
         return set()
 
