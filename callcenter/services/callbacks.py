@@ -241,6 +241,18 @@ class CallbackService:
             await self._refused(cb.interaction_id, e)
             await self._settle(live, FAILED, f"routing refused: {e}")
 
+    async def _adopt(self, cid: str) -> Live | None:
+        """A callback another process routed (shared routing state): this one performs it now."""
+        parts = cid.split("-")
+        if not cid.startswith(PREFIX) or len(parts) != 3 or not parts[1].isdigit():
+            return None
+        try:
+            cb = await self.store.get(int(parts[1]))
+        except CrmError:
+            return None
+        live = self.live[cid] = Live(cb, cid)
+        return live
+
     async def _set_state(self, interaction_id: int, state: str, **kw: Any) -> None:
         """The interaction's state with its timeline events; a refused transition is logged and
         the events are kept (never raised into the routing runner)."""
@@ -268,6 +280,8 @@ class CallbackService:
                     self._spawn(self._offer_to_caller(call, d.queue))
                 continue
             live = self.live.get(cid)
+            if live is None and isinstance(d, Offer):
+                live = await self._adopt(cid)
             if live is None:
                 continue
             if isinstance(d, Offer):

@@ -323,3 +323,25 @@ async def test_ivr_callback_to_an_invalid_number_is_logged_not_scheduled(databas
     assert refused[0].data["digits"] == "4567"  # only the end of what was keyed is kept
     assert await CallbackStore(database).list_open() == []
     assert (await store.get_interaction(inbound)).state == "wrapup_done"
+
+
+async def test_a_callback_routed_by_another_process_is_offered_here(database):
+    """With shared routing state, the process where an agent becomes ready performs the offer of
+    a callback another process put in the queue: it reads the callback from the store."""
+    store = _store(database)
+    people = await seed_people(store, agents=1)
+    async with running_center(database, **ENV) as rc:
+        cbs = rc.center.callbacks
+        cbs.utc = lambda: T0
+        ws, c = await open_console(rc.base, await cookie_for(rc.base, "agent1"))
+        await c.next("hello")
+        await c.send("schedule_callback", customer_id=people["vip"].id, request_id="s")
+        sched = await c.next("callback_scheduled", request_id="s")
+        assert await cbs.tick() == 1  # in the queue; nobody is ready
+        cbs.live.clear()  # as if this process had not routed it
+        await c.send("set_state", state="ready")
+        offer = await c.next("offer", interaction_id=sched["interaction_id"])
+        assert offer["kind"] == "callback" and offer["callback"]["callback_id"] == sched["callback_id"]
+        await c.send("decline_offer", offer_id=offer["offer_id"])
+        await c.next("offer_withdrawn", offer_id=offer["offer_id"])
+        await ws.close()
