@@ -168,3 +168,68 @@ async def test_hold_blind_transfer_then_warm_transfer_to_a_supervisor(database, 
     assert transfer.data.get("target") == "agent2" and transfer.data.get("notes") == NOTES
     assert [e.data.get("target") for e in timeline if e.kind == "complete"] == ["sue"]
     assert inter.state == "ended"
+
+
+async def test_warm_transfer_becomes_a_three_way_conference(database, tmp_path):
+    """A consults B (B's phone rings, B answers it), makes it a conference, then leaves: B's
+    console gets the call; the caller hangs up and the conference ends."""
+    chromium = need_chromium()
+    from playwright.async_api import async_playwright, expect
+
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    store = build_store(load_settings(env={}), database)
+    await seed_people(store, agents=2)
+    shots = SHOTS if database.dialect == "sqlite" else ARTIFACTS
+    async with running_center(database, CC_VOICE__RECORDINGS_DIR=str(tmp_path / "rec"),
+                              CC_CHAT__DEMO_SITE_PORT="0", CC_DEMO__TIME_SCALE="0.1") as rc, async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=chromium, args=ARGS, headless=True)
+        ctx_a = await browser.new_context(viewport={"width": 1366, "height": 900})
+        ctx_b = await browser.new_context(viewport={"width": 1366, "height": 900})
+        a, b = await ctx_a.new_page(), await ctx_b.new_page()
+        errors: list[str] = []
+        for p in (a, b):
+            p.on("pageerror", lambda e: errors.append(str(e)))
+        ta, tb = a.get_by_test_id, b.get_by_test_id
+        try:
+            await _sign_in(a, rc.base, "agent1")
+            await _sign_in(b, rc.base, "agent2")
+            await _ready(a)
+            call = rc.sim.call(VIP_PHONE, digits=["1"])
+            await expect(ta("contact-state")).to_contain_text("Ringing")
+            await ta("answer").click()
+            await expect(ta("contact-state")).to_contain_text("Talking")
+
+            await ta("consult-type").select_option("agent")
+            await ta("consult-target").fill("agent2")
+            await ta("consult-submit").click()
+            await expect(ta("consult-state")).to_contain_text("agent2")
+            await _answer_phone(rc, "1002")  # B picks up the consultation on their phone
+            await expect(ta("consult-state")).to_contain_text("talking")
+            await expect(ta("conference")).to_be_hidden()
+            await ta("consult-conference").click()
+            # shown only once the three ConfbridgeJoin events arrived
+            await expect(ta("conference-state")).to_contain_text("Conference with agent2 (agent, caller, consulted)")
+            await expect(ta("contact-state")).to_contain_text("Talking")
+            await expect(ta("consult")).to_be_hidden()
+            await a.screenshot(path=str(shots / "call-controls-conference.png"), full_page=True)
+
+            await ta("conference-leave").click()
+            await expect(ta("wrapup")).to_be_visible()
+            await expect(tb("contact-state")).to_contain_text("Talking")  # the call is B's now
+            await expect(tb("conference-state")).to_contain_text("(caller, consulted)")
+            call.hangup()
+            await expect(tb("wrapup")).to_be_visible()
+            await expect(tb("conference")).to_be_hidden()
+            assert errors == []
+        except Exception:
+            for who, p in (("a", a), ("b", b)):
+                await p.screenshot(path=str(ARTIFACTS / f"conference-{database.dialect}-{who}-failure.png"),
+                                   full_page=True)
+            raise
+        finally:
+            await browser.close()
+    rows = await store.db.read(lambda c: c.execute(
+        select(Interaction.id).where(Interaction.external_id == call.linkedid)).scalars().all())
+    kinds = [e.kind for e in await store.timeline(rows[0])]
+    for step in ("consult", "consult_answered", "conference_join", "conference", "conference_leave", "conference_end"):
+        assert step in kinds, (step, kinds)
