@@ -156,3 +156,43 @@ async def test_several_chats_per_agent_up_to_capacity(database):
         for w, _ in widgets:
             await w.close()
         await agent.close()
+
+
+async def test_decline_and_transfer_to_another_agent(database):
+    store = store_for(database)
+    await seed_chat_agents(store, n=2)
+    async with chat_center(database) as rc:
+        a1, _ = await ready_agent(rc.base, "agent1")
+        w, welcome = await start_chat(rc.base)
+        iid = welcome["chat_id"]
+        first = await a1.next("chat_offer", interaction_id=iid)
+        a2, _ = await ready_agent(rc.base, "agent2")
+        await a1.send("chat_decline", offer_id=first["offer_id"])
+        assert (await a1.next("chat_withdrawn", interaction_id=iid))["reason"] == "declined"
+        offer = await a2.next("chat_offer", interaction_id=iid)
+        await a2.send("chat_accept", offer_id=offer["offer_id"])
+        await a2.next("chat_started", interaction_id=iid)
+        await a1.send("set_state", state="ready")  # a decline may have made agent1 not ready
+        await a1.next("agent_state", state="ready")
+        await w.send("send", client_id="c1", text="Can someone else help?")
+        await a2.next("chat_message", interaction_id=iid, client_id="c1")
+        await a2.send("chat_transfer", interaction_id=iid, target_type="agent", target="agent1",
+                      notes="needs agent1")
+        saved = await a2.next("wrapup_saved", interaction_id=iid)
+        assert saved["disposition"] == "transferred"
+        again = await a1.next("chat_offer", interaction_id=iid)
+        await a1.send("chat_accept", offer_id=again["offer_id"])
+        started = await a1.next("chat_started", interaction_id=iid)
+        assert [m["sender"] for m in started["messages"]] == ["customer", "system"]
+        assert (await w.next("agent", name="Agent 1"))["name"] == "Agent 1"
+        await a1.send("chat_send", interaction_id=iid, client_id="a1", text="I am here.")
+        await w.next("message", client_id="a1")
+        # another agent's chat is not theirs to write in
+        await a2.send("chat_send", interaction_id=iid, client_id="x", text="hello?")
+        assert (await a2.next("error"))["code"] == "forbidden"
+        await a1.send("chat_transfer", interaction_id=iid, target_type="queue", target="nope")
+        assert (await a1.next("error"))["code"] == "not_found"
+        for c in (w, a1, a2):
+            await c.close()
+    kinds = [e.kind for e in await store.timeline(iid)]
+    assert kinds.count("offer") == 3 and "transfer" in kinds and "requeue" in kinds
