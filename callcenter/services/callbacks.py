@@ -12,7 +12,6 @@ background loop calls it every `poll_s`; tests call it themselves with `poll_s=0
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
 import secrets
 from collections.abc import Awaitable, Callable, Mapping
@@ -55,7 +54,7 @@ from routing import (
 )
 
 log = logging.getLogger(__name__)
-PREFIX = "cb-"  # routing contact ids of callbacks: cb-<callback id>-<n>
+PREFIX = "cb-"  # routing contact ids of callbacks: cb-<callback id>-<random>
 ROLES = frozenset({"agent", "supervisor", "admin"})
 
 
@@ -94,7 +93,6 @@ class CallbackService:
         self.offer_prompt, self.confirm_prompt = offer_prompt, confirm_prompt
         self.offer_timeout_s = offer_timeout_s
         self.live: dict[str, Live] = {}
-        self._seq = itertools.count(1)
         self._wake = asyncio.Event()
         self._loop: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -221,7 +219,7 @@ class CallbackService:
             return n
 
     async def _route(self, cb: Callback) -> None:
-        cid = f"{PREFIX}{cb.id}-{next(self._seq)}"
+        cid = f"{PREFIX}{cb.id}-{secrets.token_hex(4)}"  # unique across processes and attempts
         live = Live(cb, cid)
         self.live[cid] = live
         tier = Tier.REGULAR
