@@ -24,13 +24,12 @@ from twilio.twiml.voice_response import VoiceResponse
 from callcenter.ivr_agi import _lookup
 from callcenter.services.agents import Agent
 from callcenter.services.voice import VoiceCall, VoiceService, _path
-from callcenter.twilio import twiml
+from callcenter.twilio import questions, twiml
 from crm_core.errors import CrmError
 from ivr import render_twiml
 from ivr.engine import (
     Ask,
     CallLookup,
-    Digits,
     Finished,
     FlowState,
     HungUp,
@@ -52,12 +51,6 @@ log = logging.getLogger(__name__)
 ENDED = ("completed", "canceled", "failed", "busy", "no-answer")
 NOT_CONNECTED = ("no-answer", "busy", "failed")  # the agent's doing (canceled is the caller's or ours)
 KEEP_FINISHED = 10_000  # finished calls remembered for replays
-# Host prompts by sound name, as text for <Say> (without twilio.sounds_base_url)
-PROMPTS: dict[str, dict[str, str]] = {
-    "cc-callback-offer": {"en": "To be called back instead of waiting, press 1.",
-                          "zh": "如需回电而无需等待，请按1。"},
-    "cc-callback-confirm": {"en": "Thank you. We will call you back.", "zh": "谢谢，我们会尽快回电。"},
-}
 
 
 @dataclass(frozen=True)
@@ -255,7 +248,7 @@ class TwilioVoice:
                           customer_id=str(call.customer_id or ""), tier=Tier(call.tier), skills=skills,
                           priority=boost)
         call.routed = True
-        call.session = Prompter(self, leg)  # a callback offer asks the waiting caller through it
+        call.session = questions.Prompter(self, leg)  # a callback offer asks the waiting caller through it
         self._watch(leg)
         await v.runner.handle(ContactArrived(contact))
 
@@ -302,7 +295,7 @@ class TwilioVoice:
             return  # the caller left
         v, call = self.voice, leg.call
         if agent is None:  # the caller took a callback instead of waiting (services/callbacks.py)
-            await self._callback_taken(leg)
+            await questions.callback_taken(self, leg)
             return
         if leg.mode not in ("queued", "connecting") or call.state != "offered":
             return
@@ -316,72 +309,6 @@ class TwilioVoice:
         await v._event(call, "dial", agent=agent.username, target=target[1], carrier="twilio")
         if not await self._update(leg, f"/twilio/connect?a={leg.attempt}"):
             leg.leave = True  # the wait URL answers <Leave/>; <Enqueue>'s action then dials
-
-    async def _callback_taken(self, leg: Leg) -> None:
-        """End the call with the confirmation, as the AGI path does (the callback is scheduled)."""
-        leg.mode = "done"
-        await self.voice._finish_without_agent(leg.call, "ended", "callback taken instead of waiting")
-        resp = VoiceResponse()
-        if leg.farewell:
-            self._prompt(resp, leg.farewell, leg.language)
-        resp.hangup()
-        try:
-            await self.client.calls(leg.sid).update_async(twiml=str(resp))
-        except Exception as e:  # noqa: BLE001 - Twilio's own hang-up ends the call anyway
-            await self.voice._event(leg.call, "redirect", ok=False, error=f"{type(e).__name__}: {e}"[:300])
-
-    def _prompt(self, target: Any, prompt: str, language: str) -> None:
-        """A host prompt by sound name (the callback offer): <Play> it from the sounds URL, or
-        <Say> its text."""
-        opts = self.options.render
-        if opts.sounds_base_url:
-            target.play(f"{opts.sounds_base_url.rstrip('/')}/{prompt}{opts.sound_ext}")
-            return
-        text = PROMPTS.get(prompt, {})
-        words = text.get(language) or text.get("en") or prompt.replace("-", " ")
-        target.say(words, language=render_twiml.say_language(language, opts))
-
-    async def ask_caller(self, leg: Leg, prompt: str, timeout_ms: int, max_digits: int) -> str:
-        """Ask a queued caller one question (the callback offer): the REST API moves the call to
-        a <Gather>; its answer comes back here, and the caller goes back into the queue."""
-        if leg.mode != "queued" or leg.asking is not None:
-            return ""
-        self._watch(leg)  # a taken callback resolves the assignment with None
-        leg.ask_no += 1
-        leg.asking = asyncio.get_running_loop().create_future()
-        leg.question = (prompt, timeout_ms, max_digits)
-        try:
-            if not await self._update(leg, f"/twilio/offer?k={leg.ask_no}"):
-                return ""
-            wait_s = timeout_ms / 1000 + 30  # Twilio answers after the prompt and the timeout
-            return await asyncio.wait_for(asyncio.shield(leg.asking), wait_s)
-        except TimeoutError:
-            return ""
-        finally:
-            leg.asking = None
-
-    async def offer_question(self, leg: Leg, k: int) -> str:
-        async def make() -> str:
-            resp = VoiceResponse()
-            if k != leg.ask_no or leg.asking is None or leg.question is None:
-                return await self._current(leg)
-            prompt, timeout_ms, max_digits = leg.question
-            action = self.url(f"/twilio/offer?k={k}&answer=1")
-            gather = resp.gather(input="dtmf", action=action, method="POST", num_digits=max_digits,
-                                 timeout=max(1, -(-timeout_ms // 1000)), action_on_empty_result=True)
-            self._prompt(gather, prompt, leg.language)
-            return str(resp)
-
-        return await self.once(leg, f"offer:{k}", make)
-
-    async def offer_answer(self, leg: Leg, k: int, digits: str | None) -> str:
-        async def make() -> str:
-            if k == leg.ask_no and leg.asking is not None and not leg.asking.done():
-                got = render_twiml.digits_input(digits)
-                leg.asking.set_result(got.digits if isinstance(got, Digits) else "")
-            return await self._current(leg)  # back into the queue (a taken callback then hangs up)
-
-        return await self.once(leg, f"offer-answer:{k}", make)
 
     # ------------------------------------------------------------------ connecting the agent
     async def connect(self, leg: Leg, a: int) -> str:
@@ -550,28 +477,6 @@ class TwilioVoice:
         self.finished[leg.sid] = leg
         while len(self.finished) > KEEP_FINISHED:
             self.finished.popitem(last=False)
-
-
-@dataclass(frozen=True)
-class _Answer:
-    digits: str
-
-
-class Prompter:
-    """What services/callbacks.py asks of a queued caller's session (``get_data``, ``set_music``,
-    ``stream_file``), performed through Twilio."""
-
-    def __init__(self, service: TwilioVoice, leg: Leg) -> None:
-        self.service, self.leg = service, leg
-
-    async def get_data(self, prompt: str, timeout_ms: int, max_digits: int) -> _Answer:
-        return _Answer(await self.service.ask_caller(self.leg, prompt, timeout_ms, max_digits))
-
-    async def set_music(self, on: bool) -> None:
-        """The caller is back in <Enqueue> already (hold music from the wait URL)."""
-
-    async def stream_file(self, prompt: str) -> None:
-        self.leg.farewell = prompt  # said before the call ends
 
 
 def _hangup() -> str:

@@ -20,6 +20,7 @@ from aiohttp import web
 from twilio.twiml.voice_response import VoiceResponse
 
 from callcenter.keys import CENTER, SETTINGS
+from callcenter.twilio import questions
 from callcenter.twilio.rest import make_client
 from callcenter.twilio.service import Leg, TwilioOptions, TwilioVoice
 from callcenter.twilio.signature import is_signed, public_url
@@ -183,5 +184,5 @@ async def _offer(service: TwilioVoice, lp: tuple[Leg, Any], request: web.Request
     leg, params = lp
     k = _int(request, "k")
     if request.query.get("answer") == "1":
-        return _xml(await service.offer_answer(leg, k, params.get("Digits")))
-    return _xml(await service.offer_question(leg, k))
+        return _xml(await questions.offer_answer(service, leg, k, params.get("Digits")))
+    return _xml(await questions.offer_question(service, leg, k))
