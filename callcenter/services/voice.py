@@ -1120,6 +1120,11 @@ class VoiceService:
         except RoutingError as e:
             await self._event(call, "routing_refused", ok=False, error=str(e))
         await self._state(call, "answered", agent_id=int(offer.agent_id))
+        if call.handoff is not None:  # answered after a transfer: the interaction is this agent's now
+            try:
+                await self.store.update_interaction(call.interaction_id, agent_id=int(offer.agent_id))
+            except CrmError as e:
+                await self._event(call, "state_failed", ok=False, state="answered", error=str(e))
         await self._event(call, "answer", agent_leg=call.agent_leg)
         self._contact_state(call, "talking")
         self.directory.push_state(offer.agent_id)

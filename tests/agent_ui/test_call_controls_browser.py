@@ -168,6 +168,7 @@ async def test_hold_blind_transfer_then_warm_transfer_to_a_supervisor(database, 
     assert transfer.data.get("target") == "agent2" and transfer.data.get("notes") == NOTES
     assert [e.data.get("target") for e in timeline if e.kind == "complete"] == ["sue"]
     assert inter.state == "ended"
+    assert inter.agent_id == (await store.get_user("agent2")).id  # the agent who took the transfer
 
 
 async def test_warm_transfer_becomes_a_three_way_conference(database, tmp_path):
