@@ -159,10 +159,20 @@ async def load_main(args: argparse.Namespace) -> None:
     loads = json.loads
 
     async def console(i: int) -> None:
+        for attempt in range(5):  # a busy machine: logins and handshakes may time out
+            try:
+                await console_once(i)
+                return
+            except (OSError, TimeoutError, websockets.InvalidHandshake) as e:
+                log(f"console {i}: {e!r}, again")
+                await asyncio.sleep(1 + attempt)
+
+    async def console_once(i: int) -> None:
         cookie = await _login(base, f"chat{i:03d}")
         headers = {"Cookie": cookie, "Origin": base}
         async with websockets.connect(wsbase + "/ws/agent", additional_headers=headers, max_queue=None,
-                                      ping_interval=None, compression=None, max_size=2**24) as ws:
+                                      ping_interval=None, compression=None, max_size=2**24,
+                                      open_timeout=60) as ws:
             was_ready = False
             async for raw in ws:
                 now = time.perf_counter()
@@ -199,7 +209,7 @@ async def load_main(args: argparse.Namespace) -> None:
     for i in range(args.agents):
         consoles.append(asyncio.create_task(console(i)))
         await asyncio.sleep(0.02)
-    await asyncio.wait_for(all_ready.wait(), 120)
+    await asyncio.wait_for(all_ready.wait(), 600)
     log(f"{args.agents} agents ready")
 
     widgets: list[Any] = [None] * args.chats
@@ -207,7 +217,7 @@ async def load_main(args: argparse.Namespace) -> None:
 
     async def widget(i: int) -> None:
         ws = await websockets.connect(wsbase + "/ws/chat?site=bench", additional_headers={"Origin": ORIGIN},
-                                      max_queue=None, ping_interval=None, compression=None)
+                                      max_queue=None, ping_interval=None, compression=None, open_timeout=60)
         widgets[i] = ws
         await ws.send(json.dumps({"type": "start", "name": f"Bench Customer {i}",
                                   "email": f"bench{i}@example.com"}))
@@ -231,7 +241,7 @@ async def load_main(args: argparse.Namespace) -> None:
         if i % 25 == 24:
             await asyncio.sleep(0.05)
     for _ in range(args.chats):
-        await asyncio.wait_for(joined.acquire(), 180)
+        await asyncio.wait_for(joined.acquire(), 600)
     start_s = time.perf_counter() - t0
     log(f"{args.chats} chats active in {start_s:.1f}s")
 
