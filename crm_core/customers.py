@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import Connection, and_, bindparam, case, delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import aliased, make_transient_to_detached, selectinload
+from sqlalchemy.orm import Session, aliased, make_transient_to_detached, selectinload
 
 from crm_core._base import UNSET, StoreBase
 from crm_core.enums import OPEN_TICKET_STATUSES, ContactKind, CustomerType, Tier
@@ -372,15 +372,19 @@ class CustomersMixin(StoreBase):
 
     async def _refresh_activity(self, s: AsyncSession, c: Customer, now: datetime) -> None:
         """Re-derive contact aggregates and loyalty from the interactions (one indexed query)."""
+        await s.run_sync(lambda sync: self._refresh_activity_sync(sync, c, now))
+
+    def _refresh_activity_sync(self, s: Session, c: Customer, now: datetime) -> None:
+        """_refresh_activity on a sync session (the group commit's writes run on one)."""
         since = self.rules.returning_since(now)
-        row = (await s.execute(
+        row = s.execute(
             select(
                 func.count(Interaction.id),
                 func.min(Interaction.created_at),
                 func.max(Interaction.created_at),
                 func.coalesce(func.sum(case((Interaction.created_at >= since, 1), else_=0)), 0),
             ).where(Interaction.customer_id == c.id)
-        )).one()
+        ).one()
         total, first, last, recent = int(row[0]), row[1], row[2], int(row[3])
         c.contact_count = total
         c.first_contact_at = first

@@ -44,6 +44,14 @@ class Database:
             self._reader = create_engine(self.url.set(drivername="sqlite"), pool_size=4,
                                          max_overflow=4)
             event.listen(self._reader, "connect", _sqlite_pragmas)
+        # SQLite writes batched by the group commit (crm_core/interactions.py): one connection,
+        # one trip to its thread per batch, BEGIN IMMEDIATE so the batch's reads and writes are
+        # one atomic step (no other writer in between).
+        self._writer: Engine | None = None
+        if self._reader is not None:
+            self._writer = create_engine(self.url.set(drivername="sqlite"), pool_size=1, max_overflow=0)
+            event.listen(self._writer, "connect", _sqlite_writer_connect)
+            event.listen(self._writer, "begin", _begin_immediate)
 
     @property
     def is_sqlite(self) -> bool:
@@ -93,14 +101,20 @@ class Database:
         with self._reader.connect() as conn:
             return fn(conn, *args)
 
+    def sync_writer(self) -> Engine | None:
+        """The SQLite file's batched-write engine (None on PostgreSQL and in-memory SQLite)."""
+        return self._writer
+
     def sync_engines(self) -> list[Engine]:
         """Every engine statements may run on (for instrumentation such as statement counts)."""
-        return [self.engine.sync_engine, *([self._reader] if self._reader is not None else [])]
+        return [self.engine.sync_engine, *(e for e in (self._reader, self._writer) if e is not None)]
 
     async def close(self) -> None:
         await self.engine.dispose()
         if self._reader is not None:
             self._reader.dispose()
+        if self._writer is not None:
+            self._writer.dispose()
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -110,3 +124,12 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.execute("PRAGMA foreign_keys=ON")
     cur.execute("PRAGMA busy_timeout=5000")
     cur.close()
+
+
+def _sqlite_writer_connect(dbapi_conn: Any, record: Any) -> None:
+    _sqlite_pragmas(dbapi_conn, record)
+    dbapi_conn.isolation_level = None  # the driver's own BEGIN is replaced by _begin_immediate
+
+
+def _begin_immediate(conn: Any) -> None:
+    conn.exec_driver_sql("BEGIN IMMEDIATE")

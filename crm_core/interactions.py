@@ -2,20 +2,24 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import select, update
+from sqlalchemy import Connection, insert, select
+from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from crm_core._base import UNSET, StoreBase
 from crm_core.enums import Channel, Direction, InteractionState
-from crm_core.errors import InvalidTransition, NotFound, UnknownValue, ValidationError
+from crm_core.errors import CrmError, InvalidTransition, NotFound, UnknownValue, ValidationError
 from crm_core.models import Customer, DispositionCode, Interaction, InteractionEvent, SurveyResult, User
 from crm_core.normalize import check_text, enum_value
 
 S = InteractionState
+T = TypeVar("T")
+M = TypeVar("M")
 TERMINAL = frozenset({S.WRAPUP_DONE, S.ABANDONED, S.FAILED})
 # Which state may follow which. Re-queueing an unanswered offer (OFFERED -> QUEUED) is allowed.
 TRANSITIONS: dict[InteractionState, frozenset[InteractionState]] = {
@@ -40,67 +44,152 @@ STAMPS: dict[InteractionState, str] = {
     S.WRAPUP_DONE: "wrapup_done_at",
 }
 MAX_EVENT_KIND = 64
+_EVENTS = "crm_core.pending_events"  # Session.info key: the batch's timeline events
+
+
+class _Job:
+    """One write in a group commit: `fn(session)` (sync ORM code) returns the caller's result.
+    It raises a CrmError only before it changes anything. `keys` are rows it reads, fetched for
+    the whole batch in one query per table; `missing` is what an IntegrityError means for it."""
+
+    __slots__ = ("fn", "keys", "missing", "fut")
+
+    def __init__(self, fn: Callable[[Session], Any], keys: Sequence[tuple[type[Any], Any]],
+                 missing: Callable[[], Exception] | None, fut: asyncio.Future[Any]) -> None:
+        self.fn, self.keys, self.missing, self.fut = fn, keys, missing, fut
 
 
 class _GroupCommit:
-    """Timeline appends made at the same moment share one transaction (group commit): each
-    caller still returns only once its event is stored. Under load, appends that arrive while a
-    batch is being written go into the next one, so the write rate follows the database."""
+    """Timeline appends and interaction writes made at the same moment share one transaction
+    (group commit): each caller still returns only once its write is stored. Under load, writes
+    that arrive while a batch is being written go into the next one, so the write rate follows
+    the database. On a SQLite file a batch is one trip to the writer's thread (BEGIN IMMEDIATE:
+    no other writer slips in between its reads and its writes); elsewhere one async session.
+    A batch that fails as a whole (an unknown interaction, a lost connection) is retried one
+    write per transaction, so one bad write never spoils the others."""
 
     def __init__(self, db: Any) -> None:
         self.db = db
-        self.pending: list[tuple[InteractionEvent, asyncio.Future[None]]] = []
+        self.pending: list[_Job] = []
         self.task: asyncio.Task[None] | None = None
+        self.writer: Any = db.sync_writer() if hasattr(db, "sync_writer") else None
 
-    async def add(self, ev: InteractionEvent) -> None:
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self.pending.append((ev, fut))
+    async def run(self, fn: Callable[[Session], T], *, keys: Sequence[tuple[type[Any], Any]] = (),
+                  missing: Callable[[], Exception] | None = None) -> T:
+        fut: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self.pending.append(_Job(fn, keys, missing, fut))
         if self.task is None or self.task.done():
             self.task = asyncio.ensure_future(self._flush())
-        await asyncio.shield(fut)
+        return await asyncio.shield(fut)
 
     async def _flush(self) -> None:
         while self.pending:
             batch, self.pending = self.pending, []
             try:
-                async with self.db.session() as s, s.begin():
-                    s.add_all([ev for ev, _ in batch])
-            except IntegrityError:  # an unknown interaction spoils the batch: one by one
-                for ev, fut in batch:
-                    await self._one(ev, fut)
+                outcomes = await self._write(batch)
+            except Exception as e:  # noqa: BLE001 - retried one by one, or every waiter hears of it
+                if len(batch) == 1:
+                    _settle(batch[0], False, _explain(batch[0], e))
+                    continue
+                for job in batch:
+                    try:
+                        (outcome,) = await self._write([job])
+                    except Exception as e1:  # noqa: BLE001
+                        outcome = (False, _explain(job, e1))
+                    _settle(job, *outcome)
                 continue
-            except Exception as e:  # noqa: BLE001 - every waiter hears about it
-                for _ev, fut in batch:
-                    if not fut.done():
-                        fut.set_exception(e)
-                continue
-            for _ev, fut in batch:
-                if not fut.done():
-                    fut.set_result(None)
+            for job, outcome in zip(batch, outcomes, strict=True):
+                _settle(job, *outcome)
 
-    async def _one(self, ev: InteractionEvent, fut: asyncio.Future[None]) -> None:
-        fresh = InteractionEvent(interaction_id=ev.interaction_id, at=ev.at, kind=ev.kind, ok=ev.ok,
-                                 data=ev.data)
+    async def _write(self, batch: list[_Job]) -> list[tuple[bool, Any]]:
+        if self.writer is not None:
+            return await asyncio.to_thread(self._write_sync, batch)
+        async with self.db.session() as s, s.begin():
+            return await s.run_sync(_apply, batch)  # type: ignore[no-any-return]
+
+    def _write_sync(self, batch: list[_Job]) -> list[tuple[bool, Any]]:
+        with Session(self.writer, expire_on_commit=False) as s, s.begin():
+            return _apply(s, batch)
+
+
+def _apply(s: Session, batch: list[_Job]) -> list[tuple[bool, Any]]:
+    """Run the batch's writes in order in one transaction; returns (ok, result or CrmError)."""
+    wanted: dict[type[Any], set[Any]] = {}
+    for job in batch:
+        for model, key in job.keys:
+            wanted.setdefault(model, set()).add(key)
+    held: list[Any] = []  # the identity map holds objects weakly: keep them for the batch
+    for model, ids in wanted.items():  # into the identity map: s.get() finds them without SQL
+        pk = sa_inspect(model).primary_key[0]
+        q = select(model).where(pk.in_(sorted(ids))).order_by(pk)
+        if model is Interaction:
+            q = q.with_for_update()
+        held.extend(s.execute(q).scalars())
+    out: list[tuple[bool, Any]] = []
+    s.info.pop(_EVENTS, None)
+    for job in batch:
         try:
-            async with self.db.session() as s, s.begin():
-                s.add(fresh)
-        except IntegrityError:
-            if not fut.done():
-                fut.set_exception(NotFound("Interaction", ev.interaction_id))
-            return
-        except Exception as e:  # noqa: BLE001
-            if not fut.done():
-                fut.set_exception(e)
-            return
-        ev.id = fresh.id
-        if not fut.done():
-            fut.set_result(None)
+            out.append((True, job.fn(s)))
+        except CrmError as e:
+            out.append((False, e))
+    s.flush()
+    _insert_events(s)
+    return out
+
+
+def _event(s: Session, interaction_id: int, at: datetime, kind: str, ok: bool = True,
+           data: Mapping[str, Any] | None = None) -> InteractionEvent:
+    """A timeline event written with the batch: the batch's events go in one multi-row INSERT
+    after its other writes, in the order they were made (the returned object gets its id)."""
+    ev = InteractionEvent(interaction_id=interaction_id, at=at, kind=kind, ok=ok, data=dict(data or {}))
+    s.info.setdefault(_EVENTS, []).append(ev)
+    return ev
+
+
+def _insert_events(s: Session) -> None:
+    events: list[InteractionEvent] = s.info.pop(_EVENTS, [])
+    if not events:
+        return
+    table = InteractionEvent.__table__
+    rows = [{"interaction_id": e.interaction_id, "at": e.at, "kind": e.kind, "ok": e.ok, "data": e.data}
+            for e in events]
+    ids = s.execute(insert(table).returning(table.c.id, sort_by_parameter_order=True), rows).scalars()
+    for ev, id_ in zip(events, ids, strict=True):
+        ev.id = id_
+
+
+def _settle(job: _Job, ok: bool, value: Any) -> None:
+    if job.fut.done():
+        return
+    if ok:
+        job.fut.set_result(value)
+    else:
+        job.fut.set_exception(value)
+
+
+def _explain(job: _Job, e: Exception) -> Exception:
+    if isinstance(e, IntegrityError) and job.missing is not None:
+        return job.missing()
+    return e
+
+
+def _read_interaction(conn: Connection, interaction_id: int) -> Interaction | None:
+    with Session(bind=conn) as s:
+        return s.get(Interaction, interaction_id)
+
+
+def _get_sync(s: Session, model: type[M], key: Any) -> M:
+    obj = s.get(model, key)
+    if obj is None:
+        raise NotFound(model.__name__, key)
+    return obj
 
 
 class InteractionsMixin(StoreBase):
     _events: _GroupCommit | None = None
-    # _refresh_activity(session, customer, now) comes from CustomersMixin
+    # _refresh_activity(session, customer, now) and its sync twin come from CustomersMixin
     _refresh_activity: Any
+    _refresh_activity_sync: Any
 
     async def open_interaction(
         self,
@@ -129,10 +218,9 @@ class InteractionsMixin(StoreBase):
                             ("to_address", to_address, 320), ("queue", queue, 64)):
             if v is not None and len(v) > n:
                 raise ValidationError(f"{field} longer than {n} characters", field=field)
-        async with self.db.session() as s, s.begin():
-            customer = None
-            if customer_id is not None:
-                customer = await self._get(s, Customer, customer_id)
+
+        def open_(s: Session) -> Interaction:
+            customer = None if customer_id is None else _get_sync(s, Customer, customer_id)
             i = Interaction(
                 customer_id=customer_id, channel=ch, direction=di, state=st.value,
                 external_id=external_id, from_address=from_address, to_address=to_address,
@@ -142,17 +230,20 @@ class InteractionsMixin(StoreBase):
             if st in STAMPS:
                 setattr(i, STAMPS[st], when)
             s.add(i)
-            await s.flush()
-            s.add(InteractionEvent(interaction_id=i.id, at=when, kind="opened", ok=True,
-                                   data={"channel": ch, "direction": di, "state": st.value}))
+            s.flush()
+            _event(s, i.id, when, "opened", data={"channel": ch, "direction": di, "state": st.value})
             if customer is not None:
-                await s.flush()
-                await self._refresh_activity(s, customer, when)
-        return i
+                s.flush()
+                self._refresh_activity_sync(s, customer, when)
+            return i
+
+        return await self._writes().run(open_, keys=[] if customer_id is None else [(Customer, customer_id)])
 
     async def get_interaction(self, interaction_id: int) -> Interaction:
-        async with self.db.session() as s:
-            return await self._get(s, Interaction, interaction_id)
+        found = await self.db.read(_read_interaction, interaction_id)  # one trip to the database
+        if found is None:
+            raise NotFound("Interaction", interaction_id)
+        return found
 
     async def find_interaction(self, external_id: str) -> Interaction | None:
         """The latest interaction carrying a PBX/provider id (e.g. an Asterisk linkedid)."""
@@ -185,19 +276,22 @@ class InteractionsMixin(StoreBase):
             if not isinstance(kind, str) or not kind.strip() or len(kind) > MAX_EVENT_KIND:
                 raise ValidationError(f"event kind must be 1..{MAX_EVENT_KIND} characters",
                                       field="kind", value=kind)
-        extra = [InteractionEvent(interaction_id=interaction_id, at=when, kind=kind.strip(), ok=True,
-                                  data=dict(d)) for kind, d in events]
-        async with self.db.session() as s, s.begin():
-            i = await self._get(s, Interaction, interaction_id, for_update=True)
+        check_agent = agent_id is not UNSET and agent_id is not None
+
+        def change(s: Session) -> Interaction:
+            i = _get_sync(s, Interaction, interaction_id)
             old = InteractionState(i.state)
             if new is old:
-                s.add_all(extra)
+                for kind, d in events:
+                    _event(s, interaction_id, when, kind.strip(), data=d)
                 return i
             if new not in TRANSITIONS[old]:
                 raise InvalidTransition(
                     f"interaction {interaction_id}: {old.value} -> {new.value} is not allowed",
                     field="state", value=new.value,
                 )
+            if check_agent:
+                _get_sync(s, User, agent_id)
             i.state = new.value
             stamp = STAMPS.get(new)
             if stamp and getattr(i, stamp) is None:
@@ -205,8 +299,6 @@ class InteractionsMixin(StoreBase):
             if new is S.WRAPUP_DONE and i.ended_at is None:
                 i.ended_at = when
             if agent_id is not UNSET:
-                if agent_id is not None:
-                    await self._get(s, User, agent_id)
                 i.agent_id = agent_id
             if queue is not UNSET:
                 i.queue = queue
@@ -218,10 +310,20 @@ class InteractionsMixin(StoreBase):
                 payload["queue"] = queue
             if data:
                 payload.update(data)
-            s.add(InteractionEvent(interaction_id=i.id, at=when, kind="state", ok=True,
-                                   data=payload))
-            s.add_all(extra)
-        return i
+            _event(s, i.id, when, "state", data=payload)
+            for kind, d in events:
+                _event(s, interaction_id, when, kind.strip(), data=d)
+            return i
+
+        keys: list[tuple[type[Any], int]] = [(Interaction, interaction_id)]
+        if check_agent:
+            keys.append((User, agent_id))
+        return await self._writes().run(change, keys=keys)
+
+    def _writes(self) -> _GroupCommit:
+        if self._events is None:
+            self._events = _GroupCommit(self.db)
+        return self._events
 
     async def update_interaction(
         self,
@@ -235,10 +337,13 @@ class InteractionsMixin(StoreBase):
         recording_ref: str | None = UNSET,
         external_id: str | None = UNSET,
     ) -> Interaction:
-        async with self.db.session() as s, s.begin():
-            i = await self._get(s, Interaction, interaction_id)
-            if agent_id is not UNSET and agent_id is not None:
-                await self._get(s, User, agent_id)
+        check_agent = agent_id is not UNSET and agent_id is not None
+        when = self._at(None)
+
+        def update_(s: Session) -> Interaction:
+            i = _get_sync(s, Interaction, interaction_id)
+            if check_agent:
+                _get_sync(s, User, agent_id)
             for name, v in (("queue", queue), ("agent_id", agent_id),
                             ("transcript_ref", transcript_ref), ("recording_ref", recording_ref),
                             ("external_id", external_id)):
@@ -248,26 +353,34 @@ class InteractionsMixin(StoreBase):
                 i.skills = dict(skills)
             if ivr_path is not UNSET:
                 i.ivr_path = list(ivr_path)
-            i.updated_at = self._at(None)
-        return i
+            i.updated_at = when
+            return i
+
+        keys: list[tuple[type[Any], Any]] = [(Interaction, interaction_id)]
+        if check_agent:
+            keys.append((User, agent_id))
+        return await self._writes().run(update_, keys=keys)
 
     async def link_customer(self, interaction_id: int, customer_id: int) -> Interaction:
         """Attach an interaction opened for an unknown contact to the customer identified later."""
-        async with self.db.session() as s, s.begin():
-            i = await self._get(s, Interaction, interaction_id)
-            c = await self._get(s, Customer, customer_id)
+        when = self._at(None)
+
+        def link(s: Session) -> Interaction:
+            i = _get_sync(s, Interaction, interaction_id)
+            c = _get_sync(s, Customer, customer_id)
             previous = i.customer_id
             i.customer_id = customer_id
-            s.add(InteractionEvent(interaction_id=i.id, at=self._at(None), kind="customer_linked",
-                                   ok=True, data={"customer_id": customer_id,
-                                                  "previous": previous}))
-            await s.flush()
-            await self._refresh_activity(s, c, self._at(None))
+            _event(s, i.id, when, "customer_linked", data={"customer_id": customer_id,
+                                                           "previous": previous})
+            s.flush()
+            self._refresh_activity_sync(s, c, when)
             if previous is not None and previous != customer_id:
-                old = await s.get(Customer, previous)
+                old = s.get(Customer, previous)
                 if old is not None:
-                    await self._refresh_activity(s, old, self._at(None))
-        return i
+                    self._refresh_activity_sync(s, old, when)
+            return i
+
+        return await self._writes().run(link, keys=[(Interaction, interaction_id), (Customer, customer_id)])
 
     async def add_escalation_step(
         self, interaction_id: int, step: Mapping[str, Any], *, at: datetime | None = None
@@ -295,25 +408,28 @@ class InteractionsMixin(StoreBase):
         """Log the wrap-up: an active disposition code and the agent's notes."""
         notes = check_text(notes, self.rules.note_max_chars, "notes")
         when = self._at(at)
-        async with self.db.session() as s, s.begin():
-            dc = await s.get(DispositionCode, code)
+
+        def dispose(s: Session) -> Interaction:
+            dc = s.get(DispositionCode, code)
             if dc is None or not dc.active:
-                active = (await s.execute(
+                active = s.execute(
                     select(DispositionCode.code).where(DispositionCode.active.is_(True))
                     .order_by(DispositionCode.position, DispositionCode.code)
-                )).scalars().all()
+                ).scalars().all()
                 raise UnknownValue("disposition code", code, list(active))
-            i = await self._get(s, Interaction, interaction_id)
+            i = _get_sync(s, Interaction, interaction_id)
             i.disposition_code = code
             if notes is not None:
                 i.notes = notes
             if agent_id is not None:
                 i.agent_id = agent_id
             i.updated_at = when
-            s.add(InteractionEvent(interaction_id=i.id, at=when, kind="disposition", ok=True,
-                                   data={"code": code, "agent_id": agent_id,
-                                         "notes_chars": len(notes or "")}))
-        return i
+            _event(s, i.id, when, "disposition", data={"code": code, "agent_id": agent_id,
+                                                       "notes_chars": len(notes or "")})
+            return i
+
+        return await self._writes().run(dispose,
+                                        keys=[(DispositionCode, code), (Interaction, interaction_id)])
 
     # ------------------------------------------------------------------ timeline
     async def append_event(
@@ -331,12 +447,13 @@ class InteractionsMixin(StoreBase):
             raise ValidationError(f"event kind must be 1..{MAX_EVENT_KIND} characters",
                                   field="kind", value=kind)
         when = self._at(at)
-        ev = InteractionEvent(interaction_id=interaction_id, at=when, kind=kind.strip(),
-                              ok=bool(ok), data=dict(data or {}))
-        if self._events is None:
-            self._events = _GroupCommit(self.db)
-        await self._events.add(ev)
-        return ev
+        row = {"interaction_id": interaction_id, "at": when, "kind": kind.strip(), "ok": bool(ok),
+               "data": dict(data or {})}
+
+        def add(s: Session) -> InteractionEvent:
+            return _event(s, **row)
+
+        return await self._writes().run(add, missing=lambda: NotFound("Interaction", interaction_id))
 
     async def timeline(self, interaction_id: int) -> list[InteractionEvent]:
         """The interaction's events in the order they were appended."""
@@ -371,28 +488,35 @@ class InteractionsMixin(StoreBase):
         ch = None if channel is None else enum_value(Channel, channel, "channel").value
         comment = check_text(comment, r.note_max_chars, "comment")
         when = self._at(at)
-        async with self.db.session() as s, s.begin():
-            if interaction_id is not None:
-                i = await self._get(s, Interaction, interaction_id)
-                if customer_id is not None and i.customer_id not in (None, customer_id):
+
+        def record(s: Session) -> SurveyResult:
+            cid, channel_ = customer_id, ch
+            i = None
+            if interaction_id is not None:  # every check first: a refused score writes nothing
+                i = _get_sync(s, Interaction, interaction_id)
+                if cid is not None and i.customer_id not in (None, cid):
                     raise ValidationError("the interaction belongs to another customer",
-                                          field="customer_id", value=customer_id)
-                customer_id = customer_id if customer_id is not None else i.customer_id
-                ch = ch or i.channel
+                                          field="customer_id", value=cid)
+                cid = cid if cid is not None else i.customer_id
+                channel_ = channel_ or i.channel
+            customer = None if cid is None else _get_sync(s, Customer, cid)
+            if i is not None:
                 i.csat_score = score
-                s.add(InteractionEvent(interaction_id=i.id, at=when, kind="csat", ok=True,
-                                       data={"score": score}))
-            if customer_id is not None:
-                await self._get(s, Customer, customer_id)
-                await s.execute(
-                    update(Customer).where(Customer.id == customer_id)
-                    .values(csat_sum=Customer.csat_sum + score,
-                            csat_count=Customer.csat_count + 1)
-                )
-            res = SurveyResult(interaction_id=interaction_id, customer_id=customer_id,
-                               score=score, channel=ch, comment=comment, created_at=when)
+                _event(s, i.id, when, "csat", data={"score": score})
+            if customer is not None:  # SET csat_sum = csat_sum + score: no lost update
+                customer.csat_sum = Customer.csat_sum + score  # type: ignore[assignment]
+                customer.csat_count = Customer.csat_count + 1  # type: ignore[assignment]
+            res = SurveyResult(interaction_id=interaction_id, customer_id=cid,
+                               score=score, channel=channel_, comment=comment, created_at=when)
             s.add(res)
-        return res
+            return res
+
+        keys: list[tuple[type[Any], Any]] = []
+        if interaction_id is not None:
+            keys.append((Interaction, interaction_id))
+        if customer_id is not None:
+            keys.append((Customer, customer_id))
+        return await self._writes().run(record, keys=keys)
 
     async def set_csat(
         self, interaction_id: int, score: int, comment: str | None = None

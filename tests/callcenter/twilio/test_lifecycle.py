@@ -286,3 +286,46 @@ async def test_a_busy_agent_leg_requeues_like_no_answer(database):
         await call.wait_ended()
     rona = [e for e in await store.timeline(offer["interaction_id"]) if e.kind == "rona"]
     assert rona and rona[0].data["dial_status"] == "BUSY"
+
+
+async def test_waiting_callers_hear_their_place_in_the_routing_queue(database):
+    store = _store(database)
+    await seed_people(store)
+    async with running_twilio(database) as rc:
+        async def hears(call, place: int) -> None:
+            want = f"You are number {place} in the queue."
+            for _ in range(500):
+                if want in [t for v, _a, t in call.verbs if v == "wait:Say"]:
+                    return
+                await asyncio.sleep(0.02)
+            raise AssertionError(call.verbs)
+
+        first = rc.twilio.call(REGULAR_PHONE, digits=["1", "0"])
+        await hears(first, 1)
+        second = rc.twilio.call("+12025559876", digits=["1", "0"])  # behind the first
+        await hears(second, 2)
+        first.hangup()
+        await first.wait_ended()
+        await hears(second, 1)  # moved up once the first left
+        second.hangup()
+        await second.wait_ended()
+
+
+async def test_an_agent_twilio_cannot_dial_is_refused_and_the_call_requeued(database):
+    store = _store(database)
+    await seed_people(store)
+    await store.create_user("pbxonly", "agent-password", roles=["agent"], display_name="PBX only",
+                            extension="PJSIP/1009", skills={"billing": 5, "support": 5})
+    async with running_twilio(database) as rc:
+        await rc.center.load_agents()
+        console = await _ready(rc, store, "pbxonly")
+        call = rc.twilio.call(REGULAR_PHONE, digits=["1", "0"])
+        offer = await console.next("offer")
+        await console.send("ack_offer", offer_id=offer["offer_id"])
+        gone = await console.next("offer_withdrawn")
+        assert gone["reason"] == "no_answer"
+        assert rc.twilio.rest.requests == []  # nothing was asked of Twilio
+        call.hangup()
+        await call.wait_ended()
+    dial = [e for e in await store.timeline(offer["interaction_id"]) if e.kind == "dial"]
+    assert dial and dial[0].ok is False and dial[0].data["error"] == "no number or SIP address"
