@@ -100,8 +100,9 @@ async def send(host: Smarthost, envelope_from: str, to: list[str], msg: EmailMes
     except SendFailed:
         raise
     except smtplib.SMTPResponseException as e:
-        raise SendFailed(f"the smarthost answered {e.smtp_code}: "
-                         f"{e.smtp_error.decode('utf-8', 'replace')[:200]}") from None
+        err = e.smtp_error
+        text = err.decode("utf-8", "replace") if isinstance(err, bytes) else str(err)
+        raise SendFailed(f"the smarthost answered {e.smtp_code}: {text[:200]}") from None
     except (smtplib.SMTPException, OSError) as e:
         raise SendFailed(f"the smarthost could not be reached: {e}"[:300]) from None
     return data

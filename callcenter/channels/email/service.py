@@ -247,8 +247,9 @@ class EmailService:
                 await self._event(row.interaction_id, "recovered", ok=False, error=str(e)[:300])
                 continue
             queues = self.runner.engine.config.queues
-            queue = i.queue if i.queue in queues else (self.options.queue if self.options.queue in queues
-                                                        else next(iter(queues)))
+            queue = self.options.queue if self.options.queue in queues else next(iter(queues))
+            if i.queue and i.queue in queues:
+                queue = i.queue
             contact = EmailContact(row.interaction_id, row.id, row.thread_id or row.id, row.ticket_id,
                                    ticket.number if ticket else None, customer.id if customer else None,
                                    customer.tier if customer else "regular", row.from_address,
@@ -415,8 +416,7 @@ class EmailService:
             elif isinstance(d, Ended):
                 await self._event(contact.interaction_id, "routing_ended", outcome=str(d.outcome.value))
             else:
-                await self._event(contact.interaction_id, type(d).__name__.lower(),
-                                  **{k: str(getattr(d, k)) for k in getattr(d, "__slots__", ())})
+                await self._event(contact.interaction_id, type(d).__name__.lower(), detail=str(d)[:500])
             agent = getattr(d, "agent_id", None)
             if agent:
                 touched.add(agent)

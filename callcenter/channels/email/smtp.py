@@ -11,7 +11,7 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 
 log = logging.getLogger(__name__)
 
-Deliver = Callable[[bytes, str, list[str]], Awaitable[None]]
+Deliver = Callable[[bytes, str, list[str]], Awaitable[Any]]
 MAX_RECIPIENTS = 100
 
 
