@@ -19,6 +19,7 @@ BENCHES: dict[str, list[str]] = {
     "routing_redis": [],
     "crm_lookup": ["--keep", "--reuse"],
     "screen_pop": [],
+    "email_ingest": [],
 }
 
 
