@@ -1132,6 +1132,8 @@ class VoiceService:
             call.rec_pending = "start"  # sent off the AMI event pump: MixMonitorStart confirms it
             call.recording_ref = f"interaction-{call.interaction_id}.wav"
             self.spawn(self._start_recording(call))
+        elif call.recording is not None:  # transferred: MixMonitor goes on with the caller's channel
+            self._recording_state(call)
 
     async def _ended(self, call: VoiceCall, who: str, cause: str) -> None:
         call.state = "wrapup"

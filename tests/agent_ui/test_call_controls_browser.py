@@ -106,6 +106,7 @@ async def test_hold_blind_transfer_then_warm_transfer_to_a_supervisor(database, 
             await expect(tb("customer-name")).to_have_text("Victoria Important")
             await expect(tb("handoff")).to_contain_text("Transferred by agent1")
             await expect(tb("handoff")).to_contain_text(NOTES)
+            await expect(tb("recording-state")).to_contain_text("Recording")  # still recording
             await b.screenshot(path=str(shots / "call-controls-transfer-pop.png"), full_page=True)
             await ta("wrapup-disposition").select_option("resolved")
             await ta("wrapup-notes").fill("Transferred to agent2 for the refund.")
