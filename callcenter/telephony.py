@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
+from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,10 +18,12 @@ from callcenter.asterisk.ami_client import AMIClient, LocalEvent
 from callcenter.asterisk.fastagi import FastAgiServer
 from callcenter.asterisk.queue_sync import AgentState, DesiredAgent, QueueSync
 from callcenter.asterisk.tracker import CallTracker
+from callcenter.services.agents import Agent
 from callcenter.services.voice import Softphone, VoiceService
 
 log = logging.getLogger(__name__)
-LANE_IDLE_S = 30.0  # a call's event lane ends after this long without events
+AMI_EVENT_CLASSES = "system,call,agent,user"  # the login's event mask
+FULL_SYNC_S = 5.0  # the fallback queue sync looks at every agent at least this often
 
 
 @dataclass
@@ -35,7 +39,14 @@ class Telephony:
     _pump: asyncio.Task[None] | None = None
     _sync_task: asyncio.Task[None] | None = None
     _sync_again: bool = False
-    _lanes: dict[str, asyncio.Queue[Any]] = field(default_factory=dict)
+    _resync_again: bool = False  # a resync asked for while a pass was running
+    _lanes: dict[str, deque[Any]] = field(default_factory=dict)
+    _desired: dict[str, DesiredAgent] = field(default_factory=dict)
+    _dirty: set[str] = field(default_factory=set)
+    _full_at: float = -1e9  # monotonic time of the last pass over every agent
+    _devices: dict[str, Agent] = field(default_factory=dict)  # device or extension -> agent
+    _devices_n: int = -1
+    _devices_at: float = -1e9
     _lane_tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
     async def start_agi(self, host: str, port: int, max_sessions: int) -> FastAgiServer:
@@ -46,7 +57,9 @@ class Telephony:
         return self.agi
 
     async def start_ami(self, host: str, port: int, username: str, secret: str) -> AMIClient:
-        self.ami = AMIClient(host, port, username, secret, auth="md5")
+        # Only the event classes the center uses: dialplan (Newexten, VarSet), agi (AGIExec*)
+        # and dtmf events are most of a call's traffic and nothing here reads them.
+        self.ami = AMIClient(host, port, username, secret, auth="md5", events=AMI_EVENT_CLASSES)
         self.voice.ami = self.ami  # call controls (hold, transfer, ...) send actions through it
         # never drop an event: a lost DialEnd would leave a call ringing in our books
         sub = self.ami.subscribe(None, maxsize=10_000_000)
@@ -55,7 +68,7 @@ class Telephony:
         log.info("AMI connected to %s:%s as %s", host, port, username)
         self.sync = QueueSync(self.ami, self.fallback_queue, self.tracker)
         self.sync.on_device_state.append(self._device_state)
-        self.voice.directory.on_change.append(lambda _agent: self.schedule_sync())
+        self.voice.directory.on_change.append(self._agent_changed)
         self.schedule_sync(resync=True)
         return self.ami
 
@@ -64,15 +77,47 @@ class Telephony:
         """Ready agents are unpaused members of the fallback queue, not-ready, busy or in
         wrap-up ones are paused, offline ones are not members."""
         out = {}
-        directory = self.voice.directory
-        for aid, agent in directory.agents.items():
-            if not agent.dial_string:
-                continue
-            state = directory.status(aid)["state"]
-            desired = (AgentState.READY if state == "ready" else
-                       AgentState.OFFLINE if state == "offline" else AgentState.NOT_READY)
-            out[aid] = DesiredAgent(desired, agent.dial_string, name=agent.username)
+        for aid in self.voice.directory.agents:
+            desired = self._desired_for(aid)
+            if desired is not None:
+                out[aid] = desired
         return out
+
+    def _desired_for(self, aid: str) -> DesiredAgent | None:
+        directory = self.voice.directory
+        agent = directory.agents.get(aid)
+        if agent is None or not agent.dial_string:
+            return None
+        state = directory.status(aid)["state"]
+        desired = (AgentState.READY if state == "ready" else
+                   AgentState.OFFLINE if state == "offline" else AgentState.NOT_READY)
+        return DesiredAgent(desired, agent.dial_string, name=agent.username)
+
+    def _desired_now(self) -> dict[str, DesiredAgent] | None:
+        """desired_members(), recomputed only for the agents that changed since the last pass
+        (every agent at least every FULL_SYNC_S, in case a change came without a notice);
+        None when nothing changed."""
+        now = time.monotonic()
+        changed = True
+        if now - self._full_at >= FULL_SYNC_S:
+            self._desired, self._full_at = self.desired_members(), now
+        else:
+            changed = False
+            for aid in self._dirty:
+                desired = self._desired_for(aid)
+                if desired == self._desired.get(aid):
+                    continue
+                changed = True
+                if desired is None:
+                    del self._desired[aid]
+                else:
+                    self._desired[aid] = desired
+        self._dirty.clear()
+        return self._desired if changed else None
+
+    def _agent_changed(self, agent_id: str) -> None:
+        self._dirty.add(agent_id)
+        self.schedule_sync()
 
     def schedule_sync(self, *, resync: bool = False) -> None:
         """Coalesce agent changes into one QueueAdd/QueuePause/QueueRemove pass at a time."""
@@ -80,6 +125,7 @@ class Telephony:
             return
         if self._sync_task is not None and not self._sync_task.done():
             self._sync_again = True
+            self._resync_again = self._resync_again or resync
             return
         self._sync_task = asyncio.get_running_loop().create_task(self._run_sync(resync))
 
@@ -88,20 +134,43 @@ class Telephony:
         while True:
             self._sync_again = False
             try:
-                await self.sync.apply(self.desired_members(), resync=resync)
+                if resync:
+                    self._full_at = -1e9
+                desired = self._desired_now()
+                if desired is not None:
+                    await self.sync.apply(desired, resync=resync)
             except asyncio.CancelledError:
                 raise
             except Exception:  # noqa: BLE001 - AMI down: the next change or resync retries
                 log.warning("fallback queue sync failed", exc_info=True)
                 return
-            resync = False
+            resync, self._resync_again = self._resync_again, False
             if not self._sync_again:
                 return
 
     def _device_state(self, device: str, state: str) -> None:
-        agent = self.voice.directory.by_device(device)
+        agent = self._agent_of_device(device)
         if agent is not None:
             self.voice.spawn(self.voice.device_state(agent.agent_id, state))
+
+    def _agent_of_device(self, device: str) -> Agent | None:
+        """directory.by_device() through a map rebuilt when the agents change (and every
+        FULL_SYNC_S): a call's DeviceStateChange events no longer scan every agent."""
+        directory = self.voice.directory
+        for _attempt in range(2):
+            if (len(directory.agents) != self._devices_n
+                    or time.monotonic() - self._devices_at >= FULL_SYNC_S):
+                self._devices = {}
+                for agent in directory.agents.values():
+                    for key in (agent.dial_string, agent.extension):
+                        if key:
+                            self._devices.setdefault(key, agent)
+                self._devices_n, self._devices_at = len(directory.agents), time.monotonic()
+            found = self._devices.get(device)
+            if found is None or directory.agents.get(found.agent_id) is found:
+                return found
+            self._devices_at = -1e9  # that agent was replaced: rebuild once
+        return directory.by_device(device)
 
     async def _read(self, sub: AsyncIterator[Any]) -> None:
         """Every AMI event, in order: the tracker at once, then the voice service in one lane per
@@ -115,36 +184,35 @@ class Telephony:
                         self.schedule_sync(resync=True)
                     continue
                 self.tracker.feed(ev)
-                self._lane(ev.get("Linkedid") or "").put_nowait(ev)
+                self._lane(ev.get("Linkedid") or "").append(ev)
             except asyncio.CancelledError:
                 raise
             except Exception:  # noqa: BLE001 - one bad event must not stop the pump
                 log.exception("AMI event %s failed", getattr(ev, "name", "?"))
 
-    def _lane(self, key: str) -> asyncio.Queue[Any]:
+    def _lane(self, key: str) -> deque[Any]:
+        """The call's lane: a queue and, while it has events, one task working through them."""
         lane = self._lanes.get(key)
         if lane is None:
-            lane = self._lanes[key] = asyncio.Queue()
+            lane = self._lanes[key] = deque()
             task = asyncio.get_running_loop().create_task(self._run_lane(key, lane))
             self._lane_tasks.add(task)
             task.add_done_callback(self._lane_tasks.discard)
         return lane
 
-    async def _run_lane(self, key: str, lane: asyncio.Queue[Any]) -> None:
-        while True:
-            try:
-                ev = await asyncio.wait_for(lane.get(), LANE_IDLE_S)
-            except TimeoutError:
-                if lane.empty():  # no await between the check and the removal: nothing is lost
-                    del self._lanes[key]
-                    return
-                continue
-            try:
-                await self.voice.on_ami_event(ev)
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # noqa: BLE001 - one bad event must not stop the call's lane
-                log.exception("AMI event %s failed", getattr(ev, "name", "?"))
+    async def _run_lane(self, key: str, lane: deque[Any]) -> None:
+        try:
+            while lane:  # no await between the last check and the removal: nothing is lost
+                ev = lane.popleft()
+                try:
+                    await self.voice.on_ami_event(ev)
+                except asyncio.CancelledError:
+                    raise
+                except Exception:  # noqa: BLE001 - one bad event must not stop the call's lane
+                    log.exception("AMI event %s failed", getattr(ev, "name", "?"))
+        finally:
+            if self._lanes.get(key) is lane:
+                del self._lanes[key]
 
     async def close(self) -> None:
         if self._sync_task is not None:
