@@ -49,6 +49,7 @@ PASSWORD = "bench-agent-password"
 AMI_SECRET = "bench-ami-secret"
 AGENT_EXT0 = 2000
 MARKER = ROOT / "var" / "bench" / "screen_pop_seeded.json"
+IDLE_S = 5.0  # the consoles are connected, no calls: CPU measured over this long
 
 
 def log(msg: str) -> None:
@@ -62,6 +63,17 @@ def target(backend: str, customers: int) -> tuple[str, str | None]:
         path.parent.mkdir(parents=True, exist_ok=True)
         return f"sqlite+aiosqlite:///{path}", None
     return PG, SCHEMA
+
+
+def migrations_hash() -> str:
+    """Seeded databases are reused only while the migrations are the same (a placeholder
+    migration filled in later would never run on a database already at head)."""
+    import hashlib
+
+    h = hashlib.sha1()
+    for f in sorted((ROOT / "crm_core" / "migrations" / "versions").glob("*.py")):
+        h.update(f.name.encode() + f.read_bytes())
+    return h.hexdigest()[:12]
 
 
 def _marker() -> dict[str, Any]:
@@ -325,24 +337,38 @@ async def _console(base: str, cookie: str, username: str, stats: AgentStats, rea
 
 
 async def agents_main(args: argparse.Namespace) -> None:
+    """Log the consoles in (or reuse the sessions of an earlier run on the same database: 500
+    production-cost password checks take a minute), connect them and wait until all are ready."""
+    import websockets
+
     base = args.base
     stats = AgentStats()
     names = [f"bench{i:03d}" for i in range(args.agents)]
     sem = asyncio.Semaphore(4)
+    saved = Path(args.cookies) if args.cookies else None
+    cookies: dict[str, str] = json.loads(saved.read_text()) if saved and saved.exists() else {}
 
-    async def login(u: str) -> str:
-        async with sem:
-            return await _login(None, base, u)
+    async def console(u: str, start_after: float) -> None:
+        await asyncio.sleep(start_after)
+        for attempt in range(2):
+            if u not in cookies:
+                async with sem:
+                    cookies[u] = await _login(None, base, u)
+            try:
+                await _console(base, cookies[u], u, stats, ready, count, len(names))
+                return
+            except websockets.InvalidStatus as e:
+                if attempt or e.response.status_code != 401:
+                    raise
+                del cookies[u]  # that session is over: log in again
 
     t0 = time.perf_counter()
-    cookies = await asyncio.gather(*(login(u) for u in names))
     ready = asyncio.Event()
     count = [0]
-    tasks = []
-    for u, c in zip(names, cookies, strict=True):
-        tasks.append(asyncio.create_task(_console(base, c, u, stats, ready, count, len(names))))
-        await asyncio.sleep(0.002)
-    await asyncio.wait_for(ready.wait(), 120)
+    tasks = [asyncio.create_task(console(u, i * 0.002)) for i, u in enumerate(names)]
+    await asyncio.wait_for(ready.wait(), 300)
+    if saved is not None:
+        saved.write_text(json.dumps(cookies))
     print(json.dumps({"ready": count[0], "login_s": round(time.perf_counter() - t0, 1)}), flush=True)
     loop = asyncio.get_running_loop()
     await loop.run_in_executor(None, sys.stdin.readline)  # "dump"
@@ -386,6 +412,15 @@ class Child:
             self.proc.wait()
 
 
+def cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process so far (Linux /proc)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def summarise(lat_ms: list[float]) -> dict[str, Any]:
     if not lat_ms:
         return {"n": 0}
@@ -406,7 +441,7 @@ async def _upgrade(url: str, schema: str | None) -> None:
 
 def run_backend(backend: str, args: argparse.Namespace) -> dict[str, Any]:
     url, schema = target(backend, args.customers)
-    key = f"{backend}:{args.customers}:{args.per_customer}:{args.agents}"
+    key = f"{backend}:{args.customers}:{args.per_customer}:{args.agents}:{migrations_hash()}"
     setup: dict[str, Any]
     if args.reuse and key in _marker():
         setup = {**_marker()[key], "reused": True}
@@ -436,18 +471,38 @@ def run_backend(backend: str, args: argparse.Namespace) -> dict[str, Any]:
         _, http_port, agi_port = server.line().split()
         base = f"http://127.0.0.1:{http_port}"
         sim.ask({"cmd": "agi", "port": int(agi_port)})
-        agents = Child("agents", "--base", base, "--agents", str(args.agents))
+        cookies = ROOT / "var" / "bench" / f"screen_pop_cookies_{backend}.json"
+        if not setup["reused"]:
+            cookies.unlink(missing_ok=True)
+        agents = Child("agents", "--base", base, "--agents", str(args.agents), "--cookies", str(cookies))
         log(f"{backend}: consoles {agents.line().strip()}")
+        procs = {"server": server, "sim": sim, "agents": agents}
+        idle_before = {k: cpu_s(c.proc.pid) for k, c in procs.items()}
+        time.sleep(IDLE_S)  # what the processes burn with no calls (consoles, timers)
+        idle_cpu = {k: round((cpu_s(c.proc.pid) - idle_before[k]) * 100 / IDLE_S, 1)
+                    for k, c in procs.items()}
+        log(f"{backend}: idle CPU % {idle_cpu}")
+        run_cpu = {k: cpu_s(c.proc.pid) for k, c in procs.items()}
         log(f"{backend}: warm-up {args.warmup_s}s at 5 calls/s")
-        sim.ask({"cmd": "run", "rate": 5, "duration": args.warmup_s})
+        warm = sim.ask({"cmd": "run", "rate": 5, "duration": args.warmup_s})
         for rate in args.rates:
             duration = args.duration_s + args.settle_s
             log(f"{backend}: {rate} calls/s for {duration}s")
+            before = {k: cpu_s(c.proc.pid) for k, c in procs.items()}
             r = sim.ask({"cmd": "run", "rate": rate, "duration": duration})
+            used = {k: round(cpu_s(c.proc.pid) - before[k], 2) for k, c in procs.items()}
+            r["cpu_s"] = used
+            r["cpu_ms_per_call"] = {k: round(v * 1000 / max(1, r["calls"]), 2) for k, v in used.items()}
             steps.append({"rate": rate, **r})
             log(f"{backend}: {r}")
         idle = sim.ask({"cmd": "idle", "timeout": 90})
         log(f"{backend}: drained {idle}")
+        # CPU per call over the whole run, the drain included (a server that falls behind does
+        # part of a step's work after it)
+        all_calls = warm["calls"] + sum(st["calls"] for st in steps)
+        run_cpu = {k: round((cpu_s(c.proc.pid) - run_cpu[k]) * 1000 / max(1, all_calls), 2)
+                   for k, c in procs.items()}
+        log(f"{backend}: CPU ms per call over the run {run_cpu}")
         agents.proc.stdin.write("dump\n")  # type: ignore[union-attr]
         agents.proc.stdin.flush()  # type: ignore[union-attr]
         dump = json.loads(agents.line())
@@ -481,6 +536,7 @@ def run_backend(backend: str, args: argparse.Namespace) -> dict[str, Any]:
                           "offer_stored_to_received": summarise(deliver)},
             "lost_offers": len(lost), "failures": {k: v for k, v in bad.items() if v},
             "generator_lag_p99_ms": st.get("lag_p99_ms"), "generator_lag_max_ms": st.get("lag_max_ms"),
+            "cpu_s_per_process": st.get("cpu_s"), "cpu_ms_per_call": st.get("cpu_ms_per_call"),
         })
     handle_s = args.answer_after + args.talk_time
     return {
@@ -492,6 +548,7 @@ def run_backend(backend: str, args: argparse.Namespace) -> dict[str, Any]:
         "console_counts": dump["counts"], "console_errors": dump["errors"],
         "failed_sockets": dump["failed_sockets"], "socket_errors": dump["socket_errors"],
         "offers_received": len(dump["offers"]), "drained": idle,
+        "cpu_ms_per_call_whole_run": run_cpu, "idle_cpu_pct": idle_cpu,
     }
 
 
@@ -517,6 +574,7 @@ def main() -> None:
     ap.add_argument("--ami-port", type=int)
     ap.add_argument("--callers")
     ap.add_argument("--base")
+    ap.add_argument("--cookies", help="agents: session cookies saved by an earlier run")
     ap.add_argument("--seed", type=int, default=5)
     args = ap.parse_args()
     if args.role == "server":
