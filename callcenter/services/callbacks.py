@@ -408,7 +408,10 @@ class CallbackService:
                 "callback_id": live.cb.id, "attempt": live.cb.attempts + 1})
             self._state_message(live, "connected", None)
             return True
-        if kind == "state:ended" and live.answered:
+        if live.answered and (kind == "state:ended" or (
+                kind in ("transfer", "escalate", "complete") and data.get("ok", True))):
+            # the call ended, or this agent handed it on (it goes on without the callback's
+            # routing contact): the agent's wrap-up starts, the voice service has the rest
             self.voice.watchers.pop(live.cb.interaction_id, None)
             self._watching.pop(live.cb.interaction_id, None)
             live.finished = True

@@ -345,3 +345,46 @@ async def test_a_callback_routed_by_another_process_is_offered_here(database):
         await c.send("decline_offer", offer_id=offer["offer_id"])
         await c.next("offer_withdrawn", offer_id=offer["offer_id"])
         await ws.close()
+
+
+async def test_a_connected_callback_transferred_on_frees_the_first_agent(database):
+    store = _store(database)
+    people = await seed_people(store, agents=2)
+    async with running_center(database, **ENV) as rc:
+        cbs = rc.center.callbacks
+        cbs.utc = lambda: T0
+        ws, a = await _ready(rc, "agent1")
+        await a.send("schedule_callback", customer_id=people["vip"].id, request_id="s")
+        sched = await a.next("callback_scheduled", request_id="s")
+        rc.sim.agent("12025550143", answer_after=0.2, talk_time=None)
+        assert await cbs.tick() == 1
+        offer = await a.next("offer", interaction_id=sched["interaction_id"])
+        iid = await _accept_and_pick_up(a, offer)
+        await a.next("callback_state", interaction_id=iid, state="connected")
+        await a.next("contact_state", interaction_id=iid, state="talking")
+        ws2, b = await _ready(rc, "agent2")
+        customer = rc.center.voice.calls[iid].caller_channel
+        await a.send("transfer", interaction_id=iid, target_type="agent", target="agent2", notes="VIP desk")
+        await a.next("contact_state", interaction_id=iid, state="ended")
+        await a.next("wrapup", interaction_id=iid)
+        await a.send("submit_wrapup", interaction_id=iid, disposition="resolved", notes="Handed to agent2")
+        await a.next("wrapup_saved", interaction_id=iid)
+        await a.next("agent_state", state="ready")  # the callback's routing contact is finished
+        offer2 = await b.next("offer", interaction_id=iid)
+        assert offer2["transfer"]["notes"] == "VIP desk"
+        await b.next("contact_state", interaction_id=iid, state="ringing")
+        await b.send("answer", interaction_id=iid)
+        await b.next("contact_state", interaction_id=iid, state="talking")
+        rc.sim.pbx.request_hangup(rc.sim.pbx.find_channel(customer))
+        await b.next("wrapup", interaction_id=iid)
+        await b.send("submit_wrapup", interaction_id=iid, disposition="resolved", notes="Done")
+        await b.next("wrapup_saved", interaction_id=iid)
+        await ws2.close()
+        await ws.close()
+    cb = await CallbackStore(database).get(sched["callback_id"])
+    assert (cb.status, cb.attempts) == ("connected", 1)
+    kinds = [e.kind for e in await store.timeline(iid)]
+    wanted = ["callback_connected", "transfer", "offer", "answer", "hangup"]
+    assert _subsequence(wanted, kinds), " ".join(kinds)
+    assert [e.data for e in await store.timeline(iid) if e.kind == "routing_refused"] == []
+    assert (await store.get_interaction(iid)).state == "wrapup_done"
