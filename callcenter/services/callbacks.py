@@ -409,7 +409,8 @@ class CallbackService:
             self._state_message(live, "connected", None)
             return True
         if live.answered and (kind == "state:ended" or (
-                kind in ("transfer", "escalate", "complete") and data.get("ok", True))):
+                kind in ("transfer", "escalate", "complete") and data.get("ok", True))
+                or (kind == "conference_leave" and data.get("role") == "agent")):
             # the call ended, or this agent handed it on (it goes on without the callback's
             # routing contact): the agent's wrap-up starts, the voice service has the rest
             self.voice.watchers.pop(live.cb.interaction_id, None)
