@@ -301,7 +301,7 @@ def _ratio(a: list[float], b: list[float]) -> float | None:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--backends", default="sqlite,postgres")
-    ap.add_argument("--rates", default="10,25,50")
+    ap.add_argument("--rates", default="5,10,20,30")
     ap.add_argument("--duration-s", type=float, default=20.0, help="seconds of load per rate")
     ap.add_argument("--agents", type=int, default=20)
     ap.add_argument("--capacity", type=int, default=100)
