@@ -43,6 +43,7 @@ class Conf:
     joined: set[str] = field(default_factory=set)  # roles in the conference now
     active: bool = False  # all three joined once
     agent_left: bool = False
+    ended: bool = False  # the call's end was handled (the last leave and ConfbridgeEnd may race)
 
 
 class ConferenceControl:
@@ -233,6 +234,9 @@ class ConferenceControl:
             log.info("hanging up %s failed: %s", channel, e)
 
     async def _ended(self, conf: Conf) -> None:
+        if conf.ended:
+            return
+        conf.ended = True
         v, call = self.voice, conf.call
         self._drop(conf)
         call.pending = None

@@ -250,3 +250,38 @@ async def test_blind_transfer_of_a_click_to_dial_call_to_another_agent(database,
     assert kinds.index("transfer") < kinds.index("offer") and "routing_refused" not in kinds
     assert kinds.count("answer") == 2
     assert kinds.index("hangup", max(i for i, k in enumerate(kinds) if k == "answer")) > 0
+
+
+async def test_conference_consulted_leaves_then_the_agent_leaves(database, tmp_path):
+    """The consulted party hangs up first (caller and agent go on in the conference); when the
+    agent leaves too, the caller would be alone: the center hangs the caller up and the call ends."""
+    store = _store(database)
+    await seed_people(store, agents=2)
+    async with running_center(database, CC_VOICE__RECORDINGS_DIR=str(tmp_path / "rec"), **NO_DEMO_SITE) as rc:
+        ws, a = await open_console(rc.base, await cookie_for(rc.base, "agent1"))
+        call, iid = await _talking(rc, a, REGULAR_PHONE, ("2",))
+        await _consulting(rc, a, iid)
+        await a.send("consult_conference", interaction_id=iid)
+        await a.next("conference_state", state="active")
+        assert rc.sim.hangup_phone("1002")  # the consulted agent hangs up their phone
+        for _ in range(400):
+            kinds = [e.kind for e in await store.timeline(iid)]
+            if "conference_leave" in kinds:
+                break
+            await asyncio.sleep(0.01)
+        assert rc.center.voice.calls[iid].state == "talking"  # caller and agent go on
+        await a.send("conference_leave", interaction_id=iid)
+        await a.next("conference_state", state="left")
+        await a.next("wrapup", interaction_id=iid)
+        await call.wait_hangup(10)  # hung up by the center: nobody is left to talk to
+        for _ in range(400):
+            if iid not in rc.center.voice.calls:
+                break
+            await asyncio.sleep(0.01)
+        assert iid not in rc.center.voice.calls
+        await ws.close()
+    timeline = await store.timeline(iid)
+    leaves = [e.data["role"] for e in timeline if e.kind == "conference_leave"]
+    assert leaves == ["consulted", "agent", "caller"]
+    assert [e.kind for e in timeline].count("conference_end") == 1
+    assert (await store.get_interaction(iid)).state in ("ended", "wrapup_done")
