@@ -23,7 +23,7 @@ from twilio.twiml.voice_response import VoiceResponse
 
 from callcenter.ivr_agi import _lookup
 from callcenter.services.agents import Agent
-from callcenter.services.voice import VoiceCall, VoiceService, _path
+from callcenter.services.voice import Softphone, VoiceCall, VoiceService, _path
 from callcenter.twilio import questions, twiml
 from crm_core.errors import CrmError
 from ivr import render_twiml
@@ -81,9 +81,24 @@ class Leg:
     ask_no: int = 0
     question: tuple[str, int, int] | None = None  # prompt, timeout (ms), max digits
     farewell: str | None = None  # a prompt played before hanging up (the callback confirmation)
+    agent_sid: str | None = None  # the agent leg's CallSid (from its status callbacks)
     start: Callable[[], Any] | None = None  # the incoming webhook's work (run again on a retry)
     replies: dict[str, str] = field(default_factory=dict)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+
+class TwilioPhone(Softphone):
+    """The console's Answer / Hang up buttons for agents on Twilio: Hang up ends the agent's leg
+    through the REST API; Answer is the agent's own phone's job."""
+
+    def __init__(self, service: TwilioVoice) -> None:
+        self.service = service
+
+    async def answer(self, extension: str) -> bool:
+        return False
+
+    async def hangup(self, extension: str) -> bool:
+        return await self.service.hangup_agent(extension)
 
 
 class TwilioVoice:
@@ -358,12 +373,14 @@ class TwilioVoice:
                     return n
         return None
 
-    async def agent_status(self, leg: Leg, a: int, status: str) -> None:
+    async def agent_status(self, leg: Leg, a: int, status: str, agent_sid: str = "") -> None:
         """The agent leg's status callbacks: ringing, answered (in-progress), then completed."""
         async def make() -> str:
             v, call = self.voice, leg.call
             if a != leg.attempt:
                 return ""
+            if agent_sid:
+                leg.agent_sid = agent_sid
             if call.offer is None or call.state == "queued":
                 if leg.mode == "connecting" and status in ("ringing", "in-progress", "answered"):
                     await self._back_to_queue(leg)  # the offer was withdrawn while the phone rang
@@ -470,6 +487,22 @@ class TwilioVoice:
             return ""
 
         await self.once(leg, f"status:{status}", make)
+
+    async def hangup_agent(self, extension: str) -> bool:
+        """The console's Hang up on a Twilio call: the REST API ends the agent's leg; <Dial>'s
+        action then reports it as the agent hanging up (wrap-up, the caller's survey)."""
+        for leg in self.legs.values():
+            agent = self.voice.directory.agents.get(leg.call.agent_id or "")
+            if (agent is not None and agent.extension == extension and leg.agent_sid
+                    and leg.call.state in ("talking", "held")):
+                try:
+                    await self.client.calls(leg.agent_sid).update_async(status="completed")
+                    return True
+                except Exception as e:  # noqa: BLE001 - refused: the console says it cannot
+                    await self.voice._event(leg.call, "hangup", ok=False, by="agent",
+                                            error=f"{type(e).__name__}: {e}"[:300])
+                    return False
+        return False
 
     def _finish(self, leg: Leg) -> None:
         self.legs.pop(leg.sid, None)

@@ -22,7 +22,7 @@ from twilio.twiml.voice_response import VoiceResponse
 from callcenter.keys import CENTER, SETTINGS
 from callcenter.twilio import questions
 from callcenter.twilio.rest import make_client
-from callcenter.twilio.service import Leg, TwilioOptions, TwilioVoice
+from callcenter.twilio.service import Leg, TwilioOptions, TwilioPhone, TwilioVoice
 from callcenter.twilio.signature import is_signed, public_url
 from ivr.render_twiml import TwimlOptions
 
@@ -63,6 +63,8 @@ async def _twilio_ctx(app: web.Application) -> AsyncIterator[None]:
                             render=render)
     service = TwilioVoice(center.voice, client, options)
     center.performers.append(service)
+    if center.voice.softphone is None:  # the demo's simulated phones keep theirs
+        center.voice.softphone = TwilioPhone(service)
     app[TWILIO] = service
     app[TOKEN] = token
     try:
@@ -177,7 +179,7 @@ async def _status(service: TwilioVoice, lp: tuple[Leg, Any], request: web.Reques
     leg, params = lp
     status = str(params.get("CallStatus", ""))[:32]
     if request.query.get("leg") == "agent":
-        await service.agent_status(leg, _int(request, "a"), status)
+        await service.agent_status(leg, _int(request, "a"), status, str(params.get("CallSid", ""))[:64])
     else:
         await service.call_status(leg, status)
     return _xml(str(VoiceResponse()))

@@ -66,7 +66,12 @@ class FakeRest:
             self.fail_next -= 1
             return web.json_response({"code": 20500, "message": "internal error", "status": 500}, status=500)
         assert self.twilio is not None
-        call = self.twilio.calls.get(request.match_info["sid"])
+        sid = request.match_info["sid"]
+        parent = self.twilio.agent_legs.get(sid)
+        if parent is not None and form.get("Status") == "completed":  # end an agent leg
+            parent.agent_hangup()
+            return web.json_response({"sid": sid, "account_sid": ACCOUNT_SID, "status": "completed"})
+        call = self.twilio.calls.get(sid)
         if call is None or call.ended.is_set():
             return web.json_response({"code": 20404, "message": "not found", "status": 404}, status=404)
         if form.get("Url"):
@@ -87,6 +92,7 @@ class SimTwilio:
         self.scale = scale
         self.wait_poll = wait_poll
         self.calls: dict[str, SimCall] = {}
+        self.agent_legs: dict[str, SimCall] = {}  # an agent leg's sid -> the caller's call
         self.agents: dict[str, AgentPhone] = {}
         self.webhooks: list[Webhook] = []
         self.session: aiohttp.ClientSession | None = None
@@ -296,6 +302,7 @@ class SimCall:
         status_url = urljoin(url, noun.attrib.get("statusCallback", ""))
         phone = self.twilio.agents.get(address, AgentPhone())
         leg = self.agent_leg = new_sid()
+        self.twilio.agent_legs[leg] = self
 
         async def agent_status(status: str) -> None:
             if status_url:

@@ -246,7 +246,7 @@ async def test_the_console_over_its_real_websocket_sees_the_twilio_call(database
         await c.next("hello")
         await c.send("set_state", state="ready")
         await c.next("agent_state", state="ready")
-        call = rc.twilio.call(REGULAR_PHONE, digits=["1", "2"])  # English, technical support
+        call = rc.twilio.call(REGULAR_PHONE, digits=["1", "2", "4"])  # English, support; survey: 4
         offer = await c.next("offer")
         assert offer["queue"] == "support" and offer["pop"]["card"]["customer"]["name"] == "Rob Regular"
         await c.send("ack_offer", offer_id=offer["offer_id"])
@@ -259,8 +259,13 @@ async def test_the_console_over_its_real_websocket_sees_the_twilio_call(database
         await c.send("hold", interaction_id=offer["interaction_id"], request_id="h")
         refused = await c.next("error", request_id="h")
         assert refused["code"] == "conflict"  # call controls are Asterisk's; a clear refusal
-        call.hangup()
+        await c.send("answer", interaction_id=offer["interaction_id"], request_id="a")
+        assert (await c.next("error", request_id="a"))["code"] == "invalid"  # the agent's own phone
+        # the console's Hang up: the REST API ends the agent's leg; the caller goes on to the survey
+        await c.send("hangup", interaction_id=offer["interaction_id"])
         await c.next("contact_state", state="ended")
+        ended = [r for r in rc.twilio.rest.requests if r["form"].get("Status") == "completed"]
+        assert ended and ended[0]["sid"] == call.agent_leg
         await c.next("wrapup", interaction_id=offer["interaction_id"])
         await c.send("submit_wrapup", interaction_id=offer["interaction_id"], disposition="resolved",
                      notes="router reset")
@@ -269,6 +274,9 @@ async def test_the_console_over_its_real_websocket_sees_the_twilio_call(database
         await call.wait_ended()
     i = await store.get_interaction(offer["interaction_id"])
     assert i.state == "wrapup_done" and i.disposition_code == "resolved"
+    events = await store.timeline(i.id)
+    assert [e.data["by"] for e in events if e.kind == "hangup"] == ["agent"]
+    assert [e.data.get("score") for e in events if e.kind == "survey"] == [4]
 
 
 async def test_a_busy_agent_leg_requeues_like_no_answer(database):

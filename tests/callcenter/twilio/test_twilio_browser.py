@@ -46,7 +46,7 @@ async def test_twilio_call_pop_talk_wrapup_in_the_browser(database):
             await tid("state-select").select_option("ready")
             await expect(tid("state-select")).to_have_value("ready")
 
-            call = rc.twilio.call(VIP_PHONE, digits=["1"])
+            call = rc.twilio.call(VIP_PHONE, digits=["1", "5"])  # English; 5 in the survey
             await expect(tid("customer-name")).to_have_text("Victoria Important")
             await expect(tid("tier-badge")).to_have_attribute("data-tier", "vip")
             await expect(tid("tickets")).to_contain_text("Move the line to the new address")
@@ -58,13 +58,14 @@ async def test_twilio_call_pop_talk_wrapup_in_the_browser(database):
                 shutil.copy(ARTIFACTS / f"{name}-talking.png", SCREENSHOTS / "console-twilio-call.png")
             assert [r["form"]["Url"].rsplit("/", 1)[1] for r in rc.twilio.rest.requests] == ["connect?a=1"]
 
-            call.agent_hangup()
+            await tid("hangup").click()  # the REST API ends the agent's leg
             await expect(tid("wrapup")).to_be_visible()
             await tid("wrapup-disposition").select_option("resolved")
             await tid("wrapup-notes").fill("Line moved.")
             await tid("wrapup-submit").click()
             await expect(tid("idle")).to_be_visible()
             await expect(tid("state-select")).to_have_value("ready")
+            await call.wait_ended()
             assert errors == []
         except Exception:
             await page.screenshot(path=str(ARTIFACTS / f"{name}-failure.png"), full_page=True)
