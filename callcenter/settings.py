@@ -169,11 +169,14 @@ class Chat(_Section):
     resume_s: float = Field(120.0, ge=0)  # a customer gone this long has left the chat
     handle_s: float = Field(240.0, gt=0)  # average chat length, for the estimated wait
     canned: list[str] = []  # canned responses offered in the console
+    # business hours, e.g. {timezone: America/New_York, weekly: {mon-fri: "08:00-20:00"}};
+    # outside them the widget offers "leave a message". None: always open
+    hours: dict[str, Any] | None = None
     sites: list[ChatSite] = []
     # `make run`'s demo: a shop page on this port (another origin) with the widget embedded
     demo_site_port: int | None = Field(8081, ge=0, le=65535)
 
-    @field_validator("sites", "canned", mode="before")
+    @field_validator("sites", "canned", "hours", mode="before")
     @classmethod
     def _json(cls, v: Any) -> Any:
         import json

@@ -180,6 +180,7 @@ VALID = [
     {"type": "chat_end", "interaction_id": 7},
     {"type": "chat_transfer", "interaction_id": 7, "target_type": "queue", "target": "billing"},
     {"type": "chat_wrapup", "interaction_id": 7, "disposition": "resolved", "notes": "n", "ticket": None},
+    {"type": "chat_escalate", "interaction_id": 7, "queue": "billing", "reason": "Refund over limit"},
     # email
     {"type": "email", "v": 1, "interaction_id": 8, "ticket": "T-000009", "subject": "Invoice",
      "customer_address": "ada@example.com", "messages": [

@@ -18,16 +18,18 @@ import logging
 import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from callcenter.channels.chat import identity, waiting
+from callcenter.channels.chat.agent_side import AgentSide
 from callcenter.channels.chat.content import ContentRefused, check_text, render_html
 from callcenter.channels.chat.limits import KeyedBuckets, TokenBucket
-from callcenter.facade import PROTOCOL_VERSION, MessageRefused, WebUser
+from callcenter.channels.chat.state import MAX_BACKLOG, REPLAY_LIMIT, Chat, ChatOptions, Site
+from callcenter.channels.chat.state import msg as _msg
+from callcenter.facade import MessageRefused
 from callcenter.services.agents import AgentDirectory
-from callcenter.services.consoles import ConsoleHub, Link
+from callcenter.services.consoles import ConsoleHub
 from callcenter.services.routing_runner import RoutingRunner
 from crm_core.chat import ChatLog, StoredMessage
 from crm_core.errors import CrmError, NotFound
@@ -41,7 +43,6 @@ from routing import (
     ContactStatus,
     Decision,
     Ended,
-    OfferAccepted,
     OfferDeclined,
     Presence,
     Requeue,
@@ -52,69 +53,6 @@ from routing import Offer as RoutingOffer
 
 log = logging.getLogger(__name__)
 
-MAX_BACKLOG = 2000
-REPLAY_LIMIT = 5000
-
-
-@dataclass(frozen=True)
-class Site:
-    id: str
-    origins: frozenset[str]
-    secret: str | None = None
-
-
-@dataclass(frozen=True)
-class ChatOptions:
-    sites: dict[str, Site] = field(default_factory=dict)
-    queue: str = "general"
-    max_message_chars: int = 4000
-    rate_per_session: float = 5.0
-    burst_per_session: int = 20
-    rate_per_ip: float = 20.0
-    burst_per_ip: int = 60
-    resume_s: float = 120.0
-    handle_s: float = 240.0
-    accept_timeout_s: float = 30.0
-    canned: tuple[str, ...] = ()
-    refresh_s: float = 2.0  # how often waiting customers' position and wait are re-checked
-
-    def origin_allowed(self, site: str, origin: str | None) -> bool:
-        s = self.sites.get(site)
-        return s is not None and origin is not None and origin.rstrip("/") in s.origins
-
-
-@dataclass
-class Chat:
-    interaction_id: int
-    site: str
-    customer_id: int | None
-    name: str
-    tier: str = "regular"
-    verified: bool = False
-    state: str = "new"  # bot, queued, offered, active, ended, done
-    queue: str = ""
-    next_seq: int = 1
-    client_seq: dict[str, int] = field(default_factory=dict)  # client id -> seq (dedup)
-    links: set[WidgetLink] = field(default_factory=set)
-    agent_id: str | None = None  # routing id of the agent handling (or offered) it
-    offer_id: str | None = None
-    offer_expires: str | None = None
-    reasons: list[dict[str, Any]] = field(default_factory=list)
-    receipts: dict[str, dict[str, int]] = field(default_factory=lambda: {
-        "customer": {"delivered": 0, "read": 0}, "agent": {"delivered": 0, "read": 0}})
-    ended_by: str | None = None
-    wrapped_up: bool = False
-    bot: Any = None  # the ChatBot turn state while the bot runs
-    last_queue_msg: tuple[int, int | None] | None = None
-    gone: asyncio.TimerHandle | None = None
-    routed: bool = False
-    transferred: bool = False
-    surveyed: bool = False
-    token: str = ""
-
-    @property
-    def contact_id(self) -> str:
-        return str(self.interaction_id)
 
 
 class WidgetLink:
@@ -168,15 +106,13 @@ class WidgetLink:
         await self.service.widget_closed(self)
 
 
-def _msg(type_: str, **fields: Any) -> dict[str, Any]:
-    return {"type": type_, "v": PROTOCOL_VERSION, **fields}
 
 
 def _iso(dt: datetime) -> str:
     return dt.isoformat()
 
 
-class ChatService:
+class ChatService(AgentSide):
     def __init__(self, store: CrmStore, runner: RoutingRunner, directory: AgentDirectory,
                  hub: ConsoleHub, options: ChatOptions, *, bot: Any = None,
                  lookups: Mapping[str, Callable[..., Awaitable[Any]]] | None = None,
@@ -288,13 +224,21 @@ class ChatService:
         if not self.options.origin_allowed(site, origin):
             raise MessageRefused("forbidden", "this site may not open chats here")
         link = WidgetLink(self, site, origin, remote)
-        link.put(_msg("status", agents_available=self.agents_available(),
-                      max_message_chars=self.options.max_message_chars))
+        link.put(_msg("status", **self.status()))
         return link
 
     def agents_available(self) -> bool:
-        """Is any agent who takes chats signed in (ready, busy or in wrap-up)?"""
-        return self._chat_capacity() > 0
+        """Open, and any agent who takes chats signed in (ready, busy or in wrap-up)?"""
+        return self.is_open() and self._chat_capacity() > 0
+
+    def is_open(self) -> bool:
+        """Within the business hours (`chat.hours`), on the injected clock."""
+        if self.options.hours is None:
+            return True
+        from ivr.schedule import is_open
+
+        tz, weekly = self.options.hours
+        return is_open(weekly, self.ivr_clock().astimezone(tz))
 
     def _chat_capacity(self) -> int:
         store = self.runner.engine.store
@@ -350,6 +294,8 @@ class ChatService:
             raise MessageRefused("conflict", "this connection already has a chat")
         if not self.ip_limits.take(link.remote):
             raise MessageRefused("rate_limited", "too many chats from your address; try again shortly")
+        if not self.is_open():
+            raise MessageRefused("closed", "we are closed now; please leave us a message")
         site = self.options.sites[link.site]
         name = " ".join(str(msg.get("name") or "").split())[:200]
         email, phone = msg.get("email") or None, msg.get("phone") or None
@@ -705,102 +651,6 @@ class ChatService:
             except Exception:  # noqa: BLE001 - the next round tries again
                 log.exception("chat queue refresh failed")
 
-    # ------------------------------------------------------------------ agent side
-    def _own(self, user: WebUser, iid: Any, states: tuple[str, ...] = ("active",)) -> Chat:
-        chat = self.chats.get(iid) if isinstance(iid, int) else None
-        agent = self.directory.by_user(user.id)
-        if chat is None or agent is None:
-            raise MessageRefused("not_found", "no such chat")
-        if chat.agent_id != agent.agent_id:
-            raise MessageRefused("forbidden", "that chat is handled by another agent")
-        if chat.state not in states:
-            raise MessageRefused("conflict", f"the chat is {chat.state}")
-        return chat
-
-    async def c_accept(self, user: WebUser, msg: dict[str, Any]) -> None:
-        offer_id = str(msg.get("offer_id"))
-        chat = next((c for c in self.chats.values() if c.offer_id == offer_id), None)
-        agent = self.directory.by_user(user.id)
-        if chat is None or agent is None or chat.agent_id != agent.agent_id or chat.state != "offered":
-            raise MessageRefused("not_found", "no such pending chat offer")
-        chat.offer_id = None
-        await self.runner.handle(OfferAccepted(chat.contact_id, agent.agent_id))
-        chat.state = "active"
-        if not chat.transferred:
-            await self._state(chat, "answered", agent_id=agent.user_id)
-        await self._event(chat, "answer", agent=agent.username)
-        self._to_widgets(chat, _msg("agent", name=agent.display_name))
-        await self._send_started(chat, agent.user_id)
-        self.directory.push_state(agent.agent_id)
-
-    async def c_decline(self, user: WebUser, msg: dict[str, Any]) -> None:
-        offer_id = str(msg.get("offer_id"))
-        chat = next((c for c in self.chats.values() if c.offer_id == offer_id), None)
-        agent = self.directory.by_user(user.id)
-        if chat is None or agent is None or chat.agent_id != agent.agent_id:
-            raise MessageRefused("not_found", "no such pending chat offer")
-        await self._decline(chat, offer_id, no_answer=False, why="declined")
-
-    async def _send_started(self, chat: Chat, user_id: int, link: Link | None = None) -> None:
-        messages = [self._view(m) for m in await self.log.since(chat.interaction_id, 0, REPLAY_LIMIT)]
-        fields = {"interaction_id": chat.interaction_id, "customer_name": chat.name,
-                  "verified": chat.verified, "card": await self._card(chat),
-                  "state": "ended" if chat.state in ("ended", "done") else "active",
-                  "messages": messages, "receipts": chat.receipts["customer"],
-                  "canned": list(self.options.canned)}
-        if link is not None:
-            link.put(_msg("chat_started", **fields))
-        else:
-            self.hub.send(user_id, "chat_started", **fields)
-
-    async def c_send(self, user: WebUser, msg: dict[str, Any]) -> None:
-        chat = self._own(user, msg.get("interaction_id"))
-        text = check_text(msg.get("text"), self.options.max_message_chars)
-        await self._store(chat, "agent", text, author=user.display_name, client_id=str(msg.get("client_id")))
-
-    async def c_typing(self, user: WebUser, msg: dict[str, Any]) -> None:
-        chat = self._own(user, msg.get("interaction_id"))
-        self._to_widgets(chat, _msg("agent_typing", on=bool(msg.get("on"))))
-
-    async def c_seen(self, user: WebUser, msg: dict[str, Any]) -> None:
-        chat = self._own(user, msg.get("interaction_id"), ("active", "ended"))
-        self._receipt(chat, "agent", int(msg.get("seq") or 0), str(msg.get("status")))
-
-    async def c_end(self, user: WebUser, msg: dict[str, Any]) -> None:
-        chat = self._own(user, msg.get("interaction_id"))
-        await self._end(chat, "agent")
-
-    async def c_transfer(self, user: WebUser, msg: dict[str, Any]) -> None:
-        """Route the chat again: to a queue, or to an agent (as the preferred agent)."""
-        chat = self._own(user, msg.get("interaction_id"))
-        kind, target = msg.get("target_type"), str(msg.get("target") or "")
-        queue, preferred = chat.queue, None
-        if kind == "queue":
-            if target not in self.runner.engine.config.queues:
-                raise MessageRefused("not_found", f"no queue {target!r}")
-            queue = target
-        else:
-            try:
-                u = await self.store.get_user(target)
-            except NotFound:
-                raise MessageRefused("not_found", f"no agent {target!r}") from None
-            if str(u.id) not in self.directory.agents or u.id == user.id:
-                raise MessageRefused("invalid", f"{target} does not take chats")
-            preferred = str(u.id)
-        aid = chat.agent_id or ""
-        await self.runner.handle(ContactFinished(chat.contact_id, aid, wrap_up_s=0.0))
-        await self._event(chat, "transfer", by=user.username, target_type=kind, target=target,
-                          notes=msg.get("notes"))
-        self.hub.send(user.id, "wrapup_saved", interaction_id=chat.interaction_id, disposition="transferred",
-                      ticket=None)
-        await self._store(chat, "system", "You are being transferred to another agent.")
-        chat.transferred, chat.state, chat.agent_id, chat.queue = True, "queued", None, queue
-        contact = Contact(chat.contact_id, Channel.CHAT, queue, self.mono(),
-                          customer_id=str(chat.customer_id or ""), tier=Tier(chat.tier),
-                          preferred_agent=preferred, sticky_s=60.0 if preferred else None)
-        await self.runner.handle(ContactArrived(contact))
-        self.directory.push_state(aid)
-
     async def _end(self, chat: Chat, by: str) -> None:
         """The chat ends: abandoned while waiting, or handled (the agent wraps up)."""
         was = chat.state
@@ -840,34 +690,6 @@ class ChatService:
             chat.agent_id = None
         self._forget_if_done(chat)
 
-    async def c_wrapup(self, user: WebUser, msg: dict[str, Any]) -> None:
-        chat = self._own(user, msg.get("interaction_id"), ("ended",))
-        if chat.wrapped_up:
-            raise MessageRefused("conflict", "the wrap-up is already saved")
-        code, notes = msg.get("disposition"), msg.get("notes")
-        if not code or not isinstance(notes, str) or not notes.strip():
-            raise MessageRefused("invalid", "a disposition and notes are required")
-        await self.store.set_disposition(chat.interaction_id, str(code), notes, agent_id=user.id)
-        ticket = None
-        spec = msg.get("ticket")
-        if isinstance(spec, dict) and spec.get("number"):
-            ticket = await self.store.get_ticket(str(spec["number"]))
-            await self.store.link_interaction(ticket.id, chat.interaction_id)
-            if spec.get("status"):
-                ticket = await self.store.update_ticket_status(ticket.id, str(spec["status"]))
-        elif isinstance(spec, dict) and chat.customer_id is not None:
-            ticket = await self.store.create_ticket(
-                chat.customer_id, str(spec.get("type")), str(spec.get("subject") or ""),
-                description=spec.get("description"), interaction_ids=[chat.interaction_id])
-        await self.store.set_state(chat.interaction_id, "wrapup_done", agent_id=user.id)
-        await self.store.append_event(chat.interaction_id, "wrapup", data={
-            "disposition": code, "ticket": ticket.number if ticket else None, "agent": user.username})
-        chat.wrapped_up = True
-        tview = {"number": ticket.number, "type": ticket.type, "status": ticket.status} if ticket else None
-        self.hub.send(user.id, "wrapup_saved", interaction_id=chat.interaction_id, disposition=code,
-                      ticket=tview)
-        self._forget_if_done(chat)
-
     def _forget_if_done(self, chat: Chat) -> None:
         """A chat stays in memory until the agent wrapped up and the customer is gone or surveyed."""
         if chat.state != "ended" or not chat.wrapped_up:
@@ -879,37 +701,8 @@ class ChatService:
         # kept a little longer so that a customer reloading the page still sees the transcript
         loop.call_later(self.options.resume_s, lambda: self.chats.pop(chat.interaction_id, None))
 
-    # ------------------------------------------------------------------ console (re)connect
-    async def console_connected(self, user: WebUser, link: Link) -> None:
-        agent = self.directory.by_user(user.id)
-        if agent is None:
-            return
-        link.put(_msg("chat_hello", canned=list(self.options.canned)))
-        for chat in list(self.chats.values()):
-            if chat.agent_id != agent.agent_id:
-                continue
-            if chat.state == "offered" and chat.offer_id:
-                link.put(_msg("chat_offer", **await self.offer_message(chat)))
-            elif chat.state == "active" or (chat.state == "ended" and not chat.wrapped_up):
-                await self._send_started(chat, user.id, link)
-
-    def console_handlers(self) -> dict[str, Callable[[WebUser, dict[str, Any]], Awaitable[Any]]]:
-        """The console messages this service handles (ConsoleService dispatches them)."""
-        def refusing(fn: Callable[[WebUser, dict[str, Any]], Awaitable[Any]]) -> Any:
-            async def handler(user: WebUser, msg: dict[str, Any]) -> Any:
-                try:
-                    return await fn(user, msg)
-                except ContentRefused as e:
-                    raise MessageRefused(e.code, str(e)) from None
-            return handler
-
-        return {name: refusing(fn) for name, fn in (
-            ("chat_accept", self.c_accept), ("chat_decline", self.c_decline), ("chat_send", self.c_send),
-            ("chat_typing", self.c_typing), ("chat_seen", self.c_seen), ("chat_end", self.c_end),
-            ("chat_wrapup", self.c_wrapup), ("chat_transfer", self.c_transfer))}
-
     def status(self) -> dict[str, Any]:
-        return {"agents_available": self.agents_available(),
+        return {"agents_available": self.agents_available(), "open": self.is_open(),
                 "max_message_chars": self.options.max_message_chars}
 
 
@@ -917,7 +710,16 @@ def options_from_settings(chat: Any) -> ChatOptions:
     """ChatOptions from the `chat` settings section."""
     sites = {s.id: Site(s.id, frozenset(o.rstrip("/") for o in s.origins), s.resolved_secret())
              for s in chat.sites}
-    return ChatOptions(sites=sites, queue=chat.queue, max_message_chars=chat.max_message_chars,
+    hours = None
+    if chat.hours:
+        from ivr.schedule import parse_weekly, zone
+
+        tz = zone(str(chat.hours.get("timezone") or "UTC"))
+        weekly, errors = parse_weekly(chat.hours.get("weekly") or {})
+        if tz is None or weekly is None or errors:
+            raise ValueError(f"chat.hours: {errors or 'unknown timezone'}")
+        hours = (tz, weekly)
+    return ChatOptions(hours=hours, sites=sites, queue=chat.queue, max_message_chars=chat.max_message_chars,
                        rate_per_session=chat.rate_per_session, burst_per_session=chat.burst_per_session,
                        rate_per_ip=chat.rate_per_ip, burst_per_ip=chat.burst_per_ip,
                        resume_s=chat.resume_s, handle_s=chat.handle_s, canned=tuple(chat.canned))

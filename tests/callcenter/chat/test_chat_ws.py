@@ -196,3 +196,50 @@ async def test_decline_and_transfer_to_another_agent(database):
             await c.close()
     kinds = [e.kind for e in await store.timeline(iid)]
     assert kinds.count("offer") == 3 and "transfer" in kinds and "requeue" in kinds
+
+
+async def test_escalate_a_chat_to_a_specialist_queue(database):
+    store = store_for(database)
+    await seed_chat_agents(store, n=2)
+    carla = await store.create_customer("Carla Customer", emails=["carla@example.com"])
+    ticket = await store.create_ticket(carla.id, "complaint", "Double charge")
+    async with chat_center(database) as rc:
+        a1, _ = await ready_agent(rc.base, "agent1")
+        w, welcome = await start_chat(rc.base)
+        iid = welcome["chat_id"]
+        offer = await a1.next("chat_offer", interaction_id=iid)
+        await a1.send("chat_accept", offer_id=offer["offer_id"])
+        await a1.next("chat_started", interaction_id=iid)
+        await a1.send("chat_escalate", interaction_id=iid, queue="billing", reason="   ")
+        assert (await a1.next("error"))["code"] == "invalid"
+        await a1.send("chat_escalate", interaction_id=iid, supervisor="agent2", reason="angry")
+        assert (await a1.next("error"))["code"] == "invalid"  # agent2 is no supervisor
+        await a1.send("set_state", state="not_ready", reason="break")  # or it may come back to agent1
+        await a1.next("agent_state", state="not_ready")
+        await a1.send("chat_escalate", interaction_id=iid, queue="billing", reason="Refund over limit")
+        assert (await a1.next("wrapup_saved", interaction_id=iid))["disposition"] == "transferred"
+        a2, _ = await ready_agent(rc.base, "agent2")
+        again = await a2.next("chat_offer", interaction_id=iid)
+        assert again["queue"] == "billing"
+        for c in (w, a1, a2):
+            await c.close()
+    assert (await store.get_ticket(ticket.number)).escalation_queue == "billing"
+    escalate = [e for e in await store.timeline(iid) if e.kind == "escalate"]
+    assert escalate and escalate[0].data["ticket"] == ticket.number
+
+
+async def test_outside_business_hours_the_widget_takes_a_message(database):
+    store = store_for(database)
+    await seed_chat_agents(store)
+    hours = '{"timezone": "America/New_York", "weekly": {"sat-sun": "10:00-12:00"}}'
+    async with chat_center(database, CC_CHAT__HOURS=hours) as rc:  # the test clock: a Wednesday
+        agent, _ = await ready_agent(rc.base)
+        w = await open_widget(rc.base)
+        status = await w.next("status")
+        assert status["open"] is False and status["agents_available"] is False
+        await w.send("start", name="Late Larry", email="larry@example.com")
+        assert (await w.next("error"))["code"] == "closed"
+        await w.send("leave_message", name="Late Larry", email="larry@example.com", text="Call me")
+        assert (await w.next("left_message"))["ticket"].startswith("T-")
+        await w.close()
+        await agent.close()
