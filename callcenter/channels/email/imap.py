@@ -21,10 +21,14 @@ log = logging.getLogger(__name__)
 
 UIDVALIDITY = re.compile(rb"\[UIDVALIDITY (\d+)\]")
 FETCH_UID = re.compile(rb"UID (\d+)")
+SIZE = re.compile(rb"RFC822\.SIZE (\d+)")
+TOO_BIG_FLAG = "$TooBig"
 
 # (raw, mailbox, uidvalidity, uid) -> True if stored now, False if it was taken before
 Take = Callable[[bytes, str, int, int], Awaitable[bool]]
 Taken = Callable[[str, int, list[int]], Awaitable[set[int]]]
+# (mailbox, uidvalidity, uid, size): a message over the size limit, left in the mailbox
+TooBig = Callable[[str, int, int, int], Awaitable[None]]
 
 
 class ImapError(Exception):
@@ -42,13 +46,15 @@ class ImapConfig:
     move_to: str | None = None
     poll_s: float = 60.0
     timeout_s: float = 30.0
+    max_bytes: int = 10_000_000  # bigger messages are left in the mailbox, flagged $TooBig
 
 
 class ImapPoller:
-    def __init__(self, config: ImapConfig, take: Take, taken: Taken) -> None:
+    def __init__(self, config: ImapConfig, take: Take, taken: Taken, too_big: TooBig | None = None) -> None:
         self.config = config
         self.take = take
         self.taken = taken
+        self.too_big = too_big
         self.client: aioimaplib.IMAP4 | None = None
         self.rounds = 0
         self.round_done = asyncio.Event()  # set after every round (tests and the benchmark wait on it)
@@ -88,6 +94,14 @@ class ImapPoller:
         count = 0
         for uid in uids:
             if uid not in already:
+                size = await self._size(client, uid)
+                if size is not None and size > c.max_bytes:
+                    log.warning("IMAP UID %s is %d bytes, over the limit: left in %s, flagged %s",
+                                uid, size, c.mailbox, TOO_BIG_FLAG)
+                    await client.uid("store", str(uid), "+FLAGS.SILENT", f"({TOO_BIG_FLAG} \\Seen)")
+                    if self.too_big is not None:
+                        await self.too_big(c.mailbox, validity, uid, size)
+                    continue
                 raw = await self._fetch(client, uid)
                 if raw is None:
                     continue
@@ -97,6 +111,14 @@ class ImapPoller:
         self.rounds += 1
         self.round_done.set()
         return count
+
+    async def _size(self, client: aioimaplib.IMAP4, uid: int) -> int | None:
+        r = await client.uid("fetch", str(uid), "(RFC822.SIZE)")
+        for line in r.lines:
+            m = SIZE.search(bytes(line)) if isinstance(line, bytes | bytearray) else None
+            if m:
+                return int(m.group(1))
+        return None
 
     async def _fetch(self, client: aioimaplib.IMAP4, uid: int) -> bytes | None:
         r = await client.uid("fetch", str(uid), "(BODY.PEEK[])")

@@ -141,6 +141,20 @@ class EmailService:
         return await self.deliver(raw, "", [self.options.address], source="imap",
                                   imap=(mailbox, uidvalidity, uid))
 
+    async def imap_too_big(self, mailbox: str, uidvalidity: int, uid: int, size: int) -> None:
+        """An IMAP message over the size limit stays in the mailbox; it is logged, not routed."""
+        received = await mail.receive(self.store.db, b"", source="imap", envelope_from=None,
+                                      envelope_to=[self.options.address], imap=(mailbox, uidvalidity, uid))
+        if received is None:
+            return
+        why = f"{size} bytes is over the limit: left in {mailbox} (UID {uid}), flagged $TooBig"
+        await mail.update_email(self.store.db, received.email_id, status="failed", error=why,
+                                events=[("too_big", False, {"bytes": size, "mailbox": mailbox, "uid": uid})])
+        try:
+            await self.store.set_state(received.interaction_id, "failed")
+        except CrmError as e:
+            await self._event(received.interaction_id, "state_failed", ok=False, error=str(e))
+
     async def imap_taken(self, mailbox: str, uidvalidity: int, uids: list[int]) -> set[int]:
         return await mail.taken_uids(self.store.db, mailbox, uidvalidity, uids)
 

@@ -71,7 +71,8 @@ async def email_ctx(app: web.Application) -> AsyncIterator[None]:
     if e.imap_enabled:
         poller = imap.ImapPoller(imap.ImapConfig(
             e.imap_host, e.imap_port, e.imap_username, e.imap_password or "", e.imap_mailbox, e.imap_tls,
-            e.imap_move_to, e.imap_poll_s), service.take_imap, service.imap_taken)
+            e.imap_move_to, e.imap_poll_s, max_bytes=e.max_message_bytes), service.take_imap,
+            service.imap_taken, service.imap_too_big)
         app[EMAIL_IMAP] = poller
         poller_task = asyncio.ensure_future(poller.run())
     try:

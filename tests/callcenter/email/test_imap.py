@@ -52,7 +52,7 @@ def count(d: Dovecot, mailbox: str) -> int:
 
 def poller_for(ec, d: Dovecot, **kw) -> ImapPoller:
     cfg = ImapConfig("127.0.0.1", d.port, d.user, d.password, **kw)
-    return ImapPoller(cfg, ec.email.take_imap, ec.email.imap_taken)
+    return ImapPoller(cfg, ec.email.take_imap, ec.email.imap_taken, ec.email.imap_too_big)
 
 
 async def test_taken_once_flagged_seen_never_twice(database, tmp_path, imap_server):
@@ -127,3 +127,27 @@ async def test_the_app_polls_when_configured(database, tmp_path, imap_server):
                             CC_EMAIL__IMAP_PASSWORD=d.password, CC_EMAIL__IMAP_POLL_S="300") as ec:
         await ec.email.wait_processed(1)
         assert await asyncio.to_thread(unseen, d) == []
+
+
+async def test_a_message_over_the_limit_stays_in_the_mailbox(database, tmp_path, imap_server):
+    d = imap_server
+    await asyncio.to_thread(append, d, make_mail("huge", "x" * 50_000), make_mail("small"))
+    async with email_center(database, tmp_path, CC_EMAIL__SMTP_ENABLED="false") as ec:
+        poller = poller_for(ec, d, max_bytes=20_000)
+        try:
+            assert await poller.poll_once() == 1
+            await ec.email.wait_processed(1)
+            assert await poller.poll_once() == 0  # not tried again
+        finally:
+            await poller.close()
+        flags = await asyncio.to_thread(imap_do, d, ("select", ("INBOX",)),
+                                        ("uid", ("fetch", "1", "(FLAGS)")))
+        assert b"$TooBig" in flags[1][0]
+        async with database.session() as s:
+            from sqlalchemy import select
+            big = (await s.scalars(select(mail.EmailMessage)
+                                   .where(mail.EmailMessage.status == "failed"))).one()
+        assert "over the limit" in (big.error or "")
+        interaction = await ec.store.get_interaction(big.interaction_id)
+        assert interaction.state == "failed"
+        assert [e.kind for e in await ec.store.timeline(big.interaction_id)][-2:] == ["too_big", "state"]
