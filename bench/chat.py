@@ -213,6 +213,7 @@ async def load_main(args: argparse.Namespace) -> None:
     log(f"{args.agents} agents ready")
 
     widgets: list[Any] = [None] * args.chats
+    started = [False] * args.chats
     joined = asyncio.Semaphore(0)
 
     async def widget(i: int) -> None:
@@ -231,8 +232,14 @@ async def load_main(args: argparse.Namespace) -> None:
                     st.acked[key] = st.acked.get(key, 0) + 1
             elif t == "agent":
                 joined.release()
+            elif t == "welcome":
+                started[i] = True
             elif t == "error":
                 st.errors["widget:" + msg["code"]] = st.errors.get("widget:" + msg["code"], 0) + 1
+                if not started[i]:  # the start failed (a busy machine): try again
+                    await asyncio.sleep(1.0)
+                    await ws.send(json.dumps({"type": "start", "name": f"Bench Customer {i}",
+                                              "email": f"bench{i}@example.com"}))
 
     t0 = time.perf_counter()
     readers = []

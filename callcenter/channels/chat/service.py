@@ -130,6 +130,9 @@ class ChatService(AgentSide):
         self._secret = secrets.token_bytes(32)  # resume tokens of this process's chats
         self._tasks: set[asyncio.Task[Any]] = set()
         self._refresher: asyncio.Task[None] | None = None
+        # chat starts write a customer and an interaction: a few at a time, so that a burst of
+        # visitors queues here instead of piling up on the database's write lock
+        self._starting = asyncio.Semaphore(4)
         self.widget_handlers: dict[str, Callable[[WidgetLink, dict[str, Any]], Awaitable[Any]]] = {
             "start": self.w_start, "resume": self.w_resume, "send": self.w_send, "typing": self.w_typing,
             "seen": self.w_seen, "end": self.w_end, "survey": self.w_survey,
@@ -290,6 +293,10 @@ class ChatService(AgentSide):
 
     # ------------------------------------------------------------------ widget: start and resume
     async def w_start(self, link: WidgetLink, msg: dict[str, Any]) -> dict[str, Any] | None:
+        async with self._starting:
+            return await self._start(link, msg)
+
+    async def _start(self, link: WidgetLink, msg: dict[str, Any]) -> dict[str, Any] | None:
         if link.chat is not None:
             raise MessageRefused("conflict", "this connection already has a chat")
         if not self.ip_limits.take(link.remote):
