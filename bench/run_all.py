@@ -20,6 +20,7 @@ BENCHES: dict[str, list[str]] = {
     "crm_lookup": ["--keep", "--reuse"],
     "screen_pop": [],
     "email_ingest": [],
+    "twilio_webhooks": [],
 }
 
 
