@@ -239,8 +239,9 @@ class TwilioVoice:
         if isinstance(result, TransferResult):
             resp.dial(result.number)
             await v._event(call, "dial", external=result.number)
-        elif isinstance(result, VoicemailResult):
-            resp.record(max_length=120, play_beep=True)
+        elif isinstance(result, VoicemailResult):  # the recording's link goes on the timeline
+            resp.record(action=self.url("/twilio/status?leg=voicemail"), method="POST", max_length=120,
+                        play_beep=True, finish_on_key="#")
         resp.hangup()
         leg.mode = "done"
         await v._finish_without_agent(call, "ended", result.describe())
@@ -487,6 +488,16 @@ class TwilioVoice:
             return ""
 
         await self.once(leg, f"status:{status}", make)
+
+    async def voicemail(self, leg: Leg, url: str, duration: str) -> str:
+        """<Record>'s action: the message's recording, on the interaction's timeline."""
+        async def make() -> str:
+            ok = url.startswith("https://")
+            await self.voice._event(leg.call, "voicemail", ok=ok, recording_url=url[:500] if ok else None,
+                                    duration_s=int(duration) if duration.isdigit() else None)
+            return _hangup()
+
+        return await self.once(leg, "voicemail", make)
 
     async def hangup_agent(self, extension: str) -> bool:
         """The console's Hang up on a Twilio call: the REST API ends the agent's leg; <Dial>'s

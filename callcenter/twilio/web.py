@@ -178,6 +178,9 @@ async def _dial(service: TwilioVoice, lp: tuple[Leg, Any], request: web.Request)
 async def _status(service: TwilioVoice, lp: tuple[Leg, Any], request: web.Request) -> web.Response:
     leg, params = lp
     status = str(params.get("CallStatus", ""))[:32]
+    if request.query.get("leg") == "voicemail":
+        return _xml(await service.voicemail(leg, str(params.get("RecordingUrl", "")),
+                                            str(params.get("RecordingDuration", ""))[:8]))
     if request.query.get("leg") == "agent":
         await service.agent_status(leg, _int(request, "a"), status, str(params.get("CallSid", ""))[:64])
     else:

@@ -2,9 +2,10 @@
 driving its webhooks, and the fake REST API the center's twilio client talks to."""
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import datetime
 
 from aiohttp import web
 
@@ -37,6 +38,7 @@ class Running:
 
 @asynccontextmanager
 async def running_twilio(database: Database, *, public: str | None = PUBLIC,
+                         ivr_clock: Callable[[], datetime] = lambda: WEEKDAY_NOON_NY,
                          **env: str) -> AsyncIterator[Running]:
     rest = FakeRest()
     async with serve(rest.app) as rest_base:
@@ -46,6 +48,6 @@ async def running_twilio(database: Database, *, public: str | None = PUBLIC,
             "CC_TWILIO__AGENT_SIP_DOMAIN": SIP_DOMAIN, "CC_VOICE__ACK_TIMEOUT_S": "2",
             "CC_CHAT__ENABLED": "false", "CC_EMAIL__ENABLED": "false",
             **({"CC_TWILIO__PUBLIC_BASE_URL": public} if public else {}), **env})
-        app = init_app(settings, database=database, ivr_clock=lambda: WEEKDAY_NOON_NY)
+        app = init_app(settings, database=database, ivr_clock=ivr_clock)
         async with serve(app) as base, sim_twilio(base, public, rest) as tw:
             yield Running(base, app, app[CENTER], tw, build_store(settings, database))

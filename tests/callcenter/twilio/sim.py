@@ -265,6 +265,12 @@ class SimCall:
                 return (await self.twilio.post(target, self.params())).body, target
             if verb.tag == "Hangup":
                 return None, url
+            if verb.tag == "Record":  # the caller speaks; then the action (default: this URL again)
+                target = urljoin(url, verb.attrib.get("action", url))
+                rec = f"https://api.twilio.com/2010-04-01/Accounts/{ACCOUNT_SID}/Recordings/{new_sid('RE')}"
+                body = (await self.twilio.post(target, self.params(RecordingUrl=rec, RecordingDuration="7",
+                                                                   Digits="#"))).body
+                return body, target
             if verb.tag == "Enqueue":
                 return await self._enqueue(verb, url)
             if verb.tag == "Dial":

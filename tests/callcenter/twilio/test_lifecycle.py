@@ -337,3 +337,21 @@ async def test_an_agent_twilio_cannot_dial_is_refused_and_the_call_requeued(data
         await call.wait_ended()
     dial = [e for e in await store.timeline(offer["interaction_id"]) if e.kind == "dial"]
     assert dial and dial[0].ok is False and dial[0].data["error"] == "no number or SIP address"
+
+
+async def test_closed_hours_voicemail_is_recorded_on_the_timeline(database):
+    from datetime import UTC, datetime
+
+    sunday = datetime(2026, 11, 29, 17, 0, tzinfo=UTC)  # the demo flow is closed on Sundays
+    store = _store(database)
+    await seed_people(store)
+    async with running_twilio(database, ivr_clock=lambda: sunday) as rc:
+        call = rc.twilio.call(REGULAR_PHONE, digits=["1", "2"])  # English; closed: leave a message
+        await call.wait_ended()
+        assert [v for v, _a, _t in call.verbs].count("Record") == 1  # recorded once, then hung up
+    i = await store.find_interaction(call.sid)
+    events = await store.timeline(i.id)
+    vm = [e for e in events if e.kind == "voicemail"]
+    assert vm and vm[0].ok and vm[0].data["duration_s"] == 7
+    assert vm[0].data["recording_url"].startswith("https://api.twilio.com/")
+    assert (await store.get_interaction(i.id)).state == "wrapup_done"
