@@ -121,6 +121,7 @@
       <button class="primary" type="submit" data-testid="chat-send">Send</button>
     </form>
     <div data-testid="survey" hidden><p class="note">How satisfied are you with this chat?</p><div class="scores"></div></div>
+    <form data-testid="transcript-form" hidden><button class="primary" type="submit" data-testid="transcript-send">Email me the transcript</button></form>
     <p class="note" data-testid="chat-note" hidden></p>`;
   root.appendChild(launcher);
   root.appendChild(panel);
@@ -168,6 +169,7 @@
     show(tid("compose"), inChat && !st.ended);
     show(tid("chat-end"), inChat && !st.ended);
     show(tid("survey"), st.ended && !st.surveyed);
+    show(tid("transcript-form"), st.ended && !st.transcriptSent);
   }
 
   function renderLog() {
@@ -263,6 +265,13 @@
       show(n, true);
       renderView();
     },
+    transcript_sent(m) {
+      st.transcriptSent = true;
+      const n = tid("chat-note");
+      n.textContent = "The transcript is on its way to " + m.to + ".";
+      show(n, true);
+      renderView();
+    },
     left_message(m) {
       st.left = true;
       const n = tid("chat-note");
@@ -336,6 +345,7 @@
     st.typingTimer = setTimeout(() => typing(false), 2500);
   });
   tid("chat-end").addEventListener("click", () => send({ type: "end" }));
+  tid("transcript-form").addEventListener("submit", (ev) => { ev.preventDefault(); send({ type: "transcript" }); });
   launcher.addEventListener("click", () => {
     st.open = true;
     show(panel, true);

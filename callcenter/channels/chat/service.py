@@ -125,6 +125,8 @@ class ChatService(AgentSide):
         self.mono = mono
         self.ivr_clock = ivr_clock
         self.log = ChatLog(store.db)
+        # async (to, subject, body): sends an email (the email channel's smarthost), if any
+        self.mailer: Callable[[str, str, str], Awaitable[None]] | None = None
         self.chats: dict[int, Chat] = {}
         self.ip_limits = KeyedBuckets(options.rate_per_ip, options.burst_per_ip, mono)
         self._secret = secrets.token_bytes(32)  # resume tokens of this process's chats
@@ -136,7 +138,7 @@ class ChatService(AgentSide):
         self.widget_handlers: dict[str, Callable[[WidgetLink, dict[str, Any]], Awaitable[Any]]] = {
             "start": self.w_start, "resume": self.w_resume, "send": self.w_send, "typing": self.w_typing,
             "seen": self.w_seen, "end": self.w_end, "survey": self.w_survey,
-            "leave_message": self.w_leave_message,
+            "leave_message": self.w_leave_message, "transcript": self.w_transcript,
         }
 
     # ------------------------------------------------------------------ plumbing
@@ -327,7 +329,7 @@ class ChatService(AgentSide):
             "chat", "inbound", customer.id, external_id=f"chat:{site.id}",
             from_address=str(email or customer.name)[:320], to_address=link.origin[:320])
         chat = Chat(interaction.id, site.id, customer.id, customer.name, tier=customer.tier,
-                    verified=verified)
+                    verified=verified, email=str(email).strip().lower() if email else None)
         chat.token = self._token(chat.interaction_id)
         self.chats[chat.interaction_id] = chat
         chat.links.add(link)
@@ -457,6 +459,29 @@ class ChatService(AgentSide):
         chat.surveyed = True
         link.put(_msg("survey_saved", score=score))
         self._forget_if_done(chat)
+
+    async def w_transcript(self, link: WidgetLink, msg: dict[str, Any]) -> None:
+        """After the chat: the transcript by email, once, to the chat's own address only (never
+        to an address typed now: the widget is no way to send mail to strangers)."""
+        from callcenter.channels.chat.transcript import transcript_text
+
+        chat = self._need_chat(link)
+        if chat.state not in ("ended", "done"):
+            raise MessageRefused("conflict", "the transcript comes after the chat")
+        if chat.transcript_sent:
+            raise MessageRefused("conflict", "the transcript is already on its way")
+        if self.mailer is None or not chat.email:
+            raise MessageRefused("unavailable", "the transcript cannot be emailed here")
+        chat.transcript_sent = True
+        body = transcript_text(await self.log.since(chat.interaction_id, 0, REPLAY_LIMIT), chat.name)
+        try:
+            await self.mailer(chat.email, "Your chat transcript", body)
+        except Exception as e:  # noqa: BLE001 - the customer hears why; the timeline keeps it
+            chat.transcript_sent = False
+            await self._event(chat, "transcript", ok=False, to=chat.email, error=str(e)[:300])
+            raise MessageRefused("unavailable", "the transcript could not be sent; try again later") from None
+        await self._event(chat, "transcript", to=chat.email)
+        link.put(_msg("transcript_sent", to=chat.email))
 
     async def w_leave_message(self, link: WidgetLink, msg: dict[str, Any]) -> None:
         """No agent (or after hours): the message becomes an email-channel contact and a ticket."""

@@ -28,6 +28,21 @@ def attach(center: Any, settings: Any) -> ChatService:
         flow = load_flow_file(settings.config_path(f"ivr/{settings.chat.bot_flow}.yaml"))
         bot = ChatBot(FlowEngine(flow))
     service: ChatService = center.attach_chat(options_from_settings(settings.chat), bot)
+
+    async def mailer(to: str, subject: str, body: str) -> None:
+        """Through the email channel's smarthost, when the channel is on (looked up at send time:
+        it is attached after chat)."""
+        email = getattr(center, "email", None)
+        if email is None:
+            raise RuntimeError("the email channel is off")
+        from callcenter.channels.email import outbound
+
+        o = email.options
+        msg = outbound.compose(sender=o.address, sender_name=o.display_name, to=to, subject=subject,
+                               body=body, domain=o.domain, in_reply_to=None, references=[])
+        await outbound.send(o.smarthost, o.address, [to], msg)
+
+    service.mailer = mailer if settings.email.enabled else None
     return service
 
 

@@ -71,6 +71,8 @@ class Chat:
     routed: bool = False
     transferred: bool = False
     surveyed: bool = False
+    email: str | None = None  # where the transcript may go: the form's, or the record's
+    transcript_sent: bool = False
     token: str = ""
 
     @property
