@@ -173,6 +173,17 @@ async def update_email(db: Database, email_id: int, *,
                        for k, ok, d in events])
 
 
+async def find_duplicate(db: Database, email_id: int, message_id: str,
+                         from_address: str | None) -> EmailMessage | None:
+    """An earlier inbound message with the same Message-ID from the same sender (a retried
+    delivery, or the same mail by SMTP and by IMAP)."""
+    async with db.session() as s:
+        return (await s.scalars(select(EmailMessage).where(
+            EmailMessage.message_id == message_id[:MAX_ID], EmailMessage.direction == "inbound",
+            EmailMessage.from_address == from_address, EmailMessage.id < email_id)
+            .order_by(EmailMessage.id).limit(1))).first()
+
+
 async def find_by_message_ids(db: Database, ids: Sequence[str]) -> EmailMessage | None:
     """The newest stored message (either direction) whose Message-ID is one of `ids`."""
     ids = [i[:MAX_ID] for i in ids if i][:200]
@@ -251,8 +262,8 @@ async def get_attachment(db: Database, attachment_id: int) -> tuple[EmailAttachm
 
 __all__ = [
     "EmailAttachment", "EmailMessage", "ImapTaken", "Received", "add_attachments", "attachments_of",
-    "emails_of", "find_by_message_ids", "get_attachment", "get_email", "latest_in_ticket", "receive",
-    "record_outbound", "taken_uids", "thread", "unfinished", "update_email",
+    "emails_of", "find_by_message_ids", "find_duplicate", "get_attachment", "get_email",
+    "latest_in_ticket", "receive", "record_outbound", "taken_uids", "thread", "unfinished", "update_email",
 ]
 
 

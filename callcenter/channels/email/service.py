@@ -205,6 +205,8 @@ class EmailService:
                           **{"from": parsed.from_address, "message_id": parsed.message_id,
                              "attachments": len(parsed.attachments), "auto": parsed.auto,
                              "problems": parsed.problems[:20]})
+        if parsed.message_id and await self._duplicate(iid, eid, parsed):
+            return
         contact: EmailContact | None = None
         try:
             customer = await self._customer(iid, parsed)
@@ -271,6 +273,25 @@ class EmailService:
             await self._event(row.interaction_id, "recovered", state=state, step="route")
             await self._route(contact)
         return n
+
+    async def _duplicate(self, iid: int, eid: int, parsed: Parsed) -> bool:
+        """The same message delivered again (an SMTP retry after a lost 250, or by SMTP and IMAP):
+        stored and logged, not routed or acknowledged a second time."""
+        assert parsed.message_id is not None
+        first = await mail.find_duplicate(self.store.db, eid, parsed.message_id, parsed.from_address)
+        if first is None:
+            return False
+        await mail.update_email(
+            self.store.db, eid, status="duplicate", message_id=parsed.message_id,
+            subject=parsed.subject, from_address=parsed.from_address,
+            thread_id=first.thread_id or first.id, ticket_id=first.ticket_id,
+            events=[("duplicate", True, {"of_email": first.id, "of_interaction": first.interaction_id})])
+        for state in ("ended", "wrapup_done"):
+            try:
+                await self.store.set_state(iid, state)
+            except CrmError as e:
+                await self._event(iid, "state_failed", ok=False, state=state, error=str(e))
+        return True
 
     async def _customer(self, iid: int, parsed: Parsed) -> Any:
         addr = parsed.from_address

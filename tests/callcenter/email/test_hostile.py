@@ -156,3 +156,25 @@ async def test_threading_by_token_and_unknown_references(database, tmp_path):
         assert how[2]["ticket"] == token and how[2]["thread_id"] == how[0]["thread_id"]
         assert how[1]["ticket"] != token and how[3]["ticket"] != token
         assert any("another customer" in p for p in inbound[3].problems)
+
+
+async def test_the_same_message_delivered_twice_is_routed_once(database, tmp_path):
+    async with email_center(database, tmp_path) as ec:
+        m = make_mail("Retried delivery")
+        await asyncio.to_thread(ec.send, m)
+        await ec.email.wait_processed(1)
+        await asyncio.to_thread(ec.send, m)  # e.g. the sender never saw our 250 and retried
+        await ec.email.wait_processed(2)
+        _f, _r, ack = await ec.sink.next()
+        assert ack["In-Reply-To"] == m["Message-ID"]
+        async with database.session() as db_s:
+            from sqlalchemy import select
+            inbound = (await db_s.scalars(select(mail.EmailMessage).where(
+                mail.EmailMessage.direction == "inbound").order_by(mail.EmailMessage.id))).all()
+        assert [x.status for x in inbound] == ["processed", "duplicate"]
+        second = await ec.store.get_interaction(inbound[1].interaction_id)
+        assert second.state == "wrapup_done"
+        kinds = [e.kind for e in await ec.store.timeline(second.id)]
+        assert "duplicate" in kinds and "queue" not in kinds
+        assert len(ec.email.contacts) == 1
+        assert ec.sink.messages.empty()
