@@ -179,6 +179,15 @@ class VoiceService:
         watcher = self.watchers.get(call.interaction_id)
         if watcher is not None and not await watcher(call, f"state:{state}", dict(kw)):
             return
+        if call.handoff is not None and state in ("queued", "offered"):
+            # routed again after a transfer: the interaction stays answered (the lifecycle has no
+            # way back); the new queue and the steps go on the record, no state_failed noise
+            if kw.get("queue") is not None:
+                await _logged(self, call, self.store.update_interaction(call.interaction_id,
+                                                                        queue=kw["queue"]))
+            for kind, data in events:
+                await self._event(call, kind, **data)
+            return
         try:
             await self.store.set_state(call.interaction_id, state, events=events, **kw)
         except CrmError as e:
@@ -1121,10 +1130,8 @@ class VoiceService:
             await self._event(call, "routing_refused", ok=False, error=str(e))
         await self._state(call, "answered", agent_id=int(offer.agent_id))
         if call.handoff is not None:  # answered after a transfer: the interaction is this agent's now
-            try:
-                await self.store.update_interaction(call.interaction_id, agent_id=int(offer.agent_id))
-            except CrmError as e:
-                await self._event(call, "state_failed", ok=False, state="answered", error=str(e))
+            await _logged(self, call, self.store.update_interaction(call.interaction_id,
+                                                                    agent_id=int(offer.agent_id)))
         await self._event(call, "answer", agent_leg=call.agent_leg)
         self._contact_state(call, "talking")
         self.directory.push_state(offer.agent_id)
@@ -1282,6 +1289,14 @@ def _fields(d: Any) -> dict[str, Any]:
         v = getattr(d, k)
         out[k] = v if isinstance(v, str | int | float | bool) or v is None else str(v)
     return out
+
+
+async def _logged(voice: VoiceService, call: VoiceCall, aw: Awaitable[Any]) -> None:
+    """A store write whose failure goes on the timeline instead of failing the call."""
+    try:
+        await aw
+    except CrmError as e:
+        await voice._event(call, "state_failed", ok=False, error=str(e))
 
 
 async def _quietly(aw: Awaitable[Any]) -> None:

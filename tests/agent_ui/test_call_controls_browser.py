@@ -170,6 +170,7 @@ async def test_hold_blind_transfer_then_warm_transfer_to_a_supervisor(database, 
     assert [e.data.get("target") for e in timeline if e.kind == "complete"] == ["sue"]
     assert inter.state == "ended"
     assert inter.agent_id == (await store.get_user("agent2")).id  # the agent who took the transfer
+    assert "state_failed" not in [e.kind for e in timeline]  # routed again without lifecycle errors
 
 
 async def test_warm_transfer_becomes_a_three_way_conference(database, tmp_path):
