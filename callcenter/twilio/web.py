@@ -7,7 +7,8 @@ signature gets 403, is logged, and changes nothing.
     POST /twilio/dequeued   <Enqueue action>: the caller left the Twilio queue
     POST /twilio/connect    the REST update's URL: <Dial> the agent (?a=<attempt>)
     POST /twilio/dial       <Dial action>: the agent leg ended (?a=<attempt>)
-    POST /twilio/status     status callbacks: the caller's call, or the agent leg (?leg=agent&a=...)
+    POST /twilio/status     status callbacks: the caller's call, or the agent leg (?leg=agent&a=...);
+                            <Record>'s action (?leg=voicemail)
     POST /twilio/offer      a question to a queued caller (the callback offer, ?k=N), and its answer
 """
 from __future__ import annotations
