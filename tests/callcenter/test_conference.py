@@ -285,3 +285,36 @@ async def test_conference_consulted_leaves_then_the_agent_leaves(database, tmp_p
     assert leaves == ["consulted", "agent", "caller"]
     assert [e.kind for e in timeline].count("conference_end") == 1
     assert (await store.get_interaction(iid)).state in ("ended", "wrapup_done")
+
+
+async def test_conference_with_a_supervisor_the_agent_leaves(database, tmp_path):
+    """A supervisor (not a routed agent) is conferenced in; when the agent leaves, the caller and
+    the supervisor go on, tracked without an agent, until the caller hangs up."""
+    store = _store(database)
+    await seed_people(store, agents=1)
+    await store.create_user("sue", "agent-password", roles=["supervisor"], display_name="Sue Visor",
+                            extension="1900")
+    async with running_center(database, CC_VOICE__RECORDINGS_DIR=str(tmp_path / "rec"), **NO_DEMO_SITE) as rc:
+        rc.sim.agent("1900", manual=True)
+        ws, a = await open_console(rc.base, await cookie_for(rc.base, "agent1"))
+        call, iid = await _talking(rc, a, REGULAR_PHONE, ("2",))
+        await a.send("consult", interaction_id=iid, target_type="supervisor", target="sue")
+        await _answer(rc, "1900")
+        await _all(a, ("contact_state", {"state": "held"}), ("consult_state", {"state": "talking"}))
+        await a.send("consult_conference", interaction_id=iid)
+        assert (await a.next("conference_state", state="active"))["target"] == "sue"
+        await a.send("conference_leave", interaction_id=iid)
+        await a.next("conference_state", state="left")
+        await a.next("wrapup", interaction_id=iid)
+        assert rc.center.voice.calls[iid].agent_id is None  # Sue and the caller talk on
+        call.hangup()
+        await call.wait_hangup(10)
+        for _ in range(400):
+            if iid not in rc.center.voice.calls:
+                break
+            await asyncio.sleep(0.01)
+        assert iid not in rc.center.voice.calls and not rc.sim.pbx.device_channels("1900")
+        await ws.close()
+    timeline = await store.timeline(iid)
+    assert [e.data["role"] for e in timeline if e.kind == "conference_leave"] == ["agent", "caller", "consulted"]
+    assert (await store.get_interaction(iid)).state == "ended"
