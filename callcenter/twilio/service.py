@@ -50,7 +50,7 @@ log = logging.getLogger(__name__)
 
 ENDED = ("completed", "canceled", "failed", "busy", "no-answer")
 NOT_CONNECTED = ("no-answer", "busy", "failed")  # the agent's doing (canceled is the caller's or ours)
-KEEP_FINISHED = 10_000  # finished calls remembered for replays
+KEEP_FINISHED = 2_000  # finished calls remembered for replays (Twilio retries within seconds)
 
 
 @dataclass(frozen=True)
