@@ -277,13 +277,24 @@ async def load_main(args: argparse.Namespace) -> None:
             frame = json.dumps({"type": "send", "client_id": str(n), "text": f"b|{chat}|{n}"})
             await widgets[chat].send(frame)
         end = time.perf_counter()
-        await asyncio.sleep(args.drain)
+        # drain: until every message of the step reached its agent and was acknowledged, or
+        # nothing more arrived for `drain` seconds (what is still missing then is lost)
+        last, quiet_since = -1, time.perf_counter()
+        while time.perf_counter() - quiet_since < args.drain:
+            done = sum(1 for key in step_keys if st.agent_got.get(key) and st.acked.get(key))
+            if done == len(step_keys):
+                break
+            if done != last:
+                last, quiet_since = done, time.perf_counter()
+            await asyncio.sleep(0.1)
+        drained = time.perf_counter()
         lat = st.lat.get(rate, [])
         got = sum(1 for key in step_keys if st.agent_got.get(key))
         steps.append({
             "rate_msgs_per_s": rate, "sent": n_msgs, "received_by_agents": got,
-            "send_window_s": round(end - start, 3),
-            "messages_per_s": round(got / max(end - start, 1e-9), 1),
+            "send_window_s": round(end - start, 3), "delivered_in_s": round(drained - start, 3),
+            # delivered per second, over the time until the last one arrived
+            "messages_per_s": round(got / max(drained - start, end - start, 1e-9), 1),
             "p50_ms": round(pct(lat, 50), 2) if lat else None,
             "p90_ms": round(pct(lat, 90), 2) if lat else None,
             "p99_ms": round(pct(lat, 99), 2) if lat else None,

@@ -16,7 +16,19 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import ForeignKey, Integer, String, Text, UniqueConstraint, func, insert, select
+from sqlalchemy import (
+    Engine,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    create_engine,
+    event,
+    func,
+    insert,
+    select,
+)
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -81,6 +93,30 @@ class ChatLog:
         self.db = db
         self._pending: list[tuple[StoredMessage, asyncio.Future[StoredMessage]]] = []
         self._task: asyncio.Task[None] | None = None
+        # SQLite: a batch is written in one trip to a worker thread on a plain sqlite3 connection
+        # (begin, insert, commit), instead of one thread hop per statement through aiosqlite.
+        self._writer: Engine | None = None
+        if db.is_sqlite and db.url.database not in (None, "", ":memory:"):
+            from crm_core.db import _sqlite_pragmas
+
+            self._writer = create_engine(db.url.set(drivername="sqlite"), pool_size=1, max_overflow=1)
+            event.listen(self._writer, "connect", _sqlite_pragmas)
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.dispose()
+
+    def _insert_sync(self, rows: list[dict[str, Any]]) -> None:
+        assert self._writer is not None
+        with self._writer.begin() as conn:
+            conn.execute(insert(ChatMessageRow), rows)
+
+    async def _insert(self, rows: list[dict[str, Any]]) -> None:
+        if self._writer is not None:
+            await asyncio.to_thread(self._insert_sync, rows)
+            return
+        async with self.db.session() as s, s.begin():
+            await s.execute(insert(ChatMessageRow), rows)
 
     async def append(self, interaction_id: int, seq: int, sender: str, body: str, *,
                      author: str | None = None, client_id: str | None = None,
@@ -106,8 +142,7 @@ class ChatLog:
         while self._pending:
             batch, self._pending = self._pending, []
             try:
-                async with self.db.session() as s, s.begin():
-                    await s.execute(insert(ChatMessageRow), [_values(m) for m, _ in batch])
+                await self._insert([_values(m) for m, _ in batch])
             except IntegrityError:  # a duplicate or an unknown chat spoils the batch: one by one
                 for m, fut in batch:
                     await self._one(m, fut)
@@ -123,8 +158,7 @@ class ChatLog:
 
     async def _one(self, m: StoredMessage, fut: asyncio.Future[StoredMessage]) -> None:
         try:
-            async with self.db.session() as s, s.begin():
-                await s.execute(insert(ChatMessageRow), [_values(m)])
+            await self._insert([_values(m)])
         except IntegrityError:
             existing = await self.by_client_id(m.interaction_id, m.client_id) if m.client_id else None
             if not fut.done():

@@ -161,6 +161,7 @@ class ChatService(AgentSide):
         for t in list(self._tasks):
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        self.log.close()
 
     async def _event(self, chat: Chat, kind: str, ok: bool = True, **data: Any) -> None:
         try:
