@@ -45,8 +45,8 @@ class Database:
                                          max_overflow=4)
             event.listen(self._reader, "connect", _sqlite_pragmas)
         # SQLite writes batched by the group commit (crm_core/interactions.py): one connection,
-        # one trip to its thread per batch, BEGIN IMMEDIATE so the batch's reads and writes are
-        # one atomic step (no other writer in between).
+        # one short synchronous step per batch, BEGIN IMMEDIATE so the batch's reads and writes
+        # are one atomic step (no other writer in between).
         self._writer: Engine | None = None
         if self._reader is not None:
             self._writer = create_engine(self.url.set(drivername="sqlite"), pool_size=1, max_overflow=0)

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from sqlalchemy import ForeignKey, Index, String, delete, func, select, update
-from sqlalchemy.orm import Mapped, mapped_column, selectinload
+from sqlalchemy import Connection, ForeignKey, Index, String, delete, func, select, update
+from sqlalchemy.orm import Mapped, Session, mapped_column, selectinload
 
 from crm_core.db import Database
 from crm_core.models import Base, User, one_of
@@ -111,22 +111,8 @@ class WebSessions:
             ))
 
     async def get(self, token_hash: str) -> SessionRecord | None:
-        async with self.db.session() as s:
-            row = (await s.execute(
-                select(WebSessionRow, User)
-                .join(User, User.id == WebSessionRow.user_id)
-                .where(WebSessionRow.token_hash == token_hash)
-                .options(selectinload(User.teams))
-            )).first()
-        if row is None:
-            return None
-        ws, u = row
-        return SessionRecord(
-            token_hash=ws.token_hash, csrf=ws.csrf, created_at=ws.created_at,
-            last_seen_at=ws.last_seen_at, expires_at=ws.expires_at, user_id=u.id,
-            username=u.username, display_name=u.display_name, roles=tuple(u.roles or ()),
-            teams=tuple(t.name for t in u.teams), extension=u.extension, disabled=bool(u.disabled),
-        )
+        # one trip to the database: every open console re-checks its session periodically
+        return await self.db.read(_get_sync, token_hash)
 
     async def touch(self, token_hash: str, now: datetime) -> None:
         async with self.db.session() as s, s.begin():
@@ -196,3 +182,22 @@ __all__ = [
     "AttemptOutcome", "LoginAttempt", "SessionRecord", "WebSessionRow", "WebSessions",
     "remote_key", "username_key",
 ]
+
+
+def _get_sync(conn: Connection, token_hash: str) -> SessionRecord | None:
+    with Session(bind=conn) as s:
+        row = s.execute(
+            select(WebSessionRow, User)
+            .join(User, User.id == WebSessionRow.user_id)
+            .where(WebSessionRow.token_hash == token_hash)
+            .options(selectinload(User.teams))
+        ).first()
+        if row is None:
+            return None
+        ws, u = row
+        return SessionRecord(
+            token_hash=ws.token_hash, csrf=ws.csrf, created_at=ws.created_at,
+            last_seen_at=ws.last_seen_at, expires_at=ws.expires_at, user_id=u.id,
+            username=u.username, display_name=u.display_name, roles=tuple(u.roles or ()),
+            teams=tuple(t.name for t in u.teams), extension=u.extension, disabled=bool(u.disabled),
+        )
