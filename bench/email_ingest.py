@@ -28,6 +28,7 @@ import multiprocessing as mp
 import os
 import random
 import re
+import shutil
 import statistics
 import sys
 import tempfile
@@ -269,6 +270,7 @@ async def run_backend(backend: str, args: argparse.Namespace) -> dict[str, Any]:
     bare.close()
     await db.drop_schema()
     await db.close()
+    shutil.rmtree(tmp, ignore_errors=True)
     rows = []
     for st in res["steps"]:
         lat, smtp_ms, base_ms = st["latencies_ms"], st["smtp_ms"], st["baseline_smtp_ms"]
