@@ -30,7 +30,7 @@ from callcenter.asterisk.simulator import Dialplan, Simulator, parse_queues_conf
 from tests.callcenter.asterisk.test_agi_support import read_capture
 from tests.captures import CAPTURES
 
-SCALE = 0.06  # real seconds per virtual second: larger is slower but calmer on a busy machine
+SCALE = 0.1  # real seconds per virtual second: larger is slower but calmer on a busy machine
 CLI_SHUTDOWN = {"ami-shutdown-cli-with-call": 1.0}  # capture -> t of `core stop now` at the CLI
 
 
