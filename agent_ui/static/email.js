@@ -44,10 +44,15 @@
                                 "aria-label": "Reply" });
   const sendBtn = el("button", { type: "submit", class: "btn btn-primary", "data-testid": "email-send" }, "Send reply");
   const done = el("button", { type: "button", class: "btn", "data-testid": "email-done" }, "Done");
+  const ticketStatus = el("select", { "data-testid": "email-ticket-status", "aria-label": "Ticket after Done" });
+  for (const [v, label] of [["", "Ticket: leave as is"], ["pending", "Ticket: pending (waiting for the customer)"],
+                            ["solved", "Ticket: solved"]]) {
+    ticketStatus.append(el("option", { value: v }, label));
+  }
   const pending = el("span", { class: "pending", "data-testid": "email-sending" }, "sending…");
   pending.hidden = true;
   const actions = el("div", { class: "actions" });
-  actions.append(sendBtn, done, pending);
+  actions.append(sendBtn, ticketStatus, done, pending);
   form.append(body, actions);
   panel.append(head, from, accept, thread, form);
   const pop = document.querySelector('[data-testid="pop"]');
@@ -61,6 +66,7 @@
     thread.textContent = "";
     subject.textContent = ""; ticket.textContent = ""; from.textContent = "";
     body.value = "";
+    ticketStatus.value = "";
     pending.hidden = true;
   }
 
@@ -69,6 +75,7 @@
     form.hidden = !state.open;
     sendBtn.disabled = !state.open || state.draft !== null;
     done.disabled = !state.open || state.draft !== null;
+    ticketStatus.hidden = !ticket.textContent;
   }
 
   function messageItem(m) {
@@ -126,7 +133,10 @@
   });
 
   done.addEventListener("click", () => {
-    if (state.open) cc.send({ type: "email_done", interaction_id: state.interactionId });
+    if (!state.open) return;
+    const msg = { type: "email_done", interaction_id: state.interactionId };
+    if (ticketStatus.value) msg.ticket_status = ticketStatus.value;
+    cc.send(msg);
   });
 
   // ------------------------------------------------------------------ server messages

@@ -644,6 +644,13 @@ class EmailService:
         """The agent is done with the email: wrap-up follows (disposition and notes)."""
         contact = self._mine(user, msg, ("open",))
         aid = self._agent_id(user)
+        status = msg.get("ticket_status")
+        if status is not None and contact.ticket_id is None:
+            raise MessageRefused("invalid", "this email has no ticket")
+        if status is not None and contact.ticket_id is not None:
+            await self.store.update_ticket_status(contact.ticket_id, str(status))
+            await self._event(contact.interaction_id, "ticket_status", ticket=contact.ticket, status=status,
+                              agent=user.username)
         contact.state = "wrapup"
         await self._stored_state(contact, "ended")
         await self._event(contact.interaction_id, "done", agent=user.username, replies=contact.replied)

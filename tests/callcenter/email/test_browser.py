@@ -70,6 +70,7 @@ async def test_agent_answers_an_email_in_the_console(database, tmp_path):
             assert "we refunded the second charge" in reply.get_content()
             await page.screenshot(path=str(ARTIFACTS / f"{name}-replied.png"), full_page=True)
 
+            await tid("email-ticket-status").select_option("solved")
             await tid("email-done").click()
             await expect(tid("wrapup")).to_be_visible()
             await tid("wrapup-disposition").select_option("resolved")
@@ -83,3 +84,6 @@ async def test_agent_answers_an_email_in_the_console(database, tmp_path):
             raise
         finally:
             await browser.close()
+
+    ticket = await ec.store.get_ticket(token)
+    assert ticket.status == "solved"
