@@ -25,7 +25,7 @@ PROMPTS: dict[str, dict[str, str]] = {
 
 async def callback_taken(service: TwilioVoice, leg: Leg) -> None:
     """End the call with the confirmation, as the AGI path does (the callback is scheduled)."""
-    leg.mode = "done"
+    service.done(leg)
     await service.voice._finish_without_agent(leg.call, "ended", "callback taken instead of waiting")
     resp = VoiceResponse()
     if leg.farewell:

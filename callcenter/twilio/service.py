@@ -225,7 +225,7 @@ class TwilioVoice:
         except CrmError as e:
             await v._event(call, "ivr_path_failed", ok=False, error=str(e))
         if result.kind == "abandoned":
-            leg.mode = "done"
+            self.done(leg)
             await v._finish_without_agent(call, "abandoned", "caller hung up in the IVR")
             return _hangup()
         if isinstance(result, QueueResult):
@@ -243,7 +243,7 @@ class TwilioVoice:
             resp.record(action=self.url("/twilio/status?leg=voicemail"), method="POST", max_length=120,
                         play_beep=True, finish_on_key="#")
         resp.hangup()
-        leg.mode = "done"
+        self.done(leg)
         await v._finish_without_agent(call, "ended", result.describe())
         return str(resp)
 
@@ -442,7 +442,7 @@ class TwilioVoice:
                 state, step = v.flow.start({"caller_id": call.caller}, self.clock(), entry="survey",
                                            language=leg.language)
                 return await self._run(leg, state, step)
-            leg.mode = "done"
+            self.done(leg)
             resp.hangup()
             return str(resp)
 
@@ -451,7 +451,7 @@ class TwilioVoice:
     async def _survey_done(self, leg: Leg, done: Finished) -> None:
         """The post-call survey's score, recorded as the AGI survey records it."""
         v, iid = self.voice, leg.call.interaction_id
-        leg.mode = "done"
+        self.done(leg)
         score = done.result.score if isinstance(done.result, SurveyResult) else None
         try:
             if score is None:
@@ -514,6 +514,12 @@ class TwilioVoice:
                                             error=f"{type(e).__name__}: {e}"[:300])
                     return False
         return False
+
+    def done(self, leg: Leg) -> None:
+        """The call is over for the center (the TwiML hangs up): stop tracking it as live, keep
+        it for replays and the final status callback."""
+        leg.mode = "done"
+        self._finish(leg)
 
     def _finish(self, leg: Leg) -> None:
         self.legs.pop(leg.sid, None)
