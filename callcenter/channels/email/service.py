@@ -778,6 +778,11 @@ class EmailService:
         return False
 
     # ------------------------------------------------------------------ tasks
+    async def settle(self) -> None:
+        """Until the background sends (acknowledgements) started so far are done and stored."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
     def spawn(self, aw: Any) -> None:
         task = asyncio.ensure_future(aw)
         self._tasks.add(task)

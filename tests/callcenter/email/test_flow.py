@@ -49,6 +49,7 @@ async def test_email_answered_from_the_console_threads_back(database, tmp_path):
         assert ticket.number in ack.get_content() and f"[{ticket.number}]" in ack["Subject"]
         assert ack["In-Reply-To"] == first["Message-ID"] and ack["Auto-Submitted"] == "auto-replied"
 
+        await ec.email.settle()  # the acknowledgement is stored once the smarthost took it
         await c.send("ack_offer", offer_id=offer["offer_id"])
         await c.send("email_accept", offer_id=offer["offer_id"])
         await c.next("contact_state", state="talking")
