@@ -14,6 +14,7 @@ signature gets 403, is logged, and changes nothing.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -31,6 +32,7 @@ log = logging.getLogger(__name__)
 
 TWILIO = web.AppKey("twilio", TwilioVoice)
 TOKEN = web.AppKey("twilio_token", str)
+_SID = re.compile(r"[A-Za-z0-9]{1,64}")
 
 
 def setup(app: web.Application) -> None:
@@ -102,7 +104,7 @@ def _handler(fn: Handler, *, needs_call: bool = True) -> Callable[[web.Request],
         # the agent leg's callbacks carry its own CallSid; the caller's is the parent
         agent_leg = request.query.get("leg") == "agent"
         sid = str(params.get("ParentCallSid" if agent_leg else "CallSid", ""))
-        if not sid or len(sid) > 64 or not sid.isalnum():
+        if not _SID.fullmatch(sid):
             raise web.HTTPBadRequest(text="CallSid missing or malformed")
         if len(str(params.get("Digits", ""))) > 4096:
             raise web.HTTPBadRequest(text="Digits too long")

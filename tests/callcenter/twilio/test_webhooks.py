@@ -154,8 +154,9 @@ async def test_unknown_calls_and_bad_parameters(database):
             r = await tw.post(PUBLIC + path, _params(ghost))
             assert r.status == 200 and _verbs(r.body) == ["Redirect"]
         assert await _interactions(store) == before
-        bad_sid = await tw.post(PUBLIC + "/twilio/voice", _params("CA../../etc"))
-        assert bad_sid.status == 400
+        for bad in ("CA../../etc", "CAé" + "0" * 30, "CA" + "0" * 70):
+            bad_sid = await tw.post(PUBLIC + "/twilio/voice", _params(bad))
+            assert bad_sid.status == 400, bad
         no_sid = await tw.post(PUBLIC + "/twilio/voice", {"From": REGULAR_PHONE})
         assert no_sid.status == 400
         assert await _interactions(store) == before
