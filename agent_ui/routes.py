@@ -27,7 +27,7 @@ from typing import Any
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
-from agent_ui import schemas
+from agent_ui import access, schemas
 from callcenter.facade import (
     PROTOCOL_VERSION,
     ConsoleLink,
@@ -298,6 +298,10 @@ async def handle_text(facade: Facade, user: WebUser, data: str) -> dict[str, Any
         return _error("bad_message", "the frame is not valid JSON")
     rid = msg.get("request_id") if isinstance(msg, dict) else None
     request_id = rid if isinstance(rid, str) and 0 < len(rid) <= 64 else None
+    if isinstance(msg, dict) and msg.get("type") in schemas.message_types("client"):
+        denied = access.check_message(user, msg["type"])  # agent_ui/access.py, before anything else
+        if denied is not None:
+            return _error("forbidden", denied, request_id)
     try:
         schemas.validate(msg, direction="client")
     except schemas.MessageInvalid as e:

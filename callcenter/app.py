@@ -12,7 +12,9 @@ import redis.asyncio as aioredis
 from aiohttp import web
 from sqlalchemy.exc import DBAPIError
 
+from agent_ui import access
 from agent_ui import routes as ui_routes
+from callcenter import api as rest_api
 from callcenter import ops
 from callcenter.keys import CENTER, DB, REDIS, SETTINGS, TELEPHONY
 from callcenter.services.auth import AuthService
@@ -33,11 +35,12 @@ def init_app(settings: Settings, *, database: Database | None = None,
 
     The PBX edge starts when `settings.agi.enabled` / `settings.ami.enabled` say so, or, with
     `settings.demo.enabled`, against the built-in simulator (see callcenter.demo)."""
-    app = web.Application(middlewares=[ops.metrics_middleware])
+    app = web.Application(middlewares=[ops.metrics_middleware, access.middleware])  # agent_ui/access.py
     app[SETTINGS] = settings
     ops.setup(app)
     ui_routes.setup(app, ui_routes.UiConfig(cookie_secure=settings.web.cookie_secure,
                                             allowed_origins=tuple(settings.web.allowed_origins)))
+    rest_api.setup(app)  # /api/v1 (callcenter/api/, docs/api.md)
     app.cleanup_ctx.append(_database_ctx(database))
     if settings.redis.url:
         app.cleanup_ctx.append(_redis_ctx)

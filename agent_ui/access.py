@@ -1,0 +1,220 @@
+"""Who may call what: every HTTP route and every console websocket message type, in one table.
+
+A rule names the roles that may use an entry (any one of them is enough) and its scope:
+
+- `public`: no sign-in (login form, static files, widget, carrier webhooks with their own signature);
+- `self`:   the user's own contacts and the customers they serve (the handler checks ownership);
+- `team`:   a supervisor sees and acts on their teams' queues, agents and contacts; an admin on all;
+- `all`:    everything (admin).
+
+Enforcement: `middleware` (every HTTP request; undeclared routes are refused with 403) and
+`check_message` (the console dispatcher in agent_ui/routes.py, before the message is read further).
+tests/agent_ui/test_role_matrix.py walks the app's real routes and every client message schema and
+fails when one is missing here. Adding a route or a message type? Add its line below.
+"""
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from aiohttp import web
+
+from callcenter.facade import WebUser
+
+log = logging.getLogger(__name__)
+
+Scope = Literal["public", "self", "team", "all"]
+ROLES = ("agent", "supervisor", "admin")
+
+
+@dataclass(frozen=True)
+class Rule:
+    roles: frozenset[str]
+    scope: Scope
+    # anonymous callers of a page go to /login; everything else answers 401
+    page: bool = False
+
+    def allows(self, user: WebUser | None) -> bool:
+        if self.scope == "public":
+            return True
+        return user is not None and bool(self.roles & set(user.roles))
+
+
+def rule(*roles: str, scope: Scope, page: bool = False) -> Rule:
+    unknown = set(roles) - set(ROLES)
+    if unknown:
+        raise ValueError(f"unknown roles {sorted(unknown)}")
+    return Rule(frozenset(roles), scope, page)
+
+
+PUBLIC = Rule(frozenset(), "public")
+ANYONE = rule(*ROLES, scope="self")  # any signed-in user, on their own things
+WORK = rule("agent", "supervisor", scope="self")  # handling contacts and serving customers
+SUPERVISE = rule("supervisor", "admin", scope="team")
+ADMIN = rule("admin", scope="all")
+READ = rule("agent", "supervisor", "admin", scope="team")  # agents: what they serve (handler filters)
+
+# (method, route as registered) -> rule. HEAD follows GET.
+HTTP: dict[tuple[str, str], Rule] = {
+    ("GET", "/"): PUBLIC,
+    ("GET", "/login"): PUBLIC,
+    ("POST", "/login"): PUBLIC,  # rate-limited by the auth service
+    ("POST", "/logout"): PUBLIC,  # the handler checks the session and its CSRF token
+    ("GET", "/console"): Rule(ANYONE.roles, "self", page=True),
+    ("GET", "/ws/agent"): ANYONE,  # each message is checked below
+    ("GET", "/recordings/{interaction_id}"): READ,  # the handling agent or a supervisor
+    ("GET", "/email/attachments/{attachment_id}"): READ,
+    ("GET", "/static"): PUBLIC,
+    ("GET", "/healthz"): PUBLIC,
+    ("GET", "/metrics"): PUBLIC,  # scraped by Prometheus; bind it privately in production
+    # web chat widget (visitors, no account)
+    ("GET", "/ws/chat"): PUBLIC,
+    ("GET", "/widget/status"): PUBLIC,
+    ("OPTIONS", "/widget/status"): PUBLIC,
+    ("GET", "/widget/widget.js"): PUBLIC,
+    # Twilio webhooks: every request is checked against X-Twilio-Signature
+    ("POST", "/twilio/voice"): PUBLIC,
+    ("POST", "/twilio/gather"): PUBLIC,
+    ("POST", "/twilio/wait"): PUBLIC,
+    ("POST", "/twilio/dequeued"): PUBLIC,
+    ("POST", "/twilio/connect"): PUBLIC,
+    ("POST", "/twilio/dial"): PUBLIC,
+    ("POST", "/twilio/status"): PUBLIC,
+    ("POST", "/twilio/offer"): PUBLIC,
+    # REST API (callcenter/api/, docs/api.md): bearer token or a session with X-CSRF-Token
+    ("GET", "/api/v1/openapi.json"): PUBLIC,
+    ("GET", "/api/v1/me"): ANYONE,
+    ("GET", "/api/v1/customers"): READ,
+    ("POST", "/api/v1/customers"): rule("agent", "supervisor", "admin", scope="team"),
+    ("GET", "/api/v1/customers/{id}"): READ,
+    ("PATCH", "/api/v1/customers/{id}"): rule("agent", "supervisor", "admin", scope="team"),
+    ("POST", "/api/v1/customers/{id}/contact-points"): rule("agent", "supervisor", "admin", scope="team"),
+    ("DELETE", "/api/v1/customers/{id}/contact-points/{cp_id}"): SUPERVISE,
+    ("GET", "/api/v1/interactions"): READ,
+    ("GET", "/api/v1/interactions/{id}"): READ,
+    ("GET", "/api/v1/tickets"): READ,
+    ("POST", "/api/v1/tickets"): rule("agent", "supervisor", "admin", scope="team"),
+    ("GET", "/api/v1/tickets/{id}"): READ,
+    ("PATCH", "/api/v1/tickets/{id}"): rule("agent", "supervisor", "admin", scope="team"),
+    ("GET", "/api/v1/users"): SUPERVISE,
+    ("POST", "/api/v1/users"): ADMIN,
+    ("GET", "/api/v1/users/{id}"): SUPERVISE,
+    ("PATCH", "/api/v1/users/{id}"): ADMIN,
+    ("POST", "/api/v1/users/{id}/password"): ADMIN,
+    ("GET", "/api/v1/teams"): SUPERVISE,
+    ("POST", "/api/v1/teams"): ADMIN,
+    ("PUT", "/api/v1/teams/{name}/members/{user_id}"): ADMIN,
+    ("DELETE", "/api/v1/teams/{name}/members/{user_id}"): ADMIN,
+    ("GET", "/api/v1/queues"): SUPERVISE,
+    ("PUT", "/api/v1/queues/{name}"): ADMIN,
+    ("GET", "/api/v1/queues/{name}"): SUPERVISE,
+    ("GET", "/api/v1/skills"): SUPERVISE,
+    ("PUT", "/api/v1/skills/{name}"): ADMIN,
+    ("GET", "/api/v1/dispositions"): ANYONE,
+    ("PUT", "/api/v1/dispositions/{code}"): ADMIN,
+    ("GET", "/api/v1/reports/summary"): SUPERVISE,
+    ("GET", "/api/v1/audit"): ADMIN,
+    ("GET", "/api/v1/tokens"): ADMIN,
+    ("POST", "/api/v1/tokens"): ADMIN,
+    ("DELETE", "/api/v1/tokens/{id}"): ADMIN,
+}
+
+# console websocket message type (client -> server) -> rule
+WS: dict[str, Rule] = {
+    "set_state": WORK, "ack_offer": WORK, "decline_offer": WORK, "answer": WORK, "hangup": WORK,
+    "submit_wrapup": WORK, "hold": WORK, "retrieve": WORK, "transfer": WORK, "recording": WORK,
+    "consult": WORK, "consult_complete": WORK, "consult_cancel": WORK, "consult_conference": WORK,
+    "conference_leave": WORK, "dial": WORK, "escalate": WORK,
+    "search": WORK, "create_customer": WORK, "link_number": WORK, "update_customer": WORK,
+    "accept_callback": WORK,
+    "schedule_callback": rule("agent", "supervisor", "admin", scope="self"),
+    "ack_alert": SUPERVISE,
+    "chat_accept": WORK, "chat_decline": WORK, "chat_send": WORK, "chat_typing": WORK,
+    "chat_seen": WORK, "chat_end": WORK, "chat_transfer": WORK, "chat_escalate": WORK,
+    "chat_wrapup": WORK,
+    "email_accept": WORK, "email_reply": WORK, "email_done": WORK,
+}
+
+FORBIDDEN_TEXT = "not allowed for your role"
+
+# --------------------------------------------------------------------------- enforcement
+USER_KEY = web.RequestKey("access_user", WebUser | None)  # the caller the middleware found
+VIA = web.RequestKey("access_via", str)  # "token" or "session"
+CSRF = web.RequestKey("access_csrf", str)  # the session's CSRF token
+Bearer = Callable[[str], Awaitable[WebUser | None]]
+BEARER = web.AppKey("access_bearer", Bearer)  # set by callcenter/api: API token -> user
+
+
+def http_rule(request: web.Request) -> Rule | None:
+    """The rule of the route `request` matched, or None when the route is not declared."""
+    info = request.match_info
+    route = info.route
+    if route.resource is None:  # 404 / 405: nothing to protect
+        return PUBLIC
+    method = "GET" if request.method == "HEAD" else request.method
+    return HTTP.get((method, route.resource.canonical))
+
+
+async def request_user(request: web.Request) -> WebUser | None:
+    """The caller: a bearer API token (only under /api/), else the web session cookie."""
+    if USER_KEY in request:
+        user: WebUser | None = request[USER_KEY]
+        return user
+    from agent_ui.routes import FACADE, SESSION_COOKIE
+
+    user = None
+    auth = request.headers.get("Authorization", "")
+    if request.path.startswith("/api/") and auth[:7].lower() == "bearer ":
+        resolve = request.app.get(BEARER)
+        user = await resolve(auth[7:].strip()) if resolve is not None else None
+        request[VIA] = "token"
+    else:
+        token = request.cookies.get(SESSION_COOKIE)
+        session = await request.app[FACADE].session(token) if token else None
+        if session is not None:
+            user = session.user
+            request[VIA] = "session"
+            request[CSRF] = session.csrf
+    request[USER_KEY] = user
+    return user
+
+
+@web.middleware
+async def middleware(request: web.Request,
+                     handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
+    found = http_rule(request)
+    if found is None:
+        log.error("refused %s %s: the route is not declared in agent_ui/access.py",
+                  request.method, request.path)
+        raise web.HTTPForbidden(text="forbidden")
+    if found.scope == "public":
+        return await handler(request)
+    user = await request_user(request)
+    if user is None:
+        if found.page:
+            raise web.HTTPFound("/login", headers={"Cache-Control": "no-store"})
+        raise web.HTTPUnauthorized(text="sign in first", headers={"WWW-Authenticate": "Bearer"})
+    if not found.allows(user):
+        raise web.HTTPForbidden(text="forbidden")
+    return await handler(request)
+
+
+def check_message(user: WebUser, type_: Any) -> str | None:
+    """None when `user` may send a console message of `type_`; else the refusal's text."""
+    found = WS.get(type_) if isinstance(type_, str) else None
+    if found is None or not found.allows(user):
+        return FORBIDDEN_TEXT
+    return None
+
+
+def user_teams(user: WebUser) -> frozenset[str]:
+    return frozenset(user.teams)
+
+
+def is_admin(user: WebUser) -> bool:
+    return "admin" in user.roles
+
+
+__all__ = ["ADMIN", "HTTP", "PUBLIC", "Rule", "WS", "check_message", "middleware", "request_user"]

@@ -1,0 +1,57 @@
+"""Admin changes take effect at once: the running center reloads its queues and agents."""
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from callcenter.services.center import queue_configs
+from routing import AgentProfile, Channel
+
+log = logging.getLogger(__name__)
+
+
+async def reload_queues(center: Any) -> None:
+    """Swap the routing engine's queues and the voice service's queue skills for the catalog's."""
+    queues = await queue_configs(center.store)
+    if not queues:
+        return
+    live = center.engine.config.queues
+    if isinstance(live, dict):
+        for name in [n for n in live if n not in queues]:
+            if name != center.voice.options.default_queue:  # contacts may still wait there
+                live.pop(name, None)
+        live.update(queues)
+    skills = center.voice.options.queue_skills
+    if isinstance(skills, dict):
+        skills.update({n: dict(q.skills) for n, q in queues.items()})
+
+
+async def reload_agent(center: Any, user_id: int) -> str:
+    """Bring one user's routing profile up to date: 'added', 'updated', 'removed', 'deferred'
+    (the agent is signed in: the new profile applies when they go offline) or 'unchanged'."""
+    from callcenter.services.agents import Agent
+
+    u = await center.store.get_user(user_id)
+    key = str(user_id)
+    known = center.directory.agents.get(key)
+    wanted = "agent" in (u.roles or []) and not u.disabled
+    if known is not None:
+        rec = center.engine.store.agent(key)
+        if rec is not None and getattr(rec.presence, "value", "offline") != "offline":
+            log.info("agent %s is signed in: profile change applies when offline", u.username)
+            return "deferred"
+        try:
+            center.engine.remove_agent(key)
+        except Exception:  # noqa: BLE001 - still holds contacts
+            return "deferred"
+        center.directory.agents.pop(key, None)
+        if not wanted:
+            return "removed"
+    elif not wanted:
+        return "unchanged"
+    caps = {Channel.VOICE: u.capacity_voice, Channel.CHAT: u.capacity_chat, Channel.EMAIL: u.capacity_email}
+    teams = tuple(t.name for t in u.teams)
+    profile = AgentProfile(key, dict(u.skill_map), team=teams[0] if teams else None, capacity=caps)
+    await center.runner.add_agent(profile)
+    center.directory.add(Agent(u.id, u.username, u.display_name, u.extension, teams), profile)
+    return "updated" if known is not None else "added"
