@@ -234,6 +234,11 @@ async def server_main(args: argparse.Namespace) -> None:
     print(f"READY {port} {tel.agi.port}", flush=True)
     loop = asyncio.get_running_loop()
     await loop.run_in_executor(None, sys.stdin.read)  # until the parent closes our stdin
+    from callcenter.keys import CENTER
+
+    writes = getattr(app[CENTER].store, "_events", None)
+    if writes is not None:
+        log(f"server: {writes.writes} writes in {writes.batches} transactions")
     await runner.cleanup()
 
 

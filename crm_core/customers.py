@@ -152,6 +152,15 @@ def customer_snapshot(c: Customer) -> dict[str, Any]:
     }
 
 
+# A customer's contact aggregates, built once (its cache key is computed once, not per call).
+_ACTIVITY = select(
+    func.count(Interaction.id),
+    func.min(Interaction.created_at),
+    func.max(Interaction.created_at),
+    func.coalesce(func.sum(case((Interaction.created_at >= bindparam("since"), 1), else_=0)), 0),
+).where(Interaction.customer_id == bindparam("customer_id"))
+
+
 class CustomersMixin(StoreBase):
     # ------------------------------------------------------------------ validation helpers
     def _money(self, value: Any, field: str = "lifetime_value") -> Decimal:
@@ -377,14 +386,7 @@ class CustomersMixin(StoreBase):
     def _refresh_activity_sync(self, s: Session, c: Customer, now: datetime) -> None:
         """_refresh_activity on a sync session (the group commit's writes run on one)."""
         since = self.rules.returning_since(now)
-        row = s.execute(
-            select(
-                func.count(Interaction.id),
-                func.min(Interaction.created_at),
-                func.max(Interaction.created_at),
-                func.coalesce(func.sum(case((Interaction.created_at >= since, 1), else_=0)), 0),
-            ).where(Interaction.customer_id == c.id)
-        ).one()
+        row = s.execute(_ACTIVITY, {"customer_id": c.id, "since": since}).one()
         total, first, last, recent = int(row[0]), row[1], row[2], int(row[3])
         c.contact_count = total
         c.first_contact_at = first

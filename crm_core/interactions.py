@@ -6,7 +6,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, insert, select
+from sqlalchemy import Connection, bindparam, insert, select
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
@@ -79,6 +79,11 @@ class _GroupCommit:
         self.pending: list[_Job] = []
         self.task: asyncio.Task[None] | None = None
         self.writer: Any = db.sync_writer() if hasattr(db, "sync_writer") else None
+        self._session: Session | None = None  # SQLite: the writer connection and its session
+        self._conn: Any = None
+        self._busy_ms = -1
+        self.batches = 0  # transactions written, and the writes they carried (stats)
+        self.writes = 0
 
     async def run(self, fn: Callable[[Session], T], *, keys: Sequence[tuple[type[Any], Any]] = (),
                   missing: Callable[[], Exception] | None = None) -> T:
@@ -91,6 +96,8 @@ class _GroupCommit:
     async def _flush(self) -> None:
         while self.pending:
             batch, self.pending = self.pending, []
+            self.batches += 1
+            self.writes += len(batch)
             try:
                 outcomes = await self._write(batch)
             except Exception as e:  # noqa: BLE001 - retried one by one, or every waiter hears of it
@@ -117,9 +124,17 @@ class _GroupCommit:
             return await s.run_sync(_apply, batch)  # type: ignore[no-any-return]
 
     def _write_sync(self, batch: list[_Job], wait: bool) -> list[tuple[bool, Any]]:
-        with self.writer.connect() as conn:
-            conn.connection.driver_connection.execute(f"PRAGMA busy_timeout = {BUSY_MS if wait else 0}")
-            with Session(bind=conn, expire_on_commit=False) as s, s.begin():
+        """One batch on the writer connection, kept open with its session between batches."""
+        if self._session is None:
+            self._conn = self.writer.connect()
+            self._session, self._busy_ms = Session(bind=self._conn, expire_on_commit=False), -1
+        s, conn = self._session, self._conn
+        try:
+            busy_ms = BUSY_MS if wait else 0
+            if busy_ms != self._busy_ms:  # on the driver's connection: no transaction begun
+                conn.connection.driver_connection.execute(f"PRAGMA busy_timeout = {busy_ms}")
+                self._busy_ms = busy_ms
+            with s.begin():
                 try:
                     s.connection()  # BEGIN IMMEDIATE: the write lock, or SQLITE_BUSY at once
                 except OperationalError as e:
@@ -127,6 +142,16 @@ class _GroupCommit:
                         raise
                     raise _Busy from e
                 return _apply(s, batch)
+        except _Busy:
+            raise
+        except BaseException:
+            self._session = None  # start afresh next time (the connection may be broken)
+            s.close()
+            conn.close()
+            raise
+        finally:
+            if self._session is not None:
+                s.expunge_all()  # the objects handed back are the callers' now
 
 
 class _Busy(Exception):
@@ -141,11 +166,7 @@ def _apply(s: Session, batch: list[_Job]) -> list[tuple[bool, Any]]:
             wanted.setdefault(model, set()).add(key)
     held: list[Any] = []  # the identity map holds objects weakly: keep them for the batch
     for model, ids in wanted.items():  # into the identity map: s.get() finds them without SQL
-        pk = sa_inspect(model).primary_key[0]
-        q = select(model).where(pk.in_(sorted(ids))).order_by(pk)
-        if model is Interaction:
-            q = q.with_for_update()
-        held.extend(s.execute(q).scalars())
+        held.extend(s.execute(_prefetch(model), {"ids": sorted(ids)}).scalars())
     out: list[tuple[bool, Any]] = []
     s.info.pop(_EVENTS, None)
     for job in batch:
@@ -158,6 +179,22 @@ def _apply(s: Session, batch: list[_Job]) -> list[tuple[bool, Any]]:
     return out
 
 
+_PREFETCH: dict[type[Any], Any] = {}
+
+
+def _prefetch(model: type[Any]) -> Any:
+    """SELECT the model's rows by primary key (interactions FOR UPDATE), built once: the
+    statement's cache key is then computed once, not for every batch."""
+    q = _PREFETCH.get(model)
+    if q is None:
+        pk = sa_inspect(model).primary_key[0]
+        q = select(model).where(pk.in_(bindparam("ids", expanding=True))).order_by(pk)
+        if model is Interaction:
+            q = q.with_for_update()
+        _PREFETCH[model] = q
+    return q
+
+
 def _event(s: Session, interaction_id: int, at: datetime, kind: str, ok: bool = True,
            data: Mapping[str, Any] | None = None) -> InteractionEvent:
     """A timeline event written with the batch: the batch's events go in one multi-row INSERT
@@ -167,14 +204,17 @@ def _event(s: Session, interaction_id: int, at: datetime, kind: str, ok: bool = 
     return ev
 
 
+_INSERT_EVENTS = insert(InteractionEvent.__table__).returning(
+    InteractionEvent.__table__.c.id, sort_by_parameter_order=True)
+
+
 def _insert_events(s: Session) -> None:
     events: list[InteractionEvent] = s.info.pop(_EVENTS, [])
     if not events:
         return
-    table = InteractionEvent.__table__
     rows = [{"interaction_id": e.interaction_id, "at": e.at, "kind": e.kind, "ok": e.ok, "data": e.data}
             for e in events]
-    ids = s.execute(insert(table).returning(table.c.id, sort_by_parameter_order=True), rows).scalars()
+    ids = s.execute(_INSERT_EVENTS, rows).scalars()
     for ev, id_ in zip(events, ids, strict=True):
         ev.id = id_
 
