@@ -117,7 +117,9 @@ async def email_center(database: Database, tmp: Path, *, agents: int = 1, capaci
         app = init_app(settings, database=database)
         async with serve(app) as base:
             port = app[EMAIL_SMTP].sockets[0].getsockname()[1] if EMAIL_SMTP in app else 0
-            yield EmailCenter(base, app, app[CENTER], app[EMAIL], build_store(settings, database), port, sink)
+            # the center's own store: on SQLite a store's group commit keeps the one writer connection
+            center = app[CENTER]
+            yield EmailCenter(base, app, center, app[EMAIL], center.store, port, sink)
 
 
 def mail(subject: str = "My invoice", body: str = "Hello, my invoice is wrong.", *,

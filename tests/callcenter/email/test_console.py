@@ -7,6 +7,7 @@ import asyncio
 import pytest
 
 from crm_core import email as mail
+from crm_core.db import Database
 from tests.callcenter.email.harness import email_center
 from tests.callcenter.email.harness import mail as make_mail
 from tests.callcenter.email.test_flow import ready_console
@@ -93,13 +94,18 @@ async def test_nothing_is_lost_across_a_restart(database, tmp_path):
     stored = await mail.receive(database, raw, source="smtp", envelope_from="s@example.org",
                                 envelope_to=["support@example.com"])
     assert stored is not None
-    # 3. The center starts again: both reach an agent.
-    async with email_center(database, tmp_path, CC_EMAIL__ACKNOWLEDGE="false") as ec:
-        ws, c = await open_console(ec.base, await cookie_for(ec.base, "agent1"))
-        await c.next("hello")
-        await c.send("set_state", state="ready")
-        callers = {(await c.next("offer"))["caller"], (await c.next("offer"))["caller"]}
-        assert callers == {"w@example.org", "s@example.org"}
-        await ws.close()
-    kinds = [e.kind for e in await ec.store.timeline(stored.interaction_id)]
+    # 3. The center starts again (a new process: its own engine on the same database): both reach
+    # an agent.
+    again = Database(database.url.render_as_string(hide_password=False), schema=database.schema)
+    try:
+        async with email_center(again, tmp_path, CC_EMAIL__ACKNOWLEDGE="false") as ec:
+            ws, c = await open_console(ec.base, await cookie_for(ec.base, "agent1"))
+            await c.next("hello")
+            await c.send("set_state", state="ready")
+            callers = {(await c.next("offer"))["caller"], (await c.next("offer"))["caller"]}
+            assert callers == {"w@example.org", "s@example.org"}
+            await ws.close()
+            kinds = [e.kind for e in await ec.store.timeline(stored.interaction_id)]
+    finally:
+        await again.close()
     assert "recovered" in kinds and "parsed" in kinds and "offer" in kinds
