@@ -115,8 +115,8 @@ class ChatLog:
         if self._writer is not None:
             await asyncio.to_thread(self._insert_sync, rows)
             return
-        async with self.db.session() as s, s.begin():
-            await s.execute(insert(ChatMessageRow), rows)
+        async with self.db.engine.begin() as conn:  # Core, no ORM session: less per batch
+            await conn.execute(insert(ChatMessageRow), rows)
 
     async def append(self, interaction_id: int, seq: int, sender: str, body: str, *,
                      author: str | None = None, client_id: str | None = None,
