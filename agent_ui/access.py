@@ -88,6 +88,7 @@ HTTP: dict[tuple[str, str], Rule] = {
     ("GET", "/api/v1/me"): ANYONE,
     ("GET", "/api/v1/customers"): READ,
     ("POST", "/api/v1/customers"): rule("agent", "supervisor", "admin", scope="team"),
+    ("POST", "/api/v1/customers/import"): ADMIN,
     ("GET", "/api/v1/customers/{id}"): READ,
     ("PATCH", "/api/v1/customers/{id}"): rule("agent", "supervisor", "admin", scope="team"),
     ("POST", "/api/v1/customers/{id}/contact-points"): rule("agent", "supervisor", "admin", scope="team"),

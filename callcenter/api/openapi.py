@@ -40,7 +40,8 @@ def _operation(ep: Endpoint) -> dict[str, Any]:
     if params:
         op["parameters"] = params
     if ep.body is not None:
-        op["requestBody"] = {"required": True, "content": {"application/json": {"schema": ep.body}}}
+        media = "text/csv" if ep.body.get("contentMediaType") == "text/csv" else "application/json"
+        op["requestBody"] = {"required": True, "content": {media: {"schema": ep.body}}}
         op["responses"]["400"] = {"$ref": "#/components/responses/Error"}
     return op
 

@@ -184,6 +184,21 @@ async def _customer(request: web.Request, cid: int) -> dict[str, Any]:
     return customer_json(c, points)
 
 
+async def customers_import(request: web.Request, user: WebUser) -> Any:
+    """A CSV file as the body (text/csv); ?mode=valid_rows (default) or all_or_nothing."""
+    from crm_core.import_csv import MAX_BYTES, import_customers
+
+    if request.content_length is not None and request.content_length > MAX_BYTES:
+        raise ApiError(413, "too_large", "the file is too large")
+    try:
+        text = (await request.read()).decode("utf-8")
+    except UnicodeDecodeError:
+        raise ApiError(400, "bad_request", "the file must be UTF-8 text") from None
+    mode = request.query.get("mode", "valid_rows")
+    report = await import_customers(_store(request), text, mode=mode, actor=_actor(user))  # type: ignore[arg-type]
+    return report.to_dict()
+
+
 async def customer_get(request: web.Request, user: WebUser) -> Any:
     return await _customer(request, _int(request.match_info["id"], "customer"))
 
@@ -483,6 +498,9 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint("GET", "/customers", customers_search, "Search customers by name, phone or email",
              "customers", query=("q", "page")),
     Endpoint("POST", "/customers", customer_create, "Create a customer", "customers", _OBJ, status=201),
+    Endpoint("POST", "/customers/import", customers_import,
+             "Import customers from CSV (a report of rejected rows; valid_rows or all_or_nothing)",
+             "customers", {"type": "string", "contentMediaType": "text/csv"}, query=("mode",)),
     Endpoint("GET", "/customers/{id}", customer_get, "A customer with its contact points", "customers"),
     Endpoint("PATCH", "/customers/{id}", customer_patch, "Change a customer's fields", "customers", _OBJ),
     Endpoint("POST", "/customers/{id}/contact-points", contact_point_add, "Add a phone, email or chat id",
