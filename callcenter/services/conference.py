@@ -44,6 +44,7 @@ class Conf:
     active: bool = False  # all three joined once
     agent_left: bool = False
     ended: bool = False  # the call's end was handled (the last leave and ConfbridgeEnd may race)
+    gone: set[str] = field(default_factory=set)  # roles that hung up before they joined
 
 
 class ConferenceControl:
@@ -147,7 +148,12 @@ class ConferenceControl:
         call = conf.call
         await self.voice._event(call, "conference_join", role=role, channel=conf.channels[role],
                                 conference=conf.name)
-        if not conf.active and conf.joined == set(ROLES):
+        await self._check_active(conf)
+
+    async def _check_active(self, conf: Conf) -> None:
+        """All three joined (or the consulted party hung up before joining): the conference is on."""
+        call = conf.call
+        if not conf.active and conf.joined | conf.gone == set(ROLES) and {"caller", "agent"} <= conf.joined:
             conf.active = True
             call.state = "talking"
             await self.voice._event(call, "conference", conference=conf.name,
@@ -208,11 +214,18 @@ class ConferenceControl:
                 await self._hangup_caller(conf)
 
     async def _hangup(self, ev: AmiEvent) -> None:
-        """The caller hung up before joining (the Redirect raced the hang-up): no marked user
-        will leave, so the members are hung up; the call ends now if nobody joined."""
+        """A party hung up before joining (the Redirects raced the hang-up). The caller: no marked
+        user will leave, so the members are hung up and the call ends now if nobody joined. The
+        consulted party: the conference goes on with the caller and the agent."""
         conf = self.by_linkedid.get(ev.get("Linkedid") or "")
-        caller = conf.call.caller_uid or conf.call.linkedid if conf is not None else None
-        if conf is None or ev.get("Uniqueid") != caller or "caller" in conf.joined:
+        if conf is None:
+            return
+        role = conf.parties.get(ev.get("Uniqueid") or "")
+        if role == "consulted" and not conf.active and role not in conf.joined:
+            conf.gone.add(role)  # the consulted party hung up before joining: a two-way conference
+            await self._check_active(conf)
+            return
+        if role != "caller" or "caller" in conf.joined:
             return
         conf.channels.pop("caller", None)
         for role in ("agent", "consulted"):

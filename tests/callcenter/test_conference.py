@@ -318,3 +318,31 @@ async def test_conference_with_a_supervisor_the_agent_leaves(database, tmp_path)
     timeline = await store.timeline(iid)
     assert [e.data["role"] for e in timeline if e.kind == "conference_leave"] == ["agent", "caller", "consulted"]
     assert (await store.get_interaction(iid)).state == "ended"
+
+
+async def test_consulted_party_hangs_up_before_joining(database, tmp_path):
+    """The consulted party hangs up just as it is redirected into the conference: the caller and
+    the agent have a two-way conference, shown once their ConfbridgeJoins arrive."""
+    store = _store(database)
+    await seed_people(store, agents=2)
+    async with running_center(database, CC_VOICE__RECORDINGS_DIR=str(tmp_path / "rec"), **NO_DEMO_SITE) as rc:
+        ws, a = await open_console(rc.base, await cookie_for(rc.base, "agent1"))
+        call, iid = await _talking(rc, a, REGULAR_PHONE, ("2",))
+        await _consulting(rc, a, iid)
+        consulted = rc.center.voice.calls[iid].consult["channel"]
+        pbx = rc.sim.pbx
+
+        def drop(ev) -> None:  # the consulted phone hangs up as it enters [cc-conference]
+            if ev.name == "Newexten" and ev.get("Channel") == consulted and ev.get("Context") == "cc-conference":
+                pbx.request_hangup(pbx.find_channel(consulted))
+
+        pbx.listeners.append(drop)
+        await a.send("consult_conference", interaction_id=iid)
+        _, active = await _all(a, ("contact_state", {"state": "talking"}), ("conference_state", {"state": "active"}))
+        assert active["parties"] == ["agent", "caller"]
+        call.hangup()
+        await a.next("conference_state", state="ended")
+        await a.next("wrapup", interaction_id=iid)
+        await ws.close()
+    kinds = [e.kind for e in await store.timeline(iid)]
+    assert kinds.count("conference_join") == 2 and "conference" in kinds and "conference_end" in kinds
