@@ -91,6 +91,7 @@ HTTP: dict[tuple[str, str], Rule] = {
     ("POST", "/api/v1/customers/import"): ADMIN,
     ("GET", "/api/v1/customers/{id}"): READ,
     ("PATCH", "/api/v1/customers/{id}"): rule("agent", "supervisor", "admin", scope="team"),
+    ("POST", "/api/v1/customers/{id}/erase"): ADMIN,
     ("POST", "/api/v1/customers/{id}/contact-points"): rule("agent", "supervisor", "admin", scope="team"),
     ("DELETE", "/api/v1/customers/{id}/contact-points/{cp_id}"): SUPERVISE,
     ("GET", "/api/v1/interactions"): READ,

@@ -163,7 +163,7 @@ class AdminMixin(_CodesAndAudit):
         async with self.db.session() as s, s.begin():
             user = await s.get(User, user_id)
             if user is None:
-                raise NotFound(f"no user {user_id}")
+                raise NotFound("user", user_id)
             if role not in (user.roles or []):
                 raise ValidationError(f"user {user.username!r} does not have the role {role!r}",
                                       field="role")
@@ -201,7 +201,7 @@ class AdminMixin(_CodesAndAudit):
         async with self.db.session() as s, s.begin():
             t = await s.get(ApiToken, token_id)
             if t is None:
-                raise NotFound(f"no token {token_id}")
+                raise NotFound("token", token_id)
             if t.revoked_at is None:
                 t.revoked_at = utcnow()
                 self._audit(s, actor, "token.revoke", "api_token", t.id, {"revoked_at": None},
@@ -252,7 +252,7 @@ class AdminMixin(_CodesAndAudit):
                     select(Team).where(Team.name.in_(teams)))).scalars()}
                 missing = sorted(set(teams) - set(found))
                 if missing:
-                    raise NotFound(f"no team {missing[0]!r}")
+                    raise NotFound("team", missing[0])
                 await s.execute(delete(QueueTeam).where(QueueTeam.queue == name))
                 for tid in found.values():
                     s.add(QueueTeam(queue=name, team_id=tid))

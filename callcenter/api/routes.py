@@ -199,6 +199,19 @@ async def customers_import(request: web.Request, user: WebUser) -> Any:
     return report.to_dict()
 
 
+async def customer_erase(request: web.Request, user: WebUser) -> Any:
+    """Erase a customer's personal data (crm_core/erasure.py); the statistics stay."""
+    from crm_core.erasure import erase_customer
+
+    center = request.app[CENTER]
+    email = getattr(center, "email", None)
+    files = {"recordings": center.voice.options.recordings_dir,
+             "attachments": getattr(getattr(email, "options", None), "attachments_dir", None)}
+    report = await erase_customer(_store(request), _int(request.match_info["id"], "customer"),
+                                  actor=_actor(user), files=files)
+    return report.to_dict()
+
+
 async def customer_get(request: web.Request, user: WebUser) -> Any:
     return await _customer(request, _int(request.match_info["id"], "customer"))
 
@@ -503,6 +516,8 @@ ENDPOINTS: tuple[Endpoint, ...] = (
              "customers", {"type": "string", "contentMediaType": "text/csv"}, query=("mode",)),
     Endpoint("GET", "/customers/{id}", customer_get, "A customer with its contact points", "customers"),
     Endpoint("PATCH", "/customers/{id}", customer_patch, "Change a customer's fields", "customers", _OBJ),
+    Endpoint("POST", "/customers/{id}/erase", customer_erase,
+             "Erase the customer's personal data (statistics stay; audited)", "customers"),
     Endpoint("POST", "/customers/{id}/contact-points", contact_point_add, "Add a phone, email or chat id",
              "customers", _OBJ, status=201),
     Endpoint("DELETE", "/customers/{id}/contact-points/{cp_id}", contact_point_delete,
@@ -562,8 +577,11 @@ def _wrap(ep: Endpoint) -> Callable[[web.Request], Awaitable[web.StreamResponse]
             return _err(409, "conflict", str(e))
         except CrmError as e:
             return _err(400, "invalid", str(e))
-        except (TypeError, ValueError) as e:
+        except ValueError as e:
             return _err(400, "bad_request", str(e)[:300])
+        except TypeError:
+            log.info("API %s %s: a field has the wrong type", request.method, request.path, exc_info=True)
+            return _err(400, "bad_request", "a field is missing or has the wrong type")
         return web.json_response(_jsonable(result), status=ep.status)
 
     return handle
