@@ -83,6 +83,7 @@ HTTP: dict[tuple[str, str], Rule] = {
     ("POST", "/twilio/dial"): PUBLIC,
     ("POST", "/twilio/status"): PUBLIC,
     ("POST", "/twilio/offer"): PUBLIC,
+    ("GET", "/admin"): Rule(ADMIN.roles, "all", page=True),  # agent_ui/admin_routes.py
     # REST API (callcenter/api/, docs/api.md): bearer token or a session with X-CSRF-Token
     ("GET", "/api/v1/openapi.json"): PUBLIC,
     ("GET", "/api/v1/me"): ANYONE,

@@ -12,7 +12,7 @@ import redis.asyncio as aioredis
 from aiohttp import web
 from sqlalchemy.exc import DBAPIError
 
-from agent_ui import access
+from agent_ui import access, admin_routes
 from agent_ui import routes as ui_routes
 from callcenter import api as rest_api
 from callcenter import ops
@@ -41,6 +41,7 @@ def init_app(settings: Settings, *, database: Database | None = None,
     ui_routes.setup(app, ui_routes.UiConfig(cookie_secure=settings.web.cookie_secure,
                                             allowed_origins=tuple(settings.web.allowed_origins)))
     rest_api.setup(app)  # /api/v1 (callcenter/api/, docs/api.md)
+    admin_routes.setup(app)  # GET /admin (agent_ui/pages/admin.html)
     app.cleanup_ctx.append(_database_ctx(database))
     if settings.redis.url:
         app.cleanup_ctx.append(_redis_ctx)
