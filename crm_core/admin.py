@@ -7,7 +7,19 @@ import secrets
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import CheckConstraint, ForeignKey, String, delete, func, select
+from sqlalchemy import (
+    Boolean,
+    CheckConstraint,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    delete,
+    func,
+    select,
+    update,
+)
 from sqlalchemy.orm import Mapped, mapped_column, selectinload
 
 from crm_core._base import StoreBase
@@ -133,6 +145,22 @@ class QueueTeam(Base):
                                        primary_key=True)
     team_id: Mapped[int] = mapped_column(IdType, ForeignKey("teams.id", ondelete="CASCADE"),
                                          primary_key=True)
+
+
+class IvrFlowVersion(Base):
+    """An uploaded IVR flow (YAML that passed the flow checker); one version per name is active."""
+
+    __tablename__ = "ivr_flow_versions"
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(64))
+    version: Mapped[int] = mapped_column(Integer)
+    text: Mapped[str] = mapped_column(Text)
+    active: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    created_by: Mapped[str] = mapped_column(String(64))
+
+    __table_args__ = (UniqueConstraint("name", "version"),)
 
 
 def token_hash(secret: str) -> str:
@@ -285,3 +313,50 @@ class AdminMixin(_CodesAndAudit):
             self._audit(s, actor, "skill.create" if before is None else "skill.update", "skill", name,
                         before, {"label": sk.label, "active": sk.active})
         return sk
+
+    # ------------------------------------------------------------------ IVR flow versions
+    async def add_flow_version(self, name: str, text: str, *, actor: str = "system") -> IvrFlowVersion:
+        """Store a checked flow as the next version of `name` (not active yet). Audited."""
+        if not isinstance(name, str) or not _NAME.match(name):
+            raise ValidationError("flow name must be 1..64 of A-Z a-z 0-9 _ . : -", field="name")
+        async with self.db.session() as s, s.begin():
+            last = (await s.execute(select(func.max(IvrFlowVersion.version)).where(
+                IvrFlowVersion.name == name))).scalar_one_or_none() or 0
+            v = IvrFlowVersion(name=name, version=last + 1, text=text, active=False, created_at=utcnow(),
+                               created_by=actor)
+            s.add(v)
+            await s.flush()
+            self._audit(s, actor, "ivr.upload", "ivr_flow", f"{name}@{v.version}", None,
+                        {"name": name, "version": v.version, "bytes": len(text.encode())})
+        return v
+
+    async def flow_versions(self, name: str | None = None) -> list[IvrFlowVersion]:
+        async with self.db.session() as s:
+            stmt = select(IvrFlowVersion)
+            if name is not None:
+                stmt = stmt.where(IvrFlowVersion.name == name)
+            return list((await s.execute(stmt.order_by(IvrFlowVersion.name, IvrFlowVersion.version)))
+                        .scalars())
+
+    async def flow_version(self, name: str, version: int | None = None) -> IvrFlowVersion | None:
+        """One version, or (version None) the active one."""
+        async with self.db.session() as s:
+            stmt = select(IvrFlowVersion).where(IvrFlowVersion.name == name)
+            stmt = stmt.where(IvrFlowVersion.active.is_(True)) if version is None else stmt.where(
+                IvrFlowVersion.version == version)
+            return (await s.execute(stmt)).scalar_one_or_none()
+
+    async def activate_flow_version(self, name: str, version: int, *,
+                                    actor: str = "system") -> IvrFlowVersion:
+        """Make `version` the active one (also a roll-back to an earlier version). Audited."""
+        async with self.db.session() as s, s.begin():
+            v = (await s.execute(select(IvrFlowVersion).where(
+                IvrFlowVersion.name == name, IvrFlowVersion.version == version))).scalar_one_or_none()
+            if v is None:
+                raise NotFound("flow version", f"{name}@{version}")
+            was = (await s.execute(select(IvrFlowVersion.version).where(
+                IvrFlowVersion.name == name, IvrFlowVersion.active.is_(True)))).scalar_one_or_none()
+            await s.execute(update(IvrFlowVersion).where(IvrFlowVersion.name == name).values(active=False))
+            v.active = True
+            self._audit(s, actor, "ivr.activate", "ivr_flow", name, {"version": was}, {"version": version})
+        return v

@@ -55,3 +55,31 @@ async def reload_agent(center: Any, user_id: int) -> str:
     await center.runner.add_agent(profile)
     center.directory.add(Agent(u.id, u.username, u.display_name, u.extension, teams), profile)
     return "updated" if known is not None else "added"
+
+
+def check_flow(center: Any, text: str, name: str) -> tuple[Any, list[Any]]:
+    """Run the flow checker with the lookups this center provides: (flow or None, issues)."""
+    from ivr.loader import check_text
+
+    return check_text(text, f"{name}.yaml", functions=list(center._lookups()))
+
+
+async def apply_active_flow(center: Any, name: str) -> bool:
+    """Put the stored active version of flow `name` live, if there is one (new calls use it)."""
+    from ivr import Engine as FlowEngine
+
+    try:
+        v = await center.store.flow_version(name)
+    except Exception:  # noqa: BLE001 - an old schema: keep the flow from the file
+        log.warning("could not read stored IVR flows (run `callcenter db upgrade`)", exc_info=True)
+        return False
+    if v is None:
+        return False
+    flow, issues = check_flow(center, v.text, name)
+    if flow is None:
+        log.error("stored IVR flow %s@%s no longer passes the checker; keeping the current flow",
+                  name, v.version)
+        return False
+    center.voice.flow = FlowEngine(flow)
+    log.info("IVR flow %s version %s is live", name, v.version)
+    return True

@@ -40,7 +40,7 @@ def _operation(ep: Endpoint) -> dict[str, Any]:
     if params:
         op["parameters"] = params
     if ep.body is not None:
-        media = "text/csv" if ep.body.get("contentMediaType") == "text/csv" else "application/json"
+        media = ep.body.get("contentMediaType", "application/json")
         op["requestBody"] = {"required": True, "content": {media: {"schema": ep.body}}}
         op["responses"]["400"] = {"$ref": "#/components/responses/Error"}
     return op

@@ -22,7 +22,7 @@ from sqlalchemy import func, select
 from agent_ui import access
 from callcenter.api import live
 from callcenter.facade import WebUser
-from callcenter.keys import CENTER
+from callcenter.keys import CENTER, SETTINGS
 from crm_core.catalog import list_queues, list_skills
 from crm_core.errors import Conflict, CrmError, NotFound
 from crm_core.models import Customer, Interaction, User
@@ -48,9 +48,9 @@ class Endpoint:
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, code: str, message: str) -> None:
+    def __init__(self, status: int, code: str, message: str, **extra: Any) -> None:
         super().__init__(message)
-        self.status, self.code, self.message = status, code, message
+        self.status, self.code, self.message, self.extra = status, code, message, extra
 
 
 def _jsonable(v: Any) -> Any:
@@ -498,6 +498,66 @@ async def token_delete(request: web.Request, user: WebUser) -> Any:
                                                              actor=_actor(user)))
 
 
+def _flow_json(v: Any, text: bool = False) -> dict[str, Any]:
+    out = {"name": v.name, "version": v.version, "active": v.active, "created_at": v.created_at,
+           "created_by": v.created_by}
+    if text:
+        out["text"] = v.text
+    return out
+
+
+def _issues(issues: list[Any]) -> list[dict[str, Any]]:
+    return [{"line": i.line, "severity": i.severity, "code": i.code, "node": i.node, "message": i.message}
+            for i in issues]
+
+
+async def flows_list(request: web.Request, user: WebUser) -> Any:
+    return {"items": [_flow_json(v) for v in await _store(request).flow_versions()],
+            "live": request.app[SETTINGS].voice.ivr_flow}
+
+
+async def flow_upload(request: web.Request, user: WebUser) -> Any:
+    """A YAML flow as the body: checked by the flow checker; stored as a new version if clean."""
+    name = request.match_info["name"]
+    raw = await request.read()
+    if len(raw) > MAX_BODY:
+        raise ApiError(413, "too_large", "the flow is too large")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ApiError(400, "bad_request", "the flow must be UTF-8 text") from None
+    flow, issues = live.check_flow(request.app[CENTER], text, name)
+    if flow is None:
+        raise ApiError(400, "invalid_flow", "the flow checker found errors", issues=_issues(issues))
+    v = await _store(request).add_flow_version(name, text, actor=_actor(user))
+    return {**_flow_json(v), "warnings": _issues(issues)}
+
+
+async def flow_get(request: web.Request, user: WebUser) -> Any:
+    v = await _store(request).flow_version(request.match_info["name"],
+                                           _int(request.match_info["version"], "version"))
+    if v is None:
+        raise ApiError(404, "not_found", "no such flow version")
+    return _flow_json(v, text=True)
+
+
+async def flow_activate(request: web.Request, user: WebUser) -> Any:
+    """Make a version active (or roll back to an earlier one); the live flow changes at once."""
+    name = request.match_info["name"]
+    version = _int(request.match_info["version"], "version")
+    store = _store(request)
+    v = await store.flow_version(name, version)
+    if v is None:
+        raise ApiError(404, "not_found", "no such flow version")
+    flow, issues = live.check_flow(request.app[CENTER], v.text, name)
+    if flow is None:
+        raise ApiError(400, "invalid_flow", "the flow checker found errors", issues=_issues(issues))
+    v = await store.activate_flow_version(name, version, actor=_actor(user))
+    is_live = name == request.app[SETTINGS].voice.ivr_flow and await live.apply_active_flow(
+        request.app[CENTER], name)
+    return {**_flow_json(v), "live": is_live}
+
+
 async def openapi(request: web.Request) -> web.Response:
     from callcenter.api.openapi import document
 
@@ -548,6 +608,13 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint("GET", "/dispositions", dispositions_list, "Disposition codes", "queues"),
     Endpoint("PUT", "/dispositions/{code}", disposition_put, "Create or change a disposition code",
              "queues", _OBJ),
+    Endpoint("GET", "/ivr/flows", flows_list, "IVR flow versions (without their text)", "ivr"),
+    Endpoint("POST", "/ivr/flows/{name}", flow_upload,
+             "Upload a flow (YAML): checked, stored as the next version (not active yet)", "ivr",
+             {"type": "string", "contentMediaType": "application/yaml"}, status=201),
+    Endpoint("GET", "/ivr/flows/{name}/versions/{version}", flow_get, "One version with its text", "ivr"),
+    Endpoint("POST", "/ivr/flows/{name}/versions/{version}/activate", flow_activate,
+             "Activate a version, or roll back to an earlier one (live at once)", "ivr"),
     Endpoint("GET", "/reports/summary", report_summary, "Interaction totals", "reports"),
     Endpoint("GET", "/audit", audit_list, "The audit log (read only)", "admin",
              query=("entity", "action", "limit")),
@@ -570,7 +637,7 @@ def _wrap(ep: Endpoint) -> Callable[[web.Request], Awaitable[web.StreamResponse]
         try:
             result = await ep.handler(request, user)
         except ApiError as e:
-            return _err(e.status, e.code, e.message)
+            return _err(e.status, e.code, e.message, **e.extra)
         except NotFound as e:
             return _err(404, "not_found", str(e))
         except Conflict as e:
@@ -587,8 +654,9 @@ def _wrap(ep: Endpoint) -> Callable[[web.Request], Awaitable[web.StreamResponse]
     return handle
 
 
-def _err(status: int, code: str, message: str) -> web.Response:
-    return web.json_response({"error": {"code": code, "message": message}}, status=status)
+def _err(status: int, code: str, message: str, **extra: Any) -> web.Response:
+    return web.json_response({"error": {"code": code, "message": message, **_jsonable(extra)}},
+                             status=status)
 
 
 def setup(app: web.Application) -> None:

@@ -79,7 +79,8 @@ def _path(canonical: str, ids: dict[str, Any]) -> str:
     if canonical == "/api/v1/teams/{name}/members/{user_id}":
         return f"/api/v1/teams/red/members/{ids['spare']}"
     values = {"id": ids["customer"], "cp_id": 999999, "name": "billing", "code": "resolved",
-              "interaction_id": 999999, "attachment_id": 999999, "user_id": ids["spare"]}
+              "interaction_id": 999999, "attachment_id": 999999, "user_id": ids["spare"],
+              "version": 999}
     if canonical.startswith("/api/v1/users/"):
         values["id"] = ids["agent"]
     if canonical.startswith("/api/v1/tickets/"):

@@ -44,8 +44,21 @@ def upgrade() -> None:
                                 ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("queue", "team_id", name=op.f("pk_queue_teams")),
     )
+    op.create_table(
+        "ivr_flow_versions",
+        sa.Column("id", ID, autoincrement=True, nullable=False),
+        sa.Column("name", sa.String(64), nullable=False),
+        sa.Column("version", sa.Integer(), nullable=False),
+        sa.Column("text", sa.Text(), nullable=False),
+        sa.Column("active", sa.Boolean(), nullable=False),
+        sa.Column("created_at", TS, nullable=False),
+        sa.Column("created_by", sa.String(64), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_ivr_flow_versions")),
+        sa.UniqueConstraint("name", "version", name=op.f("uq_ivr_flow_versions_name_version")),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("ivr_flow_versions")
     op.drop_table("queue_teams")
     op.drop_table("api_tokens")
