@@ -382,8 +382,12 @@ class InteractionsMixin(StoreBase):
         return await self._writes().run(change, keys=keys)
 
     def _writes(self) -> _GroupCommit:
-        if self._events is None:
-            self._events = _GroupCommit(self.db)
+        if self._events is None:  # one per Database: SQLite's writer connection is held between batches
+            shared = getattr(self.db, "group_commit", None)
+            if shared is None:
+                shared = _GroupCommit(self.db)
+                setattr(self.db, "group_commit", shared)  # noqa: B010
+            self._events = shared
         return self._events
 
     async def update_interaction(

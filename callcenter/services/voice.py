@@ -102,6 +102,7 @@ class VoiceCall:
     outbound: str | None = None  # click-to-dial: the number dialled (the agent's phone rings first)
     caller_uid: str | None = None  # the customer's channel when it is not the Linkedid (click-to-dial)
     session: Any = None  # the caller's FastAGI session while queued (a callback offer speaks on it)
+    carrier: str = "asterisk"  # or "twilio": AMI events and resyncs concern only Asterisk calls
 
     @property
     def contact_id(self) -> str:
@@ -1210,7 +1211,8 @@ class VoiceService:
     async def ami_resynced(self, live_linkedids: set[str]) -> None:
         """After an AMI reconnect: calls the PBX no longer has ended while we were blind."""
         for call in list(self.calls.values()):
-            if call.linkedid in live_linkedids or call.state in ("wrapup", "done", "ivr"):
+            if call.carrier != "asterisk" or call.linkedid in live_linkedids \
+                    or call.state in ("wrapup", "done", "ivr"):
                 continue
             await self._event(call, "ami_gap", ok=False, state=call.state)
             if call.state == "talking":

@@ -149,7 +149,7 @@ class TwilioVoice:
         v = self.voice
         interaction = await v.store.open_interaction("voice", "inbound", None, external_id=sid,
                                                      from_address=caller or None, to_address=called or None)
-        call = VoiceCall(interaction.id, sid, caller)
+        call = VoiceCall(interaction.id, sid, caller, carrier="twilio")
         call.rec_pending = "twilio"  # no MixMonitor here: the AMI recording path never starts
         leg = Leg(sid, call)
         self.legs[sid] = leg

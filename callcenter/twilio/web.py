@@ -55,9 +55,6 @@ async def _twilio_ctx(app: web.Application) -> AsyncIterator[None]:
     if not t.account_sid or not token:
         raise RuntimeError("twilio.enabled needs twilio.account_sid and twilio.auth_token "
                            "(or twilio.auth_token_file)")
-    if s.ami.enabled:
-        log.warning("twilio and AMI are both enabled: an AMI reconnect's resync would end live Twilio "
-                    "calls (see docs/twilio.md, Limits)")
     client, http = make_client(t.account_sid, token, t.api_base_url)
     center = app[CENTER]
     render = TwimlOptions(sounds_base_url=t.sounds_base_url, voice=t.voice)

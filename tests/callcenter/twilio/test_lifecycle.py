@@ -355,3 +355,22 @@ async def test_closed_hours_voicemail_is_recorded_on_the_timeline(database):
     assert vm and vm[0].ok and vm[0].data["duration_s"] == 7
     assert vm[0].data["recording_url"].startswith("https://api.twilio.com/")
     assert (await store.get_interaction(i.id)).state == "wrapup_done"
+
+
+async def test_an_ami_resync_leaves_live_twilio_calls_alone(database):
+    store = _store(database)
+    await seed_people(store)
+    async with running_twilio(database) as rc:
+        rc.twilio.agent(sip("1001"), answer_after=0.05)
+        console = await _ready(rc, store, "agent1")
+        call = rc.twilio.call(VIP_PHONE, digits=["1", "5"])  # English; after the call, a 5
+        offer = await console.next("offer")
+        await console.send("ack_offer", offer_id=offer["offer_id"])
+        await console.next("contact_state", state="talking")
+        await rc.center.voice.ami_resynced(set())  # the PBX link came back knowing no calls
+        call.agent_hangup()
+        ended = await console.next("contact_state")
+        assert ended["state"] == "ended"
+        await call.wait_ended()
+    kinds = await _kinds(store, offer["interaction_id"])
+    assert "ami_gap" not in kinds and kinds.count("hangup") == 1
