@@ -20,7 +20,7 @@ from aiohttp import web
 from sqlalchemy import func, select
 
 from agent_ui import access
-from callcenter.api import live
+from callcenter.api import live, sync
 from callcenter.facade import WebUser
 from callcenter.keys import CENTER, SETTINGS
 from crm_core.catalog import list_queues, list_skills
@@ -332,6 +332,7 @@ async def user_create(request: web.Request, user: WebUser) -> Any:
         device=b.get("device"), skills=b.get("skills"), capacities=b.get("capacities"),
         actor=_actor(user))
     await live.reload_agent(request.app[CENTER], u.id)
+    await sync.announce(request.app, "agent", user_id=u.id)
     return user_json(await _store(request).get_user(u.id))
 
 
@@ -350,6 +351,7 @@ async def user_patch(request: web.Request, user: WebUser) -> Any:
         if disabled:
             await request.app[CENTER].auth.logout_user(uid)
     await live.reload_agent(request.app[CENTER], uid)
+    await sync.announce(request.app, "agent", user_id=uid)
     return user_json(await store.get_user(uid))
 
 
@@ -378,6 +380,7 @@ async def team_member_put(request: web.Request, user: WebUser) -> Any:
     uid = _int(request.match_info["user_id"], "user")
     await _store(request).add_team_member(request.match_info["name"], uid, actor=_actor(user))
     await live.reload_agent(request.app[CENTER], uid)
+    await sync.announce(request.app, "agent", user_id=uid)
     return {"ok": True}
 
 
@@ -385,6 +388,7 @@ async def team_member_delete(request: web.Request, user: WebUser) -> Any:
     uid = _int(request.match_info["user_id"], "user")
     await _store(request).remove_team_member(request.match_info["name"], uid, actor=_actor(user))
     await live.reload_agent(request.app[CENTER], uid)
+    await sync.announce(request.app, "agent", user_id=uid)
     return {"ok": True}
 
 
@@ -415,6 +419,7 @@ async def queue_put(request: web.Request, user: WebUser) -> Any:
         raise ApiError(400, "bad_request", f"unknown fields: {', '.join(sorted(unknown))}")
     out = await _store(request).upsert_queue(request.match_info["name"], **b, actor=_actor(user))
     await live.reload_queues(request.app[CENTER])
+    await sync.announce(request.app, "queues")
     return out
 
 
@@ -555,6 +560,7 @@ async def flow_activate(request: web.Request, user: WebUser) -> Any:
     v = await store.activate_flow_version(name, version, actor=_actor(user))
     is_live = name == request.app[SETTINGS].voice.ivr_flow and await live.apply_active_flow(
         request.app[CENTER], name)
+    await sync.announce(request.app, "flow", name=name)
     return {**_flow_json(v), "live": is_live}
 
 
@@ -662,6 +668,7 @@ def _err(status: int, code: str, message: str, **extra: Any) -> web.Response:
 def setup(app: web.Application) -> None:
     """Mount /api/v1 on `app`, and teach the access middleware to read API tokens."""
     app[access.BEARER] = _bearer(app)
+    sync.setup(app)  # other processes reload what an admin changed (with Redis)
     app.router.add_get(PREFIX + "/openapi.json", openapi, name="api_openapi")
     for ep in ENDPOINTS:
         app.router.add_route(ep.method, PREFIX + ep.path, _wrap(ep))
