@@ -26,7 +26,7 @@ from crm_core._base import StoreBase
 from crm_core.catalog import Queue, Skill
 from crm_core.errors import NotFound, ValidationError
 from crm_core.models import AuditEntry, Base, DispositionCode, Team, User
-from crm_core.types import IdType, UTCDateTime, utcnow
+from crm_core.types import IdType, JSONType, UTCDateTime, utcnow
 from crm_core.users import clean_skills
 
 _NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
@@ -147,6 +147,17 @@ class QueueTeam(Base):
                                          primary_key=True)
 
 
+class QueuePolicy(Base):
+    """A queue's routing policy beyond its skills: strategy, max_wait, on_timeout, priority,
+    sticky_s and escalation steps, in routing/config.py's format (checked by the caller)."""
+
+    __tablename__ = "queue_policies"
+
+    queue: Mapped[str] = mapped_column(String(64), ForeignKey("queues.name", ondelete="CASCADE"),
+                                       primary_key=True)
+    policy: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+
+
 class IvrFlowVersion(Base):
     """An uploaded IVR flow (YAML that passed the flow checker); one version per name is active."""
 
@@ -173,10 +184,10 @@ def token_json(t: ApiToken) -> dict[str, Any]:
             "last_used_at": t.last_used_at, "revoked_at": t.revoked_at}
 
 
-def queue_json(q: Queue, teams: list[str]) -> dict[str, Any]:
+def queue_json(q: Queue, teams: list[str], policy: dict[str, Any] | None = None) -> dict[str, Any]:
     return {"name": q.name, "label": q.label, "skills": dict(q.skills or {}),
             "sl_target_s": q.sl_target_s, "sl_target_pct": q.sl_target_pct, "active": q.active,
-            "record": q.record, "teams": sorted(teams)}
+            "record": q.record, "teams": sorted(teams), "policy": dict(policy or {})}
 
 
 class AdminMixin(_CodesAndAudit):
@@ -250,6 +261,7 @@ class AdminMixin(_CodesAndAudit):
                            skills: dict[str, int] | None = None, sl_target_s: int | None = None,
                            sl_target_pct: int | None = None, active: bool | None = None,
                            record: bool | None = None, teams: list[str] | None = None,
+                           policy: dict[str, Any] | None = None,
                            actor: str = "system") -> dict[str, Any]:
         """Create or change a queue (and the teams owning it). Audited with before and after."""
         if not isinstance(name, str) or not _NAME.match(name):
@@ -263,7 +275,8 @@ class AdminMixin(_CodesAndAudit):
         async with self.db.session() as s, s.begin():
             q = await s.get(Queue, name)
             current = await self._teams_of_queue(s, name)
-            before = None if q is None else queue_json(q, current)
+            pol = await s.get(QueuePolicy, name)
+            before = None if q is None else queue_json(q, current, pol.policy if pol else None)
             if q is None:
                 q = Queue(name=name, label=label or name, skills=skills or {}, sl_target_s=sl_target_s or 20,
                           sl_target_pct=sl_target_pct or 80, active=True if active is None else active,
@@ -285,10 +298,20 @@ class AdminMixin(_CodesAndAudit):
                 for tid in found.values():
                     s.add(QueueTeam(queue=name, team_id=tid))
                 current = sorted(found)
-            after = queue_json(q, current)
+            if policy is not None:
+                if pol is None:
+                    pol = QueuePolicy(queue=name, policy=dict(policy))
+                    s.add(pol)
+                else:
+                    pol.policy = dict(policy)
+            after = queue_json(q, current, pol.policy if pol else None)
             self._audit(s, actor, "queue.create" if before is None else "queue.update", "queue", name,
                         before, after)
         return after
+
+    async def queue_policies(self) -> dict[str, dict[str, Any]]:
+        async with self.db.session() as s:
+            return {p.queue: dict(p.policy or {}) for p in (await s.execute(select(QueuePolicy))).scalars()}
 
     @staticmethod
     async def _teams_of_queue(s: Any, name: str) -> list[str]:

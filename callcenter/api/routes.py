@@ -396,9 +396,10 @@ async def queues_list(request: web.Request, user: WebUser) -> Any:
     from crm_core.admin import queue_json
 
     owned = await _store(request).queue_teams()
+    policies = await _store(request).queue_policies()
     scope = await _queues_of(request, user)
-    return {"items": [queue_json(q, owned.get(q.name, [])) for q in await list_queues(_store(request).db)
-                      if scope is None or q.name in scope]}
+    return {"items": [queue_json(q, owned.get(q.name, []), policies.get(q.name))
+                      for q in await list_queues(_store(request).db) if scope is None or q.name in scope]}
 
 
 async def queue_get(request: web.Request, user: WebUser) -> Any:
@@ -414,13 +415,38 @@ async def queue_get(request: web.Request, user: WebUser) -> Any:
 
 async def queue_put(request: web.Request, user: WebUser) -> Any:
     b = await _body(request)
-    unknown = set(b) - {"label", "skills", "sl_target_s", "sl_target_pct", "active", "record", "teams"}
+    unknown = set(b) - {"label", "skills", "sl_target_s", "sl_target_pct", "active", "record", "teams",
+                        "policy"}
     if unknown:
         raise ApiError(400, "bad_request", f"unknown fields: {', '.join(sorted(unknown))}")
+    if b.get("policy") is not None:
+        await _check_policy(request, request.match_info["name"], b)
     out = await _store(request).upsert_queue(request.match_info["name"], **b, actor=_actor(user))
     await live.reload_queues(request.app[CENTER])
     await sync.announce(request.app, "queues")
     return out
+
+
+POLICY_KEYS = {"strategy", "max_wait", "on_timeout", "priority", "sticky_s", "escalation"}
+
+
+async def _check_policy(request: web.Request, name: str, b: dict[str, Any]) -> None:
+    """A queue's routing policy must parse as routing/config.py does, and overflow to a real queue."""
+    from routing.config import parse_queue
+    from routing.errors import ConfigError
+
+    policy = b["policy"]
+    if not isinstance(policy, dict) or set(policy) - POLICY_KEYS:
+        raise ApiError(400, "invalid", f"policy keys are {', '.join(sorted(POLICY_KEYS))}")
+    try:
+        parsed = parse_queue({"name": name, "skills": b.get("skills") or {}, **policy})
+    except ConfigError as e:
+        raise ApiError(400, "invalid", str(e)) from None
+    known = {q.name for q in await list_queues(_store(request).db)} | {name}
+    for step in parsed.escalation:
+        target = getattr(step, "queue", None)
+        if target is not None and target not in known:
+            raise ApiError(400, "invalid", f"escalation overflows to an unknown queue {target!r}")
 
 
 async def skills_list(request: web.Request, user: WebUser) -> Any:

@@ -200,11 +200,21 @@ class Center:
 async def queue_configs(store: CrmStore) -> dict[str, QueueConfig]:
     """The routing queues from the catalog (the database is the authority)."""
     out: dict[str, QueueConfig] = {}
+    policies = await store.queue_policies()  # strategy, escalation, ... set by an admin (issue 14)
     for q in await list_queues(store.db):
         if not q.active:
             continue
         out[q.name] = QueueConfig(q.name, skills=dict(q.skills or {}),
                                   service_level=ServiceLevel(q.sl_target_pct / 100, float(q.sl_target_s)))
+        if q.name in policies:
+            from routing.config import parse_queue
+
+            try:
+                out[q.name] = parse_queue({"name": q.name, "skills": dict(q.skills or {}),
+                                           "service_level": {"fraction": q.sl_target_pct / 100,
+                                                             "seconds": q.sl_target_s}, **policies[q.name]})
+            except Exception:  # noqa: BLE001 - checked when stored; a bad policy must not stop routing
+                log.exception("queue %s: ignoring its stored policy", q.name)
     return out
 
 

@@ -6,6 +6,7 @@ Create Date: 2026-11-25
 """
 import sqlalchemy as sa
 from alembic import op
+from sqlalchemy.dialects import postgresql
 
 revision = "0009"
 down_revision = "0008"
@@ -14,6 +15,7 @@ depends_on = None
 
 ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 TS = sa.DateTime(timezone=True)
+JSON = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
 
 
 def upgrade() -> None:
@@ -45,6 +47,14 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("queue", "team_id", name=op.f("pk_queue_teams")),
     )
     op.create_table(
+        "queue_policies",
+        sa.Column("queue", sa.String(64), nullable=False),
+        sa.Column("policy", JSON, nullable=False),
+        sa.ForeignKeyConstraint(["queue"], ["queues.name"], name=op.f("fk_queue_policies_queue_queues"),
+                                ondelete="CASCADE"),
+        sa.PrimaryKeyConstraint("queue", name=op.f("pk_queue_policies")),
+    )
+    op.create_table(
         "ivr_flow_versions",
         sa.Column("id", ID, autoincrement=True, nullable=False),
         sa.Column("name", sa.String(64), nullable=False),
@@ -60,5 +70,6 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("ivr_flow_versions")
+    op.drop_table("queue_policies")
     op.drop_table("queue_teams")
     op.drop_table("api_tokens")

@@ -196,3 +196,28 @@ async def test_session_writes_need_the_csrf_token(database) -> None:
                             headers={"X-CSRF-Token": session_csrf})
         assert r.status == 201
         assert "green" in {t.name for t in await store.list_teams()}
+
+
+async def test_queue_strategy_and_escalation_policy_go_live(database) -> None:
+    store, ids = await _setup(database)
+    async with running_center(database) as rc, aiohttp.ClientSession() as http:
+        api = Api(http, rc.base, ids["admin"])
+        policy = {"strategy": "most-skilled", "max_wait": 600,
+                  "escalation": [{"after": 60, "raise_priority": 10}, {"after": 120, "overflow": "general"},
+                                 {"after": 300, "alert_supervisor": "billing waits"}]}
+        status, q = await api.call("PUT", "/queues/billing", {"policy": policy})
+        assert status == 200 and q["policy"] == policy
+        live = rc.center.engine.config.queues["billing"]
+        assert live.strategy.value == "most-skilled" and live.max_wait == 600
+        assert [s.action for s in live.escalation] == ["raise-priority", "overflow", "alert-supervisor"]
+        assert dict(live.skills) == {"billing": 3}  # the queue's own skills stay
+        for bad, word in (({"strategy": "random"}, "strategy"),
+                          ({"escalation": [{"after": 5, "overflow": "nowhere"}]}, "nowhere"),
+                          ({"colour": "red"}, "policy keys")):
+            status, err = await api.call("PUT", "/queues/billing", {"policy": bad})
+            assert status == 400 and word in err["error"]["message"], err
+        assert rc.center.engine.config.queues["billing"].strategy.value == "most-skilled"
+        status, audit = await api.call("GET", "/audit?entity=queue")
+        assert audit["items"][0]["after"]["policy"] == policy and audit["items"][0]["before"]["policy"] == {}
+    async with running_center(database) as rc:  # a restart reads the stored policy
+        assert rc.center.engine.config.queues["billing"].strategy.value == "most-skilled"
