@@ -254,10 +254,12 @@ async def load_main(args: argparse.Namespace) -> None:
 
     steps = []
     counter = [0] * args.chats
+    load_pid = os.getpid()
     k = 0
     for rate in args.rates:
         n_msgs = int(rate * args.duration)
         step_keys = []
+        cpu0 = (cpu_s(args.server_pid), cpu_s(load_pid))
         start = time.perf_counter() + 0.2
         lags = []
         for j in range(n_msgs):
@@ -288,6 +290,7 @@ async def load_main(args: argparse.Namespace) -> None:
                 last, quiet_since = done, time.perf_counter()
             await asyncio.sleep(0.1)
         drained = time.perf_counter()
+        cpu1 = (cpu_s(args.server_pid), cpu_s(load_pid))
         lat = st.lat.get(rate, [])
         got = sum(1 for key in step_keys if st.agent_got.get(key))
         steps.append({
@@ -300,6 +303,10 @@ async def load_main(args: argparse.Namespace) -> None:
             "p99_ms": round(pct(lat, 99), 2) if lat else None,
             "max_ms": round(max(lat), 2) if lat else None,
             "sender_lag_p99_ms": round(pct(lags, 99) * 1000, 2),
+            # CPU seconds per delivered message: the server's and the load process's own
+            "server_cpu_us_per_msg": round((cpu1[0] - cpu0[0]) / max(got, 1) * 1e6, 1),
+            "load_cpu_us_per_msg": round((cpu1[1] - cpu0[1]) / max(got, 1) * 1e6, 1),
+            "server_cpu_share": round((cpu1[0] - cpu0[0]) / max(drained - start, 1e-9), 2),
             "lost": sum(1 for key in step_keys if not st.agent_got.get(key) or not st.acked.get(key)),
             "duplicated": sum(1 for key in step_keys
                               if st.agent_got.get(key, 0) > 1 or st.acked.get(key, 0) > 1),
@@ -317,6 +324,15 @@ async def load_main(args: argparse.Namespace) -> None:
 
 
 # ============================================================================ orchestration
+def cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process so far (Linux /proc)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, ValueError):
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 class Child:
     def __init__(self, role: str, *extra: str) -> None:
         cmd = [sys.executable, str(Path(__file__).resolve()), "--role", role, *extra]
@@ -346,7 +362,8 @@ def run_backend(backend: str, args: argparse.Namespace) -> dict[str, Any]:
     server = Child("server", *extra)
     try:
         port = int(server.line().split()[1])
-        load = Child("load", "--port", str(port), "--agents", str(args.agents), "--chats", str(args.chats),
+        load = Child("load", "--port", str(port), "--server-pid", str(server.proc.pid),
+                     "--agents", str(args.agents), "--chats", str(args.chats),
                      "--rates", *[str(r) for r in args.rates], "--duration", str(args.duration),
                      "--drain", str(args.drain))
         try:
@@ -370,6 +387,7 @@ def main() -> None:
     ap.add_argument("--url")
     ap.add_argument("--schema")
     ap.add_argument("--port", type=int)
+    ap.add_argument("--server-pid", type=int, default=0)
     ap.add_argument("--agents", type=int, default=100)
     ap.add_argument("--capacity", type=int, default=10)
     ap.add_argument("--chats", type=int, default=1000)
