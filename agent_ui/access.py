@@ -117,6 +117,8 @@ HTTP: dict[tuple[str, str], Rule] = {
     ("PUT", "/api/v1/skills/{name}"): ADMIN,
     ("GET", "/api/v1/dispositions"): ANYONE,
     ("PUT", "/api/v1/dispositions/{code}"): ADMIN,
+    ("GET", "/api/v1/reason-codes"): ANYONE,
+    ("PUT", "/api/v1/reason-codes/{code}"): ADMIN,
     ("GET", "/api/v1/ivr/flows"): ADMIN,
     ("POST", "/api/v1/ivr/flows/{name}"): ADMIN,
     ("GET", "/api/v1/ivr/flows/{name}/versions/{version}"): ADMIN,

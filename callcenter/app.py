@@ -92,7 +92,7 @@ def build_store(settings: Settings, db: Database) -> CrmStore:
 
 def _center_ctx(ivr_clock: Callable[[], datetime] | None):  # type: ignore[no-untyped-def]
     async def ctx(app: web.Application) -> AsyncIterator[None]:
-        from callcenter.api.live import apply_active_flow
+        from callcenter.api.live import load_admin_state
         from callcenter.ivr_agi import load_flow_file
         from ivr import Engine as FlowEngine
 
@@ -117,7 +117,7 @@ def _center_ctx(ivr_clock: Callable[[], datetime] | None):  # type: ignore[no-un
         center = Center(store, AuthService(app[DB], store), FlowEngine(flow), options=options,
                         queues=queues or _fallback_queues(s.voice.default_queue), **extra)
         await center.load_agents()
-        await apply_active_flow(center, s.voice.ivr_flow)  # an uploaded, activated IVR flow (/api/v1/ivr)
+        await load_admin_state(center, s.voice.ivr_flow)  # stored IVR flow, reason codes (/api/v1)
         from callcenter.services import callbacks, sla
 
         followups = [callbacks.install(center, s), sla.install(center, s)]  # callbacks, SLA escalation

@@ -158,6 +158,17 @@ class QueuePolicy(Base):
     policy: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
 
 
+class ReasonCode(Base):
+    """A not-ready reason code agents pick (none stored: the built-in list)."""
+
+    __tablename__ = "reason_codes"
+
+    code: Mapped[str] = mapped_column(String(64), primary_key=True)
+    label: Mapped[str] = mapped_column(String(200))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    position: Mapped[int] = mapped_column(Integer, default=0)
+
+
 class IvrFlowVersion(Base):
     """An uploaded IVR flow (YAML that passed the flow checker); one version per name is active."""
 
@@ -383,3 +394,32 @@ class AdminMixin(_CodesAndAudit):
             v.active = True
             self._audit(s, actor, "ivr.activate", "ivr_flow", name, {"version": was}, {"version": version})
         return v
+
+    # ------------------------------------------------------------------ not-ready reason codes
+    async def list_reason_codes(self) -> list[ReasonCode]:
+        async with self.db.session() as s:
+            return list((await s.execute(select(ReasonCode).order_by(ReasonCode.position, ReasonCode.code)))
+                        .scalars())
+
+    async def upsert_reason_code(self, code: str, label: str, *, active: bool = True,
+                                 position: int | None = None, actor: str = "system") -> ReasonCode:
+        if not isinstance(code, str) or not _NAME.match(code):
+            raise ValidationError("code must be 1..64 of A-Z a-z 0-9 _ . : -", field="code")
+        if not isinstance(label, str) or not label.strip() or len(label) > 200:
+            raise ValidationError("label must be 1..200 characters", field="label")
+        async with self.db.session() as s, s.begin():
+            rc = await s.get(ReasonCode, code)
+            before = None if rc is None else {"label": rc.label, "active": rc.active, "position": rc.position}
+            if rc is None:
+                if position is None:
+                    position = int((await s.execute(
+                        select(func.coalesce(func.max(ReasonCode.position), -1)))).scalar_one()) + 1
+                rc = ReasonCode(code=code, label=label.strip(), active=bool(active), position=position)
+                s.add(rc)
+            else:
+                rc.label, rc.active = label.strip(), bool(active)
+                if position is not None:
+                    rc.position = position
+            self._audit(s, actor, "reason_code.upsert", "reason_code", code, before,
+                        {"label": rc.label, "active": rc.active, "position": rc.position})
+        return rc

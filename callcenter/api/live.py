@@ -83,3 +83,31 @@ async def apply_active_flow(center: Any, name: str) -> bool:
     center.voice.flow = FlowEngine(flow)
     log.info("IVR flow %s version %s is live", name, v.version)
     return True
+
+
+SYSTEM_REASONS = ("no-answer", "disconnected")  # set by the center itself, always valid
+
+
+async def reload_reason_codes(center: Any) -> None:
+    """The not-ready reasons agents may pick: the stored active ones (plus the center's own), or
+    the built-in list when none are stored."""
+    from callcenter.services.agents import REASON_CODES
+
+    try:
+        stored = await center.store.list_reason_codes()
+    except Exception:  # noqa: BLE001 - an old schema: keep the built-in list
+        log.warning("could not read reason codes (run `callcenter db upgrade`)", exc_info=True)
+        return
+    if not stored:
+        center.console.reason_codes = list(REASON_CODES)
+        return
+    codes = [(r.code, r.label) for r in stored if r.active]
+    builtin = dict(REASON_CODES)
+    codes += [(c, builtin[c]) for c in SYSTEM_REASONS if c not in {x for x, _ in codes}]
+    center.console.reason_codes = codes
+
+
+async def load_admin_state(center: Any, flow_name: str) -> None:
+    """At start: what admins stored (the active IVR flow, the reason codes)."""
+    await apply_active_flow(center, flow_name)
+    await reload_reason_codes(center)

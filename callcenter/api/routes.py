@@ -474,6 +474,23 @@ async def disposition_put(request: web.Request, user: WebUser) -> Any:
     return {"code": d.code, "label": d.label, "active": d.active, "position": d.position}
 
 
+async def reasons_list(request: web.Request, user: WebUser) -> Any:
+    stored = await _store(request).list_reason_codes()
+    return {"items": [{"code": r.code, "label": r.label, "active": r.active, "position": r.position}
+                      for r in stored],
+            "effective": [{"code": c, "label": lbl} for c, lbl in request.app[CENTER].console.reason_codes]}
+
+
+async def reason_put(request: web.Request, user: WebUser) -> Any:
+    b = await _body(request)
+    r = await _store(request).upsert_reason_code(request.match_info["code"], b.get("label"),
+                                                 active=b.get("active", True), position=b.get("position"),
+                                                 actor=_actor(user))
+    await live.reload_reason_codes(request.app[CENTER])
+    await sync.announce(request.app, "reason_codes")
+    return {"code": r.code, "label": r.label, "active": r.active, "position": r.position}
+
+
 async def report_summary(request: web.Request, user: WebUser) -> Any:
     """Interaction counts by channel, state and queue; average handle time; CSAT. Kept after an
     erasure (statistics hold no personal data)."""
@@ -640,6 +657,9 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint("GET", "/dispositions", dispositions_list, "Disposition codes", "queues"),
     Endpoint("PUT", "/dispositions/{code}", disposition_put, "Create or change a disposition code",
              "queues", _OBJ),
+    Endpoint("GET", "/reason-codes", reasons_list, "Not-ready reason codes (stored and in effect)", "queues"),
+    Endpoint("PUT", "/reason-codes/{code}", reason_put, "Create or change a not-ready reason code", "queues",
+             _OBJ),
     Endpoint("GET", "/ivr/flows", flows_list, "IVR flow versions (without their text)", "ivr"),
     Endpoint("POST", "/ivr/flows/{name}", flow_upload,
              "Upload a flow (YAML): checked, stored as the next version (not active yet)", "ivr",

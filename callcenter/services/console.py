@@ -25,6 +25,7 @@ class ConsoleService:
                  runner: RoutingRunner, voice: VoiceService, *, reconnect_grace_s: float = 3.0) -> None:
         self.store, self.hub, self.directory, self.runner, self.voice = store, hub, directory, runner, voice
         self.reconnect_grace_s = reconnect_grace_s
+        self.reason_codes: list[tuple[str, str]] = list(REASON_CODES)  # admins change them (issue 14)
         self._grace: set[asyncio.Task[None]] = set()
         self.handlers: dict[str, Handler] = {
             "set_state": self.set_state, "ack_offer": self.ack_offer, "decline_offer": self.decline_offer,
@@ -48,7 +49,7 @@ class ConsoleService:
                         for d in await self.store.list_disposition_codes(active_only=True)]
         hello = {"user": {"id": user.id, "username": user.username, "display_name": user.display_name,
                           "extension": user.extension},
-                 "reason_codes": [{"code": c, "label": lbl} for c, lbl in REASON_CODES],
+                 "reason_codes": [{"code": c, "label": lbl} for c, lbl in self.reason_codes],
                  "dispositions": dispositions, "wrapup_required": {"disposition": True, "notes": True}}
         self._to(link, "hello", **hello)
         if agent is None:
@@ -142,7 +143,7 @@ class ConsoleService:
         if state not in ("ready", "not_ready"):
             raise MessageRefused("invalid", "state must be ready or not_ready")
         reason = msg.get("reason") if state == "not_ready" else None
-        if state == "not_ready" and reason not in {c for c, _ in REASON_CODES}:
+        if state == "not_ready" and reason not in {c for c, _ in self.reason_codes}:
             raise MessageRefused("invalid", f"unknown reason code {reason!r}")
         presence = Presence.READY if state == "ready" else Presence.NOT_READY
         await self.runner.handle(AgentPresence(aid, presence, reason))

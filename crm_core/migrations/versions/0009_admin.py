@@ -55,6 +55,14 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("queue", name=op.f("pk_queue_policies")),
     )
     op.create_table(
+        "reason_codes",
+        sa.Column("code", sa.String(64), nullable=False),
+        sa.Column("label", sa.String(200), nullable=False),
+        sa.Column("active", sa.Boolean(), nullable=False),
+        sa.Column("position", sa.Integer(), nullable=False),
+        sa.PrimaryKeyConstraint("code", name=op.f("pk_reason_codes")),
+    )
+    op.create_table(
         "ivr_flow_versions",
         sa.Column("id", ID, autoincrement=True, nullable=False),
         sa.Column("name", sa.String(64), nullable=False),
@@ -70,6 +78,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("ivr_flow_versions")
+    op.drop_table("reason_codes")
     op.drop_table("queue_policies")
     op.drop_table("queue_teams")
     op.drop_table("api_tokens")

@@ -221,3 +221,29 @@ async def test_queue_strategy_and_escalation_policy_go_live(database) -> None:
         assert audit["items"][0]["after"]["policy"] == policy and audit["items"][0]["before"]["policy"] == {}
     async with running_center(database) as rc:  # a restart reads the stored policy
         assert rc.center.engine.config.queues["billing"].strategy.value == "most-skilled"
+
+
+async def test_reason_codes_change_what_the_console_offers(database) -> None:
+    from tests.callcenter.test_console_ws import cookie_for, open_console
+
+    store, ids = await _setup(database)
+    async with running_center(database) as rc, aiohttp.ClientSession() as http:
+        api = Api(http, rc.base, ids["admin"])
+        for code, label, active in (("break", "Break", True), ("coaching", "Coaching", True),
+                                    ("lunch", "Lunch", False)):
+            status, _ = await api.call("PUT", f"/reason-codes/{code}", {"label": label, "active": active})
+            assert status == 200
+        status, listed = await api.call("GET", "/reason-codes")
+        effective = [r["code"] for r in listed["effective"]]
+        assert effective[:2] == ["break", "coaching"] and "lunch" not in effective
+        assert "no-answer" in effective  # the center's own reasons stay
+        ws, c = await open_console(rc.base, await cookie_for(rc.base, "agent1"))
+        hello = await c.next("hello")
+        assert [r["code"] for r in hello["reason_codes"]] == effective
+        await c.send("set_state", state="not_ready", reason="lunch", request_id="l")
+        assert (await c.next("error", request_id="l"))["code"] == "invalid"
+        await c.send("set_state", state="not_ready", reason="coaching", request_id="c")
+        assert (await c.next("agent_state", state="not_ready"))["reason"] == "coaching"
+        await ws.close()
+        status, audit = await api.call("GET", "/audit?entity=reason_code")
+        assert {e["entity_id"] for e in audit["items"]} == {"break", "coaching", "lunch"}
