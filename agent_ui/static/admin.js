@@ -21,7 +21,9 @@
     const r = await fetch("/api/v1" + path, {method, headers, body: payload, credentials: "same-origin"});
     const data = await r.json().catch(() => ({}));
     if (!r.ok) {
-      throw new Error((data.error && data.error.message) || ("HTTP " + r.status));
+      const err = new Error((data.error && data.error.message) || ("HTTP " + r.status));
+      err.issues = (data.error && data.error.issues) || [];
+      throw err;
     }
     return data;
   }
@@ -119,6 +121,32 @@
     });
   }
 
+  async function loadReasons() {
+    const data = await api("GET", "/reason-codes");
+    fill("reasons", data.items, (tr, r) => {
+      cell(tr, r.code); cell(tr, r.label); cell(tr, r.active ? "yes" : "no");
+    });
+  }
+
+  async function loadFlows() {
+    const data = await api("GET", "/ivr/flows");
+    fill("flows", data.items, (tr, v) => {
+      cell(tr, v.name); cell(tr, v.version); cell(tr, v.active ? "active" : ""); cell(tr, v.created_by);
+      const td = cell(tr, "");
+      if (!v.active) {
+        const b = document.createElement("button");
+        b.type = "button";
+        b.textContent = "Activate";
+        b.addEventListener("click", () => run(async () => {
+          const r = await api("POST", `/ivr/flows/${encodeURIComponent(v.name)}/versions/${v.version}/activate`);
+          await loadFlows();
+          return `${v.name} version ${v.version} active${r.live ? " and live" : ""}`;
+        }));
+        td.appendChild(b);
+      }
+    });
+  }
+
   async function loadAudit() {
     const data = await api("GET", "/audit?limit=50");
     fill("audit", data.items, (tr, e) => {
@@ -183,6 +211,29 @@
       div.replaceChildren(p, ul);
       return "import finished";
     },
+    async reason(f) {
+      await api("PUT", `/reason-codes/${encodeURIComponent(f.code.value)}`,
+                {label: f.label.value, active: f.active.checked});
+      await loadReasons();
+      return `reason ${f.code.value} saved`;
+    },
+    async flow(f) {
+      const list = document.querySelector('[data-testid="flow-issues"]');
+      list.replaceChildren();
+      try {
+        const v = await api("POST", `/ivr/flows/${encodeURIComponent(f.name.value)}`,
+                            await f.file.files[0].text(), "application/yaml");
+        await loadFlows();
+        return `${v.name} version ${v.version} stored (not active yet)`;
+      } catch (err) {
+        list.replaceChildren(...err.issues.map((i) => {
+          const li = document.createElement("li");
+          li.textContent = `line ${i.line}: ${i.severity}: ${i.message}`;
+          return li;
+        }));
+        throw err;
+      }
+    },
     async erase(f) {
       const r = await api("POST", `/customers/${Number(f.id.value)}/erase`);
       return `customer ${r.customer_id} erased (${r.interactions} interactions anonymized)`;
@@ -197,7 +248,7 @@
   }
 
   run(async () => {
-    await Promise.all([loadQueues(), loadUsers(), loadTeams(), loadTokens()]);
+    await Promise.all([loadQueues(), loadUsers(), loadTeams(), loadTokens(), loadReasons(), loadFlows()]);
     return "";
   });
 })();

@@ -69,6 +69,21 @@ async def test_admin_creates_a_queue_and_an_agent_and_routing_uses_them(database
             await expect(tid("users").locator("tr[data-user=felix]")).to_contain_text("french=5")
             await expect(tid("audit")).to_contain_text("queue.create")
             await expect(tid("audit")).to_contain_text("user.create")
+            # 2b. An IVR flow: a broken one shows the checker's issues; a good one is stored and activated.
+            demo = (ROOT / "config" / "ivr" / "demo.yaml").read_text(encoding="utf-8")
+            flow_form = admin.locator("form[data-form=flow]")
+            broken = demo.replace("next: vip_queue", "next: no_such_node", 1)
+            await flow_form.locator("[name=file]").set_input_files(
+                {"name": "demo.yaml", "mimeType": "application/yaml", "buffer": broken.encode()})
+            await flow_form.get_by_role("button", name="Upload and check").click()
+            await expect(tid("flow-issues")).to_contain_text("no_such_node")
+            await flow_form.locator("[name=file]").set_input_files(
+                {"name": "demo.yaml", "mimeType": "application/yaml", "buffer": demo.encode()})
+            await flow_form.get_by_role("button", name="Upload and check").click()
+            await tid("flows").get_by_role("button", name="Activate").click()
+            await expect(tid("flows")).to_contain_text("active")
+            await expect(tid("admin-status")).to_contain_text("active and live")
+            errors.clear()  # the refused upload logged its 400 in the browser console, as expected
             await admin.screenshot(path=str(SHOTS / "admin.png"), full_page=True)
 
             # 3. Felix signs in and goes ready in his console.
