@@ -23,6 +23,7 @@ from callcenter.services.voice import Softphone, VoiceService
 
 log = logging.getLogger(__name__)
 AMI_EVENT_CLASSES = "system,call,agent,user"  # the login's event mask
+SYNC_PAUSE_S = 0.2  # between two fallback-queue sync passes while changes keep coming
 FULL_SYNC_S = 5.0  # the fallback queue sync looks at every agent at least this often
 
 
@@ -147,6 +148,7 @@ class Telephony:
             resync, self._resync_again = self._resync_again, False
             if not self._sync_again:
                 return
+            await asyncio.sleep(SYNC_PAUSE_S)  # under load, one pass carries many changes
 
     def _device_state(self, device: str, state: str) -> None:
         agent = self._agent_of_device(device)

@@ -94,6 +94,7 @@ class _GroupCommit:
         return await asyncio.shield(fut)
 
     async def _flush(self) -> None:
+        await asyncio.sleep(0)  # one more turn of the loop: the writes it makes join this batch
         while self.pending:
             batch, self.pending = self.pending, []
             self.batches += 1
