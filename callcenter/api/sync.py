@@ -69,16 +69,44 @@ async def _listen(app: web.Application, pubsub: Any) -> None:
             log.exception("applying an admin change failed")
 
 
+async def _run(app: web.Application, client: Any) -> None:
+    """Subscribe and listen; while Redis is away, retry. After a reconnect everything an
+    announcement could have carried is reloaded, since messages sent meanwhile are lost."""
+    delay, missed = 0.5, False
+    while True:
+        pubsub = client.pubsub()
+        app[PUBSUB] = pubsub
+        try:
+            await pubsub.subscribe(_channel(app))
+            if missed:
+                await resync(app)
+            delay = 0.5
+            await _listen(app, pubsub)
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:  # noqa: BLE001 - Redis down or gone: admin changes wait for it
+            log.warning("admin change channel unavailable (%s); retrying in %.1f s", e, delay)
+        missed = True
+        with contextlib.suppress(Exception):
+            await pubsub.aclose()
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 30.0)
+
+
+async def resync(app: web.Application) -> None:
+    center = app[CENTER]
+    await live.reload_queues(center)
+    await live.reload_reason_codes(center)
+    await live.apply_active_flow(center, app[SETTINGS].voice.ivr_flow)
+
+
 async def _start(app: web.Application) -> None:
     client = app.get(REDIS)
     if client is None:
         return
     app[ORIGIN] = uuid.uuid4().hex
     app[APPLIED] = asyncio.Queue(maxsize=1000)
-    pubsub = client.pubsub()
-    await pubsub.subscribe(_channel(app))
-    app[TASK] = asyncio.get_running_loop().create_task(_listen(app, pubsub), name="admin-sync")
-    app[PUBSUB] = pubsub
+    app[TASK] = asyncio.get_running_loop().create_task(_run(app, client), name="admin-sync")
 
 
 async def _stop(app: web.Application) -> None:
