@@ -19,7 +19,6 @@ log = logging.getLogger(__name__)
 ORIGIN = web.AppKey("admin_sync_origin", str)
 TASK = web.AppKey("admin_sync_task", asyncio.Task)  # type: ignore[type-arg]
 APPLIED = web.AppKey("admin_sync_applied", asyncio.Queue)  # type: ignore[type-arg]  # tests watch it
-PUBSUB = web.AppKey("admin_sync_pubsub", object)
 
 
 def _channel(app: web.Application) -> str:
@@ -75,7 +74,6 @@ async def _run(app: web.Application, client: Any) -> None:
     delay, missed = 0.5, False
     while True:
         pubsub = client.pubsub()
-        app[PUBSUB] = pubsub
         try:
             await pubsub.subscribe(_channel(app))
             if missed:
@@ -86,9 +84,10 @@ async def _run(app: web.Application, client: Any) -> None:
             raise
         except Exception as e:  # noqa: BLE001 - Redis down or gone: admin changes wait for it
             log.warning("admin change channel unavailable (%s); retrying in %.1f s", e, delay)
+        finally:
+            with contextlib.suppress(Exception):
+                await pubsub.aclose()
         missed = True
-        with contextlib.suppress(Exception):
-            await pubsub.aclose()
         await asyncio.sleep(delay)
         delay = min(delay * 2, 30.0)
 
@@ -116,10 +115,6 @@ async def _stop(app: web.Application) -> None:
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
-    pubsub: Any = app.get(PUBSUB)
-    if pubsub is not None:
-        with contextlib.suppress(Exception):
-            await pubsub.aclose()
 
 
 def setup(app: web.Application) -> None:
