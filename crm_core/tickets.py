@@ -181,3 +181,21 @@ class TicketsMixin(StoreBase):
             await self._link(s, ticket_id, [interaction_id])
         async with self.db.session() as s:
             return await self._load_ticket(s, ticket_id)
+
+    async def escalate_ticket_of(self, interaction_id: int, customer_id: int | None,
+                                 queue: str) -> Ticket | None:
+        """The ticket linked to the interaction, else the customer's newest open ticket, gets the
+        escalation queue. None when there is no such ticket."""
+        async with self.db.session() as s:
+            tid = (await s.execute(
+                select(ticket_interactions.c.ticket_id)
+                .where(ticket_interactions.c.interaction_id == interaction_id)
+                .order_by(ticket_interactions.c.ticket_id.desc()).limit(1))).scalar()
+            if tid is None and customer_id is not None:
+                tid = (await s.execute(
+                    select(Ticket.id).where(Ticket.customer_id == customer_id,
+                                            Ticket.status.in_(("open", "pending")))
+                    .order_by(Ticket.created_at.desc(), Ticket.id.desc()).limit(1))).scalar()
+        if tid is None:
+            return None
+        return await self.update_ticket(int(tid), escalation_queue=queue[:64])

@@ -675,25 +675,9 @@ class VoiceService:
     async def _escalate_ticket(self, call: VoiceCall, queue: str) -> str | None:
         """The ticket linked to the interaction, else the customer's newest open ticket, gets
         its escalation queue. Returns its number (None when there is none)."""
-        from sqlalchemy import select
-
-        from crm_core.models import Ticket, ticket_interactions
-
         try:
-            async with self.store.db.session() as s:
-                tid = (await s.execute(
-                    select(ticket_interactions.c.ticket_id)
-                    .where(ticket_interactions.c.interaction_id == call.interaction_id)
-                    .order_by(ticket_interactions.c.ticket_id.desc()).limit(1))).scalar()
-                if tid is None and call.customer_id is not None:
-                    tid = (await s.execute(
-                        select(Ticket.id).where(Ticket.customer_id == call.customer_id,
-                                                Ticket.status.in_(("open", "pending")))
-                        .order_by(Ticket.created_at.desc(), Ticket.id.desc()).limit(1))).scalar()
-            if tid is None:
-                return None
-            ticket = await self.store.update_ticket(int(tid), escalation_queue=queue[:64])
-            return str(ticket.number)
+            ticket = await self.store.escalate_ticket_of(call.interaction_id, call.customer_id, queue)
+            return None if ticket is None else str(ticket.number)
         except CrmError as e:
             await self._event(call, "escalate_ticket_failed", ok=False, error=str(e))
             return None

@@ -164,25 +164,9 @@ class AgentSide:
         await self._event(chat, "escalate", target=target, reason=reason, ticket=ticket, by=user.username)
 
     async def _escalate_ticket(self, chat: Chat, queue: str) -> str | None:
-        from sqlalchemy import select
-
-        from crm_core.models import Ticket, ticket_interactions
-
         try:
-            async with self.store.db.session() as s:
-                tid = (await s.execute(
-                    select(ticket_interactions.c.ticket_id)
-                    .where(ticket_interactions.c.interaction_id == chat.interaction_id)
-                    .order_by(ticket_interactions.c.ticket_id.desc()).limit(1))).scalar()
-                if tid is None and chat.customer_id is not None:
-                    tid = (await s.execute(
-                        select(Ticket.id).where(Ticket.customer_id == chat.customer_id,
-                                                Ticket.status.in_(("open", "pending")))
-                        .order_by(Ticket.created_at.desc(), Ticket.id.desc()).limit(1))).scalar()
-            if tid is None:
-                return None
-            ticket = await self.store.update_ticket(int(tid), escalation_queue=queue[:64])
-            return str(ticket.number)
+            ticket = await self.store.escalate_ticket_of(chat.interaction_id, chat.customer_id, queue)
+            return None if ticket is None else str(ticket.number)
         except CrmError as e:
             await self._event(chat, "escalate_ticket_failed", ok=False, error=str(e))
             return None
