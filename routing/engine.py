@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from routing.errors import BadInput, Misuse, StaleEvent
 from routing.events import (
@@ -21,6 +21,7 @@ from routing.events import (
     ContactArrived,
     ContactFinished,
     ContactHungUp,
+    ContactMoved,
     Decision,
     Ended,
     Escalate,
@@ -30,6 +31,7 @@ from routing.events import (
     OfferCallback,
     OfferDeclined,
     PresenceChanged,
+    PriorityRaised,
     Requeue,
     ScorePart,
     TimeOut,
@@ -204,6 +206,8 @@ class Engine:
             OfferDeclined: self._on_declined,  # type: ignore[dict-item]
             ContactFinished: self._on_finished,  # type: ignore[dict-item]
             CallbackAccepted: self._on_callback_accepted,  # type: ignore[dict-item]
+            ContactMoved: self._on_moved,  # type: ignore[dict-item]
+            PriorityRaised: self._on_priority_raised,  # type: ignore[dict-item]
         }
         # Register every queue's own bucket per channel up front, so that agents' bucket lists
         # are built once (at add_agent) rather than growing while traffic flows.
@@ -785,6 +789,58 @@ class Engine:
         if agent_id is not None:
             self._match_agent(agent_id, now, out, "agent freed up (callback taken)")
 
+    # -- supervisor actions on a waiting contact ----------------------------------------------------
+
+    def _move_to_queue(self, rec: ContactRecord, nq: QueueConfig, now: float) -> None:
+        """The contact starts over in queue ``nq`` (an overflow, or a supervisor's move)."""
+        rec.queue = nq.name
+        rec.entered_queue_at = now
+        rec.step = 0
+        rec.weight = base_weight(rec.contact, nq, self.config.priority)
+        rec.requirement = Requirement.of(nq.skills, rec.contact.skills)
+        rec.widened = False
+        self._place(rec, now)
+
+    def _waiting(self, contact_id: str) -> ContactRecord:
+        rec = self._contact(contact_id)
+        if rec.status is not _W:
+            raise BadInput(f"contact {contact_id} is not waiting (it is {rec.status.value})")
+        return rec
+
+    def _on_moved(self, ev: ContactMoved, now: float, out: list[Decision]) -> None:
+        rec = self._waiting(ev.contact_id)
+        cid, was = rec.contact.id, rec.queue
+        if (ev.queue is None) == (ev.agent_id is None):
+            raise BadInput("move a contact to a queue or to an agent")
+        if ev.queue is not None:
+            self._move_to_queue(rec, self._queue(ev.queue), now)
+            out.append(Escalate(cid, was, -1, "move-queue", ev.queue))
+            why = f"moved from {was} by a supervisor"
+        else:
+            agent = self._agent(ev.agent_id or "")
+            b = Bucket.make(rec.contact.channel, rec.requirement, rec.contact.language,
+                            self.config.queues[rec.queue].teams)
+            if self._fits(agent, b) < 0:
+                raise BadInput(f"agent {agent.profile.id} cannot take contact {cid}")
+            if ev.sticky_s <= 0:
+                raise BadInput("sticky_s must be positive")
+            rec.contact = replace(rec.contact, preferred_agent=agent.profile.id)
+            rec.sticky_until = now + ev.sticky_s
+            rec.declined.pop(agent.profile.id, None)
+            self._place(rec, now)
+            out.append(Escalate(cid, was, -1, "move-agent", agent.profile.id))
+            why = "moved to this agent by a supervisor"
+        self._arm_contact_timers(rec, now, out)
+        self._match_contact(rec, now, out, why)
+
+    def _on_priority_raised(self, ev: PriorityRaised, now: float, out: list[Decision]) -> None:
+        if not math.isfinite(ev.by) or ev.by <= 0:
+            raise BadInput("raise the priority by a positive number")
+        rec = self._waiting(ev.contact_id)
+        rec.boost += ev.by
+        self._place(rec, now)
+        out.append(Escalate(rec.contact.id, rec.queue, -1, "raise-priority", f"+{ev.by:g}"))
+
     # -- timers ----------------------------------------------------------------------------------
 
     def _timer_ring(self, cid: str, now: float, out: list[Decision]) -> None:
@@ -851,15 +907,8 @@ class Engine:
             out.append(Escalate(cid, q.name, i, step.action, f"+{step.by:g}"))
             self._arm_contact_timers(rec, now, out)
         elif isinstance(step, Overflow):
-            nq = self.config.queues[step.queue]
-            rec.queue = nq.name
-            rec.entered_queue_at = now
-            rec.step = 0
-            rec.weight = base_weight(rec.contact, nq, self.config.priority)
-            rec.requirement = Requirement.of(nq.skills, rec.contact.skills)
-            rec.widened = False
-            self._place(rec, now)
-            out.append(Escalate(cid, q.name, i, step.action, nq.name))
+            self._move_to_queue(rec, self.config.queues[step.queue], now)
+            out.append(Escalate(cid, q.name, i, step.action, step.queue))
             self._arm_contact_timers(rec, now, out)
             self._match_contact(rec, now, out, f"overflowed from {q.name}")
         elif isinstance(step, OfferCallbackStep):

@@ -70,6 +70,26 @@ class CallbackAccepted:
     contact_id: str
 
 
+@dataclass(frozen=True, slots=True)
+class ContactMoved:
+    """A supervisor moves a waiting contact: to another ``queue`` (it starts over there, as an
+    overflow does), or to one agent (``agent_id``: only they are offered it for ``sticky_s``, then
+    anyone of its queue). Gives an ``Escalate`` with step -1 (not a policy step)."""
+
+    contact_id: str
+    queue: str | None = None
+    agent_id: str | None = None
+    sticky_s: float = 120.0
+
+
+@dataclass(frozen=True, slots=True)
+class PriorityRaised:
+    """A supervisor raises a waiting contact's priority by ``by`` (as a raise-priority step)."""
+
+    contact_id: str
+    by: float
+
+
 Event = (
     ContactArrived
     | ContactHungUp
@@ -79,6 +99,8 @@ Event = (
     | OfferDeclined
     | ContactFinished
     | CallbackAccepted
+    | ContactMoved
+    | PriorityRaised
 )
 
 # -- decisions -----------------------------------------------------------------------------------
