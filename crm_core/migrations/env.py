@@ -5,6 +5,7 @@ from alembic import context
 
 import crm_core.catalog  # noqa: F401  (its tables join Base.metadata)
 import crm_core.callbacks  # noqa: F401  (likewise)
+import crm_core.campaigns  # noqa: F401  (likewise)
 import crm_core.chat  # noqa: F401  (likewise)
 import crm_core.email  # noqa: F401  (likewise)
 import crm_core.web_sessions  # noqa: F401  (likewise)

@@ -6,6 +6,7 @@ from argon2 import PasswordHasher
 
 import crm_core.callbacks  # noqa: F401  (its tables are part of the migrated schema)
 import crm_core.catalog  # noqa: F401  (its tables are part of the migrated schema)
+import crm_core.campaigns  # noqa: F401  (likewise)
 import crm_core.chat  # noqa: F401  (likewise)
 import crm_core.web_sessions  # noqa: F401  (likewise)
 from crm_core.rules import Rules
