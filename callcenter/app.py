@@ -35,7 +35,8 @@ def init_app(settings: Settings, *, database: Database | None = None,
 
     The PBX edge starts when `settings.agi.enabled` / `settings.ami.enabled` say so, or, with
     `settings.demo.enabled`, against the built-in simulator (see callcenter.demo)."""
-    app = web.Application(middlewares=[ops.metrics_middleware, access.middleware])  # agent_ui/access.py
+    app = web.Application(middlewares=[ops.metrics_middleware, rest_api.rate_limit_middleware,
+                                       access.middleware])  # agent_ui/access.py
     app[SETTINGS] = settings
     ops.setup(app)
     ui_routes.setup(app, ui_routes.UiConfig(cookie_secure=settings.web.cookie_secure,

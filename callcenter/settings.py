@@ -138,6 +138,10 @@ class Twilio(_Section):
 class Web(_Section):
     cookie_secure: bool = False
     allowed_origins: list[str] = []
+    # behind a TLS proxy: a request with X-Forwarded-Proto: https counts as https (Secure cookies)
+    trust_forwarded_proto: bool = False
+    api_rate_per_minute: int = Field(1200, ge=1)  # per API token, else per client address
+    api_burst: int = Field(300, ge=1)
 
 
 class ChatSite(_Section):

@@ -1,4 +1,4 @@
 """The REST API (/api/v1) with its OpenAPI description; see docs/api.md."""
-from callcenter.api.routes import setup
+from callcenter.api.routes import rate_limit_middleware, setup
 
-__all__ = ["setup"]
+__all__ = ["rate_limit_middleware", "setup"]

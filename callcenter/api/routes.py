@@ -20,7 +20,7 @@ from aiohttp import web
 from sqlalchemy import func, select
 
 from agent_ui import access
-from callcenter.api import live, sync
+from callcenter.api import live, ratelimit, sync
 from callcenter.facade import WebUser
 from callcenter.keys import CENTER, SETTINGS
 from crm_core.catalog import list_queues, list_skills
@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 PREFIX = "/api/v1"
 MAX_BODY = 1024 * 1024
 Handler = Callable[[web.Request, WebUser], Awaitable[Any]]
+RATE_LIMITER = web.AppKey("api_rate_limiter", ratelimit.RateLimiter)  # per token / address
 
 
 @dataclass(frozen=True)
@@ -711,9 +712,27 @@ def _err(status: int, code: str, message: str, **extra: Any) -> web.Response:
                              status=status)
 
 
+@web.middleware
+async def rate_limit_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+    """429 + Retry-After once a caller (API token, else address) is over the limit; before the
+    access check, so that guessing tokens is slowed down too (callcenter/api/ratelimit.py)."""
+    limiter = request.app.get(RATE_LIMITER)
+    if limiter is not None and request.path.startswith(PREFIX + "/"):
+        wait = limiter.take(ratelimit.caller_key(request.headers.get("Authorization", ""), request.remote))
+        if wait > 0:
+            resp = _err(429, "rate_limited", "too many requests; retry later")
+            resp.headers["Retry-After"] = ratelimit.retry_after(wait)
+            return resp
+    result: web.StreamResponse = await handler(request)
+    return result
+
+
 def setup(app: web.Application) -> None:
     """Mount /api/v1 on `app`, and teach the access middleware to read API tokens."""
     app[access.BEARER] = _bearer(app)
+    web_conf = app[SETTINGS].web if SETTINGS in app else None
+    app[RATE_LIMITER] = ratelimit.RateLimiter(getattr(web_conf, "api_rate_per_minute", 1200),
+                                              getattr(web_conf, "api_burst", 300))
     sync.setup(app)  # other processes reload what an admin changed (with Redis)
     app.router.add_get(PREFIX + "/openapi.json", openapi, name="api_openapi")
     for ep in ENDPOINTS:
