@@ -270,6 +270,15 @@ class Sla(_Section):
     poll_s: float = Field(60.0, ge=0)  # 0: never (tests check themselves)
 
 
+class Wallboard(_Section):
+    """The supervisors' live wallboard (services/wallboard.py, docs/wallboard.md)."""
+
+    max_wait_s: float = Field(60.0, gt=0)  # alert: a contact waiting longer
+    not_ready_s: float = Field(600.0, gt=0)  # alert: an agent longer in not-ready
+    sl_min_contacts: int = Field(5, ge=1)  # alert on a service level only once this many counted
+    max_updates_per_s: float = Field(10.0, gt=0, le=50)  # per client (updates are coalesced)
+
+
 class Settings(_Section):
     http: Http = Http()
     database: Database = Database()
@@ -285,6 +294,7 @@ class Settings(_Section):
     twilio: Twilio = Twilio()
     callbacks: Callbacks = Callbacks()
     sla: Sla = Sla()
+    wallboard: Wallboard = Wallboard()
     seed_file: str = "seed.yaml"
     config_dir: Path = DEFAULT_CONFIG_DIR
 

@@ -40,6 +40,10 @@ class RoutingRunner:
         self._lock = asyncio.Lock()
         self._timer: asyncio.TimerHandle | None = None
         self._closed = False
+        # Watchers of every applied event and its decisions: fn(event or None for a tick,
+        # decisions, now). Called in the event loop, after the engine call, before performing.
+        # The wallboard's statistics come from here (services/wallboard.py).
+        self.observers: list[Callable[[Event | None, Sequence[Decision], float], None]] = []
 
     async def _call(self, fn: Callable[..., T], *args: object) -> T:
         if self._in_thread:
@@ -53,15 +57,27 @@ class RoutingRunner:
     async def handle(self, event: Event) -> list[Decision]:
         """Apply one event; the decisions are performed before this returns."""
         async with self._lock:
-            decisions = await self._call(self.engine.handle, event, self.clock())
+            now = self.clock()
+            decisions = await self._call(self.engine.handle, event, now)
+            self._observe(event, decisions, now)
             await self._run(decisions)
         return decisions
 
     async def tick(self) -> list[Decision]:
         async with self._lock:
-            decisions = await self._call(self.engine.tick, self.clock())
+            now = self.clock()
+            decisions = await self._call(self.engine.tick, now)
+            if decisions:
+                self._observe(None, decisions, now)
             await self._run(decisions)
         return decisions
+
+    def _observe(self, event: Event | None, decisions: Sequence[Decision], now: float) -> None:
+        for observer in self.observers:
+            try:
+                observer(event, decisions, now)
+            except Exception:  # noqa: BLE001 - a watcher never breaks routing
+                log.exception("routing observer failed")
 
     async def _run(self, decisions: Sequence[Decision]) -> None:
         try:
