@@ -144,6 +144,10 @@ WS: dict[str, Rule] = {
     "chat_seen": WORK, "chat_end": WORK, "chat_transfer": WORK, "chat_escalate": WORK,
     "chat_wrapup": WORK,
     "email_accept": WORK, "email_reply": WORK, "email_done": WORK,
+    # supervisors' interventions (callcenter/services/interventions.py checks the team scope)
+    "spy": SUPERVISE, "spy_stop": SUPERVISE, "chat_observe": SUPERVISE, "chat_whisper": SUPERVISE,
+    "chat_takeover": SUPERVISE, "force_state": SUPERVISE, "force_logout": SUPERVISE,
+    "contact_move": SUPERVISE, "contact_priority": SUPERVISE,
 }
 
 FORBIDDEN_TEXT = "not allowed for your role"
