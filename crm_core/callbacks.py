@@ -324,6 +324,11 @@ class CallbackStore:
                                          .limit(limit))).scalars())
         return [_alert(r) for r in reversed(rows)]
 
+    async def alert(self, alert_id: int) -> Alert | None:
+        async with self.db.session() as s:
+            row = await s.get(AlertRow, alert_id)
+        return None if row is None else _alert(row)
+
     async def ack_alert(self, alert_id: int, user_id: int, *, at: datetime | None = None) -> bool:
         async with self.db.session() as s, s.begin():
             row = await s.get(AlertRow, alert_id)

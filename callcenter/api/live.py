@@ -27,18 +27,29 @@ async def reload_queues(center: Any) -> None:
 
 
 async def reload_agent(center: Any, user_id: int) -> str:
-    """Bring one user's routing profile up to date: 'added', 'updated', 'removed', 'deferred'
-    (the agent is signed in: the new profile applies when they go offline) or 'unchanged'."""
+    """Bring one user's routing profile up to date: 'added', 'updated' (a signed-in agent keeps
+    their presence and gets the new skills and capacities at once), 'removed', 'deferred' (the
+    agent holds a contact: the profile applies when it ends; or a signed-in agent lost the role)
+    or 'unchanged'."""
     from callcenter.services.agents import Agent
 
     u = await center.store.get_user(user_id)
     key = str(user_id)
     known = center.directory.agents.get(key)
     wanted = "agent" in (u.roles or []) and not u.disabled
+    caps = {Channel.VOICE: u.capacity_voice, Channel.CHAT: u.capacity_chat, Channel.EMAIL: u.capacity_email}
+    teams = tuple(t.name for t in u.teams)
+    profile = AgentProfile(key, dict(u.skill_map), team=teams[0] if teams else None, capacity=caps)
     if known is not None:
         rec = center.engine.store.agent(key)
         if rec is not None and getattr(rec.presence, "value", "offline") != "offline":
-            log.info("agent %s is signed in: profile change applies when offline", u.username)
+            if not wanted:
+                log.info("agent %s is signed in: removal applies when offline", u.username)
+                return "deferred"
+            # signed in: the new skills and capacities apply now, or once their contact ends
+            if await center.runner.replace_agent(profile):
+                return "updated"
+            log.info("agent %s holds a contact: the profile change applies when it ends", u.username)
             return "deferred"
         try:
             center.engine.remove_agent(key)
@@ -49,9 +60,6 @@ async def reload_agent(center: Any, user_id: int) -> str:
             return "removed"
     elif not wanted:
         return "unchanged"
-    caps = {Channel.VOICE: u.capacity_voice, Channel.CHAT: u.capacity_chat, Channel.EMAIL: u.capacity_email}
-    teams = tuple(t.name for t in u.teams)
-    profile = AgentProfile(key, dict(u.skill_map), team=teams[0] if teams else None, capacity=caps)
     await center.runner.add_agent(profile)
     center.directory.add(Agent(u.id, u.username, u.display_name, u.extension, teams), profile)
     return "updated" if known is not None else "added"

@@ -7,7 +7,7 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
 
-from routing import AgentProfile, Decision, Engine, Event, InMemoryStore
+from routing import AgentPresence, AgentProfile, Decision, Engine, Event, InMemoryStore, Presence
 
 T = TypeVar("T")
 
@@ -44,6 +44,8 @@ class RoutingRunner:
         # decisions, now). Called in the event loop, after the engine call, before performing.
         # The wallboard's statistics come from here (services/wallboard.py).
         self.observers: list[Callable[[Event | None, Sequence[Decision], float], None]] = []
+        # profiles an admin changed while their agent held a contact: applied once the agent is free
+        self.pending_profiles: dict[str, AgentProfile] = {}
 
     async def _call(self, fn: Callable[..., T], *args: object) -> T:
         if self._in_thread:
@@ -54,6 +56,48 @@ class RoutingRunner:
         async with self._lock:
             await self._call(self.engine.add_agent, profile, self.clock())
 
+    async def replace_agent(self, profile: AgentProfile) -> bool:
+        """Give a signed-in agent a new profile (skills, capacities) without signing them out: True
+        when it is in effect now; False when the agent holds a contact or is in wrap-up, and then it
+        takes effect after the event that frees them. The agent keeps their presence."""
+        async with self._lock:
+            now = self.clock()
+            decisions = await self._call(self._swap_profile, profile, now)
+            if decisions is None:
+                self.pending_profiles[profile.id] = profile
+                return False
+            self.pending_profiles.pop(profile.id, None)
+            self._observe(None, decisions, now)
+            await self._run(decisions)
+            return True
+
+    def _swap_profile(self, profile: AgentProfile, now: float) -> list[Decision] | None:
+        eng = self.engine
+        rec = eng.store.agent(profile.id)
+        if rec is None:
+            eng.add_agent(profile, now)
+            return []
+        if rec.profile == profile:  # already (e.g. another process on the shared store did it)
+            return []
+        if rec.slots or rec.presence is Presence.WRAP_UP:
+            return None
+        presence, reason = rec.presence, rec.reason
+        eng.remove_agent(profile.id)
+        eng.add_agent(profile, now)
+        if presence is Presence.OFFLINE:
+            return []
+        return eng.handle(AgentPresence(profile.id, presence, reason), now)  # READY matches at once
+
+    async def _apply_pending(self) -> None:
+        for aid, profile in list(self.pending_profiles.items()):
+            now = self.clock()
+            decisions = await self._call(self._swap_profile, profile, now)
+            if decisions is not None:
+                self.pending_profiles.pop(aid, None)
+                log.info("agent %s: the changed routing profile is in effect", aid)
+                self._observe(None, decisions, now)
+                await self._run(decisions)
+
     async def handle(self, event: Event) -> list[Decision]:
         """Apply one event; the decisions are performed before this returns."""
         async with self._lock:
@@ -61,6 +105,8 @@ class RoutingRunner:
             decisions = await self._call(self.engine.handle, event, now)
             self._observe(event, decisions, now)
             await self._run(decisions)
+            if self.pending_profiles:
+                await self._apply_pending()
         return decisions
 
     async def tick(self) -> list[Decision]:
@@ -70,6 +116,8 @@ class RoutingRunner:
             if decisions:
                 self._observe(None, decisions, now)
             await self._run(decisions)
+            if self.pending_profiles:
+                await self._apply_pending()
         return decisions
 
     def _observe(self, event: Event | None, decisions: Sequence[Decision], now: float) -> None:

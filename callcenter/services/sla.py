@@ -6,6 +6,10 @@ logged on the ticket (`ticket_events` kind `sla_escalated`), and an alert is sto
 every connected supervisor's console (`alert`). A supervisor who connects later gets the alerts
 nobody acknowledged yet. The routing engine's `Alert` decisions (a contact waiting too long)
 become alerts the same way. Time comes from the injected UTC clock.
+
+Team scope: an alert about a queue that teams own goes only to the supervisors of those teams
+(and to admins); only they may acknowledge it (others get `not_found`, as for an unknown alert).
+Alerts about a queue no team owns, or about no queue, go to every supervisor.
 """
 from __future__ import annotations
 
@@ -35,7 +39,8 @@ class SlaService:
         self.policy = policy
         self.utc = utc
         self.poll_s = poll_s
-        self.supervisors: set[int] = set()  # user ids of supervisors who connected a console
+        # supervisors who connected a console: user id -> their teams (None: an admin, sees all)
+        self.supervisors: dict[int, frozenset[str] | None] = {}
         self._loop: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -74,7 +79,7 @@ class SlaService:
                 continue
             alert = await self.store.add_alert("sla_escalation", e.message(), at=now, ticket_id=e.ticket_id,
                                                queue=e.queue, data={"ticket": e.number, **data})
-            self.broadcast(alert)
+            await self.broadcast(alert)
             done.append(e)
         return done
 
@@ -88,7 +93,7 @@ class SlaService:
                 except Exception:  # noqa: BLE001 - never raised into the routing runner
                     log.exception("could not store the routing alert %r", d.message)
                     continue
-                self.broadcast(alert)
+                await self.broadcast(alert)
         return set()
 
     # ------------------------------------------------------------------ supervisors' consoles
@@ -96,9 +101,27 @@ class SlaService:
         return {"alert_id": alert.id, "kind": alert.kind, "message": alert.message,
                 "at": alert.at.isoformat(), "ticket": alert.data.get("ticket"), "queue": alert.queue}
 
-    def broadcast(self, alert: Alert) -> int:
+    async def _owners(self, queue: str | None) -> frozenset[str]:
+        if not queue:
+            return frozenset()
+        try:
+            return frozenset((await self.crm.queue_teams()).get(queue, ()))
+        except Exception:  # noqa: BLE001 - an old schema without queue teams: nobody owns it
+            log.warning("could not read the teams of queue %r", queue, exc_info=True)
+            return frozenset()
+
+    @staticmethod
+    def _sees(teams: frozenset[str] | None, owners: frozenset[str]) -> bool:
+        return teams is None or not owners or bool(teams & owners)
+
+    async def audience(self, queue: str | None) -> list[int]:
+        """Connected supervisors who may see alerts about `queue`."""
+        owners = await self._owners(queue)
+        return [uid for uid, teams in list(self.supervisors.items()) if self._sees(teams, owners)]
+
+    async def broadcast(self, alert: Alert) -> int:
         sent = 0
-        for uid in list(self.supervisors):
+        for uid in await self.audience(alert.queue):
             if self.hub.connected(uid):
                 sent += self.hub.send(uid, "alert", **self.message(alert))
         return sent
@@ -107,11 +130,19 @@ class SlaService:
         """A supervisor's console gets the alerts nobody acknowledged yet, then every new one."""
         if not set(user.roles) & SUPERVISORS:
             return
-        self.supervisors.add(user.id)
+        teams = None if "admin" in user.roles else frozenset(user.teams)
+        self.supervisors[user.id] = teams
         from callcenter.facade import PROTOCOL_VERSION
 
+        owned: dict[str, list[str]] = {}
+        if teams is not None:
+            try:
+                owned = await self.crm.queue_teams()
+            except Exception:  # noqa: BLE001 - see _owners
+                owned = {}
         for alert in await self.store.open_alerts():
-            link.put({"type": "alert", "v": PROTOCOL_VERSION, **self.message(alert)})
+            if self._sees(teams, frozenset(owned.get(alert.queue or "", ()))):
+                link.put({"type": "alert", "v": PROTOCOL_VERSION, **self.message(alert)})
 
     async def msg_ack(self, user: WebUser, msg: dict[str, Any]) -> None:
         if not set(user.roles) & SUPERVISORS:
@@ -119,8 +150,12 @@ class SlaService:
         alert_id = msg.get("alert_id")
         if not isinstance(alert_id, int):
             raise MessageRefused("invalid", "alert_id must be a number")
-        if await self.store.ack_alert(alert_id, user.id, at=self.utc()):  # stored, then every console
-            for uid in list(self.supervisors):
+        alert = await self.store.alert(alert_id)
+        teams = None if "admin" in user.roles else frozenset(user.teams)
+        if alert is None or not self._sees(teams, await self._owners(alert.queue)):
+            raise MessageRefused("not_found", "no such alert")  # another team's: told nothing more
+        if await self.store.ack_alert(alert_id, user.id, at=self.utc()):  # stored, then its audience
+            for uid in await self.audience(alert.queue):
                 if self.hub.connected(uid):
                     self.hub.send(uid, "alert_cleared", alert_id=alert_id, by=user.username)
 
