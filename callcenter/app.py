@@ -122,6 +122,9 @@ def _center_ctx(ivr_clock: Callable[[], datetime] | None):  # type: ignore[no-un
         from callcenter.services import callbacks, sla
 
         followups = [callbacks.install(center, s), sla.install(center, s)]  # callbacks, SLA escalation
+        from callcenter.services import wallboard
+
+        followups.append(wallboard.install(center, s))  # the supervisors' live wallboard
         if s.chat.enabled:  # web chat (callcenter/channels/chat/)
             from callcenter.channels.chat.setup import attach
 

@@ -67,6 +67,15 @@ class ConsoleLink(Protocol):
     async def close(self) -> None: ...
 
 
+class WallboardFeed(Protocol):
+    """One supervisor's wallboard: serialized `wallboard` frames (a full snapshot each), the
+    newest only when the client is slow. The web layer sends them as they are."""
+
+    def frames(self) -> AsyncIterator[str]: ...
+
+    async def close(self) -> None: ...
+
+
 class Facade(Protocol):
     # --- sign-in (argon2 in the store; lock-out after repeated failures; sessions server-side)
     async def login(self, username: str, password: str, remote: str) -> WebSession: ...
@@ -112,4 +121,9 @@ class Facade(Protocol):
 
     def chat_status(self, site: str) -> dict[str, Any]:
         """What the widget shows before a chat starts: {agents_available, max_message_chars}."""
+        ...
+
+    # --- the supervisors' live wallboard (docs/wallboard.md)
+    async def wallboard_subscribe(self, user: WebUser) -> WallboardFeed:
+        """A supervisor's (or admin's) feed, scoped to their teams. Raises MessageRefused."""
         ...

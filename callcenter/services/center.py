@@ -57,6 +57,7 @@ class Center:
         self.email: Any = None  # callcenter.channels.email.EmailService (channels/email/setup.py)
         # Called with (user, link) after a console connects, to resume each channel's contacts.
         self.on_console_connect: list[Any] = []
+        self.wallboard: Any = None  # services/wallboard.py, once installed (fed by runner.observers)
 
     # ------------------------------------------------------------------ building
     async def load_agents(self) -> int:
@@ -121,6 +122,14 @@ class Center:
         for hook in self.on_console_connect:
             await hook(user, link)
         return link
+
+    async def wallboard_subscribe(self, user: WebUser) -> Any:
+        """A supervisor's wallboard feed (services/wallboard.py): a full snapshot, then updates."""
+        from callcenter.facade import MessageRefused
+
+        if self.wallboard is None:
+            raise MessageRefused("not_found", "the wallboard is not running")
+        return await self.wallboard.subscribe(user)
 
     def attach_chat(self, options: Any, bot: Any = None) -> Any:
         """Web chat: its service joins the performers and the console's handlers."""

@@ -299,7 +299,7 @@ class WallboardStats:
                 q.abandoned_list.appendleft({
                     "interaction_id": c.interaction_id, "customer_id": _int(c.customer_id),
                     "customer": c.customer, "tier": c.tier, "waited_s": round(ev.at - c.queued_at, 1),
-                    "at": ev.at})
+                    "at": ev.at, "callback_id": None})
             return True
         return False
 
@@ -312,6 +312,23 @@ class WallboardStats:
             return
         a.spent[a.state] = a.spent.get(a.state, 0.0) + max(0.0, at - a.since)
         a.state, a.since = state, at
+
+    def abandoned_row(self, interaction_id: int) -> tuple[str, str, dict[str, Any]] | None:
+        """(queue, channel, row) of an abandoned contact still listed."""
+        for (queue, channel), q in self.queues.items():
+            for row in q.abandoned_list:
+                if row["interaction_id"] == interaction_id:
+                    return queue, channel, row
+        return None
+
+    def mark_callback(self, interaction_id: int, callback_id: int) -> bool:
+        """A callback was scheduled for an abandoned contact: its row says so."""
+        found = self.abandoned_row(interaction_id)
+        if found is None:
+            return False
+        found[2]["callback_id"] = callback_id
+        self.version += 1
+        return True
 
     # ------------------------------------------------------------------ reading
     def queue_row(self, q: _Queue, now: float) -> dict[str, Any]:

@@ -68,7 +68,8 @@ def test_queue_figures_match_the_hand_count():
     assert b["transferred"] == 1 and b["waiting"] == 0 and b["longest_wait_s"] is None
     assert b["sl_target_pct"] == 80.0 and b["sl_target_s"] == 20
     assert b["abandoned_contacts"] == [{"interaction_id": 3, "customer_id": 8, "customer": "Rob Regular",
-                                        "tier": "regular", "waited_s": 10.0, "ago_s": 88.0}]
+                                        "tier": "regular", "waited_s": 10.0, "ago_s": 88.0,
+                                        "callback_id": None}]
     sup = q[SV]
     assert (sup["answered"], sup["handled"], sup["sl_pct"], sup["asa_s"], sup["aht_s"]) == (1, 1, 100.0, 5.0, 25.0)
     chat = q[BC]

@@ -1,0 +1,358 @@
+"""The supervisors' live wallboard: statistics fed by the routing runner's events (every channel's
+contacts pass through it: voice, chat, email, callbacks), pushed to the wallboard websockets.
+
+- `observe` turns each routing event and its decisions into wallboard_stats events (pure).
+- Changes mark the board dirty; one publisher builds the snapshot at most `max_updates_per_s`
+  times a second, serializes it ONCE per team scope, and hands the same text to every client of
+  that scope. A slow client skips to the newest frame (every frame is a full snapshot), so a
+  (re)connecting client starts from a full snapshot too. Clients never poll.
+- Alerts are live conditions (wallboard_stats.alerts); each new one is also stored and sent to
+  supervisors' consoles through the SLA service (services/sla.py), like the routing alerts.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Any
+
+from callcenter.facade import PROTOCOL_VERSION, MessageRefused, WebUser
+from callcenter.services import wallboard_stats as ws
+from routing import (
+    AgentPresence,
+    Channel,
+    ContactArrived,
+    Decision,
+    Ended,
+    Escalate,
+    Offer,
+    OfferAccepted,
+    PresenceChanged,
+    Requeue,
+)
+
+log = logging.getLogger(__name__)
+SUPERVISORS = frozenset({"supervisor", "admin"})
+ALL = "*"  # the scope of admins
+
+
+class Feed:
+    """One wallboard client: the newest frame for it, and a flag that a new one came."""
+
+    def __init__(self, service: WallboardService, scope: str, teams: frozenset[str] | None) -> None:
+        self.service, self.scope, self.teams = service, scope, teams
+        self._frame: str | None = None
+        self._ready = asyncio.Event()
+        self._closed = False
+        self.sent = 0
+
+    def put(self, frame: str) -> None:
+        self._frame = frame
+        self._ready.set()
+
+    async def frames(self) -> AsyncIterator[str]:
+        while not self._closed:
+            await self._ready.wait()
+            self._ready.clear()
+            frame, self._frame = self._frame, None
+            if frame is not None and not self._closed:
+                self.sent += 1
+                yield frame
+
+    async def close(self) -> None:
+        self._closed = True
+        self._ready.set()
+        self.service.unsubscribe(self)
+
+
+class WallboardService:
+    def __init__(self, center: Any, *, thresholds: ws.Thresholds = ws.Thresholds(),
+                 max_updates_per_s: float = 10.0, wall: Callable[[], float] = time.time,
+                 check_s: float = 1.0) -> None:
+        self.center = center
+        self.runner = center.runner
+        self.mono = center.runner.clock
+        self.wall = wall
+        self.interval = 1.0 / max_updates_per_s
+        self.check_s = check_s
+        queues = self.runner.engine.config.queues
+        self.stats = ws.WallboardStats(
+            {n: ws.Target(q.service_level.fraction, q.service_level.seconds) for n, q in queues.items()},
+            thresholds, {n: tuple(sorted(q.teams or ())) for n, q in queues.items()})
+        self.feeds: dict[str, set[Feed]] = {}
+        self._cache: dict[str, tuple[int, str]] = {}  # scope -> (stats version, frame)
+        self._dirty = asyncio.Event()
+        self._alert_keys: frozenset[str] = frozenset()
+        self._raised: set[str] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._loops: list[asyncio.Task[None]] = []
+        self.published = 0  # snapshots built (each serialized once per scope)
+        self.on_publish: list[Callable[[int], None]] = []  # stats version published (the benchmark)
+        now = self.mono()
+        for aid in list(center.directory.agents):
+            self._register(aid, now)
+        self.runner.observers.append(self.observe)
+
+    def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._loops = [loop.create_task(self._publisher()), loop.create_task(self._checker())]
+
+    async def close(self) -> None:
+        for t in [*self._loops, *self._tasks]:
+            t.cancel()
+        await asyncio.gather(*self._loops, *self._tasks, return_exceptions=True)
+        if self.observe in self.runner.observers:
+            self.runner.observers.remove(self.observe)
+
+    # ------------------------------------------------------------------ agents
+    def _register(self, aid: str, now: float) -> None:
+        agent = self.center.directory.agents.get(aid)
+        rec = self.runner.engine.store.agent(aid)
+        name = agent.display_name if agent is not None else aid
+        teams = tuple(agent.teams) if agent is not None else ()
+        served: set[tuple[str, str]] = set()
+        if rec is not None:
+            p = rec.profile
+            mixing = getattr(self.runner.engine.config, "mixing", None)
+            caps = p.capacity if p.capacity is not None else getattr(mixing, "capacity", {})
+            channels = [ch.value for ch in Channel if caps.get(ch, 1) > 0]
+            for qname, q in self.runner.engine.config.queues.items():
+                if q.teams and not set(teams) & set(q.teams):
+                    continue
+                if all(p.skills.get(s, 0) >= lvl for s, lvl in q.skills.items()):
+                    served |= {(qname, ch) for ch in channels}
+        self.stats.add_agent(ws.AgentInfo(aid, name, teams, frozenset(served)), now)
+        if rec is not None:
+            presence = _presence(rec.presence.value)
+            if presence != "offline":
+                self.stats.apply(ws.AgentState(aid, presence, now, rec.reason))
+
+    # ------------------------------------------------------------------ events in
+    def observe(self, event: Any, decisions: Sequence[Decision], now: float) -> None:
+        out: list[ws.Event] = []
+        if isinstance(event, ContactArrived):
+            c = event.contact
+            out.append(ws.Queued(c.id, c.queue, c.channel.value, now, tier=c.tier.value,
+                                 customer_id=c.customer_id, interaction_id=self._interaction(c.id)))
+            self._spawn(self._customer(c.id, c.customer_id))
+        elif isinstance(event, OfferAccepted):
+            out.append(ws.Answered(event.contact_id, event.agent_id, now))
+        elif isinstance(event, AgentPresence):
+            out.append(ws.AgentState(event.agent_id, _presence(event.presence.value), now, event.reason))
+        for d in decisions:
+            if isinstance(d, Offer):
+                out.append(ws.Offered(d.contact_id, d.agent_id, now))
+            elif isinstance(d, Requeue):
+                out.append(ws.Requeued(d.contact_id, d.agent_id, now))
+            elif isinstance(d, Ended):
+                out.append(ws.Ended(d.contact_id, d.outcome.value, now))
+            elif isinstance(d, PresenceChanged):
+                out.append(ws.AgentState(d.agent_id, _presence(d.presence.value), now, d.reason))
+            elif isinstance(d, Escalate) and d.action in ("overflow", "move-queue"):
+                out.append(ws.Moved(d.contact_id, d.detail, now))
+        for e in out:
+            aid = getattr(e, "agent_id", None)
+            if aid is not None and aid not in self.stats.agents:
+                self._register(aid, now)
+        if self.stats.apply_all(out):
+            self._dirty.set()
+
+    def _interaction(self, contact_id: str) -> int | None:
+        if contact_id.isdigit():
+            return int(contact_id)
+        callbacks = getattr(self.center, "callbacks", None)
+        live = getattr(callbacks, "live", {}).get(contact_id) if callbacks is not None else None
+        return getattr(getattr(live, "cb", None), "interaction_id", None)
+
+    async def _customer(self, contact_id: str, customer_id: str) -> None:
+        """Who the customer is: the CRM's name and tier, else the caller's number."""
+        name, tier = None, None
+        if customer_id.isdigit():
+            try:
+                c = await self.center.store.get_customer(int(customer_id))
+                name, tier = c.name, c.tier
+            except Exception:  # noqa: BLE001 - a name is a nicety, never an error
+                log.debug("no customer %s for the wallboard", customer_id)
+        if name is None and contact_id.isdigit():
+            call = self.center.voice.calls.get(int(contact_id))
+            name = getattr(call, "caller", None) or None
+        if name is not None and self.stats.apply(ws.CustomerKnown(contact_id, name, tier)):
+            self._dirty.set()
+
+    def _spawn(self, aw: Any) -> None:
+        task = asyncio.get_running_loop().create_task(aw)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # ------------------------------------------------------------------ frames out
+    def scope_of(self, user: WebUser) -> tuple[str, frozenset[str] | None]:
+        if "admin" in user.roles:
+            return ALL, None
+        teams = frozenset(user.teams)
+        return "teams:" + ",".join(sorted(teams)), teams
+
+    def frame(self, scope: str, teams: frozenset[str] | None, snap: dict[str, Any], version: int,
+              at_ms: int) -> str:
+        if teams is None:
+            body = snap
+        else:
+            agents = [a for a in snap["agents"] if set(a["teams"]) & teams]
+            served = {key for a in agents for key in self.stats.agents[a["agent_id"]].info.queues}
+            queues = [q for q in snap["queues"] if (q["queue"], q["channel"]) in served
+                      or set(self.stats.queue_teams.get(q["queue"], ())) & teams]
+            names = {q["queue"] for q in queues}
+            ids = {a["agent_id"] for a in agents}
+            alerts = [x for x in snap["alerts"] if x["queue"] in names or x["agent_id"] in ids]
+            body = {"queues": queues, "agents": agents, "alerts": alerts}
+        msg = {"type": "wallboard", "v": PROTOCOL_VERSION, "seq": version, "at": at_ms,
+               "scope": "all" if teams is None else sorted(teams), **body}
+        return json.dumps(msg, separators=(",", ":"))
+
+    def _build(self, scopes: dict[str, frozenset[str] | None]) -> None:
+        version = self.stats.version
+        snap = self.stats.snapshot(self.mono())
+        at_ms = int(self.wall() * 1000)
+        self._note_alerts(snap["alerts"])
+        for scope, teams in scopes.items():
+            self._cache[scope] = (version, self.frame(scope, teams, snap, version, at_ms))
+        self.published += 1
+
+    def publish(self) -> None:
+        """Build the snapshot once, serialize once per scope, hand it to every client."""
+        scopes = {s: next(iter(f)).teams for s, f in self.feeds.items() if f}
+        if not scopes:
+            self._cache.clear()
+            return
+        self._build(scopes)
+        for scope in scopes:
+            frame = self._cache[scope][1]
+            for feed in self.feeds[scope]:
+                feed.put(frame)
+        for cb in self.on_publish:
+            cb(self.stats.version)
+
+    async def _publisher(self) -> None:
+        while True:
+            await self._dirty.wait()
+            self._dirty.clear()
+            try:
+                self.publish()
+            except Exception:  # noqa: BLE001 - the board must outlive one bad pass
+                log.exception("wallboard publish failed")
+            await asyncio.sleep(self.interval)  # coalesce: at most one update per interval
+
+    async def _checker(self) -> None:
+        """Time-based alerts (a wait or a not-ready growing past its threshold) need no event."""
+        while True:
+            await asyncio.sleep(self.check_s)
+            keys = frozenset(a["key"] for a in self.stats.alerts(self.mono()))
+            if keys != self._alert_keys:
+                self._dirty.set()
+
+    def _note_alerts(self, alerts: list[dict[str, Any]]) -> None:
+        self._alert_keys = frozenset(a["key"] for a in alerts)
+        sla = getattr(self.center, "sla", None)
+        for a in alerts:
+            if a["key"] in self._raised:
+                continue
+            self._raised.add(a["key"])
+            if sla is not None:
+                self._spawn(self._store_alert(sla, a))
+        self._raised &= self._alert_keys  # a condition that cleared may alert again later
+
+    async def _store_alert(self, sla: Any, a: dict[str, Any]) -> None:
+        try:
+            alert = await sla.store.add_alert("wallboard", a["message"][:500], at=sla.utc(), queue=a["queue"],
+                                              data={"condition": a["kind"], "key": a["key"],
+                                                    "interaction_id": a["interaction_id"],
+                                                    "agent_id": a["agent_id"]})
+        except Exception:  # noqa: BLE001 - the board shows it anyway
+            log.exception("could not store the wallboard alert %r", a["message"])
+            return
+        sla.broadcast(alert)
+
+    # ------------------------------------------------------------------ clients
+    async def subscribe(self, user: WebUser) -> Feed:
+        if not set(user.roles) & SUPERVISORS:
+            raise MessageRefused("forbidden", "the wallboard is for supervisors")
+        scope, teams = self.scope_of(user)
+        feed = Feed(self, scope, teams)
+        self.feeds.setdefault(scope, set()).add(feed)
+        cached = self._cache.get(scope)
+        if cached is None or cached[0] != self.stats.version:
+            self._build({scope: teams})
+        feed.put(self._cache[scope][1])  # a full snapshot first, on every (re)connect
+        return feed
+
+    def unsubscribe(self, feed: Feed) -> None:
+        group = self.feeds.get(feed.scope)
+        if group is not None:
+            group.discard(feed)
+            if not group:
+                del self.feeds[feed.scope]
+                self._cache.pop(feed.scope, None)
+
+    # ------------------------------------------------------------------ one-click callback
+    async def msg_callback(self, user: WebUser, msg: dict[str, Any]) -> dict[str, Any]:
+        """Call back an abandoned contact of the supervisor's scope (services/callbacks.py)."""
+        if not set(user.roles) & SUPERVISORS:
+            raise MessageRefused("forbidden", "only supervisors call back from the wallboard")
+        iid = msg.get("interaction_id")
+        _scope, teams = self.scope_of(user)
+        row = self.stats.abandoned_row(iid) if isinstance(iid, int) else None
+        if row is None:
+            raise MessageRefused("not_found", "no such abandoned contact on the wallboard")
+        queue, channel, found = row
+        if teams is not None and not self._in_scope(queue, channel, teams):
+            raise MessageRefused("forbidden", "that contact is not in your teams' queues")
+        if found.get("callback_id"):
+            raise MessageRefused("conflict", "a callback is already scheduled for that contact")
+        callbacks = getattr(self.center, "callbacks", None)
+        if callbacks is None:
+            raise MessageRefused("invalid", "callbacks are not enabled")
+        interaction = await self.center.store.get_interaction(iid)
+        customer_id = interaction.customer_id
+        number = interaction.from_address if channel == "voice" else None
+        if customer_id is not None and not (number and number.startswith("+")):
+            card = await self.center.store.customer_card(customer_id)
+            phones = [p.value for p in card.contact_points if p.kind == "phone"]
+            number = phones[0] if phones else None
+        if not number or not number.startswith("+"):
+            raise MessageRefused("invalid", "no phone number to call back")
+        queue_to = queue if queue in self.runner.engine.config.queues else None
+        cb = await callbacks.schedule(number=number, origin="console", queue=queue_to, customer_id=customer_id,
+                                      origin_interaction_id=iid, requested_by=user.id, by=user.username,
+                                      note="abandoned contact, called back from the wallboard")
+        if self.stats.mark_callback(iid, cb.id):  # confirmed by the store: the board shows it
+            self._dirty.set()
+        return {"type": "callback_scheduled", "callback_id": cb.id, "interaction_id": cb.interaction_id,
+                "customer_id": cb.customer_id, "number": cb.number, "queue": cb.queue,
+                "due_at": cb.due_at.isoformat(), "max_attempts": cb.max_attempts}
+
+    def _in_scope(self, queue: str, channel: str, teams: frozenset[str]) -> bool:
+        if set(self.stats.queue_teams.get(queue, ())) & teams:
+            return True
+        return any(set(a.info.teams) & teams and (queue, channel) in a.info.queues
+                   for a in self.stats.agents.values())
+
+
+def _presence(value: str) -> str:
+    return value.replace("-", "_")
+
+
+def install(center: Any, settings: Any = None, *, wall: Callable[[], float] | None = None) -> WallboardService:
+    """Build the service from `settings.wallboard`, hook it to the routing runner, start it."""
+    conf = getattr(settings, "wallboard", None)
+    kwargs: dict[str, Any] = {}
+    if conf is not None:
+        kwargs = {"thresholds": ws.Thresholds(conf.max_wait_s, conf.not_ready_s, conf.sl_min_contacts),
+                  "max_updates_per_s": conf.max_updates_per_s}
+    if wall is not None:
+        kwargs["wall"] = wall
+    svc = WallboardService(center, **kwargs)
+    center.wallboard = svc
+    center.console.handlers["wallboard_callback"] = svc.msg_callback
+    svc.start()
+    return svc
