@@ -58,6 +58,11 @@ class Center:
         # Called with (user, link) after a console connects, to resume each channel's contacts.
         self.on_console_connect: list[Any] = []
         self.wallboard: Any = None  # services/wallboard.py, once installed (fed by runner.observers)
+        # Supervisors' interventions on live contacts, agents and queues (issue 15)
+        from callcenter.services.interventions import Interventions
+
+        self.interventions = Interventions(self)
+        self.console.handlers.update(self.interventions.handlers())
 
     # ------------------------------------------------------------------ building
     async def load_agents(self) -> int:
@@ -200,6 +205,7 @@ class Center:
 
     async def close(self) -> None:
         self.runner.close()
+        await self.interventions.close()
         if self.chat is not None:
             await self.chat.close()
         await self.console.close()

@@ -194,6 +194,27 @@ VALID = [
     {"type": "email_accept", "offer_id": "o-4"},
     {"type": "email_reply", "interaction_id": 8, "body": "Hello"},
     {"type": "email_done", "interaction_id": 8},
+    # supervisors' interventions (issue 15)
+    {"type": "spy", "interaction_id": 5, "mode": "barge"},
+    {"type": "spy_stop", "interaction_id": 5},
+    {"type": "chat_observe", "interaction_id": 7, "on": False},
+    {"type": "chat_whisper", "interaction_id": 7, "text": "offer the refund"},
+    {"type": "chat_takeover", "interaction_id": 7},
+    {"type": "force_state", "agent": "agent1", "state": "not_ready", "reason": "meeting", "note": "1:1"},
+    {"type": "force_logout", "agent": "agent1"},
+    {"type": "contact_move", "interaction_id": 5, "queue": "billing"},
+    {"type": "contact_priority", "interaction_id": 5, "by": 2.5},
+    {"type": "spy_state", "v": 1, "interaction_id": 5, "mode": "whisper", "state": "active",
+     "at": "2026-11-25T12:00:00+00:00"},
+    {"type": "intervention_done", "v": 1, "action": "contact_move", "interaction_id": 5, "queue": "billing",
+     "at": "2026-11-25T12:00:00+00:00"},
+    {"type": "supervisor_notice", "v": 1, "action": "force_state", "by": "Sam", "text": "Sam set you ready."},
+    {"type": "whisper", "v": 1, "interaction_id": 7, "by": "Sam", "text": "hi", "at": "2026-11-25T12:00:00Z"},
+    {"type": "chat_observed", "v": 1, "interaction_id": 7, "agent": "Agent 1", "customer_name": "Ann",
+     "messages": [{"seq": 1, "sender": "customer", "text": "hi", "html": "hi", "at": "2026-11-25T12:00:00Z"}]},
+    {"type": "observed_message", "v": 1, "interaction_id": 7,
+     "message": {"seq": 2, "sender": "agent", "text": "hello", "html": "hello", "at": "2026-11-25T12:00:00Z",
+                 "author": "Agent 1"}},
 ]
 
 

@@ -316,6 +316,27 @@ def handlers(server: AMIServer) -> dict[str, Handler]:
             if not ch.hungup:
                 pbx.hangup(ch, ch.cause if ch.hangup_requested else 16)
 
+    async def playdtmf(s: Session, a: Action, reply: Reply) -> None:
+        """PlayDTMF (app_senddtmf). With `Receive: yes` the digit is queued as if the channel's own
+        phone pressed it: a ChanSpy run with the `d` option switches mode on 4, 5 or 6."""
+        ch = pbx.find_channel(a.get("Channel") or "")
+        if ch is None or ch.hungup:
+            reply(_err(a.action_id, "Channel not found"))  # type: ignore[arg-type]
+            return
+        digit = (a.get("Digit") or "")[:1]
+        if not digit:
+            reply(_err(a.action_id, "No digit specified"))  # type: ignore[arg-type]
+            return
+        if (a.get("Receive") or "").lower() in ("yes", "true", "1", "on"):
+            pbx.chan_event("DTMFEnd", ch, ("Digit", digit), ("DurationMs", a.get("Duration") or "100"),
+                           ("Direction", "Received"), privilege="dtmf,all")
+            pbx.spy_digit(ch, digit)
+        else:
+            pbx.chan_event("DTMFBegin", ch, ("Digit", digit), ("Direction", "Sent"), privilege="dtmf,all")
+            pbx.chan_event("DTMFEnd", ch, ("Digit", digit), ("DurationMs", a.get("Duration") or "100"),
+                           ("Direction", "Sent"), privilege="dtmf,all")
+        reply(_ok(a.action_id, "DTMF successfully queued"))  # type: ignore[arg-type]
+
     # ---- transfers, bridge, hold -------------------------------------------------------------
 
     def redirect_channel(ch: Channel, context: str, exten: str, priority: int) -> None:
@@ -581,7 +602,7 @@ def handlers(server: AMIServer) -> dict[str, Handler]:
         "blindtransfer": blindtransfer, "atxfer": atxfer, "confbridgekick": confbridgekick, "bridge": bridge, "mixmonitor": mixmonitor,
         "stopmixmonitor": stopmixmonitor, "park": park, "parkedcalls": parkedcalls, "parkinglots": parkinglots,
         "queueadd": queueadd, "queueremove": queueremove, "queuepause": queuepause,
-        "queuestatus": queuestatus, "queuesummary": queuesummary,
+        "queuestatus": queuestatus, "queuesummary": queuesummary, "playdtmf": playdtmf,
     }
     return table
 

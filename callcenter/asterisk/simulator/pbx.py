@@ -1393,11 +1393,24 @@ class Pbx:
         mode = "barge" if "B" in opts else "whisper" if "w" in opts else "listen"
         ch.spying = (target, mode)
         self.set_var(ch, "SPY_MODE", mode, event=False)
+        self.set_var(ch, "SPY_OPTIONS", opts, event=False)
         self.emit("ChanSpyStart", [*ch.snap("Spyer"), *target.snap("Spyee")])
         await self.wait(ch, until=target.gone)
         self.stop_spy(ch)
         if "E" in opts:
             raise ChannelGone()
+
+    SPY_DIGITS = {"4": "listen", "5": "whisper", "6": "barge"}  # ChanSpy option d
+
+    def spy_digit(self, ch: Channel, digit: str) -> None:
+        """A digit read by a spying channel: with option `d`, 4 listens, 5 whispers, 6 barges
+        (Asterisk emits no event for the switch; the spyee stays the same)."""
+        if ch.spying is None or "d" not in ch.vars.get("SPY_OPTIONS", "") or digit not in self.SPY_DIGITS:
+            return
+        target, _ = ch.spying
+        mode = self.SPY_DIGITS[digit]
+        ch.spying = (target, mode)
+        self.set_var(ch, "SPY_MODE", mode, event=False)
 
     def stop_spy(self, ch: Channel) -> None:
         if ch.spying is None:

@@ -128,6 +128,7 @@ class ChatService(AgentSide):
         # async (to, subject, body): sends an email (the email channel's smarthost), if any
         self.mailer: Callable[[str, str, str], Awaitable[None]] | None = None
         self.chats: dict[int, Chat] = {}
+        self.watchers: list[Callable[[Chat, dict[str, Any]], None]] = []  # (chat, message) once stored
         self.ip_limits = KeyedBuckets(options.rate_per_ip, options.burst_per_ip, mono)
         self._secret = secrets.token_bytes(32)  # resume tokens of this process's chats
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -223,6 +224,8 @@ class ChatService(AgentSide):
         self._to_widgets(chat, _msg("message", **view))
         if chat.state in ("active", "ended") and chat.agent_id:
             self._to_agent(chat, "chat_message", **view)
+        for watch in self.watchers:  # e.g. supervisors observing the chat (services/interventions.py)
+            watch(chat, view)
         return m
 
     # ------------------------------------------------------------------ widget connections
