@@ -84,6 +84,8 @@ HTTP: dict[tuple[str, str], Rule] = {
     ("POST", "/twilio/status"): PUBLIC,
     ("POST", "/twilio/offer"): PUBLIC,
     ("GET", "/admin"): Rule(ADMIN.roles, "all", page=True),  # agent_ui/admin_routes.py
+    ("GET", "/wallboard"): Rule(SUPERVISE.roles, "team", page=True),  # agent_ui/wallboard_routes.py
+    ("GET", "/ws/wallboard"): SUPERVISE,  # pushes `wallboard` frames scoped to the user's teams
     # REST API (callcenter/api/, docs/api.md): bearer token or a session with X-CSRF-Token
     ("GET", "/api/v1/openapi.json"): PUBLIC,
     ("GET", "/api/v1/me"): ANYONE,
@@ -140,6 +142,7 @@ WS: dict[str, Rule] = {
     "accept_callback": WORK,
     "schedule_callback": rule("agent", "supervisor", "admin", scope="self"),
     "ack_alert": SUPERVISE,
+    "wallboard_callback": SUPERVISE,  # call back an abandoned contact of the user's teams
     "chat_accept": WORK, "chat_decline": WORK, "chat_send": WORK, "chat_typing": WORK,
     "chat_seen": WORK, "chat_end": WORK, "chat_transfer": WORK, "chat_escalate": WORK,
     "chat_wrapup": WORK,

@@ -43,6 +43,9 @@ def init_app(settings: Settings, *, database: Database | None = None,
                                             allowed_origins=tuple(settings.web.allowed_origins)))
     rest_api.setup(app)  # /api/v1 (callcenter/api/, docs/api.md)
     admin_routes.setup(app)  # GET /admin (agent_ui/pages/admin.html)
+    from agent_ui import wallboard_routes
+
+    wallboard_routes.setup(app)  # GET /wallboard, /ws/wallboard (docs/wallboard.md)
     app.cleanup_ctx.append(_database_ctx(database))
     if settings.redis.url:
         app.cleanup_ctx.append(_redis_ctx)

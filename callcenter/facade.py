@@ -68,10 +68,10 @@ class ConsoleLink(Protocol):
 
 
 class WallboardFeed(Protocol):
-    """One supervisor's wallboard: serialized `wallboard` frames (a full snapshot each), the
-    newest only when the client is slow. The web layer sends them as they are."""
+    """One supervisor's wallboard: `wallboard` frames as UTF-8 JSON (a full snapshot each), the
+    newest only when the client is slow. The web layer sends them as they are (text frames)."""
 
-    def frames(self) -> AsyncIterator[str]: ...
+    def frames(self) -> AsyncIterator[bytes]: ...
 
     async def close(self) -> None: ...
 

@@ -43,16 +43,16 @@ class Feed:
 
     def __init__(self, service: WallboardService, scope: str, teams: frozenset[str] | None) -> None:
         self.service, self.scope, self.teams = service, scope, teams
-        self._frame: str | None = None
+        self._frame: bytes | None = None
         self._ready = asyncio.Event()
         self._closed = False
         self.sent = 0
 
-    def put(self, frame: str) -> None:
+    def put(self, frame: bytes) -> None:
         self._frame = frame
         self._ready.set()
 
-    async def frames(self) -> AsyncIterator[str]:
+    async def frames(self) -> AsyncIterator[bytes]:
         while not self._closed:
             await self._ready.wait()
             self._ready.clear()
@@ -82,7 +82,7 @@ class WallboardService:
             {n: ws.Target(q.service_level.fraction, q.service_level.seconds) for n, q in queues.items()},
             thresholds, {n: tuple(sorted(q.teams or ())) for n, q in queues.items()})
         self.feeds: dict[str, set[Feed]] = {}
-        self._cache: dict[str, tuple[int, str]] = {}  # scope -> (stats version, frame)
+        self._cache: dict[str, tuple[int, bytes]] = {}  # scope -> (stats version, UTF-8 JSON frame)
         self._dirty = asyncio.Event()
         self._alert_keys: frozenset[str] = frozenset()
         self._raised: set[str] = set()
@@ -194,7 +194,7 @@ class WallboardService:
         return "teams:" + ",".join(sorted(teams)), teams
 
     def frame(self, scope: str, teams: frozenset[str] | None, snap: dict[str, Any], version: int,
-              at_ms: int) -> str:
+              at_ms: int) -> bytes:
         if teams is None:
             body = snap
         else:
@@ -208,7 +208,7 @@ class WallboardService:
             body = {"queues": queues, "agents": agents, "alerts": alerts}
         msg = {"type": "wallboard", "v": PROTOCOL_VERSION, "seq": version, "at": at_ms,
                "scope": "all" if teams is None else sorted(teams), **body}
-        return json.dumps(msg, separators=(",", ":"))
+        return json.dumps(msg, separators=(",", ":")).encode()
 
     def _build(self, scopes: dict[str, frozenset[str] | None]) -> None:
         version = self.stats.version

@@ -1,0 +1,99 @@
+"""The supervisors' live wallboard: `GET /wallboard` (the page) and `GET /ws/wallboard` (its
+websocket; docs/wallboard.md, docs/protocol.md). Supervisors and admins only (agent_ui/access.py).
+
+The server pushes `wallboard` frames (each a full snapshot of the supervisor's teams) whenever
+something changed, at most 10 a second; the same bytes go to every client of a scope. The client
+may send console messages on this socket too (e.g. `wallboard_callback`); they go through the
+console's dispatcher (`routes.handle_text`), role-checked like on /ws/agent.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from typing import Any
+
+from aiohttp import WSMsgType, web
+
+from agent_ui import access
+from agent_ui.routes import (
+    FACADE,
+    SESSION_COOKIE,
+    SOCKETS,
+    UI_CONFIG,
+    _origin_allowed,
+    _page,
+    _watch_session,
+    handle_text,
+)
+from callcenter.facade import MessageRefused, WallboardFeed
+
+log = logging.getLogger(__name__)
+
+
+async def wallboard_page(request: web.Request) -> web.StreamResponse:
+    user = await access.request_user(request)  # the middleware let only supervisors and admins in
+    assert user is not None
+    teams = "all teams" if access.is_admin(user) else (", ".join(user.teams) or "no team")
+    return _page("wallboard.html", csrf=request.get(access.CSRF, ""), display_name=user.display_name,
+                 teams=teams)
+
+
+async def _push(feed: WallboardFeed, ws: web.WebSocketResponse, lock: asyncio.Lock) -> None:
+    try:
+        async for frame in feed.frames():
+            if ws.closed:
+                return
+            async with lock:
+                await ws.send_frame(frame, WSMsgType.TEXT)  # the bytes every client of the scope gets
+    except (ConnectionResetError, RuntimeError) as e:
+        log.debug("wallboard push stopped: %s", e)
+
+
+async def wallboard_ws(request: web.Request) -> web.StreamResponse:
+    app = request.app
+    facade, cfg = app[FACADE], app[UI_CONFIG]
+    token = request.cookies.get(SESSION_COOKIE) or ""
+    session = await facade.session(token) if token else None
+    if session is None:
+        raise web.HTTPUnauthorized(text="sign in first")
+    origin = request.headers.get("Origin")
+    if origin is None or not _origin_allowed(request, origin):
+        raise web.HTTPForbidden(text="origin not allowed")
+    try:
+        feed = await facade.wallboard_subscribe(session.user)
+    except MessageRefused as e:
+        raise web.HTTPForbidden(text=str(e)) from None
+    # no per-message compression: every client gets the same bytes, compressed for nobody
+    ws = web.WebSocketResponse(max_msg_size=cfg.max_frame_bytes, heartbeat=cfg.heartbeat_s, compress=False)
+    tasks: list[asyncio.Task[Any]] = []
+    try:
+        await ws.prepare(request)
+        app[SOCKETS].add(token, ws)
+        lock = asyncio.Lock()
+        tasks = [asyncio.create_task(_push(feed, ws, lock), name=f"wallboard-{session.user.id}"),
+                 asyncio.create_task(_watch_session(facade, token, ws, cfg.session_recheck_s))]
+        async for msg in ws:
+            if msg.type != WSMsgType.TEXT:
+                break
+            reply = await handle_text(facade, session.user, msg.data)
+            if reply is not None and not ws.closed:
+                async with lock:
+                    await ws.send_str(json.dumps(reply, separators=(",", ":"), default=str))
+    except (TimeoutError, ConnectionResetError) as e:
+        log.debug("wallboard socket of user %s dropped: %s", session.user.id, e)
+    finally:
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await feed.close()
+        app[SOCKETS].discard(token, ws)
+        if not ws.closed:
+            await ws.close()
+    return ws
+
+
+def setup(app: web.Application) -> None:
+    app.router.add_get("/wallboard", wallboard_page, name="wallboard")
+    app.router.add_get("/ws/wallboard", wallboard_ws, name="wallboard_ws")
+
