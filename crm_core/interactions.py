@@ -16,6 +16,7 @@ from crm_core.enums import Channel, Direction, InteractionState
 from crm_core.errors import CrmError, InvalidTransition, NotFound, UnknownValue, ValidationError
 from crm_core.models import Customer, DispositionCode, Interaction, InteractionEvent, SurveyResult, User
 from crm_core.normalize import check_text, enum_value
+from crm_core.reports import rollup_interaction_sync
 
 S = InteractionState
 T = TypeVar("T")
@@ -240,6 +241,22 @@ def _read_interaction(conn: Connection, interaction_id: int) -> Interaction | No
         return s.get(Interaction, interaction_id)
 
 
+def _rollup_out(s: Session, i: Interaction) -> bool:
+    """An ended interaction about to change (disposition, CSAT): take its counters out of the
+    reports' rollup; _rollup_in puts them back as they are after the change."""
+    if InteractionState(i.state) not in TERMINAL:
+        return False
+    s.flush()
+    rollup_interaction_sync(s, i.id, -1)
+    return True
+
+
+def _rollup_in(s: Session, i: Interaction, rolled: bool) -> None:
+    if rolled:
+        s.flush()
+        rollup_interaction_sync(s, i.id)
+
+
 def _get_sync(s: Session, model: type[M], key: Any) -> M:
     obj = s.get(model, key)
     if obj is None:
@@ -375,6 +392,9 @@ class InteractionsMixin(StoreBase):
             _event(s, i.id, when, "state", data=payload)
             for kind, d in events:
                 _event(s, interaction_id, when, kind.strip(), data=d)
+            if new in TERMINAL:  # the reports' rollup, in the same transaction (crm_core/reports.py)
+                s.flush()
+                rollup_interaction_sync(s, i.id)
             return i
 
         keys: list[tuple[type[Any], int]] = [(Interaction, interaction_id)]
@@ -484,12 +504,14 @@ class InteractionsMixin(StoreBase):
                 ).scalars().all()
                 raise UnknownValue("disposition code", code, list(active))
             i = _get_sync(s, Interaction, interaction_id)
+            rolled = _rollup_out(s, i)
             i.disposition_code = code
             if notes is not None:
                 i.notes = notes
             if agent_id is not None:
                 i.agent_id = agent_id
             i.updated_at = when
+            _rollup_in(s, i, rolled)
             _event(s, i.id, when, "disposition", data={"code": code, "agent_id": agent_id,
                                                        "notes_chars": len(notes or "")})
             return i
@@ -567,8 +589,10 @@ class InteractionsMixin(StoreBase):
                 channel_ = channel_ or i.channel
             customer = None if cid is None else _get_sync(s, Customer, cid)
             if i is not None:
+                rolled = _rollup_out(s, i)
                 i.csat_score = score
                 _event(s, i.id, when, "csat", data={"score": score})
+                _rollup_in(s, i, rolled)
             if customer is not None:  # SET csat_sum = csat_sum + score: no lost update
                 customer.csat_sum = Customer.csat_sum + score  # type: ignore[assignment]
                 customer.csat_count = Customer.csat_count + 1  # type: ignore[assignment]

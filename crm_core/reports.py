@@ -1,0 +1,560 @@
+"""Reports (issue 16): rollups kept up to date as interactions end, and the reports read from them.
+
+Everything is SQL aggregation: an interaction that ends adds its counters to one rollup row
+(`INSERT … SELECT … ON CONFLICT DO UPDATE`, the same statement on SQLite and PostgreSQL), the
+backfill runs that statement over every ended interaction at once, and a report is one
+`GROUP BY` over the rollup rows of its range. Definitions: docs/reports.md.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from sqlalchemy import text
+
+import crm_core.reports_models  # noqa: F401  (its tables belong to the schema)
+from sqlalchemy.orm import Session
+
+SLOT_S = 900  # a rollup slot: 15 minutes
+SL_THRESHOLD_S = 20  # answered within this many seconds of queueing: within service level
+SHORT_ABANDON_S = 5  # abandoned sooner than this: a short abandon (not counted as offered)
+REPEAT_WINDOW_DAYS = 7  # a contact within this many days after the customer's previous one: a repeat
+INTERVALS = {"15m": 900, "hour": 3600, "day": 86400, "week": 7 * 86400}
+DIMENSIONS = ("queue", "agent", "team", "channel", "tier", "disposition")
+TERMINAL = ("wrapup_done", "abandoned", "failed")
+TIER_RANK = {"regular": 1, "key": 2, "vip": 3}
+MEASURES = ("contacts", "offered", "answered", "answered_in_sl", "abandoned", "short_abandoned",
+            "wait_answered_s", "handled", "talk_s", "wrap_s", "transferred", "repeats", "fcr",
+            "csat_sum", "csat_n", "csat_good")
+KEYS = ("slot", "queue", "agent_id", "team", "channel", "tier", "disposition")
+
+
+class ReportError(ValueError):
+    """A report asked for with a bad parameter (unknown interval, time zone, range)."""
+
+
+# ============================================================================ dialect helpers
+def _secs(dialect: str, later: str, earlier: str) -> str:
+    """Seconds from `earlier` to `later` (columns), as a float, the same on both databases."""
+    if dialect == "sqlite":
+        return f"round((julianday({later}) - julianday({earlier})) * 86400.0, 3)"
+    return f"extract(epoch from ({later} - {earlier}))"
+
+
+def _slot(dialect: str, col: str) -> str:
+    if dialect == "sqlite":
+        return f"(CAST(strftime('%s', {col}) AS INTEGER) / {SLOT_S})"
+    return f"CAST(floor(extract(epoch from {col}) / {SLOT_S}) AS INTEGER)"
+
+
+def _days_before(dialect: str, col: str, days: int) -> str:
+    if dialect == "sqlite":
+        return f"strftime('%Y-%m-%d %H:%M:%f', {col}, '-{days} days')"
+    return f"({col} - interval '{days} days')"
+
+
+_ROLLUP_CACHE: dict[tuple[str, str, int], str] = {}
+
+
+def rollup_sql(dialect: str, where: str, sign: int = 1) -> str:
+    """INSERT the counters of the ended interactions `i` matching `where` into report_contacts,
+    adding to existing rows (`sign` -1 takes an interaction's contribution out again)."""
+    key = (dialect, where, sign)
+    if key in _ROLLUP_CACHE:
+        return _ROLLUP_CACHE[key]
+    wait = _secs(dialect, "i.answered_at", "i.queued_at")
+    abandon_wait = _secs(dialect, "i.ended_at", "i.queued_at")
+    queued = "i.queued_at IS NOT NULL"
+    answered = "i.answered_at IS NOT NULL"
+    abandoned = f"(i.state = 'abandoned' AND {queued})"
+    transferred = ("EXISTS (SELECT 1 FROM interaction_events e WHERE e.interaction_id = i.id"
+                   " AND e.kind = 'transfer')")
+    repeat = (f"EXISTS (SELECT 1 FROM interactions p WHERE p.customer_id = i.customer_id"
+              f" AND p.created_at < i.created_at"
+              f" AND p.created_at >= {_days_before(dialect, 'i.created_at', REPEAT_WINDOW_DAYS)})")
+    one = f"{sign}"
+    measures = {
+        "contacts": one,
+        "offered": f"CASE WHEN {queued} THEN {one} ELSE 0 END",
+        "answered": f"CASE WHEN {answered} THEN {one} ELSE 0 END",
+        "answered_in_sl": f"CASE WHEN {answered} AND {queued} AND {wait} <= :sl THEN {one} ELSE 0 END",
+        "abandoned": f"CASE WHEN {abandoned} THEN {one} ELSE 0 END",
+        "short_abandoned": f"CASE WHEN {abandoned} AND {abandon_wait} < :short THEN {one} ELSE 0 END",
+        "wait_answered_s": f"CASE WHEN {answered} AND {queued} THEN {one} * {wait} ELSE 0 END",
+        "handled": f"CASE WHEN {answered} AND i.ended_at IS NOT NULL THEN {one} ELSE 0 END",
+        "talk_s": f"CASE WHEN {answered} AND i.ended_at IS NOT NULL THEN {one} * "
+                  f"{_secs(dialect, 'i.ended_at', 'i.answered_at')} ELSE 0 END",
+        "wrap_s": f"CASE WHEN {answered} AND i.wrapup_done_at IS NOT NULL AND i.ended_at IS NOT NULL "
+                  f"THEN {one} * {_secs(dialect, 'i.wrapup_done_at', 'i.ended_at')} ELSE 0 END",
+        "transferred": f"CASE WHEN {answered} AND {transferred} THEN {one} ELSE 0 END",
+        "repeats": f"CASE WHEN i.customer_id IS NOT NULL AND {repeat} THEN {one} ELSE 0 END",
+        "fcr": f"CASE WHEN {answered} AND i.disposition_code = 'resolved' AND NOT {transferred} "
+               f"AND NOT (i.customer_id IS NOT NULL AND {repeat}) THEN {one} ELSE 0 END",
+        "csat_sum": f"{one} * COALESCE(i.csat_score, 0)",
+        "csat_n": f"CASE WHEN i.csat_score IS NOT NULL THEN {one} ELSE 0 END",
+        "csat_good": f"CASE WHEN i.csat_score >= 4 THEN {one} ELSE 0 END",
+    }
+    keys = {
+        "slot": _slot(dialect, "i.created_at"),
+        "queue": "COALESCE(i.queue, '')",
+        "agent_id": "COALESCE(i.agent_id, 0)",
+        "team": ("COALESCE((SELECT min(t.name) FROM team_members tm JOIN teams t ON t.id = tm.team_id"
+                 " WHERE tm.user_id = i.agent_id), '')"),
+        "channel": "i.channel",
+        "tier": "COALESCE(c.tier, '')",
+        "disposition": "COALESCE(i.disposition_code, '')",
+    }
+    cols = ", ".join([*KEYS, *MEASURES])
+    sel = ", ".join([*(f"{keys[k]} AS {k}" for k in KEYS), *(f"SUM({measures[m]})" for m in MEASURES)])
+    upd = ", ".join(f"{m} = report_contacts.{m} + excluded.{m}" for m in MEASURES)
+    sql = (f"INSERT INTO report_contacts ({cols}) SELECT {sel} FROM interactions i "
+           f"LEFT JOIN customers c ON c.id = i.customer_id "
+           f"WHERE i.state IN ('wrapup_done', 'abandoned', 'failed') AND ({where}) "
+           f"GROUP BY {', '.join(str(n + 1) for n in range(len(KEYS)))} "
+           f"ON CONFLICT ({', '.join(KEYS)}) DO UPDATE SET {upd}")
+    _ROLLUP_CACHE[key] = sql
+    return sql
+
+
+def _params() -> dict[str, Any]:
+    return {"sl": SL_THRESHOLD_S, "short": SHORT_ABANDON_S}
+
+
+def rollup_interaction_sync(s: Session, interaction_id: int, sign: int = 1) -> None:
+    """Add (or with sign=-1 take out) one ended interaction's counters; in the caller's
+    transaction (the interaction's changes must be flushed first)."""
+    dialect = s.get_bind().dialect.name
+    s.execute(text(rollup_sql(dialect, "i.id = :iid", sign)), {**_params(), "iid": interaction_id})
+
+
+async def rebuild(db: Any) -> dict[str, int]:
+    """Recompute report_contacts from every ended interaction (the backfill), and take a
+    customer snapshot; in one transaction."""
+    dialect = "sqlite" if db.is_sqlite else "postgresql"
+    async with db.engine.begin() as conn:
+        await conn.execute(text("DELETE FROM report_contacts"))
+        await conn.execute(text(rollup_sql(dialect, "1 = 1")), _params())
+        rows = (await conn.execute(text("SELECT count(*), COALESCE(sum(contacts), 0) FROM report_contacts"))).one()
+    moved = await snapshot_customers(db, datetime.now(UTC))
+    return {"rollup_rows": int(rows[0]), "interactions": int(rows[1]), "customer_moves": moved}
+
+
+# ============================================================================ agent time
+def split_slots(start: datetime, end: datetime) -> list[tuple[int, float]]:
+    """The seconds of [start, end) falling in each 15-minute slot (a period crossing midnight,
+    or any slot boundary, is split)."""
+    a, b = start.timestamp(), end.timestamp()
+    out: list[tuple[int, float]] = []
+    while a < b:
+        slot = int(a // SLOT_S)
+        stop = min(b, (slot + 1) * SLOT_S)
+        out.append((slot, round(stop - a, 3)))
+        a = stop
+    return out
+
+
+_AGENT_TIME_SQL = ("INSERT INTO report_agent_time (slot, agent_id, team, state, reason, seconds) "
+                   "VALUES (:slot, :agent_id, :team, :state, :reason, :seconds) "
+                   "ON CONFLICT (slot, agent_id, team, state, reason) DO UPDATE SET "
+                   "seconds = report_agent_time.seconds + excluded.seconds")
+
+
+async def add_agent_time(db: Any, agent_id: int, team: str | None, state: str, reason: str | None,
+                         start: datetime, end: datetime) -> None:
+    """Record that an agent was in `state` (with `reason` when not ready) from start to end."""
+    parts = split_slots(start, end)
+    if not parts:
+        return
+    async with db.engine.begin() as conn:
+        await conn.execute(text(_AGENT_TIME_SQL), [
+            {"slot": slot, "agent_id": agent_id, "team": team or "", "state": state,
+             "reason": reason or "", "seconds": secs} for slot, secs in parts])
+
+
+# ============================================================================ customer snapshots
+async def snapshot_customers(db: Any, now: datetime) -> int:
+    """Compare customers with the last snapshot: record who changed tier, loyalty or type
+    (report_customer_moves, dated `now`'s UTC day), then store today's distribution. SQL only."""
+    day = int(now.timestamp() // 86400)
+    async with db.engine.begin() as conn:
+        changed = ("FROM customers c JOIN report_customer_state s ON s.customer_id = c.id "
+                   "WHERE c.tier <> s.tier OR c.loyalty <> s.loyalty OR c.type <> s.type")
+        res = await conn.execute(text(
+            "INSERT INTO report_customer_moves (day, customer_id, from_tier, to_tier, from_loyalty, "
+            "to_loyalty, from_type, to_type) SELECT :day, c.id, s.tier, c.tier, s.loyalty, c.loyalty, "
+            f"s.type, c.type {changed}"), {"day": day})
+        moved = res.rowcount or 0
+        await conn.execute(text(f"DELETE FROM report_customer_state WHERE customer_id IN (SELECT c.id {changed})"))
+        await conn.execute(text(
+            "INSERT INTO report_customer_state (customer_id, tier, loyalty, type) "
+            "SELECT c.id, c.tier, c.loyalty, c.type FROM customers c WHERE NOT EXISTS "
+            "(SELECT 1 FROM report_customer_state s WHERE s.customer_id = c.id)"))
+        await conn.execute(text("DELETE FROM report_customer_counts WHERE day = :day"), {"day": day})
+        await conn.execute(text(
+            "INSERT INTO report_customer_counts (day, tier, loyalty, type, customers) "
+            "SELECT :day, tier, loyalty, type, count(*) FROM customers GROUP BY tier, loyalty, type"),
+            {"day": day})
+    return moved
+
+
+# ============================================================================ ranges and time zones
+@dataclass(frozen=True)
+class Range:
+    """A report's range: local dates [start, end] (inclusive) in time zone `tz`."""
+
+    start: date
+    end: date
+    tz: str = "UTC"
+    interval: str = "hour"
+
+    def zone(self) -> ZoneInfo:
+        try:
+            return ZoneInfo(self.tz)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ReportError(f"unknown time zone {self.tz!r}") from None
+
+    def check(self) -> None:
+        if self.interval not in INTERVALS:
+            raise ReportError(f"interval must be one of {', '.join(INTERVALS)}")
+        if self.end < self.start:
+            raise ReportError("the range ends before it starts")
+        if (self.end - self.start).days > 800:
+            raise ReportError("the range is longer than 800 days")
+        self.zone()
+
+    def utc_bounds(self) -> tuple[datetime, datetime]:
+        z = self.zone()
+        a = datetime.combine(self.start, datetime.min.time(), z).astimezone(UTC)
+        b = datetime.combine(self.end + timedelta(days=1), datetime.min.time(), z).astimezone(UTC)
+        return a, b
+
+    def slots(self) -> tuple[int, int]:
+        a, b = self.utc_bounds()
+        return int(a.timestamp() // SLOT_S), -(-int(b.timestamp()) // SLOT_S)
+
+    def offsets(self) -> list[tuple[int, int]]:
+        """(first slot, UTC offset in seconds) for each stretch of constant offset in the range."""
+        z = self.zone()
+        s0, s1 = self.slots()
+
+        def off(slot: int) -> int:
+            return int(datetime.fromtimestamp(slot * SLOT_S, z).utcoffset().total_seconds())  # type: ignore[union-attr]
+
+        out = [(s0, off(s0))]
+        day = 96
+        s = s0
+        while s < s1:
+            nxt = min(s + day, s1)
+            if off(nxt - 1) != out[-1][1]:
+                for k in range(s, nxt):
+                    if off(k) != out[-1][1]:
+                        out.append((k, off(k)))
+            s = nxt
+        return out
+
+
+def _bucket_expr(rng: Range) -> str:
+    """SQL: the interval a slot falls in, in local time (an integer; see bucket_start)."""
+    offs = rng.offsets()
+    if len(offs) == 1:
+        off = str(offs[0][1])
+    else:
+        arms = " ".join(f"WHEN slot < {offs[k + 1][0]} THEN {offs[k][1]}" for k in range(len(offs) - 1))
+        off = f"CASE {arms} ELSE {offs[-1][1]} END"
+    local = f"(CAST(slot AS BIGINT) * {SLOT_S} + {off})"
+    if rng.interval == "week":  # epoch day 0 was a Thursday: weeks start on Monday
+        return f"(({local} / 86400 + 3) / 7)"
+    return f"({local} / {INTERVALS[rng.interval]})"
+
+
+def bucket_start(interval: str, bucket: int) -> str:
+    """The local start of an interval, as text: 2026-11-24 23:45, or a date for days and weeks."""
+    if interval == "week":
+        return (datetime(1970, 1, 1) + timedelta(days=bucket * 7 - 3)).date().isoformat()
+    t = datetime(1970, 1, 1) + timedelta(seconds=bucket * INTERVALS[interval])
+    return t.date().isoformat() if interval == "day" else t.strftime("%Y-%m-%d %H:%M")
+
+
+@dataclass(frozen=True)
+class Scope:
+    """What a supervisor may see: rows of their teams' queues or of their teams' agents.
+    None: everything (admin)."""
+
+    queues: frozenset[str] = frozenset()
+    teams: frozenset[str] = frozenset()
+
+
+def _scope_sql(scope: Scope | None, params: dict[str, Any], agents: bool = False) -> str:
+    if scope is None:
+        return ""
+    parts = []
+    if scope.teams:
+        names = [f"t{k}" for k in range(len(scope.teams))]
+        params.update(dict(zip(names, sorted(scope.teams), strict=True)))
+        parts.append(f"team IN ({', '.join(':' + n for n in names)})")
+    if scope.queues and not agents:
+        names = [f"q{k}" for k in range(len(scope.queues))]
+        params.update(dict(zip(names, sorted(scope.queues), strict=True)))
+        parts.append(f"queue IN ({', '.join(':' + n for n in names)})")
+    return f" AND ({' OR '.join(parts)})" if parts else " AND 1 = 0"
+
+
+def _ratio(a: float, b: float, digits: int = 4) -> float | None:
+    return round(a / b, digits) if b else None
+
+
+def derive(row: Mapping[str, Any]) -> dict[str, Any]:
+    """The figures of a report row from its summed counters (formulas: docs/reports.md)."""
+    m = {k: (row.get(k) or 0) for k in MEASURES}
+    counted = m["offered"] - m["short_abandoned"]
+    return {
+        "contacts": int(m["contacts"]),
+        "offered": int(counted),
+        "answered": int(m["answered"]),
+        "abandoned": int(m["abandoned"] - m["short_abandoned"]),
+        "short_abandoned": int(m["short_abandoned"]),
+        "service_level": _ratio(m["answered_in_sl"], counted),
+        "asa_s": _ratio(m["wait_answered_s"], m["answered"], 1),
+        "aht_s": _ratio(m["talk_s"] + m["wrap_s"], m["handled"], 1),
+        "abandon_rate": _ratio(m["abandoned"] - m["short_abandoned"], counted),
+        "transferred": int(m["transferred"]),
+        "transfer_rate": _ratio(m["transferred"], m["answered"]),
+        "fcr_rate": _ratio(m["fcr"], m["answered"]),
+        "csat_avg": _ratio(m["csat_sum"], m["csat_n"], 2),
+        "csat_pct": _ratio(m["csat_good"], m["csat_n"]),
+        "csat_responses": int(m["csat_n"]),
+    }
+
+
+CONTACT_COLUMNS = ("interval", "key", "contacts", "offered", "answered", "abandoned", "short_abandoned",
+                   "service_level", "asa_s", "aht_s", "abandon_rate", "transferred", "transfer_rate",
+                   "fcr_rate", "csat_avg", "csat_pct", "csat_responses")
+_DIM_SQL = {"queue": "queue", "agent": "agent_id", "team": "team", "channel": "channel", "tier": "tier",
+            "disposition": "disposition"}
+
+
+async def contact_report(db: Any, rng: Range, by: str | None = None, scope: Scope | None = None,
+                         *, totals: bool = False) -> dict[str, Any]:
+    """Contact figures per interval (or for the whole range with totals=True) and per `by`."""
+    rng.check()
+    if by is not None and by not in _DIM_SQL:
+        raise ReportError(f"by must be one of {', '.join(DIMENSIONS)}")
+    s0, s1 = rng.slots()
+    params: dict[str, Any] = {"s0": s0, "s1": s1}
+    bucket = "0" if totals else _bucket_expr(rng)
+    dim = _DIM_SQL[by] if by else "''"
+    sums = ", ".join(f"SUM({m}) AS {m}" for m in MEASURES)
+    sql = (f"SELECT {bucket} AS b, {dim} AS d, {sums} FROM report_contacts "
+           f"WHERE slot >= :s0 AND slot < :s1{_scope_sql(scope, params)} GROUP BY 1, 2 ORDER BY 1, 2")
+    async with db.engine.connect() as conn:
+        rows = (await conn.execute(text(sql), params)).mappings().all()
+    out = []
+    for r in rows:
+        label = "total" if totals else bucket_start(rng.interval, int(r["b"]))
+        out.append({"interval": label, "key": _key(by, r["d"]), **derive(r)})
+    return {"report": "contacts", "interval": "total" if totals else rng.interval, "tz": rng.tz,
+            "from": rng.start.isoformat(), "to": rng.end.isoformat(), "by": by, "columns": list(CONTACT_COLUMNS),
+            "rows": out}
+
+
+def _key(by: str | None, v: Any) -> str:
+    if by is None:
+        return "all"
+    if by == "agent":
+        return str(v) if v else "(none)"
+    return str(v) if v not in (None, "") else "(none)"
+
+
+AGENT_COLUMNS = ("interval", "key", "ready_s", "busy_s", "wrap_up_s", "not_ready_s", "occupancy")
+
+
+async def agent_report(db: Any, rng: Range, by: str = "agent", scope: Scope | None = None) -> dict[str, Any]:
+    """Occupancy per interval and agent (or team): (busy + wrap-up) / (ready + busy + wrap-up)."""
+    rng.check()
+    if by not in ("agent", "team"):
+        raise ReportError("by must be agent or team")
+    s0, s1 = rng.slots()
+    params: dict[str, Any] = {"s0": s0, "s1": s1}
+    dim = "agent_id" if by == "agent" else "team"
+    sums = ", ".join(f"SUM(CASE WHEN state = '{st}' THEN seconds ELSE 0 END) AS {st}"
+                     for st in ("ready", "busy", "wrap_up", "not_ready"))
+    sql = (f"SELECT {_bucket_expr(rng)} AS b, {dim} AS d, {sums} FROM report_agent_time "
+           f"WHERE slot >= :s0 AND slot < :s1{_scope_sql(scope, params, agents=True)} GROUP BY 1, 2 ORDER BY 1, 2")
+    async with db.engine.connect() as conn:
+        rows = (await conn.execute(text(sql), params)).mappings().all()
+    out = []
+    for r in rows:
+        work = r["busy"] + r["wrap_up"]
+        out.append({"interval": bucket_start(rng.interval, int(r["b"])), "key": _key(by, r["d"]),
+                    "ready_s": round(r["ready"], 1), "busy_s": round(r["busy"], 1),
+                    "wrap_up_s": round(r["wrap_up"], 1), "not_ready_s": round(r["not_ready"], 1),
+                    "occupancy": _ratio(work, work + r["ready"])})
+    return {"report": "occupancy", "interval": rng.interval, "tz": rng.tz, "by": by,
+            "from": rng.start.isoformat(), "to": rng.end.isoformat(), "columns": list(AGENT_COLUMNS), "rows": out}
+
+
+async def not_ready_report(db: Any, rng: Range, scope: Scope | None = None) -> dict[str, Any]:
+    """Not-ready time by reason (and agent) over the range."""
+    rng.check()
+    s0, s1 = rng.slots()
+    params: dict[str, Any] = {"s0": s0, "s1": s1}
+    sql = ("SELECT reason, agent_id, SUM(seconds) AS seconds FROM report_agent_time "
+           f"WHERE state = 'not_ready' AND slot >= :s0 AND slot < :s1{_scope_sql(scope, params, agents=True)} "
+           "GROUP BY reason, agent_id ORDER BY reason, agent_id")
+    async with db.engine.connect() as conn:
+        rows = (await conn.execute(text(sql), params)).all()
+    return {"report": "not_ready", "tz": rng.tz, "from": rng.start.isoformat(), "to": rng.end.isoformat(),
+            "columns": ["reason", "agent", "seconds"],
+            "rows": [{"reason": r[0] or "(none)", "agent": str(r[1]), "seconds": round(r[2], 1)} for r in rows]}
+
+
+# ============================================================================ customer value
+async def customer_distribution(db: Any) -> dict[str, Any]:
+    """Customers now, by tier, loyalty stage and type."""
+    async with db.engine.connect() as conn:
+        rows = (await conn.execute(text(
+            "SELECT tier, loyalty, type, count(*) FROM customers GROUP BY tier, loyalty, type "
+            "ORDER BY tier, loyalty, type"))).all()
+    return {"report": "customer_distribution", "columns": ["tier", "loyalty", "type", "customers"],
+            "rows": [{"tier": r[0], "loyalty": r[1], "type": r[2], "customers": int(r[3])} for r in rows]}
+
+
+async def customer_movement(db: Any, rng: Range) -> dict[str, Any]:
+    """Per local day of the snapshots in the range: customers who moved up a tier, down a tier,
+    and who were lost (loyalty became `lost`), by their new tier."""
+    rng.check()
+    a, b = rng.utc_bounds()
+    d0, d1 = int(a.timestamp() // 86400), -(-int(b.timestamp()) // 86400)
+    rank = lambda col: (f"CASE {col} WHEN 'vip' THEN 3 WHEN 'key' THEN 2 ELSE 1 END")  # noqa: E731
+    sql = (f"SELECT day, to_tier, SUM(CASE WHEN {rank('to_tier')} > {rank('from_tier')} THEN 1 ELSE 0 END), "
+           f"SUM(CASE WHEN {rank('to_tier')} < {rank('from_tier')} THEN 1 ELSE 0 END), "
+           "SUM(CASE WHEN to_loyalty = 'lost' AND from_loyalty <> 'lost' THEN 1 ELSE 0 END) "
+           "FROM report_customer_moves WHERE day >= :d0 AND day < :d1 GROUP BY day, to_tier ORDER BY day, to_tier")
+    async with db.engine.connect() as conn:
+        rows = (await conn.execute(text(sql), {"d0": d0, "d1": d1})).all()
+    return {"report": "customer_movement", "columns": ["day", "tier", "moved_up", "moved_down", "lost"],
+            "rows": [{"day": (date(1970, 1, 1) + timedelta(days=int(r[0]))).isoformat(), "tier": r[1],
+                      "moved_up": int(r[2]), "moved_down": int(r[3]), "lost": int(r[4])} for r in rows]}
+
+
+async def tier_service(db: Any, rng: Range, scope: Scope | None = None) -> dict[str, Any]:
+    """How each tier is served: wait (ASA), service level and abandonment over the range."""
+    rep = await contact_report(db, rng, by="tier", scope=scope, totals=True)
+    cols = ["tier", "offered", "answered", "asa_s", "service_level", "abandon_rate", "csat_avg"]
+    return {"report": "tier_service", "tz": rng.tz, "from": rng.start.isoformat(), "to": rng.end.isoformat(),
+            "columns": cols, "rows": [{"tier": r["key"], **{c: r[c] for c in cols[1:]}} for r in rep["rows"]]}
+
+
+def _epoch_secs(dialect: str, later: str, earlier: str) -> str:
+    return _secs(dialect, later, earlier)
+
+
+async def ticket_report(db: Any, rng: Range, now: datetime) -> dict[str, Any]:
+    """Complaints and service requests opened in the range: volume, solved, mean resolution
+    time, SLA breaches (solved after, or still open past, their due time), escalations."""
+    rng.check()
+    dialect = "sqlite" if db.is_sqlite else "postgresql"
+    a, b = rng.utc_bounds()
+    resolved_at = "COALESCE(t.solved_at, t.closed_at)"
+    breach = (f"CASE WHEN t.sla_due_at IS NOT NULL AND ((({resolved_at}) IS NOT NULL AND {resolved_at} > t.sla_due_at)"
+              f" OR (({resolved_at}) IS NULL AND t.sla_due_at < :now)) THEN 1 ELSE 0 END")
+    sql = (f"SELECT t.type, count(*), SUM(CASE WHEN {resolved_at} IS NOT NULL THEN 1 ELSE 0 END), "
+           f"AVG(CASE WHEN {resolved_at} IS NOT NULL THEN {_secs(dialect, resolved_at, 't.created_at')} END), "
+           f"SUM({breach}), "
+           "SUM(CASE WHEN EXISTS (SELECT 1 FROM ticket_events e WHERE e.ticket_id = t.id AND e.kind = 'sla_escalated')"
+           " OR t.escalation_queue IS NOT NULL THEN 1 ELSE 0 END) "
+           "FROM tickets t WHERE t.type IN ('complaint', 'service_request') AND t.created_at >= :a "
+           "AND t.created_at < :b GROUP BY t.type ORDER BY t.type")
+    async with db.engine.connect() as conn:
+        rows = (await conn.execute(text(sql), {"a": _db_time(db, a), "b": _db_time(db, b),
+                                               "now": _db_time(db, now)})).all()
+    return {"report": "tickets", "tz": rng.tz, "from": rng.start.isoformat(), "to": rng.end.isoformat(),
+            "columns": ["type", "opened", "resolved", "resolution_h", "sla_breaches", "escalations"],
+            "rows": [{"type": r[0], "opened": int(r[1]), "resolved": int(r[2] or 0),
+                      "resolution_h": None if r[3] is None else round(float(r[3]) / 3600, 2),
+                      "sla_breaches": int(r[4] or 0), "escalations": int(r[5] or 0)} for r in rows]}
+
+
+def _db_time(db: Any, t: datetime) -> Any:
+    """A bound time as the column stores it (SQLite: naive UTC text)."""
+    t = t.astimezone(UTC)
+    return t.replace(tzinfo=None).isoformat(sep=" ") if db.is_sqlite else t
+
+
+@dataclass(frozen=True)
+class RiskRules:
+    low_csat: float = 2.5  # mean score at or below this (with at least min_scores scores)
+    min_scores: int = 2
+    complaints: int = 2  # this many complaints within complaint_days
+    complaint_days: int = 90
+    contacts: int = 3  # this many contacts within contact_days
+    contact_days: int = 7
+
+
+async def customers_at_risk(db: Any, now: datetime, rules: RiskRules = RiskRules(),
+                            limit: int = 100) -> dict[str, Any]:
+    """Customers with a low CSAT, repeated complaints or repeated contacts in a short time."""
+    since_c = _db_time(db, now - timedelta(days=rules.complaint_days))
+    since_i = _db_time(db, now - timedelta(days=rules.contact_days))
+    sql = (
+        "WITH comp AS (SELECT customer_id, count(*) AS n FROM tickets WHERE type = 'complaint' "
+        "AND created_at >= :sc AND customer_id IS NOT NULL GROUP BY customer_id HAVING count(*) >= :nc), "
+        "rep AS (SELECT customer_id, count(*) AS n FROM interactions WHERE created_at >= :si "
+        "AND customer_id IS NOT NULL GROUP BY customer_id HAVING count(*) >= :ni), "
+        "low AS (SELECT id AS customer_id FROM customers WHERE csat_count >= :ms "
+        "AND csat_sum <= :lc * csat_count), "
+        "ids AS (SELECT customer_id FROM comp UNION SELECT customer_id FROM rep UNION SELECT customer_id FROM low) "
+        "SELECT c.id, c.name, c.tier, c.csat_sum, c.csat_count, COALESCE(comp.n, 0), COALESCE(rep.n, 0), "
+        "(SELECT min(p.value) FROM contact_points p WHERE p.customer_id = c.id AND p.kind = 'phone') "
+        "FROM ids JOIN customers c ON c.id = ids.customer_id LEFT JOIN comp ON comp.customer_id = c.id "
+        "LEFT JOIN rep ON rep.customer_id = c.id "
+        "ORDER BY CASE c.tier WHEN 'vip' THEN 0 WHEN 'key' THEN 1 ELSE 2 END, "
+        "COALESCE(comp.n, 0) + COALESCE(rep.n, 0) DESC, c.id LIMIT :lim")
+    params = {"sc": since_c, "si": since_i, "nc": rules.complaints, "ni": rules.contacts,
+              "ms": rules.min_scores, "lc": rules.low_csat, "lim": limit}
+    async with db.engine.connect() as conn:
+        rows = (await conn.execute(text(sql), params)).all()
+    out = []
+    for r in rows:
+        csat = round(r[3] / r[4], 2) if r[4] else None
+        reasons = [w for w, hit in (("low_csat", r[4] >= rules.min_scores and csat is not None
+                                     and csat <= rules.low_csat),
+                                    ("repeated_complaints", r[5] >= rules.complaints),
+                                    ("repeated_contacts", r[6] >= rules.contacts)) if hit]
+        out.append({"customer_id": int(r[0]), "name": r[1], "tier": r[2], "csat_avg": csat,
+                    "complaints": int(r[5]), "recent_contacts": int(r[6]), "phone": r[7],
+                    "reasons": " ".join(reasons)})
+    return {"report": "customers_at_risk", "columns": ["customer_id", "name", "tier", "csat_avg", "complaints",
+                                                       "recent_contacts", "phone", "reasons"], "rows": out}
+
+
+def to_csv(report: Mapping[str, Any]) -> str:
+    """A report as CSV: its columns, then one line per row."""
+    import csv
+    import io
+
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\r\n")
+    cols: Sequence[str] = report["columns"]
+    w.writerow(cols)
+    for r in report["rows"]:
+        w.writerow(["" if r.get(c) is None else r.get(c) for c in cols])
+    return buf.getvalue()
+
+
+def parse_day(raw: str | None, default: date) -> date:
+    if not raw:
+        return default
+    try:
+        return date.fromisoformat(raw)
+    except ValueError:
+        raise ReportError(f"not a date (YYYY-MM-DD): {raw[:20]!r}") from None
+
+
+__all__ = ["INTERVALS", "Range", "ReportError", "RiskRules", "Scope", "add_agent_time", "agent_report",
+           "contact_report", "customer_distribution", "customer_movement", "customers_at_risk", "derive",
+           "not_ready_report", "rebuild", "rollup_interaction_sync", "snapshot_customers", "split_slots",
+           "ticket_report", "tier_service", "to_csv"]

@@ -1,0 +1,249 @@
+"""Reports (issue 16): every figure checked against a scripted data set, answers worked out by
+hand below, on SQLite and PostgreSQL. The rollup is kept up to date by the store's own writes
+(set_state, set_disposition, record_survey); the backfill (`rebuild`) must give the same figures.
+
+The data set (times UTC, 2026; Nov 10 is a Tuesday):
+  C1 VIP  voice billing  arrives 11-10 23:50:00, waits 10 s, talks 900 s (past midnight), wraps 60 s,
+          agent a1 (team north), disposition `resolved` given after wrap-up, CSAT 5 after wrap-up
+  C2 reg  voice billing  arrives 11-11 00:10:00, waits 30 s (over the 20 s SL), talks 300, wraps 30,
+          agent a2 (team south), `follow_up`, transferred (two transfer events: counted once), CSAT 2
+  C3 reg  voice billing  arrives 00:20:00, abandons after 3 s: a short abandon (< 5 s)
+  C4 reg  voice billing  arrives 00:30:00, abandons after 60 s
+  C5 VIP  chat support   arrives 05:10:00 (00:10 in New York), waits 5 s, talks 100, wraps 20, agent a1,
+          `resolved`, but a repeat (C1 was 5 h 20 min before): not first-contact resolution
+  C6, C7  voice general  abandon after 10 s; 11-01 04:30 UTC (00:30 EDT) and 11-02 04:30 UTC
+          (23:30 EST): both on New York's Nov 1, the 25-hour day when DST ended
+"""
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+
+import pytest
+from sqlalchemy import text
+
+from crm_core import reports as R
+from tests.crm_core.conftest import FAST_HASHER  # noqa: F401
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def T(month: int, day: int, hh: int, mm: int, ss: int = 0) -> datetime:
+    return datetime(2026, month, day, hh, mm, ss, tzinfo=UTC)
+
+
+async def _contact(store, *, cust, at, wait, talk=None, wrap=None, agent=None, dispo=None,
+                   channel="voice", queue="billing", transfers=0, abandon=False, csat=None,
+                   dispo_after=False):
+    i = await store.open_interaction(channel, "inbound", cust, queue=queue, at=at)
+    await store.set_state(i.id, "queued", at=at)
+    if abandon:
+        await store.set_state(i.id, "abandoned", at=at + timedelta(seconds=wait))
+        return i.id
+    ans = at + timedelta(seconds=wait)
+    await store.set_state(i.id, "answered", at=ans, agent_id=agent)
+    for _ in range(transfers):
+        await store.append_event(i.id, "transfer", data={"target": "x"}, at=ans)
+    end = ans + timedelta(seconds=talk)
+    await store.set_state(i.id, "ended", at=end)
+    if dispo and not dispo_after:
+        await store.set_disposition(i.id, dispo, agent_id=agent, at=end)
+    await store.set_state(i.id, "wrapup_done", at=end + timedelta(seconds=wrap))
+    if dispo and dispo_after:
+        await store.set_disposition(i.id, dispo, agent_id=agent, at=end)
+    if csat is not None:
+        await store.record_survey(csat, interaction_id=i.id, at=end + timedelta(seconds=wrap + 5))
+    return i.id
+
+
+@pytest.fixture
+async def scripted(store):
+    await store.create_team("north")
+    await store.create_team("south")
+    a1 = await store.create_user("a1", "agent-password-1", team="north")
+    a2 = await store.create_user("a2", "agent-password-2", team="south")
+    vip = await store.create_customer("Vera Vip", tier_override="vip", phones=["+12025550101"])
+    reg = await store.create_customer("Rob Regular", phones=["+12025550102"])
+    await _contact(store, cust=vip.id, at=T(11, 10, 23, 50), wait=10, talk=900, wrap=60, agent=a1.id,
+                   dispo="resolved", dispo_after=True, csat=5)
+    await _contact(store, cust=reg.id, at=T(11, 11, 0, 10), wait=30, talk=300, wrap=30, agent=a2.id,
+                   dispo="follow_up", transfers=2, csat=2)
+    await _contact(store, cust=reg.id, at=T(11, 11, 0, 20), wait=3, abandon=True)
+    await _contact(store, cust=reg.id, at=T(11, 11, 0, 30), wait=60, abandon=True)
+    await _contact(store, cust=vip.id, at=T(11, 11, 5, 10), wait=5, talk=100, wrap=20, agent=a1.id,
+                   dispo="resolved", channel="chat", queue="support")
+    await _contact(store, cust=None, at=T(11, 1, 4, 30), wait=10, abandon=True, queue="general")
+    await _contact(store, cust=None, at=T(11, 2, 4, 30), wait=10, abandon=True, queue="general")
+    return {"a1": a1.id, "a2": a2.id, "vip": vip.id, "reg": reg.id}
+
+
+def _rows(rep, *fields):
+    return [tuple(r[f] for f in fields) for r in rep["rows"]]
+
+
+FIELDS = ("interval", "key", "contacts", "offered", "answered", "service_level", "asa_s", "aht_s",
+          "abandoned", "short_abandoned", "abandon_rate", "transferred", "transfer_rate", "fcr_rate",
+          "csat_avg", "csat_pct")
+
+# by UTC day: Nov 10 holds C1 only (it ends after midnight but arrived before)
+UTC_DAYS = [
+    # C1: SL 1/1, ASA 10, AHT 900+60, FCR 1/1, CSAT 5
+    ("2026-11-10", "all", 1, 1, 1, 1.0, 10.0, 960.0, 0, 0, 0.0, 0, 0.0, 1.0, 5.0, 1.0),
+    # C2..C5: offered 4 queued - 1 short = 3; answered C2, C5; in SL only C5 -> 1/3;
+    # ASA (30 + 5) / 2; AHT (330 + 120) / 2; abandoned C4 only -> 1/3; transfers 1 (C2, once) / 2;
+    # FCR: C2 follow_up, C5 a repeat -> 0 / 2; CSAT C2's 2 (not good)
+    ("2026-11-11", "all", 4, 3, 2, 0.3333, 17.5, 225.0, 1, 1, 0.3333, 1, 0.5, 0.0, 2.0, 0.0),
+]
+
+
+async def _same_after_rebuild(db, *reports):
+    """The backfill gives exactly what the live rollup gave."""
+    before = [await fn() for fn in reports]
+    res = await R.rebuild(db)
+    assert res["interactions"] == 7
+    after = [await fn() for fn in reports]
+    assert after == before
+
+
+async def test_contacts_per_utc_day_and_backfill_agrees(store, scripted):
+    db = store.db
+
+    async def utc_days():
+        return await R.contact_report(db, R.Range(date(2026, 11, 10), date(2026, 11, 11), "UTC", "day"))
+
+    assert _rows(await utc_days(), *FIELDS) == UTC_DAYS
+    await _same_after_rebuild(db, utc_days)
+    assert _rows(await utc_days(), *FIELDS) == UTC_DAYS
+
+
+async def test_new_york_days_move_the_evening_contacts_to_the_day_before(store, scripted):
+    rep = await R.contact_report(store.db, R.Range(date(2026, 11, 10), date(2026, 11, 11), "America/New_York", "day"))
+    assert _rows(rep, *FIELDS) == [
+        # C1..C4 (18:50 to 19:30 local): SL C1 only of 3 counted; ASA (10+30)/2; AHT (960+330)/2;
+        # FCR C1 of C1, C2; CSAT (5+2)/2, good 1 of 2
+        ("2026-11-10", "all", 4, 3, 2, 0.3333, 20.0, 645.0, 1, 1, 0.3333, 1, 0.5, 0.5, 3.5, 0.5),
+        ("2026-11-11", "all", 1, 1, 1, 1.0, 5.0, 120.0, 0, 0, 0.0, 0, 0.0, 0.0, None, None),
+    ]
+
+
+async def test_dst_end_day_has_25_hours(store, scripted):
+    rep = await R.contact_report(store.db, R.Range(date(2026, 10, 31), date(2026, 11, 2), "America/New_York", "day"))
+    assert _rows(rep, "interval", "contacts", "abandoned") == [("2026-11-01", 2, 2)]
+    utc = await R.contact_report(store.db, R.Range(date(2026, 10, 31), date(2026, 11, 2), "UTC", "day"))
+    assert _rows(utc, "interval", "contacts") == [("2026-11-01", 1), ("2026-11-02", 1)]
+
+
+async def test_quarter_hours_across_midnight_and_half_hour_zone(store, scripted):
+    q = await R.contact_report(store.db, R.Range(date(2026, 11, 10), date(2026, 11, 11), "UTC", "15m"))
+    assert _rows(q, "interval", "contacts", "answered", "short_abandoned") == [
+        ("2026-11-10 23:45", 1, 1, 0), ("2026-11-11 00:00", 1, 1, 0), ("2026-11-11 00:15", 1, 0, 1),
+        ("2026-11-11 00:30", 1, 0, 0), ("2026-11-11 05:00", 1, 1, 0)]
+    # Kolkata is UTC+5:30: 23:50 -> 05:20, 00:10 -> 05:40, 00:20 -> 05:50, 00:30 -> 06:00, 05:10 -> 10:40
+    h = await R.contact_report(store.db, R.Range(date(2026, 11, 11), date(2026, 11, 11), "Asia/Kolkata", "hour"))
+    assert _rows(h, "interval", "contacts") == [("2026-11-11 05:00", 3), ("2026-11-11 06:00", 1),
+                                               ("2026-11-11 10:00", 1)]
+    w = await R.contact_report(store.db, R.Range(date(2026, 11, 9), date(2026, 11, 15), "UTC", "week"))
+    assert _rows(w, "interval", "contacts", "offered", "answered") == [("2026-11-09", 5, 4, 3)]
+
+
+async def test_by_agent_team_tier_channel_disposition(store, scripted):
+    rng = R.Range(date(2026, 11, 10), date(2026, 11, 11), "UTC", "day")
+    tot = lambda by: R.contact_report(store.db, rng, by=by, totals=True)  # noqa: E731
+    a1, a2 = str(scripted["a1"]), str(scripted["a2"])
+    agents = _rows(await tot("agent"), "key", "contacts", "answered", "aht_s", "fcr_rate", "csat_avg")
+    assert sorted(agents) == sorted([("(none)", 2, 0, None, None, None),
+                                     (a1, 2, 2, 540.0, 0.5, 5.0),  # (960 + 120) / 2; FCR C1 of C1, C5
+                                     (a2, 1, 1, 330.0, 0.0, 2.0)])
+    teams = _rows(await tot("team"), "key", "contacts", "transfer_rate")
+    assert teams == [("(none)", 2, None), ("north", 2, 0.0), ("south", 1, 1.0)]
+    tiers = _rows(await tot("tier"), "key", "offered", "service_level", "asa_s", "csat_avg")
+    # regular: C2, C3 (short: not counted), C4 -> offered 2, SL 0/2, ASA 30; vip: C1, C5 -> SL 2/2
+    assert tiers == [("regular", 2, 0.0, 30.0, 2.0), ("vip", 2, 1.0, 7.5, 5.0)]
+    ch = _rows(await tot("channel"), "key", "contacts")
+    assert ch == [("chat", 1), ("voice", 4)]
+    dis = _rows(await tot("disposition"), "key", "contacts")
+    assert dis == [("(none)", 2), ("follow_up", 1), ("resolved", 2)]
+    q = _rows(await tot("queue"), "key", "contacts", "abandon_rate")
+    assert q == [("billing", 4, 0.3333), ("support", 1, 0.0)]  # billing: C4 of C1, C2, C4 (C3 short)
+    tier_srv = await R.tier_service(store.db, rng)
+    assert _rows(tier_srv, "tier", "asa_s", "service_level") == [("regular", 30.0, 0.0), ("vip", 7.5, 1.0)]
+
+
+async def test_scope_keeps_a_supervisor_to_their_teams(store, scripted):
+    rng = R.Range(date(2026, 11, 10), date(2026, 11, 11), "UTC", "day")
+    north = await R.contact_report(store.db, rng, totals=True, scope=R.Scope(teams=frozenset({"north"})))
+    assert _rows(north, "contacts") == [(2,)]
+    billing = await R.contact_report(store.db, rng, totals=True, scope=R.Scope(queues=frozenset({"billing"})))
+    assert _rows(billing, "contacts") == [(4,)]
+    nothing = await R.contact_report(store.db, rng, totals=True, scope=R.Scope())
+    assert nothing["rows"] == []
+
+
+async def test_agent_time_occupancy_and_not_ready_across_midnight(store, scripted):
+    a1 = scripted["a1"]
+    await R.add_agent_time(store.db, a1, "north", "not_ready", "lunch", T(11, 10, 23, 50), T(11, 11, 0, 20))
+    await R.add_agent_time(store.db, a1, "north", "ready", None, T(11, 11, 0, 20), T(11, 11, 0, 30))
+    await R.add_agent_time(store.db, a1, "north", "busy", None, T(11, 11, 0, 30), T(11, 11, 0, 40))
+    await R.add_agent_time(store.db, a1, "north", "wrap_up", None, T(11, 11, 0, 40), T(11, 11, 0, 45))
+    rng = R.Range(date(2026, 11, 10), date(2026, 11, 11), "UTC", "day")
+    occ = await R.agent_report(store.db, rng)
+    assert _rows(occ, "interval", "ready_s", "busy_s", "wrap_up_s", "not_ready_s", "occupancy") == [
+        ("2026-11-10", 0.0, 0.0, 0.0, 600.0, None),  # 23:50 -> midnight
+        ("2026-11-11", 600.0, 600.0, 300.0, 1200.0, 0.6),  # (600 + 300) / (600 + 600 + 300)
+    ]
+    nr = await R.not_ready_report(store.db, rng)
+    assert _rows(nr, "reason", "seconds") == [("lunch", 1800.0)]
+    assert R.split_slots(T(11, 10, 23, 50), T(11, 11, 0, 20)) == [
+        (int(T(11, 10, 23, 45).timestamp() // 900), 600.0), (int(T(11, 11, 0, 0).timestamp() // 900), 900.0),
+        (int(T(11, 11, 0, 15).timestamp() // 900), 300.0)]
+
+
+async def test_tickets_risk_and_customer_movement(store, scripted):
+    db, vip, reg = store.db, scripted["vip"], scripted["reg"]
+    c1 = await store.create_ticket(reg, "complaint", "Billing complaint")
+    c2 = await store.create_ticket(reg, "complaint", "Again")
+    sr = await store.create_ticket(vip, "service_request", "Change of plan")
+    ts = lambda t: t.replace(tzinfo=None).isoformat(sep=" ") if db.is_sqlite else t  # noqa: E731
+    async with db.engine.begin() as conn:
+        upd = ("UPDATE tickets SET created_at = :c, sla_due_at = :d, solved_at = :s, status = :st, "
+               "escalation_queue = :e WHERE id = :id")
+        # c1: 4 h to solve, within its SLA; c2: 10 h, 2 h past its SLA, escalated; sr: open past due
+        await conn.execute(text(upd), {"c": ts(T(11, 10, 10, 0)), "d": ts(T(11, 10, 18, 0)),
+                                       "s": ts(T(11, 10, 14, 0)), "st": "solved", "e": None, "id": c1.id})
+        await conn.execute(text(upd), {"c": ts(T(11, 10, 8, 0)), "d": ts(T(11, 10, 16, 0)),
+                                       "s": ts(T(11, 10, 18, 0)), "st": "solved", "e": "vip", "id": c2.id})
+        await conn.execute(text(upd), {"c": ts(T(11, 11, 9, 0)), "d": ts(T(11, 11, 12, 0)),
+                                       "s": None, "st": "open", "e": None, "id": sr.id})
+    now = T(11, 12, 0, 0)
+    rep = await R.ticket_report(db, R.Range(date(2026, 11, 10), date(2026, 11, 11), "UTC", "day"), now)
+    assert _rows(rep, "type", "opened", "resolved", "resolution_h", "sla_breaches", "escalations") == [
+        ("complaint", 2, 2, 7.0, 1, 1), ("service_request", 1, 0, None, 1, 0)]
+
+    risk = await R.customers_at_risk(db, now)
+    # reg: 2 complaints in 90 days, 3 contacts in 7 days (C2, C3, C4); one CSAT only (not enough)
+    assert _rows(risk, "customer_id", "reasons", "complaints", "recent_contacts", "phone") == [
+        (reg, "repeated_complaints repeated_contacts", 2, 3, "+12025550102")]
+
+    assert await R.snapshot_customers(db, T(11, 10, 1, 0)) == 0  # the first snapshot: nobody moved
+    async with db.engine.begin() as conn:
+        await conn.execute(text("UPDATE customers SET tier = 'regular' WHERE id = :id"), {"id": vip})
+        await conn.execute(text("UPDATE customers SET loyalty = 'lost', tier = 'key' WHERE id = :id"), {"id": reg})
+    assert await R.snapshot_customers(db, T(11, 11, 1, 0)) == 2
+    mv = await R.customer_movement(db, R.Range(date(2026, 11, 10), date(2026, 11, 11), "UTC", "day"))
+    assert _rows(mv, "day", "tier", "moved_up", "moved_down", "lost") == [
+        ("2026-11-11", "key", 1, 0, 1), ("2026-11-11", "regular", 0, 1, 0)]
+    dist = await R.customer_distribution(db)
+    assert sum(r["customers"] for r in dist["rows"]) == 2
+    assert {(r["tier"], r["loyalty"]) for r in dist["rows"]} >= {("key", "lost")}
+
+
+def test_csv_matches_the_rows() -> None:
+    rep = {"columns": ["interval", "asa_s", "csat_avg"],
+           "rows": [{"interval": "2026-11-10", "asa_s": 10.0, "csat_avg": None}]}
+    assert R.to_csv(rep) == "interval,asa_s,csat_avg\r\n2026-11-10,10.0,\r\n"
+
+
+def test_bad_parameters_are_refused() -> None:
+    for rng in (R.Range(date(2026, 1, 2), date(2026, 1, 1)), R.Range(date(2026, 1, 1), date(2026, 1, 1), "Mars/Base"),
+                R.Range(date(2026, 1, 1), date(2026, 1, 1), "UTC", "minute")):
+        with pytest.raises(R.ReportError):
+            rng.check()
