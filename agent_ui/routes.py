@@ -76,6 +76,8 @@ class UiConfig:
 
     cookie_secure: bool = False
     allowed_origins: tuple[str, ...] = ()
+    # a TLS proxy in front: its X-Forwarded-Proto: https makes the request count as https
+    trust_forwarded_proto: bool = False
     max_frame_bytes: int = 64 * 1024
     heartbeat_s: float = 25.0
     session_recheck_s: float = 30.0  # how often an open websocket re-checks its session (min 0.05)
@@ -131,7 +133,10 @@ def _redirect(location: str, status: int = 303) -> web.Response:
 
 
 def _is_https(request: web.Request) -> bool:
-    return request.secure
+    if request.secure:
+        return True
+    proto = request.headers.get("X-Forwarded-Proto", "") if request.app[UI_CONFIG].trust_forwarded_proto else ""
+    return proto.split(",")[0].strip().lower() == "https"
 
 
 def _secure(request: web.Request) -> bool:
