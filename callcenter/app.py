@@ -40,7 +40,8 @@ def init_app(settings: Settings, *, database: Database | None = None,
     app[SETTINGS] = settings
     ops.setup(app)
     ui_routes.setup(app, ui_routes.UiConfig(cookie_secure=settings.web.cookie_secure,
-                                            allowed_origins=tuple(settings.web.allowed_origins)))
+                                            allowed_origins=tuple(settings.web.allowed_origins),
+                                            trust_forwarded_proto=settings.web.trust_forwarded_proto))
     rest_api.setup(app)  # /api/v1 (callcenter/api/, docs/api.md)
     admin_routes.setup(app)  # GET /admin (agent_ui/pages/admin.html)
     from agent_ui import wallboard_routes
