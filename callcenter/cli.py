@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 from callcenter.ivr_cli import register as register_ivr
 from callcenter.replay import register as register_replay
+from callcenter.reports_cli import register as register_reports
 from callcenter.settings import Settings, SettingsError, load_settings
 from callcenter.sim_cli import register as register_sim
 
@@ -95,6 +96,7 @@ def _parser() -> argparse.ArgumentParser:
     register_ivr(sub)
     register_replay(sub)
     register_sim(sub)
+    register_reports(sub)
 
     demo = sub.add_parser("demo", help="demo data").add_subparsers(metavar="ACTION")
     seed = demo.add_parser("seed", help="generate a realistic data set")

@@ -30,6 +30,8 @@ MEASURES = ("contacts", "offered", "answered", "answered_in_sl", "abandoned", "s
             "wait_answered_s", "handled", "talk_s", "wrap_s", "transferred", "repeats", "fcr",
             "csat_sum", "csat_n", "csat_good")
 KEYS = ("slot", "queue", "agent_id", "team", "channel", "tier", "disposition")
+HOUR = "report_contacts_hour"  # per hour, no disposition; read when the offsets are whole hours
+TABLES = {"report_contacts": (SLOT_S, KEYS), HOUR: (3600, KEYS[:-1])}
 
 
 class ReportError(ValueError):
@@ -44,10 +46,10 @@ def _secs(dialect: str, later: str, earlier: str) -> str:
     return f"extract(epoch from ({later} - {earlier}))"
 
 
-def _slot(dialect: str, col: str) -> str:
+def _slot(dialect: str, col: str, size: int = SLOT_S) -> str:
     if dialect == "sqlite":
-        return f"(CAST(strftime('%s', {col}) AS INTEGER) / {SLOT_S})"
-    return f"CAST(floor(extract(epoch from {col}) / {SLOT_S}) AS INTEGER)"
+        return f"(CAST(strftime('%s', {col}) AS INTEGER) / {size})"
+    return f"CAST(floor(extract(epoch from {col}) / {size}) AS INTEGER)"
 
 
 def _days_before(dialect: str, col: str, days: int) -> str:
@@ -56,13 +58,14 @@ def _days_before(dialect: str, col: str, days: int) -> str:
     return f"({col} - interval '{days} days')"
 
 
-_ROLLUP_CACHE: dict[tuple[str, str, int], str] = {}
+_ROLLUP_CACHE: dict[tuple[str, str, int, str], str] = {}
 
 
-def rollup_sql(dialect: str, where: str, sign: int = 1) -> str:
-    """INSERT the counters of the ended interactions `i` matching `where` into report_contacts,
+def rollup_sql(dialect: str, where: str, sign: int = 1, table: str = "report_contacts") -> str:
+    """INSERT the counters of the ended interactions `i` matching `where` into `table`,
     adding to existing rows (`sign` -1 takes an interaction's contribution out again)."""
-    key = (dialect, where, sign)
+    key = (dialect, where, sign, table)
+    size, table_keys = TABLES[table]
     if key in _ROLLUP_CACHE:
         return _ROLLUP_CACHE[key]
     wait = _secs(dialect, "i.answered_at", "i.queued_at")
@@ -98,7 +101,7 @@ def rollup_sql(dialect: str, where: str, sign: int = 1) -> str:
         "csat_good": f"CASE WHEN i.csat_score >= 4 THEN {one} ELSE 0 END",
     }
     keys = {
-        "slot": _slot(dialect, "i.created_at"),
+        "slot": _slot(dialect, "i.created_at", size),
         "queue": "COALESCE(i.queue, '')",
         "agent_id": "COALESCE(i.agent_id, 0)",
         "team": ("COALESCE((SELECT min(t.name) FROM team_members tm JOIN teams t ON t.id = tm.team_id"
@@ -107,14 +110,14 @@ def rollup_sql(dialect: str, where: str, sign: int = 1) -> str:
         "tier": "COALESCE(c.tier, '')",
         "disposition": "COALESCE(i.disposition_code, '')",
     }
-    cols = ", ".join([*KEYS, *MEASURES])
-    sel = ", ".join([*(f"{keys[k]} AS {k}" for k in KEYS), *(f"SUM({measures[m]})" for m in MEASURES)])
-    upd = ", ".join(f"{m} = report_contacts.{m} + excluded.{m}" for m in MEASURES)
-    sql = (f"INSERT INTO report_contacts ({cols}) SELECT {sel} FROM interactions i "
+    cols = ", ".join([*table_keys, *MEASURES])
+    sel = ", ".join([*(f"{keys[k]} AS {k}" for k in table_keys), *(f"SUM({measures[m]})" for m in MEASURES)])
+    upd = ", ".join(f"{m} = {table}.{m} + excluded.{m}" for m in MEASURES)
+    sql = (f"INSERT INTO {table} ({cols}) SELECT {sel} FROM interactions i "
            f"LEFT JOIN customers c ON c.id = i.customer_id "
            f"WHERE i.state IN ('wrapup_done', 'abandoned', 'failed') AND ({where}) "
-           f"GROUP BY {', '.join(str(n + 1) for n in range(len(KEYS)))} "
-           f"ON CONFLICT ({', '.join(KEYS)}) DO UPDATE SET {upd}")
+           f"GROUP BY {', '.join(str(n + 1) for n in range(len(table_keys)))} "
+           f"ON CONFLICT ({', '.join(table_keys)}) DO UPDATE SET {upd}")
     _ROLLUP_CACHE[key] = sql
     return sql
 
@@ -127,7 +130,8 @@ def rollup_interaction_sync(s: Session, interaction_id: int, sign: int = 1) -> N
     """Add (or with sign=-1 take out) one ended interaction's counters; in the caller's
     transaction (the interaction's changes must be flushed first)."""
     dialect = s.get_bind().dialect.name
-    s.execute(text(rollup_sql(dialect, "i.id = :iid", sign)), {**_params(), "iid": interaction_id})
+    for table in TABLES:
+        s.execute(text(rollup_sql(dialect, "i.id = :iid", sign, table)), {**_params(), "iid": interaction_id})
 
 
 async def rebuild(db: Any) -> dict[str, int]:
@@ -135,8 +139,9 @@ async def rebuild(db: Any) -> dict[str, int]:
     customer snapshot; in one transaction."""
     dialect = "sqlite" if db.is_sqlite else "postgresql"
     async with db.engine.begin() as conn:
-        await conn.execute(text("DELETE FROM report_contacts"))
-        await conn.execute(text(rollup_sql(dialect, "1 = 1")), _params())
+        for table in TABLES:
+            await conn.execute(text(f"DELETE FROM {table}"))
+            await conn.execute(text(rollup_sql(dialect, "1 = 1", table=table)), _params())
         rows = (await conn.execute(text("SELECT count(*), COALESCE(sum(contacts), 0) FROM report_contacts"))).one()
     moved = await snapshot_customers(db, datetime.now(UTC))
     return {"rollup_rows": int(rows[0]), "interactions": int(rows[1]), "customer_moves": moved}
@@ -231,20 +236,20 @@ class Range:
         b = datetime.combine(self.end + timedelta(days=1), datetime.min.time(), z).astimezone(UTC)
         return a, b
 
-    def slots(self) -> tuple[int, int]:
+    def slots(self, size: int = SLOT_S) -> tuple[int, int]:
         a, b = self.utc_bounds()
-        return int(a.timestamp() // SLOT_S), -(-int(b.timestamp()) // SLOT_S)
+        return int(a.timestamp() // size), -(-int(b.timestamp()) // size)
 
-    def offsets(self) -> list[tuple[int, int]]:
+    def offsets(self, size: int = SLOT_S) -> list[tuple[int, int]]:
         """(first slot, UTC offset in seconds) for each stretch of constant offset in the range."""
         z = self.zone()
-        s0, s1 = self.slots()
+        s0, s1 = self.slots(size)
+        day = 86400 // size
 
         def off(slot: int) -> int:
-            return int(datetime.fromtimestamp(slot * SLOT_S, z).utcoffset().total_seconds())  # type: ignore[union-attr]
+            return int(datetime.fromtimestamp(slot * size, z).utcoffset().total_seconds())  # type: ignore[union-attr]
 
         out = [(s0, off(s0))]
-        day = 96
         s = s0
         while s < s1:
             nxt = min(s + day, s1)
@@ -256,15 +261,15 @@ class Range:
         return out
 
 
-def _bucket_expr(rng: Range) -> str:
+def _bucket_expr(rng: Range, size: int = SLOT_S, offs: list[tuple[int, int]] | None = None) -> str:
     """SQL: the interval a slot falls in, in local time (an integer; see bucket_start)."""
-    offs = rng.offsets()
+    offs = offs or rng.offsets(size)
     if len(offs) == 1:
         off = str(offs[0][1])
     else:
         arms = " ".join(f"WHEN slot < {offs[k + 1][0]} THEN {offs[k][1]}" for k in range(len(offs) - 1))
         off = f"CASE {arms} ELSE {offs[-1][1]} END"
-    local = f"(CAST(slot AS BIGINT) * {SLOT_S} + {off})"
+    local = f"(CAST(slot AS BIGINT) * {size} + {off})"
     if rng.interval == "week":  # epoch day 0 was a Thursday: weeks start on Monday
         return f"(({local} / 86400 + 3) / 7)"
     return f"({local} / {INTERVALS[rng.interval]})"
@@ -342,12 +347,17 @@ async def contact_report(db: Any, rng: Range, by: str | None = None, scope: Scop
     rng.check()
     if by is not None and by not in _DIM_SQL:
         raise ReportError(f"by must be one of {', '.join(DIMENSIONS)}")
-    s0, s1 = rng.slots()
+    table, size, offs = "report_contacts", SLOT_S, None
+    if (rng.interval != "15m" or totals) and by != "disposition":
+        hourly = rng.offsets(3600)
+        if all(o % 3600 == 0 for _s, o in hourly):  # local hours are UTC hours: the hourly rollup
+            table, size, offs = HOUR, 3600, hourly
+    s0, s1 = rng.slots(size)
     params: dict[str, Any] = {"s0": s0, "s1": s1}
-    bucket = "0" if totals else _bucket_expr(rng)
+    bucket = "0" if totals else _bucket_expr(rng, size, offs)
     dim = _DIM_SQL[by] if by else "''"
     sums = ", ".join(f"SUM({m}) AS {m}" for m in MEASURES)
-    sql = (f"SELECT {bucket} AS b, {dim} AS d, {sums} FROM report_contacts "
+    sql = (f"SELECT {bucket} AS b, {dim} AS d, {sums} FROM {table} "
            f"WHERE slot >= :s0 AND slot < :s1{_scope_sql(scope, params)} GROUP BY 1, 2 ORDER BY 1, 2")
     async with db.engine.connect() as conn:
         rows = (await conn.execute(text(sql), params)).mappings().all()

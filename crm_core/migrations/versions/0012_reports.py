@@ -25,18 +25,31 @@ def _float(name: str) -> sa.Column:
     return sa.Column(name, sa.Float(), nullable=False)
 
 
+def _measures() -> list[sa.Column]:
+    return [_int("contacts"), _int("offered"), _int("answered"), _int("answered_in_sl"), _int("abandoned"),
+            _int("short_abandoned"), _float("wait_answered_s"), _int("handled"), _float("talk_s"),
+            _float("wrap_s"), _int("transferred"), _int("repeats"), _int("fcr"), _int("csat_sum"),
+            _int("csat_n"), _int("csat_good")]
+
+
 def upgrade() -> None:
     op.create_table(
         "report_contacts",
         _int("slot"), sa.Column("queue", S(64), nullable=False), sa.Column("agent_id", ID, nullable=False),
         sa.Column("team", S(64), nullable=False), sa.Column("channel", S(8), nullable=False),
         sa.Column("tier", S(16), nullable=False), sa.Column("disposition", S(64), nullable=False),
-        _int("contacts"), _int("offered"), _int("answered"), _int("answered_in_sl"), _int("abandoned"),
-        _int("short_abandoned"), _float("wait_answered_s"), _int("handled"), _float("talk_s"),
-        _float("wrap_s"), _int("transferred"), _int("repeats"), _int("fcr"), _int("csat_sum"),
-        _int("csat_n"), _int("csat_good"),
+        *_measures(),
         sa.PrimaryKeyConstraint("slot", "queue", "agent_id", "team", "channel", "tier", "disposition",
                                 name=op.f("pk_report_contacts")),
+    )
+    op.create_table(
+        "report_contacts_hour",
+        _int("slot"), sa.Column("queue", S(64), nullable=False), sa.Column("agent_id", ID, nullable=False),
+        sa.Column("team", S(64), nullable=False), sa.Column("channel", S(8), nullable=False),
+        sa.Column("tier", S(16), nullable=False),
+        *_measures(),
+        sa.PrimaryKeyConstraint("slot", "queue", "agent_id", "team", "channel", "tier",
+                                name=op.f("pk_report_contacts_hour")),
     )
     op.create_table(
         "report_agent_time",
@@ -75,5 +88,5 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     for t in ("report_subscriptions", "report_customer_counts", "report_customer_moves",
-              "report_customer_state", "report_agent_time", "report_contacts"):
+              "report_customer_state", "report_agent_time", "report_contacts_hour", "report_contacts"):
         op.drop_table(t)
