@@ -78,6 +78,7 @@ class Behaviour:
     digits: list[str] = field(default_factory=list)
     dtmf_delay: float = 0.5
     manual: bool = False  # a soft-phone: rings until Pbx.answer_device / stays up until hangup_device
+    machine: bool = False  # an answering machine: AMD() says MACHINE (simulator/outbound.py)
 
 
 @dataclass
@@ -304,6 +305,7 @@ class Pbx:
         self.park_origin: dict[int, Bridge] = {}  # the bridge a parker (TimeoutChannel) stays in
         self.parking_bridge: Bridge | None = None  # the lot's holding bridge, kept once created
         self.conferences: dict[str, Any] = {}  # ConfBridge conferences by name (confbridge.py)
+        self.outbound: Any = None  # scripted outcomes of calls out through the trunk (outbound.py)
         self._register_parking_context()
 
     def _register_parking_context(self) -> None:
@@ -364,6 +366,9 @@ class Pbx:
         if device in self.behaviours:
             return self.behaviours[device]
         num = device.split("/", 1)[-1].split("@", 1)[0]
+        if num not in self.behaviours and self.outbound is not None and device.endswith(
+                self.outbound.trunk_suffix):
+            return self.outbound.draw()  # a campaign's call out (simulator/outbound.py)
         return self.behaviours.get(num, self.default_behaviour)
 
     def find_channel(self, name: str) -> Channel | None:
@@ -813,6 +818,14 @@ class Pbx:
 
     async def app_wait(self, ch: Channel, data: str) -> None:
         await self.wait(ch, float(data or 0))
+
+    async def app_amd(self, ch: Channel, data: str) -> None:
+        """Answering machine detection: a scripted machine (simulator/outbound.py) is MACHINE,
+        anyone else HUMAN, after a short analysis; sets AMDSTATUS and AMDCAUSE like app_amd."""
+        await self.wait(ch, 1.5)
+        machine = ch.behaviour is not None and ch.behaviour.machine
+        self.set_var(ch, "AMDCAUSE", "LONGGREETING-2000-1500" if machine else "HUMAN-300-300")
+        self.set_var(ch, "AMDSTATUS", "MACHINE" if machine else "HUMAN")
 
     async def app_playtones(self, ch: Channel, data: str) -> None:
         return None

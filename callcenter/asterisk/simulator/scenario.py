@@ -131,6 +131,11 @@ class Simulator:
         self.pbx.behaviours[number] = b
         return b
 
+    def outbound(self, script: Any) -> Any:
+        """Scripted outcomes for calls out through the trunk (simulator/outbound.py)."""
+        self.pbx.outbound = script
+        return script
+
     def answer_phone(self, number: str) -> bool:
         """Press Answer on agent ``number``'s ringing soft-phone; False if it is not ringing."""
         return self.pbx.answer_device(number)
