@@ -105,11 +105,15 @@ class Interventions:
     def _agent_in_scope(self, user: WebUser, agent: Agent) -> bool:
         return self._admin(user) or bool(set(agent.teams) & set(user.teams))
 
-    def _queue_in_scope(self, user: WebUser, queue: str) -> bool:
-        q = self.runner.engine.config.queues.get(queue)
-        if q is None:
+    async def _queue_in_scope(self, user: WebUser, queue: str) -> bool:
+        """The queue's owning teams (queue_teams, as for alerts) meet the user's; a queue that no
+        team owns is open to every supervisor."""
+        if queue not in self.runner.engine.config.queues:
             return False
-        return self._admin(user) or q.teams is None or bool(set(q.teams) & set(user.teams))
+        if self._admin(user):
+            return True
+        owners = set((await self.store.queue_teams()).get(queue, ()))
+        return not owners or bool(owners & set(user.teams))
 
     def _agent_named(self, user: WebUser, username: Any) -> Agent:
         agent = next((a for a in self.directory.agents.values() if a.username == username), None)
@@ -194,8 +198,9 @@ class Interventions:
         except MessageRefused:
             self.spies.pop((iid, user.id), None)
             raise
+        if spy.state == "dialing":  # (before the log's write: ChanSpyStart may follow quickly)
+            self._spy_send(user, iid, spy)
         await self._log(user, "spy", "interaction", iid, iid, mode=mode, agent=agent.username, device=device)
-        self._spy_send(user, iid, spy)
         return self._done("spy", interaction_id=iid, mode=mode)
 
     async def spy_stop(self, user: WebUser, msg: dict[str, Any]) -> dict[str, Any] | None:
@@ -410,11 +415,11 @@ class Interventions:
         return self._done("force_logout", agent=agent.username, state="offline")
 
     # ------------------------------------------------------------------ waiting contacts
-    def _waiting(self, user: WebUser, iid: Any) -> Any:
+    async def _waiting(self, user: WebUser, iid: Any) -> Any:
         rec = self.runner.engine.store.contact(str(iid)) if isinstance(iid, int) else None
         if rec is None:
             raise MessageRefused("not_found", "no such contact in routing")
-        if not self._queue_in_scope(user, rec.queue):
+        if not await self._queue_in_scope(user, rec.queue):
             raise MessageRefused("forbidden", f"queue {rec.queue} is not one of your teams' queues")
         if rec.status is not ContactStatus.WAITING:
             raise MessageRefused("conflict", f"the contact is {rec.status.value}, not waiting")
@@ -422,13 +427,13 @@ class Interventions:
 
     async def contact_move(self, user: WebUser, msg: dict[str, Any]) -> dict[str, Any] | None:
         iid = msg.get("interaction_id")
-        rec = self._waiting(user, iid)
+        rec = await self._waiting(user, iid)
         queue, username = msg.get("queue"), msg.get("agent")
         if (queue is None) == (username is None):
             raise MessageRefused("invalid", "move the contact to a queue or to an agent")
         was = rec.queue
         if queue is not None:
-            if not self._queue_in_scope(user, str(queue)):
+            if not await self._queue_in_scope(user, str(queue)):
                 raise MessageRefused("forbidden" if queue in self.runner.engine.config.queues else "not_found",
                                      f"no queue {queue!r} of your teams")
             event = ContactMoved(str(iid), queue=str(queue))
@@ -443,7 +448,7 @@ class Interventions:
 
     async def contact_priority(self, user: WebUser, msg: dict[str, Any]) -> dict[str, Any] | None:
         iid = msg.get("interaction_id")
-        rec = self._waiting(user, iid)
+        rec = await self._waiting(user, iid)
         by = msg.get("by")
         if not isinstance(by, (int, float)) or isinstance(by, bool) or not 0 < by <= 1000:
             raise MessageRefused("invalid", "raise the priority by a number from 0 to 1000")
