@@ -82,7 +82,8 @@ class WallboardService:
             {n: ws.Target(q.service_level.fraction, q.service_level.seconds) for n, q in queues.items()},
             thresholds, {n: tuple(sorted(q.teams or ())) for n, q in queues.items()})
         self.feeds: dict[str, set[Feed]] = {}
-        self._cache: dict[str, tuple[int, bytes]] = {}  # scope -> (stats version, UTF-8 JSON frame)
+        self._last: dict[str, tuple[bytes, bytes, int]] = {}  # scope -> (body, frame, seq) last sent
+        self._offset = wall() - self.mono()  # event times -> epoch seconds
         self._dirty = asyncio.Event()
         self._alert_keys: frozenset[str] = frozenset()
         self._raised: set[str] = set()
@@ -193,8 +194,11 @@ class WallboardService:
         teams = frozenset(user.teams)
         return "teams:" + ",".join(sorted(teams)), teams
 
-    def frame(self, scope: str, teams: frozenset[str] | None, snap: dict[str, Any], version: int,
-              at_ms: int) -> bytes:
+    def _stamp(self, t: float) -> int:
+        """An event time (the runner's clock) as epoch milliseconds, the same every time."""
+        return int((t + self._offset) * 1000)
+
+    def _body(self, teams: frozenset[str] | None, snap: dict[str, Any]) -> bytes:
         if teams is None:
             body = snap
         else:
@@ -204,30 +208,50 @@ class WallboardService:
                       or set(self.stats.queue_teams.get(q["queue"], ())) & teams]
             names = {q["queue"] for q in queues}
             ids = {a["agent_id"] for a in agents}
+            queues = [{**q, "agents": self._by_state(q, agents)} for q in queues]  # their agents only
             alerts = [x for x in snap["alerts"] if x["queue"] in names or x["agent_id"] in ids]
             body = {"queues": queues, "agents": agents, "alerts": alerts}
-        msg = {"type": "wallboard", "v": PROTOCOL_VERSION, "seq": version, "at": at_ms,
-               "scope": "all" if teams is None else sorted(teams), **body}
-        return json.dumps(msg, separators=(",", ":")).encode()
+        return json.dumps(body, separators=(",", ":")).encode()
 
-    def _build(self, scopes: dict[str, frozenset[str] | None]) -> None:
+    def _by_state(self, q: dict[str, Any], agents: list[dict[str, Any]]) -> dict[str, int]:
+        out = dict.fromkeys(ws.AGENT_STATES, 0)
+        key = (q["queue"], q["channel"])
+        for a in agents:
+            if key in self.stats.agents[a["agent_id"]].info.queues:
+                out[a["state"]] += 1
+        return out
+
+    @staticmethod
+    def _frame(teams: frozenset[str] | None, body: bytes, version: int, at_ms: int) -> bytes:
+        head = json.dumps({"type": "wallboard", "v": PROTOCOL_VERSION, "seq": version, "at": at_ms,
+                           "scope": "all" if teams is None else sorted(teams)}, separators=(",", ":"))
+        return head[:-1].encode() + b"," + body[1:]
+
+    def _build(self, scopes: dict[str, frozenset[str] | None]) -> dict[str, bytes]:
+        """The frames of the scopes whose content changed (each serialized once)."""
         version = self.stats.version
-        snap = self.stats.snapshot(self.mono())
+        snap = self.stats.snapshot(self.mono(), self._stamp)
         at_ms = int(self.wall() * 1000)
         self._note_alerts(snap["alerts"])
-        for scope, teams in scopes.items():
-            self._cache[scope] = (version, self.frame(scope, teams, snap, version, at_ms))
         self.published += 1
+        out: dict[str, bytes] = {}
+        for scope, teams in scopes.items():
+            body = self._body(teams, snap)
+            last = self._last.get(scope)
+            if last is not None and last[0] == body:
+                continue  # nothing changed for this scope: nothing to send
+            frame = self._frame(teams, body, version, at_ms)
+            self._last[scope] = (body, frame, version)
+            out[scope] = frame
+        return out
 
     def publish(self) -> None:
-        """Build the snapshot once, serialize once per scope, hand it to every client."""
+        """Build the snapshot once, serialize once per scope, hand the bytes to every client."""
         scopes = {s: next(iter(f)).teams for s, f in self.feeds.items() if f}
         if not scopes:
-            self._cache.clear()
+            self._note_alerts(self.stats.alerts(self.mono()))
             return
-        self._build(scopes)
-        for scope in scopes:
-            frame = self._cache[scope][1]
+        for scope, frame in self._build(scopes).items():
             for feed in self.feeds[scope]:
                 feed.put(frame)
         for cb in self.on_publish:
@@ -280,10 +304,12 @@ class WallboardService:
         scope, teams = self.scope_of(user)
         feed = Feed(self, scope, teams)
         self.feeds.setdefault(scope, set()).add(feed)
-        cached = self._cache.get(scope)
-        if cached is None or cached[0] != self.stats.version:
+        if scope not in self._last:
             self._build({scope: teams})
-        feed.put(self._cache[scope][1])  # a full snapshot first, on every (re)connect
+        body, _frame, version = self._last[scope]
+        # a full snapshot first, on every (re)connect: the last body, stamped now (the page
+        # takes the server's time from `at`)
+        feed.put(self._frame(teams, body, version, int(self.wall() * 1000)))
         return feed
 
     def unsubscribe(self, feed: Feed) -> None:
@@ -292,7 +318,7 @@ class WallboardService:
             group.discard(feed)
             if not group:
                 del self.feeds[feed.scope]
-                self._cache.pop(feed.scope, None)
+                self._last.pop(feed.scope, None)
 
     # ------------------------------------------------------------------ one-click callback
     async def msg_callback(self, user: WebUser, msg: dict[str, Any]) -> dict[str, Any]:

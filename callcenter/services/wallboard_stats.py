@@ -21,9 +21,16 @@ contacts, occupancy = busy time / (busy + wrap-up + ready time), handled, AHT.
 from __future__ import annotations
 
 from collections import OrderedDict, deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
+
+Stamp = Callable[[float], Any]  # a time of the event time base -> what a snapshot shows
+
+
+def _same(t: float) -> float:
+    return t
+
 
 AGENT_STATES = ("ready", "busy", "wrap_up", "not_ready", "offline")
 MAX_ABANDONED = 20  # abandoned contacts listed per queue and channel
@@ -331,7 +338,7 @@ class WallboardStats:
         return True
 
     # ------------------------------------------------------------------ reading
-    def queue_row(self, q: _Queue, now: float) -> dict[str, Any]:
+    def queue_row(self, q: _Queue, stamp: Stamp = _same) -> dict[str, Any]:
         waiting = [c for c in self.contacts.values()
                    if c.queue == q.queue and c.channel == q.channel and c.answered_at is None]
         waiting.sort(key=lambda c: c.queued_at)
@@ -343,7 +350,7 @@ class WallboardStats:
         t = self._target(q.queue)
         return {
             "queue": q.queue, "channel": q.channel, "waiting": len(waiting),
-            "longest_wait_s": round(now - waiting[0].queued_at, 1) if waiting else None,
+            "longest_wait_since": stamp(waiting[0].queued_at) if waiting else None,
             "sl_pct": _pct(q.answered_in_sl, done), "sl_target_pct": round(t.fraction * 100, 1),
             "sl_target_s": t.seconds,
             "asa_s": round(q.wait_sum / q.answered, 1) if q.answered else None,
@@ -351,33 +358,43 @@ class WallboardStats:
             "abandon_pct": _pct(q.abandoned, done),
             "answered": q.answered, "answered_in_sl": q.answered_in_sl, "abandoned": q.abandoned,
             "handled": q.handled, "transferred": q.transferred, "agents": by_state,
-            "contacts": [self._contact_row(c, now) for c in waiting],
-            "abandoned_contacts": [{**{k: v for k, v in r.items() if k != "at"},
-                                    "ago_s": round(now - r["at"], 1)} for r in q.abandoned_list],
+            "contacts": [self._contact_row(c, stamp) for c in waiting],
+            "abandoned_contacts": [{**r, "at": stamp(r["at"])} for r in q.abandoned_list],
         }
 
-    def _contact_row(self, c: _Contact, now: float) -> dict[str, Any]:
+    def _contact_row(self, c: _Contact, stamp: Stamp) -> dict[str, Any]:
         return {"interaction_id": c.interaction_id, "customer_id": _int(c.customer_id),
                 "customer": c.customer, "tier": c.tier, "queue": c.queue, "channel": c.channel,
-                "wait_s": round(now - c.queued_at, 1), "agent_id": c.agent_id}
+                "since": stamp(c.queued_at), "agent_id": c.agent_id}
 
-    def agent_row(self, a: _Agent, now: float) -> dict[str, Any]:
-        spent = dict(a.spent)
-        spent[a.state] = spent.get(a.state, 0.0) + max(0.0, now - a.since)
-        worked = spent["busy"] + spent["wrap_up"] + spent["ready"]
+    def agent_row(self, a: _Agent, stamp: Stamp = _same) -> dict[str, Any]:
+        """Times are absolute (`since`), and occupancy is given as its parts up to `since`, so a
+        row changes only when the agent's state does (see `occupancy` for the live figure)."""
+        spent = a.spent
         return {
             "agent_id": a.info.agent_id, "name": a.info.name, "teams": list(a.info.teams),
-            "state": a.state, "reason": a.reason, "in_state_s": round(now - a.since, 1),
-            "contacts": [{k: v for k, v in self._contact_row(c, now).items() if k != "agent_id"}
+            "state": a.state, "reason": a.reason, "since": stamp(a.since),
+            "contacts": [{k: v for k, v in self._contact_row(c, stamp).items() if k != "agent_id"}
                          for c in a.contacts.values()],
-            "occupancy_pct": _pct(spent["busy"], worked, exact=worked > 0),
+            "busy_s": round(spent["busy"], 1),
+            "worked_s": round(spent["busy"] + spent["wrap_up"] + spent["ready"], 1),
             "handled": a.handled, "aht_s": round(a.handle_sum / a.handled, 1) if a.handled else None,
         }
 
-    def snapshot(self, now: float) -> dict[str, Any]:
-        """Every queue and agent (the caller scopes it per supervisor)."""
-        return {"queues": [self.queue_row(q, now) for _k, q in sorted(self.queues.items())],
-                "agents": [self.agent_row(a, now) for _k, a in sorted(self.agents.items())],
+    def occupancy(self, agent_id: str, now: float) -> float | None:
+        """busy / (busy + wrap-up + ready) time, as of `now` (%)."""
+        a = self.agents[agent_id]
+        spent = dict(a.spent)
+        spent[a.state] = spent.get(a.state, 0.0) + max(0.0, now - a.since)
+        worked = spent["busy"] + spent["wrap_up"] + spent["ready"]
+        return _pct(spent["busy"], worked)
+
+    def snapshot(self, now: float, stamp: Stamp = _same) -> dict[str, Any]:
+        """Every queue and agent (the caller scopes it per supervisor). Times go through `stamp`
+        (e.g. to epoch milliseconds); nothing in it depends on `now` but the alerts' presence, so
+        a snapshot changes only when something happened."""
+        return {"queues": [self.queue_row(q, stamp) for _k, q in sorted(self.queues.items())],
+                "agents": [self.agent_row(a, stamp) for _k, a in sorted(self.agents.items())],
                 "alerts": self.alerts(now)}
 
     def alerts(self, now: float) -> list[dict[str, Any]]:
@@ -396,12 +413,12 @@ class WallboardStats:
         for c in sorted(self.contacts.values(), key=lambda c: c.queued_at):
             if c.answered_at is not None:
                 continue
-            waited = now - c.queued_at
             who = c.customer or "an unknown customer"
-            if waited > th.max_wait_s:
+            if now - c.queued_at > th.max_wait_s:
                 out.append(_alert("long_wait", f"wait:{c.id}", queue=c.queue,
                                   interaction_id=c.interaction_id,
-                                  message=f"{who} has waited {int(waited)} s in {c.queue} ({c.channel})"))
+                                  message=f"{who} has waited over {th.max_wait_s:g} s in {c.queue} "
+                                          f"({c.channel})"))
             if c.tier == "vip":
                 out.append(_alert("vip_waiting", f"vip:{c.id}", queue=c.queue,
                                   interaction_id=c.interaction_id,
@@ -409,7 +426,7 @@ class WallboardStats:
         for aid, a in sorted(self.agents.items()):
             if a.state == "not_ready" and now - a.since > th.not_ready_s:
                 out.append(_alert("not_ready_too_long", f"nr:{aid}", agent_id=aid,
-                                  message=f"{a.info.name} has been not ready for {int(now - a.since)} s"
+                                  message=f"{a.info.name} has been not ready for over {th.not_ready_s:g} s"
                                           + (f" ({a.reason})" if a.reason else "")))
         return out
 

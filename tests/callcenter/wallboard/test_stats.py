@@ -65,15 +65,15 @@ def test_queue_figures_match_the_hand_count():
     assert b["asa_s"] == pytest.approx((8 + 29) / 2)
     assert b["aht_s"] == pytest.approx((42 + 40) / 2)
     assert b["abandon_pct"] == pytest.approx(33.3)
-    assert b["transferred"] == 1 and b["waiting"] == 0 and b["longest_wait_s"] is None
+    assert b["transferred"] == 1 and b["waiting"] == 0 and b["longest_wait_since"] is None
     assert b["sl_target_pct"] == 80.0 and b["sl_target_s"] == 20
     assert b["abandoned_contacts"] == [{"interaction_id": 3, "customer_id": 8, "customer": "Rob Regular",
-                                        "tier": "regular", "waited_s": 10.0, "ago_s": 88.0,
+                                        "tier": "regular", "waited_s": 10.0, "at": 12,
                                         "callback_id": None}]
     sup = q[SV]
     assert (sup["answered"], sup["handled"], sup["sl_pct"], sup["asa_s"], sup["aht_s"]) == (1, 1, 100.0, 5.0, 25.0)
     chat = q[BC]
-    assert chat["waiting"] == 1 and chat["longest_wait_s"] == 60.0 and chat["sl_pct"] is None
+    assert chat["waiting"] == 1 and chat["longest_wait_since"] == 40 and chat["sl_pct"] is None
     assert chat["contacts"][0]["interaction_id"] == 4 and chat["contacts"][0]["tier"] == "vip"
     # agents by state: a1 and a2 serve billing voice, both ready now
     assert b["agents"]["ready"] == 2 and b["agents"]["busy"] == 0
@@ -81,15 +81,18 @@ def test_queue_figures_match_the_hand_count():
 
 
 def test_agent_figures_match_the_hand_count():
-    _q, a, _al = rows(scenario(), 100)
+    s = scenario()
+    _q, a, _al = rows(s, 100)
     # a1: ready 0-8, busy 8-50, wrap-up 50-60, ready 60-75, busy 75-100 -> busy 67 of 100
-    assert a["a1"]["state"] == "ready" and a["a1"]["in_state_s"] == 0
-    assert a["a1"]["occupancy_pct"] == 67.0
+    assert a["a1"]["state"] == "ready" and a["a1"]["since"] == 100
+    assert (a["a1"]["busy_s"], a["a1"]["worked_s"]) == (67.0, 100.0)
+    assert s.occupancy("a1", 100) == 67.0 and s.occupancy("a1", 133) == pytest.approx(50.4)
     assert a["a1"]["handled"] == 2 and a["a1"]["aht_s"] == pytest.approx((42 + 25) / 2)
-    # a2: ready 0-30, busy 30-70, ready 70-100
-    assert a["a2"]["occupancy_pct"] == 40.0 and a["a2"]["handled"] == 1 and a["a2"]["aht_s"] == 40.0
+    # a2: ready 0-30, busy 30-70, ready since 70
+    assert (a["a2"]["busy_s"], a["a2"]["worked_s"]) == (40.0, 70.0)
+    assert s.occupancy("a2", 100) == 40.0 and a["a2"]["handled"] == 1 and a["a2"]["aht_s"] == 40.0
     assert a["a3"]["state"] == "not_ready" and a["a3"]["reason"] == "break"
-    assert a["a3"]["in_state_s"] == 100 and a["a3"]["occupancy_pct"] is None
+    assert a["a3"]["since"] == 0 and s.occupancy("a3", 100) is None
 
 
 def test_mid_scenario_busy_agent_shows_contact_and_customer():
@@ -98,9 +101,9 @@ def test_mid_scenario_busy_agent_shows_contact_and_customer():
     s.apply(CustomerKnown("9", "Victoria Important"))
     s.apply(Answered("9", "a2", 112))
     _q, a, _al = rows(s, 120)
-    assert a["a2"]["state"] == "busy" and a["a2"]["in_state_s"] == 8
+    assert a["a2"]["state"] == "busy" and a["a2"]["since"] == 112
     assert a["a2"]["contacts"] == [{"interaction_id": 9, "customer_id": 7, "customer": "Victoria Important",
-                                    "tier": "vip", "queue": "billing", "channel": "voice", "wait_s": 10.0}]
+                                    "tier": "vip", "queue": "billing", "channel": "voice", "since": 110}]
 
 
 def test_alerts():
@@ -126,3 +129,11 @@ def test_overflow_starts_a_new_segment_and_unknown_events_change_nothing():
     assert q[SV]["answered"] == 1 and q[SV]["asa_s"] == 5.0
     v = s.version
     assert not s.apply(Answered("nope", "a1", 60)) and s.version == v
+
+
+def test_a_snapshot_changes_only_when_something_happened():
+    s = scenario()
+    before = s.snapshot(101)
+    assert before == s.snapshot(105)  # absolute times: nothing grows by itself
+    s.apply(AgentState("a2", "not_ready", 105, "lunch"))
+    assert s.snapshot(106) != before
