@@ -47,6 +47,9 @@ def init_app(settings: Settings, *, database: Database | None = None,
     from agent_ui import wallboard_routes
 
     wallboard_routes.setup(app)  # GET /wallboard, /ws/wallboard (docs/wallboard.md)
+    from agent_ui import reports_routes
+
+    reports_routes.setup(app)  # GET /reports (docs/reports.md)
     app.cleanup_ctx.append(_database_ctx(database))
     if settings.redis.url:
         app.cleanup_ctx.append(_redis_ctx)
@@ -129,6 +132,9 @@ def _center_ctx(ivr_clock: Callable[[], datetime] | None):  # type: ignore[no-un
         from callcenter.services import wallboard
 
         followups.append(wallboard.install(center, s))  # the supervisors' live wallboard
+        from callcenter.services import report_feed
+
+        followups.append(report_feed.install(center, s))  # reports: agent time, daily summary emails
         if s.chat.enabled:  # web chat (callcenter/channels/chat/)
             from callcenter.channels.chat.setup import attach
 

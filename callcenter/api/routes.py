@@ -21,6 +21,7 @@ from sqlalchemy import func, select
 
 from agent_ui import access
 from callcenter.api import live, ratelimit, sync
+from callcenter.api.reports import endpoints as report_endpoints
 from callcenter.facade import WebUser
 from callcenter.keys import CENTER, SETTINGS
 from crm_core.catalog import list_queues, list_skills
@@ -676,6 +677,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
              _OBJ, status=201),
     Endpoint("DELETE", "/tokens/{id}", token_delete, "Revoke an API token", "admin"),
 )
+ENDPOINTS += report_endpoints(Endpoint)  # /reports/… (callcenter/api/reports.py, docs/reports.md)
 
 
 def _wrap(ep: Endpoint) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
@@ -702,6 +704,8 @@ def _wrap(ep: Endpoint) -> Callable[[web.Request], Awaitable[web.StreamResponse]
         except TypeError:
             log.info("API %s %s: a field has the wrong type", request.method, request.path, exc_info=True)
             return _err(400, "bad_request", "a field is missing or has the wrong type")
+        if isinstance(result, web.StreamResponse):  # e.g. a report as CSV (callcenter/api/reports.py)
+            return result
         return web.json_response(_jsonable(result), status=ep.status)
 
     return handle
