@@ -71,7 +71,10 @@ class AgentDirectory:
     def push_state(self, agent_id: str) -> None:
         agent = self.agents.get(agent_id)
         if agent is not None:
-            self.hub.send(agent.user_id, "agent_state", **self.status(agent_id))
+            status = self.status(agent_id)
+            # (a supervisor who took a chat over is here without a routing record: nothing to show)
+            if status["since"] is not None:
+                self.hub.send(agent.user_id, "agent_state", **status)
         for callback in self.on_change:
             callback(agent_id)
 
