@@ -58,7 +58,8 @@ class AgentDirectory:
         """The `agent_state` fields: offline, ready, not_ready, busy or wrap_up."""
         rec = self.engine.store.agent(agent_id)
         if rec is None:
-            return {"state": "offline", "reason": None, "since": self._iso(None), "wrapup_until": None}
+            # e.g. a supervisor who took a chat over, without a routing profile: offline as of now
+            return {"state": "offline", "reason": None, "since": self._iso(self._mono()), "wrapup_until": None}
         busy = any(state is SlotState.BUSY for _ch, state in rec.slots.values())
         state = {Presence.OFFLINE: "offline", Presence.READY: "ready",
                  Presence.NOT_READY: "not_ready", Presence.WRAP_UP: "wrap_up"}[rec.presence]
@@ -71,10 +72,7 @@ class AgentDirectory:
     def push_state(self, agent_id: str) -> None:
         agent = self.agents.get(agent_id)
         if agent is not None:
-            status = self.status(agent_id)
-            # (a supervisor who took a chat over is here without a routing record: nothing to show)
-            if status["since"] is not None:
-                self.hub.send(agent.user_id, "agent_state", **status)
+            self.hub.send(agent.user_id, "agent_state", **self.status(agent_id))
         for callback in self.on_change:
             callback(agent_id)
 

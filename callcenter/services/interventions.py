@@ -116,7 +116,8 @@ class Interventions:
         return not owners or bool(owners & set(user.teams))
 
     def _agent_named(self, user: WebUser, username: Any) -> Agent:
-        agent = next((a for a in self.directory.agents.values() if a.username == username), None)
+        agent = self.directory.agents.get(str(username)) or next(
+            (a for a in self.directory.agents.values() if a.username == username), None)
         if agent is None:
             raise MessageRefused("not_found", f"no agent {username!r}")
         if not self._agent_in_scope(user, agent):
