@@ -218,17 +218,25 @@ async def middleware(request: web.Request,
     if found is None:
         log.error("refused %s %s: the route is not declared in agent_ui/access.py",
                   request.method, request.path)
-        raise web.HTTPForbidden(text="forbidden")
+        return _refuse(request, 403, "forbidden", "forbidden")
     if found.scope == "public":
         return await handler(request)
     user = await request_user(request)
     if user is None:
         if found.page:
             raise web.HTTPFound("/login", headers={"Cache-Control": "no-store"})
-        raise web.HTTPUnauthorized(text="sign in first", headers={"WWW-Authenticate": "Bearer"})
+        return _refuse(request, 401, "unauthorized", "sign in first", {"WWW-Authenticate": "Bearer"})
     if not found.allows(user):
-        raise web.HTTPForbidden(text="forbidden")
+        return _refuse(request, 403, "forbidden", "forbidden")
     return await handler(request)
+
+
+def _refuse(request: web.Request, status: int, code: str, text: str,
+            headers: dict[str, str] | None = None) -> web.Response:
+    """The refusal: plain text, or under /api/ the API's documented error object (docs/api.md)."""
+    if request.path.startswith("/api/"):
+        return web.json_response({"error": {"code": code, "message": text}}, status=status, headers=headers)
+    return web.Response(status=status, text=text, headers=headers)
 
 
 def check_message(user: WebUser, type_: Any) -> str | None:
