@@ -55,6 +55,10 @@ def init_app(settings: Settings, *, database: Database | None = None,
         app.cleanup_ctx.append(_redis_ctx)
     app.cleanup_ctx.append(_center_ctx(ivr_clock))
     app.cleanup_ctx.append(_telephony_ctx)
+    if settings.scaleout.enabled and settings.redis.url:  # several processes (callcenter/scaleout/)
+        from callcenter.scaleout.setup import scaleout_ctx
+
+        app.cleanup_ctx.append(scaleout_ctx)
     if settings.chat.enabled:  # the widget's websocket, script and status (agent_ui/chat_routes.py)
         from agent_ui import chat_routes
         from callcenter.channels.chat.setup import demo_site_ctx
@@ -122,6 +126,12 @@ def _center_ctx(ivr_clock: Callable[[], datetime] | None):  # type: ignore[no-un
         if clock is None and s.demo.enabled:
             from callcenter.demo import demo_clock as clock
         extra: dict[str, Any] = {"ivr_clock": clock} if clock else {}
+        if s.scaleout.enabled and s.redis.url:  # routing on the shared Redis store, wall-clock time
+            import time
+
+            from callcenter.scaleout.setup import routing_store
+
+            extra.update(routing_store=routing_store(s), mono=time.time)
         center = Center(store, AuthService(app[DB], store), FlowEngine(flow), options=options,
                         queues=queues or _fallback_queues(s.voice.default_queue), **extra)
         await center.load_agents()
@@ -188,7 +198,7 @@ async def _telephony_ctx(app: web.Application) -> AsyncIterator[None]:
         else:
             if s.agi.enabled:
                 await tel.start_agi(s.agi.host, s.agi.port, s.agi.max_sessions)
-            if s.ami.enabled:
+            if s.ami.enabled and not (s.scaleout.enabled and s.redis.url):  # else: the AMI lease's holder
                 await tel.start_ami(s.ami.host, s.ami.port, s.ami.username, s.ami.resolved_secret() or "")
         yield
     finally:

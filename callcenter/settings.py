@@ -279,6 +279,14 @@ class Wallboard(_Section):
     max_updates_per_s: float = Field(10.0, gt=0, le=50)  # per client (updates are coalesced)
 
 
+class Scaleout(_Section):
+    """Several processes on one Redis and one database (callcenter/scaleout/, docs/deploy.md)."""
+
+    enabled: bool = False  # `callcenter run` turns it on when redis.url is set (unless set false)
+    lease_ttl_s: float = Field(5.0, gt=0)  # the AMI leader lease and the outbox partition leases
+    outbox_partitions: int = Field(4, ge=1, le=64)
+
+
 class Settings(_Section):
     http: Http = Http()
     database: Database = Database()
@@ -295,6 +303,7 @@ class Settings(_Section):
     callbacks: Callbacks = Callbacks()
     sla: Sla = Sla()
     wallboard: Wallboard = Wallboard()
+    scaleout: Scaleout = Scaleout()
     seed_file: str = "seed.yaml"
     config_dir: Path = DEFAULT_CONFIG_DIR
 

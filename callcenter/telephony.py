@@ -49,6 +49,7 @@ class Telephony:
     _devices_n: int = -1
     _devices_at: float = -1e9
     _lane_tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    forward: Any = None  # several processes: called with each event (callcenter/scaleout/setup.py)
 
     async def start_agi(self, host: str, port: int, max_sessions: int) -> FastAgiServer:
         handlers = {**extra_handlers(), **self.voice.agi_handlers()}
@@ -184,8 +185,12 @@ class Telephony:
                         self.tracker.resync(*_resync_lists(ev.events))
                         await self.voice.ami_resynced(set(self.tracker.calls))
                         self.schedule_sync(resync=True)
+                        if self.forward is not None:
+                            self.forward(ev)
                     continue
                 self.tracker.feed(ev)
+                if self.forward is not None:
+                    self.forward(ev)
                 self._lane(ev.get("Linkedid") or "").append(ev)
             except asyncio.CancelledError:
                 raise

@@ -69,8 +69,9 @@ class LiveBus:
                         continue
                     try:
                         msg = json.loads(raw["data"])
-                        if msg.pop("o", None) != self.origin:
-                            self.deliver(msg)
+                        origin = msg.pop("o", None)
+                        if origin != self.origin:
+                            self.deliver({**msg, "from": origin})
                     except Exception:  # noqa: BLE001 - one bad message must not stop the bus
                         log.exception("live message failed")
             except asyncio.CancelledError:

@@ -71,8 +71,9 @@ class OutboxWorker:
 
     def __init__(self, outbox: Outbox, db: Database, consumer: str, *, lease_ttl_s: float = 5.0,
                  clock: Callable[[], float] = time.time, batch: int = 100, block_ms: int = 200,
-                 retry_s: float = 0.2, max_retry_s: float = 2.0) -> None:
+                 retry_s: float = 0.2, max_retry_s: float = 2.0, reader: Any = None) -> None:
         self.outbox, self.db, self.consumer = outbox, db, consumer
+        self.reader = reader if reader is not None else outbox.client  # for XREADGROUP BLOCK
         self.lease_ttl_s, self.clock, self.batch, self.block_ms = lease_ttl_s, clock, batch, block_ms
         self.retry_s, self.max_retry_s = retry_s, max_retry_s
         self.written = 0
@@ -129,8 +130,8 @@ class OutboxWorker:
         while True:
             if not await lease.renew(self.clock()):
                 return
-            got = await client.xreadgroup(GROUP, self.consumer, {stream: ">"}, count=self.batch,
-                                          block=self.block_ms)
+            got = await self.reader.xreadgroup(GROUP, self.consumer, {stream: ">"}, count=self.batch,
+                                               block=self.block_ms)
             for _name, entries in got or ():
                 if not await self._write_all(p, stream, lease, entries):
                     return

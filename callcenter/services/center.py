@@ -20,6 +20,7 @@ from crm_core.store import CrmStore
 from ivr import Engine as FlowEngine
 from routing import (
     AgentProfile,
+    BadInput,
     Channel,
     Decision,
     Engine,
@@ -36,14 +37,16 @@ class Center:
     def __init__(self, store: CrmStore, auth: Any, flow: FlowEngine, *, options: VoiceOptions,
                  queues: dict[str, QueueConfig], mono: Callable[[], float] = time.monotonic,
                  ivr_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-                 autotick: bool = True) -> None:
+                 autotick: bool = True, routing_store: Callable[[EngineConfig], Any] | None = None) -> None:
         self.store = store
         self.auth = auth
         self.hub = ConsoleHub()
         config = EngineConfig(queues=queues, ring_timeout_s=options.ack_timeout_s + 60.0,
                               wrap_up_s={Channel.VOICE: options.wrapup_s, Channel.CHAT: options.wrapup_s,
                                          Channel.EMAIL: options.wrapup_s})
-        self.engine = Engine(config)
+        # routing_store: e.g. the Redis store when several processes share one center (scaleout/)
+        self.engine = Engine(config, routing_store(config) if routing_store is not None else None)
+        self.shared_routing = routing_store is not None
         self.runner = RoutingRunner(self.engine, self._perform, clock=mono, autotick=autotick)
         self.directory = AgentDirectory(self.engine, self.hub, mono=mono)
         self.voice = VoiceService(store, self.runner, self.directory, self.hub, flow,
@@ -57,6 +60,10 @@ class Center:
         self.email: Any = None  # callcenter.channels.email.EmailService (channels/email/setup.py)
         # Called with (user, link) after a console connects, to resume each channel's contacts.
         self.on_console_connect: list[Any] = []
+        # Several processes (callcenter/scaleout/setup.py): decisions about contacts another
+        # process holds go there; so do console actions on a call this process does not know.
+        self.forward: Any = None
+        self.forward_console: Any = None
         self.wallboard: Any = None  # services/wallboard.py, once installed (fed by runner.observers)
         # Supervisors' interventions on live contacts, agents and queues (issue 15)
         from callcenter.services.interventions import Interventions
@@ -76,7 +83,11 @@ class Center:
             profile = AgentProfile(str(u.id), dict(u.skill_map), team=teams[0] if teams else None,
                                    capacity=caps)
             agent = Agent(u.id, u.username, u.display_name, u.extension, teams)
-            await self.runner.add_agent(profile)
+            try:
+                await self.runner.add_agent(profile)
+            except BadInput:  # several processes share the routing store: another one added it
+                if not self.shared_routing:
+                    raise
             self.directory.add(agent, profile)
         return len(users)
 
@@ -101,6 +112,8 @@ class Center:
 
     # ------------------------------------------------------------------ decisions
     async def _perform(self, decisions: list[Decision]) -> None:
+        if self.forward is not None:
+            await self.forward(decisions)
         touched: set[str] = set()
         for performer in self.performers:
             touched |= await performer.perform(decisions)
@@ -175,7 +188,15 @@ class Center:
         return result
 
     async def console_message(self, user: WebUser, message: dict[str, Any]) -> dict[str, Any] | None:
-        return await self.console.handle(user, message)
+        from callcenter.facade import MessageRefused
+
+        try:
+            return await self.console.handle(user, message)
+        except MessageRefused as e:
+            if e.code != "not_found" or self.forward_console is None:
+                raise
+            result: dict[str, Any] | None = await self.forward_console(user, message, e)
+            return result
 
     async def recording_file(self, user: WebUser, interaction_id: int) -> Path:
         from callcenter.facade import MessageRefused

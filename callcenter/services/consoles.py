@@ -47,10 +47,16 @@ class ConsoleHub:
     def __init__(self) -> None:
         self._links: dict[int, set[Link]] = defaultdict(set)
         self.on_last_disconnect: list[Any] = []  # async callables (user_id)
+        # Several processes (callcenter/scaleout/setup.py): consoles held by the other processes;
+        # send(user_id, msg) -> how many got it, connected(user_id), links_changed(user_id, on).
+        self.remote: Any = None
 
     def connect(self, user_id: int) -> Link:
         link = Link(self, user_id)
+        first = not self._links.get(user_id)
         self._links[user_id].add(link)
+        if first and self.remote is not None:
+            self.remote.links_changed(user_id, True)
         return link
 
     async def disconnect(self, link: Link) -> None:
@@ -60,15 +66,31 @@ class ConsoleHub:
         links.discard(link)
         if not links:
             del self._links[link.user_id]
+            if self.remote is not None:
+                self.remote.links_changed(link.user_id, False)
+                if self.remote.connected(link.user_id):
+                    return  # the user's console is open on another process
             for callback in self.on_last_disconnect:
                 await callback(link.user_id)
 
     def connected(self, user_id: int) -> bool:
-        return bool(self._links.get(user_id))
+        if self._links.get(user_id):
+            return True
+        return self.remote is not None and bool(self.remote.connected(user_id))
+
+    def local_users(self) -> list[int]:
+        return list(self._links)
 
     def send(self, user_id: int, type_: str, **fields: Any) -> int:
         """Queue a server message for every console of the user; returns how many got it."""
         msg = {"type": type_, "v": PROTOCOL_VERSION, **fields}
+        n = self.deliver(user_id, msg)
+        if self.remote is not None:
+            n += self.remote.send(user_id, msg)
+        return n
+
+    def deliver(self, user_id: int, msg: dict[str, Any]) -> int:
+        """To this process's consoles of the user only."""
         links = self._links.get(user_id, ())
         for link in links:
             link.put(msg)

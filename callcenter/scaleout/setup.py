@@ -1,0 +1,375 @@
+"""Several processes form one center (issue 18, docs/deploy.md). With `scaleout.enabled` and Redis:
+
+- Routing runs on the Redis store (callcenter/routing_redis.py), shared by every process, on one
+  time base (wall-clock seconds).
+- Exactly one process holds the AMI connection, through the leader lease ``ami`` (lease.py). The
+  new leader raises the database fence (cc_fence ``ami``) to its token first, so a deposed
+  leader's fenced writes are refused; AMI events it forwards carry its token and a receiver
+  refuses events from an older token. On takeover the AMI client resyncs and every process
+  is told which calls are still live: calls that ended meanwhile are completed.
+- A call belongs to the process whose FastAGI session took it. Routing decisions about a contact
+  that another process owns, and AMI events of its call, go to the other processes' work streams
+  (``P work:<process>``: Redis Streams, one consumer group per process, acknowledged after they
+  are handled); the owner performs them, the others drop them.
+- Live state for consoles fans out to every process (fanout.py): a message for a user goes to
+  the process(es) holding that user's console. Console actions on a call another process owns
+  (ack_offer, submit_wrapup, hold, ...) are sent there and its answer comes back.
+- Every process runs an outbox worker (outbox.py).
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import json
+import logging
+import os
+import pickle
+import socket
+import time
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+from aiohttp import web
+from redis.exceptions import RedisError
+
+from callcenter.keys import CENTER, DB, REDIS, SETTINGS, TELEPHONY
+from callcenter.scaleout.fanout import LiveBus
+from callcenter.scaleout.lease import Elector, Lease
+from callcenter.scaleout.outbox import Outbox, OutboxWorker
+
+log = logging.getLogger(__name__)
+SCALEOUT = web.AppKey("scaleout", object)
+ALIVE_S = 10.0  # a process whose heartbeat is older is taken for dead
+HEARTBEAT_S = 2.0
+# console messages about a call: when this process does not know the call, its owner may
+CALL_MESSAGES = frozenset({"ack_offer", "decline_offer", "submit_wrapup", "answer", "hangup", "hold",
+                           "retrieve", "transfer", "recording", "consult", "consult_complete",
+                           "consult_cancel", "consult_conference", "conference_leave", "escalate"})
+
+
+def routing_store(settings: Any) -> Any:
+    """A factory for Center(routing_store=...): the Redis store under `<prefix>rt:`."""
+    from callcenter.routing_redis import RedisStore
+
+    def make(config: Any) -> Any:
+        return RedisStore.from_url(settings.redis.url, prefix=f"{settings.redis.prefix}rt:",
+                                   rules=config.mixing)
+
+    return make
+
+
+class ScaleOut:
+    def __init__(self, app: web.Application) -> None:
+        s = app[SETTINGS]
+        self.app = app
+        self.settings = s
+        self.prefix = s.redis.prefix
+        self.client = app[REDIS]
+        # blocking reads (XREADGROUP BLOCK, BLPOP) on their own connections, closed at shutdown
+        import redis.asyncio as aioredis
+
+        self.bclient = aioredis.from_url(s.redis.url, socket_timeout=None)
+        self.center = app[CENTER]
+        self.tel = app[TELEPHONY]
+        self.origin = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self.procs_key = f"{self.prefix}procs"
+        self.live = LiveBus(self.client, self.prefix, self.origin, self._on_live, self._resync_live)
+        self.remote_users: dict[int, set[str]] = {}  # user id -> processes holding a console
+        self.elector: Elector | None = None
+        self.ami_token = 0  # this process's token while it holds the AMI lease
+        self.seen_token = 0  # the newest AMI leader token seen on forwarded events
+        self.refused_stale = 0
+        self.outbox = Outbox(self.client, self.prefix, s.scaleout.outbox_partitions)
+        self.outbox_worker = OutboxWorker(self.outbox, app[DB], self.origin,
+                                          lease_ttl_s=s.scaleout.lease_ttl_s, reader=self.bclient)
+        self.forwarded = 0
+        self._tasks: list[asyncio.Task[Any]] = []
+
+    # ---- start / stop ---------------------------------------------------------------------------
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        hub = self.center.hub
+        hub.remote = self
+        self.center.forward = self.forward_decisions
+        self.center.forward_console = self.forward_console
+        self.tel.forward = self.forward_event
+        await self._heartbeat_once()
+        spawn = [self.live.run(), self._heartbeat(), self._work(), self.outbox_worker.run()]
+        s = self.settings
+        if s.ami.enabled:
+            lease = Lease(self.client, self.prefix, "ami", self.origin, s.scaleout.lease_ttl_s)
+            self.elector = Elector(lease, on_elected=self._elected, on_lost=self._deposed,
+                                   floor=self._db_floor)
+            spawn.append(self.elector.run())
+        self._tasks = [loop.create_task(c) for c in spawn]
+        self.live.publish({"k": "hello"})
+
+    async def close(self) -> None:
+        tasks = list(self._tasks)
+        for t in tasks:
+            t.cancel()
+        if tasks:
+            await asyncio.wait(tasks, timeout=3.0)
+        await self.bclient.connection_pool.disconnect()  # ends any read still blocked
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await self.bclient.aclose()
+        with contextlib.suppress(RedisError, OSError):
+            await self.client.hdel(self.procs_key, self.origin)
+
+    # ---- processes ------------------------------------------------------------------------------
+    async def _heartbeat_once(self) -> None:
+        await self.client.hset(self.procs_key, self.origin, repr(time.time()))
+
+    async def _heartbeat(self) -> None:
+        while True:
+            with contextlib.suppress(RedisError, OSError):
+                await self._heartbeat_once()
+            await asyncio.sleep(HEARTBEAT_S)
+
+    async def others(self) -> list[str]:
+        now = time.time()
+        procs = await self.client.hgetall(self.procs_key)
+        out = []
+        for k, v in procs.items():
+            name = k.decode() if isinstance(k, bytes) else k
+            if name != self.origin and now - float(v) < ALIVE_S:
+                out.append(name)
+        return out
+
+    # ---- the AMI lease --------------------------------------------------------------------------
+    async def _db_floor(self) -> int:
+        from crm_core.fencing import fence_token
+
+        try:
+            return await fence_token(self.app[DB], "ami")
+        except Exception:  # noqa: BLE001 - the database is down: Redis's counter alone
+            return 0
+
+    async def _elected(self, token: int) -> None:
+        from crm_core.fencing import fenced_write
+
+        async def noop(_s: Any) -> None:
+            return None
+
+        try:  # raise the fence first: the deposed leader's fenced writes are refused from now on
+            await fenced_write(self.app[DB], "ami", token, noop)
+        except Exception:  # noqa: BLE001 - database down: the token still travels with events
+            log.warning("could not raise the AMI fence to %d", token, exc_info=True)
+        self.ami_token = self.seen_token = token
+        a = self.settings.ami
+        await self.tel.start_ami(a.host, a.port, a.username, a.resolved_secret() or "")
+
+    async def _deposed(self) -> None:
+        self.ami_token = 0
+        tel = self.tel
+        if tel.ami is not None:
+            await tel.ami.close()
+        if tel._pump is not None:
+            tel._pump.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await tel._pump
+        tel.ami, tel._pump, tel.sync = None, None, None
+        tel.voice.ami = None
+
+    # ---- console fan-out (ConsoleHub.remote) ----------------------------------------------------
+    def send(self, user_id: int, msg: dict[str, Any]) -> int:
+        holders = self.remote_users.get(user_id)
+        if holders:
+            self.live.publish({"k": "msg", "u": user_id, "m": msg})
+        return len(holders or ())
+
+    def connected(self, user_id: int) -> bool:
+        return bool(self.remote_users.get(user_id))
+
+    def links_changed(self, user_id: int, connected: bool) -> None:
+        self.live.publish({"k": "links", "u": user_id, "on": connected})
+
+    def _on_live(self, msg: dict[str, Any]) -> None:
+        kind = msg.get("k")
+        if kind == "msg":
+            self.center.hub.deliver(int(msg["u"]), msg["m"])
+        elif kind == "links":
+            holders = self.remote_users.setdefault(int(msg["u"]), set())
+            (holders.add if msg["on"] else holders.discard)(str(msg["from"]))
+        elif kind == "hello":
+            self._announce()
+
+    def _announce(self) -> None:
+        for user_id in self.center.hub.local_users():
+            self.live.publish({"k": "links", "u": user_id, "on": True})
+
+    async def _resync_live(self) -> None:
+        """After a gap on the live channel: who holds which console, and every agent's state."""
+        self.remote_users.clear()
+        self.live.publish({"k": "hello"})
+        self._announce()
+        directory = self.center.directory
+        for user_id in self.center.hub.local_users():
+            agent = directory.by_user(user_id)
+            if agent is not None:
+                directory.push_state(agent.agent_id)
+
+    # ---- work for another process ---------------------------------------------------------------
+    def _stream(self, origin: str) -> str:
+        return f"{self.prefix}work:{origin}"
+
+    async def _broadcast(self, kind: str, payload: Any) -> int:
+        others = await self.others()
+        data = {"k": kind, "p": pickle.dumps(payload)}
+        async with self.client.pipeline(transaction=False) as pipe:
+            for o in others:
+                pipe.xadd(self._stream(o), data, maxlen=100_000, approximate=True)
+            await pipe.execute()
+        self.forwarded += 1
+        return len(others)
+
+    def _local_contact(self, cid: str | None) -> bool:
+        voice = self.center.voice
+        return cid is None or (cid.isdigit() and int(cid) in voice.calls)
+
+    async def forward_decisions(self, decisions: Sequence[Any]) -> None:
+        """Center._perform: decisions about contacts this process does not hold go to the others."""
+        foreign = [d for d in decisions if not self._local_contact(getattr(d, "contact_id", None))]
+        if foreign:
+            try:
+                await self._broadcast("decisions", foreign)
+            except (RedisError, OSError):
+                log.warning("could not forward %d routing decisions", len(foreign), exc_info=True)
+
+    def forward_event(self, ev: Any) -> None:
+        """Telephony._read (the AMI leader): events of calls this process does not hold go to the
+        others; after a resync, which calls are still live (each process completes the rest)."""
+        from callcenter.asterisk.ami_client import LocalEvent
+
+        if isinstance(ev, LocalEvent):
+            if ev.name == "Resynced":
+                live = ",".join(sorted(self.tel.tracker.calls))
+                self._spawn(self._broadcast("ami", (self.ami_token, _Resynced(live))))
+            return
+        if (ev.get("Linkedid") or "") in self.center.voice.by_linkedid:
+            return
+        self._spawn(self._broadcast("ami", (self.ami_token, ev)))
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.append(task)
+        task.add_done_callback(self._tasks.remove)
+
+    async def _work(self) -> None:
+        stream, group = self._stream(self.origin), "g"
+        delay = 0.2
+        while True:
+            try:
+                with contextlib.suppress(Exception):
+                    await self.client.xgroup_create(stream, group, id="0", mkstream=True)
+                got = await self.bclient.xreadgroup(group, self.origin, {stream: ">"}, count=100,
+                                                    block=1000)
+                for _s, entries in got or ():
+                    for entry_id, fields in entries:
+                        try:
+                            await self._handle_work(fields)
+                        except asyncio.CancelledError:
+                            raise
+                        except Exception:  # noqa: BLE001 - one bad entry must not stop the stream
+                            log.exception("forwarded work failed")
+                        await self.client.xack(stream, group, entry_id)
+                        await self.client.xdel(stream, entry_id)
+                delay = 0.2
+            except asyncio.CancelledError:
+                raise
+            except (RedisError, OSError) as e:
+                log.warning("work stream unavailable (%s); retrying in %.1f s", e, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    async def _handle_work(self, fields: dict[Any, Any]) -> None:
+        kind = (fields.get(b"k") or fields.get("k") or b"").decode()
+        payload = pickle.loads(fields.get(b"p") or fields.get("p"))  # noqa: S301 - our own Redis
+        center = self.center
+        if kind == "decisions":
+            mine = [d for d in payload if self._local_contact(getattr(d, "contact_id", None))]
+            if mine:
+                async with center.runner._lock:  # as for the local decisions
+                    touched: set[str] = set()
+                    for performer in center.performers:
+                        touched |= await performer.perform(mine)
+                for agent_id in touched:
+                    center.directory.push_state(agent_id)
+        elif kind == "ami":
+            token, ev = payload
+            if token < self.seen_token:
+                self.refused_stale += 1
+                log.warning("AMI event from a deposed leader (token %d < %d) refused", token,
+                            self.seen_token)
+                return
+            self.seen_token = token
+            if ev.name == "Resynced":
+                live = set(ev.get("Live", "").split(",")) - {""}
+                await center.voice.ami_resynced(live)
+                return
+            key = ev.get("Linkedid") or ""
+            if key in center.voice.by_linkedid:
+                self.tel._lane(key).append(ev)
+        elif kind == "console":
+            await self._console_request(payload)
+
+    # ---- console actions on another process's call ----------------------------------------------
+    async def forward_console(self, user: Any, message: dict[str, Any], refused: Exception) -> Any:
+        """Center.console_message: `refused` (not_found) here; the call's owner may know it."""
+        from callcenter.facade import MessageRefused
+
+        if message.get("type") not in CALL_MESSAGES:
+            raise refused
+        reply = f"{self.prefix}reply:{uuid.uuid4().hex}"
+        n = await self._broadcast("console", (dataclasses.asdict(user), message, reply))
+        deadline = time.monotonic() + 5.0
+        last: dict[str, Any] | None = None
+        for _ in range(n):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            got = await self.bclient.blpop([reply], timeout=max(1, int(left)))
+            if got is None:
+                break
+            answer = json.loads(got[1])
+            if answer["ok"]:
+                await self.client.delete(reply)
+                return answer["r"]
+            if answer["code"] != "not_found":
+                last = answer
+        if last is not None:
+            raise MessageRefused(last["code"], last["message"])
+        raise refused
+
+    async def _console_request(self, payload: Any) -> None:
+        from callcenter.facade import MessageRefused, WebUser
+
+        user_d, message, reply = payload
+        user = WebUser(**{**user_d, "roles": tuple(user_d["roles"]), "teams": tuple(user_d["teams"])})
+        try:
+            answer = {"ok": True, "r": await self.center.console.handle(user, message)}
+        except MessageRefused as e:
+            answer = {"ok": False, "code": e.code, "message": str(e)}
+        async with self.client.pipeline(transaction=False) as pipe:
+            pipe.rpush(reply, json.dumps(answer, default=str))
+            pipe.expire(reply, 30)
+            await pipe.execute()
+
+
+@dataclasses.dataclass(frozen=True)
+class _Resynced:
+    live: str
+    name: str = "Resynced"
+
+    def get(self, key: str, default: str = "") -> str:
+        return self.live if key == "Live" else default
+
+
+async def scaleout_ctx(app: web.Application) -> AsyncIterator[None]:
+    so = ScaleOut(app)
+    app[SCALEOUT] = so
+    await so.start()
+    yield
+    await so.close()
