@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test bench install clean
+.PHONY: run test bench install clean fuzz
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -22,6 +22,13 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Long fuzzing runs (Hypothesis profile `fuzz`; CI runs the same tests briefly). A finding is fixed
+# and kept as a test in tests/fuzz/test_regressions.py (docs/security.md).
+FUZZ_TESTS ?= tests/fuzz tests/callcenter/asterisk/test_ami_codec.py tests/callcenter/asterisk/test_agi_codec.py \
+	tests/ivr/test_hostile.py
+fuzz: $(STAMP)
+	HYPOTHESIS_PROFILE=fuzz $(BIN)/python -m pytest -o timeout=7200 $(FUZZ_TESTS) $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	$(BIN)/python bench/run_all.py

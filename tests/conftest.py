@@ -15,6 +15,9 @@ settings.register_profile(
     suppress_health_check=[HealthCheck.too_slow],
 )
 settings.register_profile("dev", deadline=None, max_examples=100)
+settings.register_profile(  # `make fuzz`: long runs (tests/fuzz/server.py scales the I/O fuzzers too)
+    "fuzz", deadline=None, max_examples=5000, suppress_health_check=[HealthCheck.too_slow],
+)
 settings.load_profile("ci" if os.environ.get("CI") else os.environ.get("HYPOTHESIS_PROFILE", "dev"))
 
 _counter = itertools.count()
