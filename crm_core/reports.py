@@ -551,8 +551,18 @@ def to_csv(report: Mapping[str, Any]) -> str:
     cols: Sequence[str] = report["columns"]
     w.writerow(cols)
     for r in report["rows"]:
-        w.writerow(["" if r.get(c) is None else r.get(c) for c in cols])
+        w.writerow([csv_value(r.get(c)) for c in cols])
     return buf.getvalue()
+
+
+def csv_value(v: Any) -> str:
+    """A cell as text, written as JavaScript writes the number (225.0 -> 225): the page's table
+    and the CSV read the same."""
+    if v is None:
+        return ""
+    if isinstance(v, float) and v.is_integer():
+        return str(int(v))
+    return str(v)
 
 
 def parse_day(raw: str | None, default: date) -> date:

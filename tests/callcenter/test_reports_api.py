@@ -69,7 +69,8 @@ async def test_api_serves_the_same_figures_as_json_and_csv(database) -> None:
         assert "attachment" in r.headers["Content-Disposition"]
         lines = list(csv.reader(io.StringIO(await r.text())))
         assert lines[0] == rep["columns"]
-        assert lines[1:] == [["" if row[c] is None else str(row[c]) for c in rep["columns"]] for row in rep["rows"]]
+        assert lines[1:] == [[R.csv_value(row[c]) for c in rep["columns"]] for row in rep["rows"]]
+        assert lines[2][rep["columns"].index("aht_s")] == "225"  # 225.0 in JSON
 
         # a supervisor of team north: north's agent (C1, C5) and north's queue (support: C5)
         r = await get(f"/reports/contacts?{q}&totals=1&by=agent", "supervisor")
