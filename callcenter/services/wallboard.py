@@ -12,6 +12,7 @@ contacts pass through it: voice, chat, email, callbacks), pushed to the wallboar
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import logging
 import time
@@ -170,7 +171,10 @@ class WallboardService:
     async def _customer(self, contact_id: str, customer_id: str) -> None:
         """Who the customer is: the CRM's name and tier, else the caller's number."""
         name, tier = None, None
-        if customer_id.isdigit():
+        call = self.center.voice.calls.get(int(contact_id)) if contact_id.isdigit() else None
+        if getattr(call, "customer_name", None) is not None:  # identified by the voice path: no read
+            name, tier = call.customer_name, call.tier  # type: ignore[union-attr]
+        elif customer_id.isdigit():
             try:
                 c = await self.center.store.get_customer(int(customer_id))
                 name, tier = c.name, c.tier
@@ -295,7 +299,9 @@ class WallboardService:
         except Exception:  # noqa: BLE001 - the board shows it anyway
             log.exception("could not store the wallboard alert %r", a["message"])
             return
-        sla.broadcast(alert)
+        sent = sla.broadcast(alert)
+        if inspect.isawaitable(sent):
+            await sent
 
     # ------------------------------------------------------------------ clients
     async def subscribe(self, user: WebUser) -> Feed:
