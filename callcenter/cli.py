@@ -65,6 +65,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--agi-port", type=int, help="FastAGI port for the dialplan's AGI() (default 4573)")
     run.add_argument("--no-demo", action="store_true",
                      help="without --ami, start no simulated PBX and no demo traffic")
+    run.add_argument("--workers", type=int, default=1, metavar="N",
+                     help="run N processes as one center (needs CC_REDIS_URL; ports PORT.., AGI ports "
+                          "AGI_PORT..; docs/deploy.md)")
     run.set_defaults(func=cmd_run)
 
     db = sub.add_parser("db", help="database commands").add_subparsers(metavar="ACTION")
@@ -117,7 +120,14 @@ def _database(settings: Settings):  # type: ignore[no-untyped-def]
 def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
     host = args.host or settings.http.host
     port = args.port if args.port is not None else settings.http.port
+    if args.workers > 1:
+        from callcenter.scaleout.workers import run_workers
+
+        return run_workers(settings, args, port)
     settings = _pbx_settings(settings, args)
+    if settings.redis.url and "CC_SCALEOUT__ENABLED" not in os.environ:  # one center, N processes
+        settings = settings.model_copy(update={
+            "scaleout": settings.scaleout.model_copy(update={"enabled": True})})
     asyncio.run(_serve(settings, host, port))
     return 0
 

@@ -124,9 +124,73 @@ class ScaleOut:
 
     async def _heartbeat(self) -> None:
         while True:
-            with contextlib.suppress(RedisError, OSError):
+            try:
                 await self._heartbeat_once()
+                await self._publish_calls()
+                if self.ami_token:
+                    await self.sweep()
+            except asyncio.CancelledError:
+                raise
+            except (RedisError, OSError):
+                pass
+            except Exception:  # noqa: BLE001 - the next beat tries again
+                log.exception("scale-out heartbeat failed")
             await asyncio.sleep(HEARTBEAT_S)
+
+    async def _publish_calls(self) -> None:
+        """`P calls:<process>`: linkedid -> interaction id of the calls this process holds."""
+        key = f"{self.prefix}calls:{self.origin}"
+        calls = {lid: str(c.interaction_id) for lid, c in self.center.voice.by_linkedid.items()}
+        async with self.client.pipeline(transaction=True) as pipe:
+            pipe.delete(key)
+            if calls:
+                pipe.hset(key, mapping=calls)
+            await pipe.execute()
+
+    async def sweep(self) -> int:
+        """The AMI leader completes the calls of dead processes once the PBX no longer has them
+        (a call the PBX moved to its fallback queue is taken over by the fallback logging)."""
+        from routing import ContactFinished, ContactHungUp
+        from routing.errors import RoutingError
+
+        now, done = time.time(), 0
+        store, voice = self.center.store, self.center.voice
+        for k, v in (await self.client.hgetall(self.procs_key)).items():
+            origin = k.decode() if isinstance(k, bytes) else k
+            if origin == self.origin or now - float(v) < ALIVE_S:
+                continue
+            key = f"{self.prefix}calls:{origin}"
+            calls = await self.client.hgetall(key)
+            for lid_b, iid_b in calls.items():
+                lid, iid = lid_b.decode(), int(iid_b)
+                live = self.tel.tracker.calls.get(lid)
+                if live is not None and not live.ended and lid not in voice._fallback:
+                    continue  # still up in the PBX: wait for its end (or its fallback queue)
+                i = await store.get_interaction(iid)
+                if i.state not in ("wrapup_done", "abandoned", "failed") and lid not in voice._fallback:
+                    await store.append_event(iid, "owner_lost", ok=False, data={
+                        "process": origin, "state": i.state,
+                        "detail": "the process that held the call died; completed by the leader"})
+                    if i.state == "answered":
+                        await store.set_state(iid, "ended")
+                    if i.state in ("answered", "ended"):
+                        await store.set_state(iid, "wrapup_done")
+                    else:
+                        await store.set_state(iid, "abandoned")
+                    done += 1
+                try:  # free the agent's slot (or the waiting contact) in the shared routing store
+                    if i.agent_id is not None and i.state in ("answered", "ended"):
+                        await self.center.runner.handle(ContactFinished(str(iid), str(i.agent_id), 0.0))
+                    else:
+                        await self.center.runner.handle(ContactHungUp(str(iid)))
+                except RoutingError:
+                    pass
+                await self.client.hdel(key, lid)
+            if not await self.client.hlen(key):
+                await self.client.hdel(self.procs_key, origin)
+                await self.client.delete(self._stream(origin))
+                log.info("process %s is gone; its calls are completed", origin)
+        return done
 
     async def others(self) -> list[str]:
         now = time.time()

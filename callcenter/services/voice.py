@@ -22,9 +22,9 @@ from pathlib import Path
 from typing import Any
 
 from callcenter.asterisk.ami import Event as AmiEvent
-from callcenter.asterisk.fastagi import AgiCommandError, AgiSession
+from callcenter.asterisk.fastagi import AgiCommandError, AgiHangupError, AgiSession
 from callcenter.facade import MessageRefused
-from callcenter.ivr_agi import run_flow
+from callcenter.ivr_agi import AgiIvrOptions, route_variables, run_flow
 from callcenter.services.agents import Agent, AgentDirectory
 from callcenter.services.consoles import ConsoleHub
 from callcenter.services.routing_runner import RoutingRunner
@@ -75,6 +75,7 @@ class VoiceCall:
     caller: str
     customer_id: int | None = None
     tier: str = "regular"
+    customer_name: str | None = None  # as identified (the wallboard shows it without a read)
     queue: str | None = None
     ivr_path: list[Any] = field(default_factory=list)
     state: str = "ivr"  # ivr, queued, offered, ringing, talking, wrapup, done
@@ -200,27 +201,34 @@ class VoiceService:
     async def agi_ivr(self, session: AgiSession) -> None:
         env = session.env
         caller = env.callerid_known or ""
-        interaction = await self.store.open_interaction(
+        interaction = await self.store.open_interaction(  # its `arrive` event in the same write
             "voice", "inbound", None, external_id=env.uniqueid, from_address=caller or None,
-            to_address=env.dnid if env.dnid not in ("", "unknown") else None)
+            to_address=env.dnid if env.dnid not in ("", "unknown") else None,
+            events=(("arrive", {"channel": env.channel, "caller": caller or "anonymous"}),))
         call = VoiceCall(interaction.id, env.uniqueid, caller)
         self.calls[call.interaction_id] = call
         self.by_linkedid[call.linkedid] = call
         await session.set_variable("CC_INTERACTION", str(call.interaction_id))
-        await self._event(call, "arrive", channel=env.channel, caller=caller or "anonymous")
         await self._identify(call)
         await self._state(call, "ivr")
         variables = {"caller_id": caller, "caller_name": env.calleridname, "uniqueid": env.uniqueid,
                      **{f"param.{k}": v for k, v in session.route.params.items()}}
         done = await run_flow(session, self.flow, self.lookups, variables=variables,
-                              clock=self.ivr_clock)
+                              clock=self.ivr_clock, options=_OWN_ROUTE_VARIABLES)
         call.ivr_path = _path(done)
         result = done.result
-        await self._event(call, "ivr", ok=not done.error, result=result.describe(), path=call.ivr_path,
-                          **({"error": done.error} if done.error else {}))
-        try:
-            await self.store.update_interaction(call.interaction_id, ivr_path=call.ivr_path)
+        if result.kind != "queue":  # a queued call's ROUTE_TO is set once an agent has the pop
+            await _route_variables(session, done)
+        ivr = {"result": result.describe(), "path": call.ivr_path,
+               **({"error": done.error} if done.error else {})}
+        if done.error:
+            await self._event(call, "ivr", ok=False, **ivr)
+        try:  # the path with its `ivr` event in one write
+            await self.store.update_interaction(call.interaction_id, ivr_path=call.ivr_path,
+                                                events=() if done.error else (("ivr", ivr),))
         except CrmError as e:
+            if not done.error:
+                await self._event(call, "ivr", **ivr)
             await self._event(call, "ivr_path_failed", ok=False, error=str(e))
         kind = result.kind
         if kind == "abandoned":
@@ -242,12 +250,14 @@ class VoiceService:
         if customer is None:
             await self._event(call, "identify", ok=False, known=False, caller=call.caller or "anonymous")
             return
-        call.customer_id, call.tier = customer.id, customer.tier
-        try:
-            await self.store.link_customer(call.interaction_id, customer.id)
+        call.customer_id, call.tier, call.customer_name = customer.id, customer.tier, customer.name
+        identified = {"known": True, "customer_id": customer.id, "tier": customer.tier}
+        try:  # the link and its `identify` event in one write
+            await self.store.link_customer(call.interaction_id, customer.id,
+                                           events=(("identify", identified),))
         except CrmError as e:
             await self._event(call, "link_failed", ok=False, error=str(e))
-        await self._event(call, "identify", known=True, customer_id=customer.id, tier=customer.tier)
+            await self._event(call, "identify", **identified)
 
     async def _queue(self, call: VoiceCall, session: AgiSession, queue: str, skills: dict[str, int],
                      boost: float) -> None:
@@ -334,7 +344,8 @@ class VoiceService:
         """The post-call survey. It often runs after the agent's wrap-up is over, so the
         interaction is read back from the store rather than from the live calls."""
         iid = await self._interaction_id(session)
-        done = await run_flow(session, self.flow, self.lookups, entry="survey", clock=self.ivr_clock)
+        done = await run_flow(session, self.flow, self.lookups, entry="survey", clock=self.ivr_clock,
+                              options=_OWN_ROUTE_VARIABLES)  # the dialplan reads none after it
         if iid is None:
             return
         try:
@@ -1051,9 +1062,13 @@ class VoiceService:
         if ev.name == "QueueCallerJoin" and iid is None and linkedid not in self.by_linkedid:
             caller = ev.get("CallerIDNum") or ""
             caller = "" if caller in ("<unknown>", "anonymous") else caller
-            i = await self.store.open_interaction("voice", "inbound", None, external_id=linkedid,
-                                                  from_address=caller or None,
-                                                  queue=self.options.fallback_queue)
+            # several processes: the call's own interaction if the process holding it died
+            # before an agent answered (callcenter/scaleout/); else a new one
+            i = await self.store.find_interaction(linkedid) if linkedid else None
+            if i is None or i.state not in ("new", "ivr", "queued", "offered"):
+                i = await self.store.open_interaction("voice", "inbound", None, external_id=linkedid,
+                                                      from_address=caller or None,
+                                                      queue=self.options.fallback_queue)
             self._fallback[linkedid] = i.id
             await self.store.append_event(i.id, "fallback_queue", ok=False, data={
                 "detail": "the contact center's AGI was unavailable; the PBX queued the call",
@@ -1061,7 +1076,8 @@ class VoiceService:
             customer = await self.store.identify(phone=caller) if caller else None
             if customer is not None:
                 await self.store.link_customer(i.id, customer.id)
-            await self.store.set_state(i.id, "queued", queue=self.options.fallback_queue)
+            if i.state != "queued":
+                await self.store.set_state(i.id, "queued", queue=self.options.fallback_queue)
         elif iid is not None and ev.name == "AgentConnect":
             agent = self.directory.by_device(ev.get("Interface") or "")
             await self.store.set_state(iid, "answered", agent_id=agent.user_id if agent else None)
@@ -1113,11 +1129,11 @@ class VoiceService:
             await self.runner.handle(OfferAccepted(call.contact_id, offer.agent_id))
         except RoutingError as e:
             await self._event(call, "routing_refused", ok=False, error=str(e))
-        await self._state(call, "answered", agent_id=int(offer.agent_id))
+        await self._state(call, "answered", agent_id=int(offer.agent_id),
+                          events=(("answer", {"agent_leg": call.agent_leg}),))
         if call.handoff is not None:  # answered after a transfer: the interaction is this agent's now
             await _logged(self, call, self.store.update_interaction(call.interaction_id,
                                                                     agent_id=int(offer.agent_id)))
-        await self._event(call, "answer", agent_leg=call.agent_leg)
         self._contact_state(call, "talking")
         self.directory.push_state(offer.agent_id)
         if call.queue in self.options.record_queues and call.recording is None and not call.rec_pending:
@@ -1130,8 +1146,7 @@ class VoiceService:
     async def _ended(self, call: VoiceCall, who: str, cause: str) -> None:
         call.state = "wrapup"
         aid = call.agent_id
-        await self._state(call, "ended")
-        await self._event(call, "hangup", by=who, cause=cause)
+        await self._state(call, "ended", events=(("hangup", {"by": who, "cause": cause}),))
         self._contact_state(call, "ended")
         if aid is not None:
             try:
@@ -1283,6 +1298,23 @@ async def _logged(voice: VoiceService, call: VoiceCall, aw: Awaitable[Any]) -> N
         await aw
     except CrmError as e:
         await voice._event(call, "state_failed", ok=False, error=str(e))
+
+
+# The IVR's generic dialplan variables (QUEUE, SKILLS, IVR_PATH, ...: docs/ivr.md) are not set
+# for a queued call or after the survey: the shipped dialplan reads only ROUTE_TO and CC_SURVEY
+# there, and each variable is one AGI round trip.
+_OWN_ROUTE_VARIABLES = AgiIvrOptions(route_variables=False)
+
+
+async def _route_variables(session: AgiSession, done: Any) -> None:
+    """The flow's dialplan variables (a transfer, voicemail or hang-up ends the IVR)."""
+    if session.closed:
+        return
+    try:
+        for name, value in route_variables(done).items():
+            await session.set_variable(name, value)
+    except AgiHangupError:
+        log.debug("IVR %s: connection gone before the route variables", session.env.channel)
 
 
 async def _quietly(aw: Awaitable[Any]) -> None:
