@@ -70,7 +70,7 @@ def rollup_sql(dialect: str, where: str, sign: int = 1, table: str = "report_con
         return _ROLLUP_CACHE[key]
     wait = _secs(dialect, "i.answered_at", "i.queued_at")
     abandon_wait = _secs(dialect, "i.ended_at", "i.queued_at")
-    queued = "i.queued_at IS NOT NULL"
+    queued = "(i.queued_at IS NOT NULL AND i.direction = 'inbound')"  # callbacks are outbound
     answered = "i.answered_at IS NOT NULL"
     abandoned = f"(i.state = 'abandoned' AND {queued})"
     transferred = ("EXISTS (SELECT 1 FROM interaction_events e WHERE e.interaction_id = i.id"
@@ -180,11 +180,15 @@ async def add_agent_time(db: Any, agent_id: int, team: str | None, state: str, r
 
 
 # ============================================================================ customer snapshots
-async def snapshot_customers(db: Any, now: datetime) -> int:
+async def snapshot_customers(db: Any, now: datetime, *, once: bool = False) -> int:
     """Compare customers with the last snapshot: record who changed tier, loyalty or type
-    (report_customer_moves, dated `now`'s UTC day), then store today's distribution. SQL only."""
+    (report_customer_moves, dated `now`'s UTC day), then store today's distribution. SQL only.
+    `once`: not if today's snapshot was taken already (e.g. by another process)."""
     day = int(now.timestamp() // 86400)
     async with db.engine.begin() as conn:
+        if once and (await conn.execute(text("SELECT 1 FROM report_customer_counts WHERE day = :day"),
+                                        {"day": day})).first():
+            return 0
         changed = ("FROM customers c JOIN report_customer_state s ON s.customer_id = c.id "
                    "WHERE c.tier <> s.tier OR c.loyalty <> s.loyalty OR c.type <> s.type")
         res = await conn.execute(text(

@@ -150,7 +150,7 @@ async def run_daily(store: Any, settings: Any, utc: Callable[[], datetime], ever
         try:
             await send_due(store, settings, now=now)
             if snap_day != now.date():
-                await R.snapshot_customers(store.db, now)
+                await R.snapshot_customers(store.db, now, once=True)
                 snap_day = now.date()
         except asyncio.CancelledError:
             raise

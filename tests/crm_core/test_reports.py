@@ -236,6 +236,21 @@ async def test_tickets_risk_and_customer_movement(store, scripted):
     assert {(r["tier"], r["loyalty"]) for r in dist["rows"]} >= {("key", "lost")}
 
 
+async def test_outbound_contacts_are_not_offered(store, scripted):
+    """A callback (outbound, opened queued) that fails counts as a contact, not as offered or abandoned."""
+    i = await store.open_interaction("voice", "outbound", scripted["reg"], queue="billing", state="queued",
+                                     at=T(11, 11, 9, 0))
+    await store.set_state(i.id, "failed", at=T(11, 11, 9, 1))
+    rep = await R.contact_report(store.db, R.Range(date(2026, 11, 11), date(2026, 11, 11), "UTC", "day"))
+    assert _rows(rep, "contacts", "offered", "abandoned", "service_level") == [(5, 3, 1, 0.3333)]
+    assert await R.snapshot_customers(store.db, T(11, 11, 10, 0), once=True) == 0
+    async with store.db.engine.connect() as conn:
+        n = (await conn.execute(text("SELECT count(*) FROM report_customer_counts"))).scalar_one()
+    assert await R.snapshot_customers(store.db, T(11, 11, 11, 0), once=True) == 0  # taken already today
+    async with store.db.engine.connect() as conn:
+        assert (await conn.execute(text("SELECT count(*) FROM report_customer_counts"))).scalar_one() == n
+
+
 def test_csv_matches_the_rows() -> None:
     rep = {"columns": ["interval", "asa_s", "csat_avg"],
            "rows": [{"interval": "2026-11-10", "asa_s": 10.0, "csat_avg": None}]}
