@@ -89,7 +89,10 @@ _Loader.add_constructor("tag:yaml.org,2002:seq", _sequence)
 
 def load_yaml(text: str) -> tuple[Any, list[YamlProblem]]:
     """Parse one YAML document. Returns (data or None, problems); never raises on bad YAML."""
-    loader = _Loader(text)
+    try:
+        loader = _Loader(text)  # its reader refuses control characters at once (a YAMLError)
+    except yaml.YAMLError as exc:
+        return None, [YamlProblem(0, f"YAML error: {exc}")]
     loader.problems = []
     try:
         data = loader.get_single_data()

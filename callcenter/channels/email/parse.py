@@ -94,7 +94,7 @@ def parse(raw: bytes, *, envelope_from: str | None = None, own_addresses: frozen
     out.from_address = _addr(addr)
     if out.from_address is None:
         out.problems.append("no readable From address")
-    if len(msg.get_all("From") or []) > 1:
+    if sum(1 for k in msg.keys() if k.lower() == "from") > 1:  # counted unparsed: a bad value can't raise
         out.problems.append("several From headers (spoofing?)")
     _n, reply = parseaddr(_header(msg, "Reply-To", out))
     out.reply_to = _addr(reply)
