@@ -440,3 +440,47 @@ def test_encode_decode_identity_for_replies(replies: list[object], hangup_at: in
     for piece in _split(wire, cuts):
         conn.receive_data(piece)
     assert drain(conn) == expected
+
+
+# --------------------------------------------------------------------------- mutation fuzzing
+# (`make fuzz` runs these long): real FastAGI sessions with bytes flipped, cut, repeated, fed to
+# both sides; each gives events or a RemoteProtocolError, never another exception nor a hang.
+
+@st.composite
+def _mutated_session(draw: st.DrawFn) -> bytes:
+    _name, _i, raw = draw(st.sampled_from(ALL_RAW))
+    data = bytearray(raw[:4000])
+    for _ in range(draw(st.integers(1, 10))):
+        at = draw(st.integers(0, max(0, len(data) - 1)))
+        op = draw(st.sampled_from(["flip", "insert", "delete", "dup"]))
+        if op == "flip" and data:
+            data[at] = draw(st.sampled_from([0, 10, 13, 32, 34, 40, 41, 61, 0xFF]))
+        elif op == "insert":
+            data[at:at] = draw(st.sampled_from([b"\n", b"\n\n", b"200 result=", b"520-Invalid command syntax.\n",
+                                                b"agi_request: ", b"HANGUP\n", b"(", b")", b"=" * 50]))
+        elif op == "delete":
+            del data[at:at + draw(st.integers(1, 80))]
+        else:
+            data[at:at] = data[at:at + draw(st.integers(1, 150))] * draw(st.integers(1, 30))
+    return bytes(data)
+
+
+@settings(deadline=None)
+@given(data=_mutated_session(), cuts=st.lists(st.integers(0, 4000), max_size=10))
+def test_mutated_sessions_give_events_or_a_protocol_error(data: bytes, cuts: list[int]) -> None:
+    for conn in (AgiConnection(max_line=512, max_env_lines=64, max_block_lines=32), AsteriskConnection(max_line=512)):
+        sent = False
+        try:
+            for piece in [*_split(data, cuts), b""]:
+                conn.receive_data(piece)
+                for _ in range(10_000):
+                    ev = conn.next_event()
+                    if ev is NEED_DATA or isinstance(ev, Closed | ScriptFailure):
+                        break
+                    if isinstance(conn, AgiConnection) and isinstance(ev, AgiEnv) and not sent:
+                        conn.send(AgiCommand.of("NOOP"))
+                        sent = True
+                else:
+                    pytest.fail("next_event() did not stop")
+        except RemoteProtocolError as e:
+            assert str(e)

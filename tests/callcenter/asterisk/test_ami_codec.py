@@ -507,3 +507,43 @@ def test_a_bare_lf_frame_among_crlf_frames_is_still_split():
     assert isinstance(msgs[0], Banner)
     assert [m.name for m in msgs[1:]] == ["Success", "ParkedCall"]
     assert msgs[1].get("Message") == "Park successful" and msgs[2].get("ParkingSpace") == "701"
+
+
+# ---- mutation fuzzing (tests/fuzz, `make fuzz`): real captures with bytes flipped, cut, repeated -----
+
+@st.composite
+def _mutated_capture(draw: st.DrawFn) -> bytes:
+    data = bytearray(raw(draw(st.sampled_from(STREAMS)))[:6000])
+    for _ in range(draw(st.integers(1, 10))):
+        at = draw(st.integers(0, max(0, len(data) - 1)))
+        op = draw(st.sampled_from(["flip", "insert", "delete", "dup"]))
+        if op == "flip" and data:
+            data[at] = draw(st.sampled_from([0, 10, 13, 58, 32, 0xFF, 0xC3]))
+        elif op == "insert":
+            data[at:at] = draw(st.sampled_from([b"\r\n", b"\r\n\r\n", b": ", b"ActionID: ", b"EventList: start\r\n",
+                                                b"Response: Follows\r\n", b"--END COMMAND--\r\n", b"\x00"]))
+        elif op == "delete":
+            del data[at:at + draw(st.integers(1, 100))]
+        else:
+            data[at:at] = data[at:at + draw(st.integers(1, 200))] * draw(st.integers(1, 30))
+    return bytes(data)
+
+
+@settings(deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(stream=_mutated_capture(), sizes=st.lists(st.integers(1, 512), max_size=30))
+def test_mutated_captures_give_messages_or_a_protocol_error(stream: bytes, sizes: list[int]) -> None:
+    conn = AMIConnection(max_frame_size=4096)
+    try:
+        pos = 0
+        for size in [*sizes, len(stream)]:
+            if pos >= len(stream):
+                break  # (an empty chunk would be the EOF)
+            conn.receive_data(stream[pos:pos + size])
+            pos += size
+            for msg in conn.events():
+                assert isinstance(msg, (Banner, Response, Event))
+                assert all(isinstance(k, str) and isinstance(v, str) for k, v in msg.headers)
+        conn.receive_data(b"")
+        list(conn.events())
+    except RemoteProtocolError as e:
+        assert str(e)  # the peer broke the protocol: said so, and the connection is done
