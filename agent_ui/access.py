@@ -165,6 +165,9 @@ WS: dict[str, Rule] = {
     "spy": SUPERVISE, "spy_stop": SUPERVISE, "chat_observe": SUPERVISE, "chat_whisper": SUPERVISE,
     "chat_takeover": SUPERVISE, "force_state": SUPERVISE, "force_logout": SUPERVISE,
     "contact_move": SUPERVISE, "contact_priority": SUPERVISE,
+    # outbound campaigns (callcenter/services/campaigns.py, docs/campaigns.md)
+    "campaign_join": WORK, "campaign_leave": WORK, "campaign_dial": WORK, "campaign_skip": WORK,
+    "campaign_disposition": WORK, "campaign_control": SUPERVISE, "campaign_watch": SUPERVISE,
 }
 
 FORBIDDEN_TEXT = "not allowed for your role"

@@ -145,6 +145,9 @@ def _center_ctx(ivr_clock: Callable[[], datetime] | None):  # type: ignore[no-un
         from callcenter.services import report_feed
 
         followups.append(report_feed.install(center, s))  # reports: agent time, daily summary emails
+        from callcenter.services import campaigns
+
+        followups.append(campaigns.install(center, s))  # outbound campaigns (docs/campaigns.md)
         if s.chat.enabled:  # web chat (callcenter/channels/chat/)
             from callcenter.channels.chat.setup import attach
 

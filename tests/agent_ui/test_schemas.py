@@ -233,6 +233,21 @@ VALID = [
     {"type": "observed_message", "v": 1, "interaction_id": 7,
      "message": {"seq": 2, "sender": "agent", "text": "hello", "html": "hello", "at": "2026-11-25T12:00:00Z",
                  "author": "Agent 1"}},
+    # outbound campaigns (docs/campaigns.md)
+    {"type": "campaign_join", "campaign_id": 1}, {"type": "campaign_leave"},
+    {"type": "campaign_dial", "record_id": 3}, {"type": "campaign_skip", "record_id": 3, "reason": "wrong person"},
+    {"type": "campaign_disposition", "record_id": 3, "code": "sale", "notes": "two lines"},
+    {"type": "campaign_control", "campaign_id": 1, "action": "pause"}, {"type": "campaign_watch", "campaign_id": 1},
+    {"type": "campaign_joined", "v": 1, "campaign_id": 1, "name": "winback", "mode": "preview", "status": "running",
+     "script": "Hello", "dispositions": ["sale", "no_sale"]},
+    {"type": "campaign_record", "v": 1, "kind": "pop", "campaign_id": 1, "campaign": "winback",
+     "mode": "progressive", "record": {"id": 3, "name": "Ann"}, "interaction_id": 9, "script": "Hello",
+     "dispositions": ["sale"], "pop": {"known": False, "card": None}},
+    {"type": "campaign_state", "v": 1, "campaign_id": 1, "state": "wrap", "record_id": 3, "interaction_id": 9},
+    {"type": "campaign_progress", "v": 1, "campaign_id": 1, "name": "winback", "mode": "predictive",
+     "status": "running", "dialed": 10, "connected": 3, "abandoned": 0, "abandon_rate_pct": 0.0,
+     "abandon_cap_pct": 3.0, "outcomes": {"answered": 3, "busy": 2}, "dispositions": {"sale": 1}, "remaining": 40,
+     "records": {"pending": 40}, "agents": {"joined": 2, "free": 1}, "in_air": 4},
 ]
 
 
