@@ -46,14 +46,16 @@ async def prepare(db: Any, force: bool) -> dict[str, Any]:
     import crm_core.reports_models as rm
     from crm_core.reports import rebuild
 
-    tables = [m.__table__ for m in (rm.ReportContact, rm.ReportContactHour, rm.ReportAgentTime, rm.ReportCustomerState,
+    tables = [m.__table__ for m in (rm.ReportContact, rm.ReportContactHour, rm.ReportContactDay, rm.ReportAgentTime,
+                                    rm.ReportAgentTimeDay, rm.ReportCustomerState,
                                     rm.ReportCustomerMove, rm.ReportCustomerCount, rm.ReportSubscription)]
     async with db.engine.begin() as conn:
         await conn.run_sync(lambda c: [t.create(c, checkfirst=True) for t in tables])
-        have = (await conn.execute(text("SELECT count(*) FROM report_contacts_hour"))).scalar_one()
+        have = (await conn.execute(text("SELECT count(*) FROM report_contacts_day"))).scalar_one()
         n = (await conn.execute(text("SELECT count(*) FROM interactions"))).scalar_one()
     out: dict[str, Any] = {"interactions": int(n)}
-    if have and not force:
+    out.update(await agents_and_time(db))
+    if have and not force and not out.get("agents_added"):
         log("rollup already built")
         return out
     t0 = time.perf_counter()
@@ -61,6 +63,71 @@ async def prepare(db: Any, force: bool) -> dict[str, Any]:
     out.update(rebuild_s=round(time.perf_counter() - t0, 1), rollup_rows=res["rollup_rows"])
     log(f"rebuild: {out}")
     return out
+
+
+AGENTS, TEAMS, AGENT_DAYS = 50, 5, 90
+
+
+async def agents_and_time(db: Any) -> dict[str, Any]:
+    """The seed has no agents: add 50 (5 teams), give the answered interactions to them
+    (agent = id mod 50), and generate 90 days of agent time (8-hour shifts: ready, busy,
+    wrap-up, not ready with a reason) so the occupancy report reads a realistic table. Once."""
+    import random
+
+    from sqlalchemy import text
+
+    from crm_core.reports import split_slots
+
+    async with db.engine.connect() as conn:
+        have = (await conn.execute(text("SELECT count(*) FROM users WHERE username LIKE 'bench_agent%'"))).scalar_one()
+    if have:
+        return {"agents": AGENTS}
+    t0 = time.perf_counter()
+    now = datetime.now(UTC)
+    async with db.engine.begin() as conn:
+        for t in range(TEAMS):
+            await conn.execute(text("INSERT INTO teams (name, created_at) VALUES (:n, :c)"),
+                               {"n": f"team{t}", "c": _ts(db, now)})
+        for a in range(AGENTS):
+            await conn.execute(text(
+                "INSERT INTO users (username, display_name, password_hash, roles, disabled, capacity_voice, "
+                "capacity_chat, capacity_email, created_at, updated_at) VALUES (:u, :u, 'x', "
+                + (":r" if db.is_sqlite else "CAST(:r AS jsonb)") + ", :f, 1, 2, 2, :c, :c)"),
+                {"u": f"bench_agent{a:02d}", "r": '["agent"]', "f": False, "c": _ts(db, now)})
+        ids = [r[0] for r in (await conn.execute(text(
+            "SELECT id FROM users WHERE username LIKE 'bench_agent%' ORDER BY username"))).all()]
+        teams = [r[0] for r in (await conn.execute(text("SELECT id FROM teams WHERE name LIKE 'team%' ORDER BY name"))).all()]
+        for k, uid in enumerate(ids):
+            await conn.execute(text("INSERT INTO team_members (team_id, user_id) VALUES (:t, :u)"),
+                               {"t": teams[k % TEAMS], "u": uid})
+        case = "CASE (id % 50) " + " ".join(f"WHEN {k} THEN {uid}" for k, uid in enumerate(ids)) + " END"
+        await conn.execute(text(f"UPDATE interactions SET agent_id = {case} WHERE answered_at IS NOT NULL"))
+        rng = random.Random(5)
+        rows = []
+        day0 = now.replace(hour=8, minute=0, second=0, microsecond=0) - timedelta(days=AGENT_DAYS)
+        for k, uid in enumerate(ids):
+            team = f"team{k % TEAMS}"
+            for d in range(AGENT_DAYS):
+                t = day0 + timedelta(days=d, minutes=rng.randint(-60, 60))
+                end = t + timedelta(hours=8)
+                while t < end:
+                    state = rng.choices(["ready", "busy", "wrap_up", "not_ready"], [25, 55, 10, 10])[0]
+                    reason = rng.choice(["break", "lunch", "training", "meeting"]) if state == "not_ready" else ""
+                    nxt = min(end, t + timedelta(seconds=rng.randint(60, 900)))
+                    for slot, secs in split_slots(t, nxt):
+                        rows.append({"slot": slot, "a": uid, "team": team, "s": state, "r": reason, "sec": secs})
+                    t = nxt
+        sql = text("INSERT INTO report_agent_time (slot, agent_id, team, state, reason, seconds) "
+                   "VALUES (:slot, :a, :team, :s, :r, :sec) ON CONFLICT (slot, agent_id, team, state, reason) "
+                   "DO UPDATE SET seconds = report_agent_time.seconds + excluded.seconds")
+        for i in range(0, len(rows), 20000):
+            await conn.execute(sql, rows[i:i + 20000])
+    log(f"agents, assignment and {len(rows)} agent-time periods in {time.perf_counter() - t0:.1f} s")
+    return {"agents": AGENTS, "agents_added": True, "agent_time_periods": len(rows)}
+
+
+def _ts(db: Any, t: datetime) -> Any:
+    return t.replace(tzinfo=None).isoformat(sep=" ") if db.is_sqlite else t
 
 
 def _cases(now: datetime) -> list[tuple[str, Any]]:
@@ -82,6 +149,9 @@ def _cases(now: datetime) -> list[tuple[str, Any]]:
         ("customers_at_risk", lambda db: R.customers_at_risk(db, now)),
         ("customer_distribution", lambda db: R.customer_distribution(db)),
         ("month_occupancy", lambda db: R.agent_report(db, R.Range(today - timedelta(days=31), y, "UTC", "day"))),
+        ("month_not_ready", lambda db: R.not_ready_report(db, R.Range(today - timedelta(days=31), y, "UTC", "day"))),
+        ("quarter_occupancy_by_team_weekly", lambda db: R.agent_report(
+            db, R.Range(today - timedelta(days=90), y, "Europe/Paris", "week"), by="team")),
     ]
 
 

@@ -31,7 +31,9 @@ MEASURES = ("contacts", "offered", "answered", "answered_in_sl", "abandoned", "s
             "csat_sum", "csat_n", "csat_good")
 KEYS = ("slot", "queue", "agent_id", "team", "channel", "tier", "disposition")
 HOUR = "report_contacts_hour"  # per hour, no disposition; read when the offsets are whole hours
-TABLES = {"report_contacts": (SLOT_S, KEYS), HOUR: (3600, KEYS[:-1])}
+DAY = "report_contacts_day"  # per UTC day, no agent, no disposition; the whole UTC days of long ranges
+TABLES = {"report_contacts": (SLOT_S, KEYS), HOUR: (3600, KEYS[:-1]),
+          DAY: (86400, ("slot", "queue", "team", "channel", "tier"))}
 
 
 class ReportError(ValueError):
@@ -142,20 +144,25 @@ async def rebuild(db: Any) -> dict[str, int]:
         for table in TABLES:
             await conn.execute(text(f"DELETE FROM {table}"))
             await conn.execute(text(rollup_sql(dialect, "1 = 1", table=table)), _params())
+        await conn.execute(text("DELETE FROM report_agent_time_day"))  # agent time: days from the slots
+        await conn.execute(text(
+            f"INSERT INTO report_agent_time_day (slot, agent_id, team, state, reason, seconds) "
+            f"SELECT slot / {86400 // SLOT_S}, agent_id, team, state, reason, SUM(seconds) FROM report_agent_time "
+            f"WHERE slot >= 0 GROUP BY slot / {86400 // SLOT_S}, agent_id, team, state, reason"))
         rows = (await conn.execute(text("SELECT count(*), COALESCE(sum(contacts), 0) FROM report_contacts"))).one()
     moved = await snapshot_customers(db, datetime.now(UTC))
     return {"rollup_rows": int(rows[0]), "interactions": int(rows[1]), "customer_moves": moved}
 
 
 # ============================================================================ agent time
-def split_slots(start: datetime, end: datetime) -> list[tuple[int, float]]:
-    """The seconds of [start, end) falling in each 15-minute slot (a period crossing midnight,
-    or any slot boundary, is split)."""
+def split_slots(start: datetime, end: datetime, size: int = SLOT_S) -> list[tuple[int, float]]:
+    """The seconds of [start, end) falling in each slot of `size` seconds (a period crossing
+    midnight, or any slot boundary, is split)."""
     a, b = start.timestamp(), end.timestamp()
     out: list[tuple[int, float]] = []
     while a < b:
-        slot = int(a // SLOT_S)
-        stop = min(b, (slot + 1) * SLOT_S)
+        slot = int(a // size)
+        stop = min(b, (slot + 1) * size)
         out.append((slot, round(stop - a, 3)))
         a = stop
     return out
@@ -169,14 +176,15 @@ _AGENT_TIME_SQL = ("INSERT INTO report_agent_time (slot, agent_id, team, state, 
 
 async def add_agent_time(db: Any, agent_id: int, team: str | None, state: str, reason: str | None,
                          start: datetime, end: datetime) -> None:
-    """Record that an agent was in `state` (with `reason` when not ready) from start to end."""
-    parts = split_slots(start, end)
-    if not parts:
+    """Record that an agent was in `state` (with `reason` when not ready) from start to end:
+    per 15-minute slot, and per UTC day."""
+    if end <= start:
         return
     async with db.engine.begin() as conn:
-        await conn.execute(text(_AGENT_TIME_SQL), [
-            {"slot": slot, "agent_id": agent_id, "team": team or "", "state": state,
-             "reason": reason or "", "seconds": secs} for slot, secs in parts])
+        for table, size in (("report_agent_time", SLOT_S), ("report_agent_time_day", 86400)):
+            await conn.execute(text(_AGENT_TIME_SQL.replace("report_agent_time", table)), [
+                {"slot": slot, "agent_id": agent_id, "team": team or "", "state": state,
+                 "reason": reason or "", "seconds": secs} for slot, secs in split_slots(start, end, size)])
 
 
 # ============================================================================ customer snapshots
@@ -265,18 +273,95 @@ class Range:
         return out
 
 
-def _bucket_expr(rng: Range, size: int = SLOT_S, offs: list[tuple[int, int]] | None = None) -> str:
-    """SQL: the interval a slot falls in, in local time (an integer; see bucket_start)."""
-    offs = offs or rng.offsets(size)
-    if len(offs) == 1:
-        off = str(offs[0][1])
+def _py_offset(z: ZoneInfo, epoch: int) -> int:
+    return int(datetime.fromtimestamp(epoch, z).utcoffset().total_seconds())  # type: ignore[union-attr]
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """Where a report's rows come from: the fine table (15-minute or hourly slots) for
+    `fine` slot ranges, the per-UTC-day table for `days` (whole UTC days that fall in one
+    interval), and how an epoch maps to its local interval (`bucket`)."""
+
+    fine: list[tuple[int, int]]
+    days: list[tuple[int, int]]
+    transitions: list[tuple[int, int]]  # (from epoch, UTC offset)
+    interval: str
+    totals: bool
+
+    def bucket(self, epoch_sql: str) -> str:
+        if self.totals:
+            return "0"
+        t = self.transitions
+        if len(t) == 1:
+            off = str(t[0][1])
+        else:
+            arms = " ".join(f"WHEN {epoch_sql} < {t[k + 1][0]} THEN {t[k][1]}" for k in range(len(t) - 1))
+            off = f"CASE {arms} ELSE {t[-1][1]} END"
+        local = f"({epoch_sql} + {off})"
+        if self.interval == "week":  # epoch day 0 was a Thursday: weeks start on Monday
+            return f"(({local} / 86400 + 3) / 7)"
+        return f"({local} / {INTERVALS[self.interval]})"
+
+
+def _plan(rng: Range, size: int, use_days: bool, totals: bool) -> _Plan:
+    z = rng.zone()
+    a_dt, b_dt = rng.utc_bounds()
+    a, b = int(a_dt.timestamp()), int(b_dt.timestamp())
+    transitions = [(slot * size, off) for slot, off in rng.offsets(size)]
+
+    def bucket(epoch: int) -> int:
+        if totals:
+            return 0
+        local = epoch + _py_offset(z, epoch)
+        if rng.interval == "week":
+            return (local // 86400 + 3) // 7
+        return local // INTERVALS[rng.interval]
+
+    clean: list[int] = []
+    if use_days and (totals or rng.interval in ("day", "week")):
+        clean = [d for d in range(-(-a // 86400), b // 86400)
+                 if totals or bucket(d * 86400) == bucket(d * 86400 + 86399)]
+    days: list[tuple[int, int]] = []
+    for d in clean:
+        if days and days[-1][1] == d:
+            days[-1] = (days[-1][0], d + 1)
+        else:
+            days.append((d, d + 1))
+    fine: list[tuple[int, int]] = []
+    cur = a
+    for d0, d1 in [*days, (b // 86400 + 2, 0)]:
+        stop = min(b, d0 * 86400)
+        if stop > cur:
+            fine.append((cur // size, -(-stop // size)))
+        cur = max(cur, d1 * 86400)
+    return _Plan(fine, days, transitions, rng.interval, totals)
+
+
+def _ranges_sql(ranges: list[tuple[int, int]]) -> str:
+    return " OR ".join(f"(slot >= {x} AND slot < {y})" for x, y in ranges)
+
+
+async def _grouped(db: Any, plan: _Plan, fine: str, size: int, day: str | None, dim: str, cols: Sequence[str],
+                   where: str, params: dict[str, Any]) -> list[Any]:
+    """SUM(cols) per (interval, dim) over the plan's fine and day rows (one SQL statement)."""
+    parts = []
+    inner = ", ".join(f"SUM({c}) AS {c}" for c in cols)
+    if plan.fine:
+        parts.append(f"SELECT {plan.bucket(f'CAST(slot AS BIGINT) * {size}')} AS b, {dim} AS d, {inner} "
+                     f"FROM {fine} WHERE ({_ranges_sql(plan.fine)}){where} GROUP BY 1, 2")
+    if plan.days and day is not None:
+        parts.append(f"SELECT {plan.bucket('CAST(slot AS BIGINT) * 86400')} AS b, {dim} AS d, {inner} "
+                     f"FROM {day} WHERE ({_ranges_sql(plan.days)}){where} GROUP BY 1, 2")
+    if not parts:
+        return []
+    if len(parts) == 1:
+        sql = parts[0] + " ORDER BY 1, 2"
     else:
-        arms = " ".join(f"WHEN slot < {offs[k + 1][0]} THEN {offs[k][1]}" for k in range(len(offs) - 1))
-        off = f"CASE {arms} ELSE {offs[-1][1]} END"
-    local = f"(CAST(slot AS BIGINT) * {size} + {off})"
-    if rng.interval == "week":  # epoch day 0 was a Thursday: weeks start on Monday
-        return f"(({local} / 86400 + 3) / 7)"
-    return f"({local} / {INTERVALS[rng.interval]})"
+        outer = ", ".join(f"SUM({c}) AS {c}" for c in cols)
+        sql = f"SELECT b, d, {outer} FROM ({' UNION ALL '.join(parts)}) x GROUP BY b, d ORDER BY b, d"
+    async with db.engine.connect() as conn:
+        return list((await conn.execute(text(sql), params)).mappings().all())
 
 
 def bucket_start(interval: str, bucket: int) -> str:
@@ -317,7 +402,7 @@ def _ratio(a: float, b: float, digits: int = 4) -> float | None:
 
 def derive(row: Mapping[str, Any]) -> dict[str, Any]:
     """The figures of a report row from its summed counters (formulas: docs/reports.md)."""
-    m = {k: (row.get(k) or 0) for k in MEASURES}
+    m = {k: float(row.get(k) or 0) for k in MEASURES}  # PostgreSQL sums of sums are numeric
     counted = m["offered"] - m["short_abandoned"]
     return {
         "contacts": int(m["contacts"]),
@@ -351,20 +436,14 @@ async def contact_report(db: Any, rng: Range, by: str | None = None, scope: Scop
     rng.check()
     if by is not None and by not in _DIM_SQL:
         raise ReportError(f"by must be one of {', '.join(DIMENSIONS)}")
-    table, size, offs = "report_contacts", SLOT_S, None
+    fine, size = "report_contacts", SLOT_S
     if (rng.interval != "15m" or totals) and by != "disposition":
-        hourly = rng.offsets(3600)
-        if all(o % 3600 == 0 for _s, o in hourly):  # local hours are UTC hours: the hourly rollup
-            table, size, offs = HOUR, 3600, hourly
-    s0, s1 = rng.slots(size)
-    params: dict[str, Any] = {"s0": s0, "s1": s1}
-    bucket = "0" if totals else _bucket_expr(rng, size, offs)
+        if all(o % 3600 == 0 for _s, o in rng.offsets(3600)):  # local hours are UTC hours
+            fine, size = HOUR, 3600
+    plan = _plan(rng, size, by not in ("agent", "disposition"), totals)
+    params: dict[str, Any] = {}
     dim = _DIM_SQL[by] if by else "''"
-    sums = ", ".join(f"SUM({m}) AS {m}" for m in MEASURES)
-    sql = (f"SELECT {bucket} AS b, {dim} AS d, {sums} FROM {table} "
-           f"WHERE slot >= :s0 AND slot < :s1{_scope_sql(scope, params)} GROUP BY 1, 2 ORDER BY 1, 2")
-    async with db.engine.connect() as conn:
-        rows = (await conn.execute(text(sql), params)).mappings().all()
+    rows = await _grouped(db, plan, fine, size, DAY, dim, MEASURES, _scope_sql(scope, params), params)
     out = []
     for r in rows:
         label = "total" if totals else bucket_start(rng.interval, int(r["b"]))
@@ -390,17 +469,18 @@ async def agent_report(db: Any, rng: Range, by: str = "agent", scope: Scope | No
     rng.check()
     if by not in ("agent", "team"):
         raise ReportError("by must be agent or team")
-    s0, s1 = rng.slots()
-    params: dict[str, Any] = {"s0": s0, "s1": s1}
+    params: dict[str, Any] = {}
     dim = "agent_id" if by == "agent" else "team"
-    sums = ", ".join(f"SUM(CASE WHEN state = '{st}' THEN seconds ELSE 0 END) AS {st}"
-                     for st in ("ready", "busy", "wrap_up", "not_ready"))
-    sql = (f"SELECT {_bucket_expr(rng)} AS b, {dim} AS d, {sums} FROM report_agent_time "
-           f"WHERE slot >= :s0 AND slot < :s1{_scope_sql(scope, params, agents=True)} GROUP BY 1, 2 ORDER BY 1, 2")
-    async with db.engine.connect() as conn:
-        rows = (await conn.execute(text(sql), params)).mappings().all()
+    cols = ("ready", "busy", "wrap_up", "not_ready")
+    state_sql = ("(SELECT slot, agent_id, team, " + ", ".join(
+        f"CASE WHEN state = '{st}' THEN seconds ELSE 0 END AS {st}" for st in cols) + " FROM {t})")
+    plan = _plan(rng, SLOT_S, True, False)
+    rows = await _grouped(db, plan, state_sql.format(t="report_agent_time") + " a", SLOT_S,
+                          state_sql.format(t="report_agent_time_day") + " a", dim, cols,
+                          _scope_sql(scope, params, agents=True), params)
     out = []
-    for r in rows:
+    for raw in rows:
+        r = {**raw, **{c: float(raw[c] or 0) for c in cols}}
         work = r["busy"] + r["wrap_up"]
         out.append({"interval": bucket_start(rng.interval, int(r["b"])), "key": _key(by, r["d"]),
                     "ready_s": round(r["ready"], 1), "busy_s": round(r["busy"], 1),

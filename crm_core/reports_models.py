@@ -74,10 +74,52 @@ class ReportContactHour(Base):
     csat_good: Mapped[int] = mapped_column(Integer, default=0)
 
 
+class ReportContactDay(Base):
+    """The same counters per UTC day (slot: floor(epoch / 86400)) without agent or disposition:
+    what long ranges read for their whole UTC days (per day or week in UTC, per week elsewhere, totals)."""
+
+    __tablename__ = "report_contacts_day"
+
+    slot: Mapped[int] = mapped_column(Integer, primary_key=True)
+    queue: Mapped[str] = mapped_column(String(64), primary_key=True)
+    team: Mapped[str] = mapped_column(String(64), primary_key=True)
+    channel: Mapped[str] = mapped_column(String(8), primary_key=True)
+    tier: Mapped[str] = mapped_column(String(16), primary_key=True)
+    contacts: Mapped[int] = mapped_column(Integer, default=0)
+    offered: Mapped[int] = mapped_column(Integer, default=0)
+    answered: Mapped[int] = mapped_column(Integer, default=0)
+    answered_in_sl: Mapped[int] = mapped_column(Integer, default=0)
+    abandoned: Mapped[int] = mapped_column(Integer, default=0)
+    short_abandoned: Mapped[int] = mapped_column(Integer, default=0)
+    wait_answered_s: Mapped[float] = mapped_column(Float, default=0.0)
+    handled: Mapped[int] = mapped_column(Integer, default=0)
+    talk_s: Mapped[float] = mapped_column(Float, default=0.0)
+    wrap_s: Mapped[float] = mapped_column(Float, default=0.0)
+    transferred: Mapped[int] = mapped_column(Integer, default=0)
+    repeats: Mapped[int] = mapped_column(Integer, default=0)
+    fcr: Mapped[int] = mapped_column(Integer, default=0)
+    csat_sum: Mapped[int] = mapped_column(Integer, default=0)
+    csat_n: Mapped[int] = mapped_column(Integer, default=0)
+    csat_good: Mapped[int] = mapped_column(Integer, default=0)
+
+
 class ReportAgentTime(Base):
     """Seconds agents spent in each state (ready, busy, wrap_up, not_ready with its reason) per slot."""
 
     __tablename__ = "report_agent_time"
+
+    slot: Mapped[int] = mapped_column(Integer, primary_key=True)
+    agent_id: Mapped[int] = mapped_column(IdType, primary_key=True)
+    team: Mapped[str] = mapped_column(String(64), primary_key=True)
+    state: Mapped[str] = mapped_column(String(16), primary_key=True)
+    reason: Mapped[str] = mapped_column(String(64), primary_key=True)
+    seconds: Mapped[float] = mapped_column(Float, default=0.0)
+
+
+class ReportAgentTimeDay(Base):
+    """The same seconds per UTC day (slot: floor(epoch / 86400))."""
+
+    __tablename__ = "report_agent_time_day"
 
     slot: Mapped[int] = mapped_column(Integer, primary_key=True)
     agent_id: Mapped[int] = mapped_column(IdType, primary_key=True)
@@ -139,5 +181,5 @@ class ReportSubscription(Base):
     last_day: Mapped[str | None] = mapped_column(String(10), default=None)
 
 
-__all__ = ["ReportAgentTime", "ReportContact", "ReportContactHour", "ReportCustomerCount", "ReportCustomerMove",
+__all__ = ["ReportAgentTime", "ReportAgentTimeDay", "ReportContact", "ReportContactDay", "ReportContactHour", "ReportCustomerCount", "ReportCustomerMove",
            "ReportCustomerState", "ReportSubscription"]

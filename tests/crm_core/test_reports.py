@@ -130,6 +130,29 @@ async def test_dst_end_day_has_25_hours(store, scripted):
     assert _rows(rep, "interval", "contacts", "abandoned") == [("2026-11-01", 2, 2)]
     utc = await R.contact_report(store.db, R.Range(date(2026, 10, 31), date(2026, 11, 2), "UTC", "day"))
     assert _rows(utc, "interval", "contacts") == [("2026-11-01", 1), ("2026-11-02", 1)]
+    # weeks (Monday): in New York both fall in the week of Oct 26 (Nov 1 is a Sunday); in UTC,
+    # C7 (Monday Nov 2, 04:30) opens the next week
+    ny = await R.contact_report(store.db, R.Range(date(2026, 10, 26), date(2026, 11, 8), "America/New_York", "week"))
+    assert _rows(ny, "interval", "contacts") == [("2026-10-26", 2)]
+    utc = await R.contact_report(store.db, R.Range(date(2026, 10, 26), date(2026, 11, 8), "UTC", "week"))
+    assert _rows(utc, "interval", "contacts") == [("2026-10-26", 1), ("2026-11-02", 1)]
+
+
+async def test_long_ranges_read_whole_utc_days_and_edges(store, scripted):
+    """Totals and weeks read the per-day rollup for whole UTC days and the hourly one for the
+    edges: New York's Nov 10-11 is UTC Nov 10 05:00 to Nov 12 05:00 (C1..C5, not C6, C7)."""
+    rng = R.Range(date(2026, 11, 10), date(2026, 11, 11), "America/New_York", "day")
+    plan = R._plan(rng, 3600, True, True)
+    nov11 = int(T(11, 11, 0, 0).timestamp() // 86400)
+    assert plan.days == [(nov11, nov11 + 1)]
+    assert plan.fine == [(int(T(11, 10, 5, 0).timestamp()) // 3600, int(T(11, 11, 0, 0).timestamp()) // 3600),
+                         (int(T(11, 12, 0, 0).timestamp()) // 3600, int(T(11, 12, 5, 0).timestamp()) // 3600)]
+    tot = await R.contact_report(store.db, rng, totals=True)
+    assert _rows(tot, "contacts", "offered", "answered", "aht_s") == [(5, 4, 3, 470.0)]  # (960+330+120)/3
+    wk = await R.contact_report(store.db, R.Range(date(2026, 11, 9), date(2026, 11, 15), "America/New_York", "week"))
+    assert _rows(wk, "interval", "contacts", "offered", "answered") == [("2026-11-09", 5, 4, 3)]
+    utc = R._plan(R.Range(date(2026, 11, 1), date(2026, 11, 30), "UTC", "day"), 3600, True, False)
+    assert utc.fine == [] and len(utc.days) == 1  # whole UTC days only
 
 
 async def test_quarter_hours_across_midnight_and_half_hour_zone(store, scripted):

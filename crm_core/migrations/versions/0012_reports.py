@@ -52,12 +52,20 @@ def upgrade() -> None:
                                 name=op.f("pk_report_contacts_hour")),
     )
     op.create_table(
-        "report_agent_time",
-        _int("slot"), sa.Column("agent_id", ID, nullable=False), sa.Column("team", S(64), nullable=False),
-        sa.Column("state", S(16), nullable=False), sa.Column("reason", S(64), nullable=False),
-        _float("seconds"),
-        sa.PrimaryKeyConstraint("slot", "agent_id", "team", "state", "reason", name=op.f("pk_report_agent_time")),
+        "report_contacts_day",
+        _int("slot"), sa.Column("queue", S(64), nullable=False), sa.Column("team", S(64), nullable=False),
+        sa.Column("channel", S(8), nullable=False), sa.Column("tier", S(16), nullable=False),
+        *_measures(),
+        sa.PrimaryKeyConstraint("slot", "queue", "team", "channel", "tier", name=op.f("pk_report_contacts_day")),
     )
+    for name in ("report_agent_time", "report_agent_time_day"):
+        op.create_table(
+            name,
+            _int("slot"), sa.Column("agent_id", ID, nullable=False), sa.Column("team", S(64), nullable=False),
+            sa.Column("state", S(16), nullable=False), sa.Column("reason", S(64), nullable=False),
+            _float("seconds"),
+            sa.PrimaryKeyConstraint("slot", "agent_id", "team", "state", "reason", name=op.f(f"pk_{name}")),
+        )
     op.create_table(
         "report_customer_state",
         sa.Column("customer_id", ID, nullable=False), sa.Column("tier", S(16), nullable=False),
@@ -88,5 +96,6 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     for t in ("report_subscriptions", "report_customer_counts", "report_customer_moves",
-              "report_customer_state", "report_agent_time", "report_contacts_hour", "report_contacts"):
+              "report_customer_state", "report_agent_time_day", "report_agent_time", "report_contacts_day",
+              "report_contacts_hour", "report_contacts"):
         op.drop_table(t)
