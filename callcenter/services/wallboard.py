@@ -334,7 +334,7 @@ class WallboardService:
         iid = msg.get("interaction_id")
         _scope, teams = self.scope_of(user)
         row = self.stats.abandoned_row(iid) if isinstance(iid, int) else None
-        if row is None:
+        if row is None or not isinstance(iid, int):
             raise MessageRefused("not_found", "no such abandoned contact on the wallboard")
         queue, channel, found = row
         if teams is not None and not self._in_scope(queue, channel, teams):
@@ -354,7 +354,8 @@ class WallboardService:
         if not number or not number.startswith("+"):
             raise MessageRefused("invalid", "no phone number to call back")
         queue_to = queue if queue in self.runner.engine.config.queues else None
-        cb = await callbacks.schedule(number=number, origin="console", queue=queue_to, customer_id=customer_id,
+        cb = await callbacks.schedule(number=number, origin="console", queue=queue_to,
+                                      customer_id=customer_id,
                                       origin_interaction_id=iid, requested_by=user.id, by=user.username,
                                       note="abandoned contact, called back from the wallboard")
         if self.stats.mark_callback(iid, cb.id):  # confirmed by the store: the board shows it
@@ -374,7 +375,8 @@ def _presence(value: str) -> str:
     return value.replace("-", "_")
 
 
-def install(center: Any, settings: Any = None, *, wall: Callable[[], float] | None = None) -> WallboardService:
+def install(center: Any, settings: Any = None, *,
+            wall: Callable[[], float] | None = None) -> WallboardService:
     """Build the service from `settings.wallboard`, hook it to the routing runner, start it."""
     conf = getattr(settings, "wallboard", None)
     kwargs: dict[str, Any] = {}

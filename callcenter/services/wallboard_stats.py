@@ -238,20 +238,20 @@ class WallboardStats:
             if prev is not None:  # routed again after it was handled: a transfer
                 self._queue(prev).transferred += 1
             old = self.contacts.get(ev.contact_id)
-            c = _Contact(ev.contact_id, ev.queue, ev.channel, ev.at, ev.tier, ev.customer_id,
-                         ev.interaction_id, customer=old.customer if old else None)
-            self.contacts[ev.contact_id] = c
+            self.contacts[ev.contact_id] = _Contact(
+                ev.contact_id, ev.queue, ev.channel, ev.at, ev.tier, ev.customer_id, ev.interaction_id,
+                customer=old.customer if old else None)
             self._queue((ev.queue, ev.channel))
             return True
         if isinstance(ev, CustomerKnown):
-            c = self.contacts.get(ev.contact_id)
-            if c is None:
+            known = self.contacts.get(ev.contact_id)
+            if known is None:
                 return False
-            c.customer = ev.name
+            known.customer = ev.name
             if ev.tier:
-                c.tier = ev.tier
+                known.tier = ev.tier
             if ev.customer_id:
-                c.customer_id = ev.customer_id
+                known.customer_id = ev.customer_id
             return True
         if isinstance(ev, AgentState):
             a = self._agent(ev.agent_id, ev.at)

@@ -80,8 +80,8 @@ async def test_the_wallboard_follows_calls_live(database):
             await expect(ann.locator("[data-field=handled]")).to_have_text("1")
             await expect(vip.locator("[data-field=sl]")).to_contain_text("target 90% in 10")
             await console.next("wrapup")
-            await console.send("submit_wrapup", interaction_id=offer["interaction_id"], disposition="resolved",
-                               notes="ok")
+            await console.send("submit_wrapup", interaction_id=offer["interaction_id"],
+                               disposition="resolved", notes="ok")
             await console.next("wrapup_saved")
 
             # Another caller gives up waiting; the supervisor calls them back in one click.
@@ -100,7 +100,8 @@ async def test_the_wallboard_follows_calls_live(database):
             await page.screenshot(path=str(SHOTS / "wallboard.png"), full_page=True)
             assert errors == []
             # pushed, never polled: the page asked for itself and its assets, nothing more
-            assert not [u for u in requests if "/api/" in u or u.endswith("/wallboard") and requests.count(u) > 2]
+            assert not [u for u in requests
+                        if "/api/" in u or u.endswith("/wallboard") and requests.count(u) > 2]
             await ws.close()
         except Exception:
             await page.screenshot(path=str(ARTIFACTS / f"{name}-failure.png"), full_page=True)

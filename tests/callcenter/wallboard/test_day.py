@@ -113,11 +113,13 @@ async def test_the_board_agrees_with_the_database_after_a_scripted_day(database)
         await bob.next("contact_state", state="talking")
         call.hangup()
         await _wrapup(bob, moved)
-        done = await ada.next(lambda f: queue(f, "support")["handled"] == 1 and agent(f, "Bob")["state"] != "busy")
+        done = await ada.next(lambda f: queue(f, "support")["handled"] == 1
+                              and agent(f, "Bob")["state"] != "busy")
 
         board = {q["queue"]: q for q in done["queues"] if q["channel"] == "voice"}
         async with database.session() as s:
-            interactions = (await s.execute(select(Interaction).where(Interaction.id >= first))).scalars().all()
+            interactions = (await s.execute(select(Interaction).where(Interaction.id >= first))
+                            ).scalars().all()
             rows = (await s.execute(select(InteractionEvent).where(InteractionEvent.interaction_id >= first)
                                     .order_by(InteractionEvent.id))).scalars().all()
         events = defaultdict(list)

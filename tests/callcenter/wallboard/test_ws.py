@@ -58,7 +58,8 @@ async def test_snapshot_on_connect_and_reconnect_scoped_to_teams(database):
         await sue.close()
         sue = await Board.open(rc.base, await cookie_for(rc.base, "sue"))
         again = await sue.next()
-        assert agent(again, "Ann")["state"] == "ready" and agent(again, "Ann")["since"] == agent(red, "Ann")["since"]
+        assert agent(again, "Ann")["state"] == "ready"
+        assert agent(again, "Ann")["since"] == agent(red, "Ann")["since"]
         assert {q["queue"] for q in again["queues"]} == {"general", "billing", "vip"}
         for c in (sue, sam, ada):
             await c.close()
@@ -81,8 +82,9 @@ async def test_updates_are_coalesced_and_the_same_bytes_go_to_every_client(datab
         started = time.monotonic()
         changes = 60
         for i in range(changes):  # 60 changes over about 0.6 s (paced; nothing waits on it)
-            await center.runner.handle(AgentPresence(aid, Presence.READY if i % 2 == 0 else Presence.NOT_READY,
-                                                     None if i % 2 == 0 else "break"))
+            ready = i % 2 == 0
+            await center.runner.handle(AgentPresence(aid, Presence.READY if ready else Presence.NOT_READY,
+                                                     None if ready else "break"))
             await asyncio.sleep(0.01)
         await center.runner.handle(AgentPresence(aid, Presence.READY))
         last_sue = await sue.next(lambda f: f["seq"] >= board.stats.version)
