@@ -285,6 +285,7 @@ class Scaleout(_Section):
     enabled: bool = False  # `callcenter run` turns it on when redis.url is set (unless set false)
     lease_ttl_s: float = Field(5.0, gt=0)  # the AMI leader lease and the outbox partition leases
     outbox_partitions: int = Field(4, ge=1, le=64)
+    dead_after_s: float = Field(10.0, gt=0)  # a process silent this long is dead: its calls are completed
 
 
 class Settings(_Section):

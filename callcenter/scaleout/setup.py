@@ -41,8 +41,6 @@ from callcenter.scaleout.outbox import Outbox, OutboxWorker
 
 log = logging.getLogger(__name__)
 SCALEOUT = web.AppKey("scaleout", object)
-ALIVE_S = 10.0  # a process whose heartbeat is older is taken for dead
-HEARTBEAT_S = 2.0
 # console messages about a call: when this process does not know the call, its owner may
 CALL_MESSAGES = frozenset({"ack_offer", "decline_offer", "submit_wrapup", "answer", "hangup", "hold",
                            "retrieve", "transfer", "recording", "consult", "consult_complete",
@@ -85,6 +83,7 @@ class ScaleOut:
         self.outbox_worker = OutboxWorker(self.outbox, app[DB], self.origin,
                                           lease_ttl_s=s.scaleout.lease_ttl_s, reader=self.bclient)
         self.forwarded = 0
+        self.dead_after_s = s.scaleout.dead_after_s  # a process whose heartbeat is older is dead
         self._tasks: list[asyncio.Task[Any]] = []
 
     # ---- start / stop ---------------------------------------------------------------------------
@@ -127,6 +126,9 @@ class ScaleOut:
             try:
                 await self._heartbeat_once()
                 await self._publish_calls()
+                alive = set(await self.others())
+                for holders in self.remote_users.values():
+                    holders &= alive  # consoles of dead processes are gone
                 if self.ami_token:
                     await self.sweep()
             except asyncio.CancelledError:
@@ -135,7 +137,7 @@ class ScaleOut:
                 pass
             except Exception:  # noqa: BLE001 - the next beat tries again
                 log.exception("scale-out heartbeat failed")
-            await asyncio.sleep(HEARTBEAT_S)
+            await asyncio.sleep(self.dead_after_s / 5)
 
     async def _publish_calls(self) -> None:
         """`P calls:<process>`: linkedid -> interaction id of the calls this process holds."""
@@ -157,7 +159,7 @@ class ScaleOut:
         store, voice = self.center.store, self.center.voice
         for k, v in (await self.client.hgetall(self.procs_key)).items():
             origin = k.decode() if isinstance(k, bytes) else k
-            if origin == self.origin or now - float(v) < ALIVE_S:
+            if origin == self.origin or now - float(v) < self.dead_after_s:
                 continue
             key = f"{self.prefix}calls:{origin}"
             calls = await self.client.hgetall(key)
@@ -198,7 +200,7 @@ class ScaleOut:
         out = []
         for k, v in procs.items():
             name = k.decode() if isinstance(k, bytes) else k
-            if name != self.origin and now - float(v) < ALIVE_S:
+            if name != self.origin and now - float(v) < self.dead_after_s:
                 out.append(name)
         return out
 
