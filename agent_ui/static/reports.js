@@ -49,6 +49,8 @@
     })],
     "by": () => ["/reports/contacts", params({by: by(), totals: "1"}), (rep) => bars(rep, "key",
       [["ASA (s)", "asa_s"], ["AHT (s)", "aht_s"]])],
+    "dispositions": () => ["/reports/contacts", params({by: "disposition", totals: "1"}),
+      (rep) => pie(rep, "key", "contacts")],
     "tiers": () => ["/reports/tiers", params(), (rep) => bars(rep, "tier", [["ASA (s)", "asa_s"]])],
     "occupancy": () => ["/reports/occupancy", params({interval: "week"}), (rep) => bars(rep, "key",
       [["Occupancy %", (r) => pct(r.occupancy)]])],

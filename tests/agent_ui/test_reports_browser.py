@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[2]
 SHOTS = ROOT / "docs" / "screenshots"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
         "--disable-component-update", "--no-first-run"]
-CHARTED = ("intervals", "by", "tiers", "customers", "at-risk")  # (no tickets in the range)
+CHARTED = ("intervals", "by", "dispositions", "tiers", "customers", "at-risk")  # (no tickets in the range)
 
 
 async def test_reports_page_charts_tables_and_csv(database, tmp_path):
@@ -68,7 +68,8 @@ async def test_reports_page_charts_tables_and_csv(database, tmp_path):
                     row["short_abandoned"], row["transfer_rate"]) == ("4", "3", "0.3333", "17.5", "225", "1", "0.5")
 
             # every CSV downloads and matches its table
-            for name in ("intervals", "by", "tiers", "tickets", "customers", "at-risk", "occupancy"):
+            for name in ("intervals", "by", "dispositions", "tiers", "tickets", "customers", "at-risk", "occupancy",
+                         "not-ready", "movement"):
                 async with page.expect_download() as dl_info:
                     await tid(f"csv-{name}").click()
                 dl = await dl_info.value
