@@ -115,3 +115,27 @@ async def test_console_messages_on_the_wallboard_socket_are_role_checked(databas
         err = await sue.next(lambda m: m.get("request_id") == "st", type_="error")
         assert err["code"] == "forbidden"
         await sue.close()
+
+
+async def test_a_time_based_alert_shows_on_the_board_and_reaches_supervisors_consoles(database):
+    store = _store(database)
+    await seed_board(store)
+    async with running_center(database, CC_WALLBOARD__NOT_READY_S="0.2") as rc:
+        sue = await Board.open(rc.base, await cookie_for(rc.base, "sue"))
+        await sue.next()
+        ws_sue, sue_console = await open_console(rc.base, await cookie_for(rc.base, "sue"))
+        await sue_console.next("hello")
+        ws_ann, ann = await open_console(rc.base, await cookie_for(rc.base, "ann"))
+        await ann.send("set_state", state="not_ready", reason="break")
+        await ann.next("agent_state", state="not_ready")
+        # no event follows: the board's own check notices the threshold passing
+        frame = await sue.next(lambda f: any(a["kind"] == "not_ready_too_long" for a in f["alerts"]))
+        alert = next(a for a in frame["alerts"] if a["kind"] == "not_ready_too_long")
+        assert "Ann" in alert["message"] and "(break)" in alert["message"]
+        stored = await sue_console.next("alert", kind="wallboard")
+        assert stored["message"] == alert["message"]
+        await ann.send("set_state", state="ready")
+        await sue.next(lambda f: not f["alerts"])
+        for ws in (ws_sue, ws_ann):
+            await ws.close()
+        await sue.close()
