@@ -7,6 +7,7 @@ backfill runs that statement over every ended interaction at once, and a report 
 """
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -14,6 +15,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
 
 import crm_core.reports_models  # noqa: F401  (its tables belong to the schema)
 from sqlalchemy.orm import Session
@@ -34,6 +36,9 @@ HOUR = "report_contacts_hour"  # per hour, no disposition; read when the offsets
 DAY = "report_contacts_day"  # per UTC day, no agent, no disposition; the whole UTC days of long ranges
 TABLES = {"report_contacts": (SLOT_S, KEYS), HOUR: (3600, KEYS[:-1]),
           DAY: (86400, ("slot", "queue", "team", "channel", "tier"))}
+
+
+log = logging.getLogger(__name__)
 
 
 class ReportError(ValueError):
@@ -132,8 +137,13 @@ def rollup_interaction_sync(s: Session, interaction_id: int, sign: int = 1) -> N
     """Add (or with sign=-1 take out) one ended interaction's counters; in the caller's
     transaction (the interaction's changes must be flushed first)."""
     dialect = s.get_bind().dialect.name
-    for table in TABLES:
-        s.execute(text(rollup_sql(dialect, "i.id = :iid", sign, table)), {**_params(), "iid": interaction_id})
+    try:
+        with s.begin_nested():  # a savepoint: a failed rollup never stops the interaction's own write
+            for table in TABLES:
+                s.execute(text(rollup_sql(dialect, "i.id = :iid", sign, table)), {**_params(), "iid": interaction_id})
+    except SQLAlchemyError:
+        log.exception("report rollup of interaction %s failed (`callcenter reports rebuild` recomputes it)",
+                      interaction_id)
 
 
 async def rebuild(db: Any) -> dict[str, int]:

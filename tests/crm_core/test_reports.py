@@ -274,6 +274,19 @@ async def test_outbound_contacts_are_not_offered(store, scripted):
         assert (await conn.execute(text("SELECT count(*) FROM report_customer_counts"))).scalar_one() == n
 
 
+async def test_a_failing_rollup_never_stops_the_interaction(store, scripted, caplog):
+    async with store.db.engine.begin() as conn:
+        await conn.execute(text("ALTER TABLE report_contacts_day RENAME TO report_contacts_day_gone"))
+    i = await store.open_interaction("voice", "inbound", scripted["reg"], queue="billing", at=T(11, 12, 9, 0))
+    await store.set_state(i.id, "queued", at=T(11, 12, 9, 0))
+    done = await store.set_state(i.id, "abandoned", at=T(11, 12, 9, 1))
+    assert done.state == "abandoned" and (await store.get_interaction(i.id)).state == "abandoned"
+    assert "report rollup of interaction" in caplog.text
+    async with store.db.engine.begin() as conn:
+        await conn.execute(text("ALTER TABLE report_contacts_day_gone RENAME TO report_contacts_day"))
+    assert (await R.rebuild(store.db))["interactions"] == 8  # the backfill counts it
+
+
 def test_csv_matches_the_rows() -> None:
     rep = {"columns": ["interval", "asa_s", "csat_avg"],
            "rows": [{"interval": "2026-11-10", "asa_s": 10.0, "csat_avg": None}]}
