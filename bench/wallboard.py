@@ -8,8 +8,9 @@ Three processes:
   due time): a contact arrives (offered at once to a ready agent), is answered, is finished; so
   the board's statistics change with every event. It reports each event's due time (epoch s) and
   the statistics' version after it, and its own CPU time over the window.
-- **load** (the `websockets` library): N wallboard clients on one supervisor session; each notes
-  the `seq` and the arrival time (epoch s) of every frame.
+- **load** (the `websockets` library's sans-I/O protocol on asyncio transports): N wallboard
+  clients on one supervisor session; each notes the `seq` and the arrival time (epoch s) of every
+  frame (taken when its bytes arrive).
 - **main** (this one): per event, the first frame at each client whose `seq` includes it; the
   latency is its arrival time minus the event's due time. Steps: a baseline with `--baseline`
   clients, then `--clients`.
@@ -169,7 +170,6 @@ async def server_main(args: argparse.Namespace) -> None:
 # ============================================================================ process: load
 async def load_main(args: argparse.Namespace) -> None:
     import aiohttp
-    import websockets
 
     base = f"http://127.0.0.1:{args.port}"
     async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as s:
@@ -183,52 +183,80 @@ async def load_main(args: argparse.Namespace) -> None:
         assert r.status == 303, f"login: HTTP {r.status}"
         cookie = "; ".join(f"{c.key}={c.value}" for c in s.cookie_jar)
     seen: list[list[tuple[int, float]]] = [[] for _ in range(args.clients)]
+    loop = asyncio.get_running_loop()
+    opened = {"n": 0}
     connected = asyncio.Event()
-    count = {"n": 0}
-    stop = asyncio.Event()
-    now = time.time
+
+    def on_open() -> None:
+        opened["n"] += 1
+        if opened["n"] == args.clients:
+            connected.set()
 
     async def client(i: int) -> None:
+        uri = base.replace("http", "ws") + "/ws/wallboard"
         for attempt in range(5):
             try:
-                async with websockets.connect(base.replace("http", "ws") + "/ws/wallboard",
-                                              additional_headers={"Cookie": cookie, "Origin": base},
-                                              compression=None, max_size=2**24, max_queue=None,
-                                              ping_interval=None, open_timeout=120) as ws:
-                    mine = seen[i]
-                    first = True
-                    while not stop.is_set():
-                        raw = await ws.recv(decode=False)
-                        t = now()
-                        if raw.startswith(PREFIX):
-                            k = len(PREFIX)
-                            mine.append((int(raw[k:raw.index(b",", k)]), t))
-                        if first:
-                            first = False
-                            count["n"] += 1
-                            if count["n"] == args.clients:
-                                connected.set()
+                await loop.create_connection(lambda: Client(uri, cookie, base, seen[i], on_open),
+                                             "127.0.0.1", args.port)
                 return
-            except (OSError, TimeoutError, websockets.InvalidHandshake) as e:
+            except OSError as e:
                 log(f"client {i}: {e!r}, again")
                 await asyncio.sleep(1 + attempt)
-            except websockets.ConnectionClosed:
-                return
 
-    tasks = []
     for i in range(args.clients):
-        tasks.append(asyncio.create_task(client(i)))
+        await client(i)
         if i % 50 == 49:
             await asyncio.sleep(0.05)  # no handshake storm
     await asyncio.wait_for(connected.wait(), 600)
     print("CONNECTED", flush=True)
-    loop = asyncio.get_running_loop()
     await loop.run_in_executor(None, sys.stdin.readline)  # STOP
-    stop.set()
-    for t in tasks:
-        t.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
     print(json.dumps({"seen": seen}), flush=True)
+
+
+class Client(asyncio.Protocol):
+    """One wallboard client: the websockets library's sans-I/O protocol on an asyncio transport
+    (cheaper per frame than its connection objects, so 1,000 of them fit in one process)."""
+
+    def __init__(self, uri: str, cookie: str, origin: str, record: list[tuple[int, float]],
+                 on_open: Any) -> None:
+        from websockets.client import ClientProtocol
+        from websockets.typing import Origin
+        from websockets.uri import parse_uri
+
+        self.ws = ClientProtocol(parse_uri(uri), origin=Origin(origin), max_size=2**24)
+        self.request = self.ws.connect()
+        self.request.headers["Cookie"] = cookie
+        self.record = record
+        self.on_open = on_open
+        self.transport: Any = None
+        self.first = True
+
+    def connection_made(self, transport: Any) -> None:
+        self.transport = transport
+        self.ws.send_request(self.request)
+        self._flush()
+
+    def _flush(self) -> None:
+        for data in self.ws.data_to_send():
+            if data:
+                self.transport.write(data)
+
+    def data_received(self, data: bytes) -> None:
+        t = time.time()
+        from websockets.frames import Frame
+
+        self.ws.receive_data(data)
+        for ev in self.ws.events_received():
+            if not isinstance(ev, Frame):
+                continue  # the handshake's response
+            raw = ev.data
+            if raw.startswith(PREFIX):
+                k = len(PREFIX)
+                self.record.append((int(raw[k:raw.index(b",", k)]), t))
+                if self.first:
+                    self.first = False
+                    self.on_open()
+        self._flush()
 
 
 # ============================================================================ orchestration
