@@ -186,7 +186,8 @@ class Interventions:
             await self._ami(ami, "switch the mode", "PlayDTMF", Channel=spy.channel,
                             Digit=SPY_DIGITS[mode], Receive="yes")
             was, spy.mode = spy.mode, mode
-            await self._log(user, "spy_mode", "interaction", iid, iid, mode=mode, was=was, agent=agent.username)
+            await self._log(user, "spy_mode", "interaction", iid, iid, mode=mode, was=was,
+                            agent=agent.username)
             self._spy_send(user, iid, spy)
             return self._done("spy", interaction_id=iid, mode=mode)
         device = self._supervisor_phone(user)
@@ -237,7 +238,8 @@ class Interventions:
         try:
             result = await ami.send_action(make_action(action, fields, action_id=aid))
         except Exception as e:  # noqa: BLE001 - AMI down or slow: refused, nothing changed
-            raise MessageRefused("invalid", f"The phone system could not {what} ({type(e).__name__})") from None
+            raise MessageRefused("invalid",
+                                 f"The phone system could not {what} ({type(e).__name__})") from None
         if not result.ok:
             raise MessageRefused("invalid", f"The phone system refused to {what}: {result.response.message}")
 
@@ -344,7 +346,8 @@ class Interventions:
         self.hub.send(agent.user_id, "whisper", interaction_id=chat.interaction_id, by=user.display_name,
                       text=text, at=at)
         for uid in self.observers.get(chat.interaction_id, set()) | {user.id}:
-            self.hub.send(uid, "whisper", interaction_id=chat.interaction_id, by=user.display_name, text=text, at=at)
+            self.hub.send(uid, "whisper", interaction_id=chat.interaction_id, by=user.display_name, text=text,
+                          at=at)
         return self._done("chat_whisper", interaction_id=chat.interaction_id)
 
     async def chat_takeover(self, user: WebUser, msg: dict[str, Any]) -> dict[str, Any] | None:
@@ -366,8 +369,10 @@ class Interventions:
             self.directory.agents[sup_id] = Agent(user.id, user.username, user.display_name, None, user.teams)
         chat.agent_id = sup_id
         iid = chat.interaction_id
-        self.hub.send(agent.user_id, "wrapup_saved", interaction_id=iid, disposition="taken_over", ticket=None)
-        self._notice(agent, "chat_takeover", user, f"{user.display_name} took over the chat with {chat.name}.",
+        self.hub.send(agent.user_id, "wrapup_saved", interaction_id=iid, disposition="taken_over",
+                      ticket=None)
+        self._notice(agent, "chat_takeover", user,
+                     f"{user.display_name} took over the chat with {chat.name}.",
                      interaction_id=iid)
         await svc._event(chat, "takeover", by=user.username, agent=agent.username)
         await self._log(user, "chat_takeover", "interaction", iid, iid, agent=agent.username)
@@ -392,7 +397,8 @@ class Interventions:
             raise MessageRefused("invalid", f"unknown reason code {reason!r}")
         note = str(msg.get("note") or "")[:500]
         was = self.directory.status(agent.agent_id)["state"]
-        await self.runner.handle(AgentPresence(agent.agent_id, presence, reason if state == "not_ready" else None))
+        await self.runner.handle(AgentPresence(agent.agent_id, presence,
+                                               reason if state == "not_ready" else None))
         self.directory.push_state(agent.agent_id)
         await self._log(user, "force_state", "user", agent.user_id, agent=agent.username, state=state,
                         reason=reason, note=note, was=was)
@@ -435,7 +441,8 @@ class Interventions:
         was = rec.queue
         if queue is not None:
             if not await self._queue_in_scope(user, str(queue)):
-                raise MessageRefused("forbidden" if queue in self.runner.engine.config.queues else "not_found",
+                known = queue in self.runner.engine.config.queues
+                raise MessageRefused("forbidden" if known else "not_found",
                                      f"no queue {queue!r} of your teams")
             event = ContactMoved(str(iid), queue=str(queue))
             target = {"queue": str(queue)}

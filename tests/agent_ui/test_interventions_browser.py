@@ -100,7 +100,8 @@ async def test_supervisor_barges_into_a_call_from_the_wallboard(database):
             await expect(a("contact-state")).to_contain_text("Ended")
             assert errors == []
         except Exception:
-            await sup.screenshot(path=str(ARTIFACTS / f"barge-{database.dialect}-failure.png"), full_page=True)
+            await sup.screenshot(path=str(ARTIFACTS / f"barge-{database.dialect}-failure.png"),
+                                 full_page=True)
             raise
         finally:
             await client.close()
@@ -120,7 +121,8 @@ async def test_chat_takeover_seen_by_the_agent_and_the_customer(database):
     shop = web.Application()
 
     async def page_handler(request: web.Request) -> web.Response:
-        return web.Response(text=demo_page(center["base"], center["origin"], "shop"), content_type="text/html")
+        text = demo_page(center["base"], center["origin"], "shop")
+        return web.Response(text=text, content_type="text/html")
 
     shop.router.add_get("/", page_handler)
     async with serve(shop) as shop_base:

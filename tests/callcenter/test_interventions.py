@@ -100,7 +100,8 @@ async def test_barge_then_whisper_then_listen_on_a_live_call(database):
         await seen_or_next(sup, "spy_state", state="dialing", mode="barge")
 
         # The PBX calls the supervisor's phone into ChanSpy with the barge option (over TCP)
-        resp = await ami_event(ami, "OriginateResponse", ActionID=f"cc-spy-{iid}-{(await store.get_user('sup_red')).id}")
+        sup_id = (await store.get_user("sup_red")).id
+        resp = await ami_event(ami, "OriginateResponse", ActionID=f"cc-spy-{iid}-{sup_id}")
         assert resp["Response"] == "Success" and resp["Application"] == "ChanSpy"
         assert resp["Data"] == f"{agent_channel},qEdB"
         assert resp["Channel"].startswith("PJSIP/2001-")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from crm_core.chat import ChatLog
 from tests.callcenter.chat.harness import (
     chat_center,
     open_agent,
@@ -77,7 +78,8 @@ async def test_observe_whisper_and_take_over_a_chat(database):
         # the agent is free for new work at once (no wrap-up) and may no longer write
         await agent.send("chat_send", interaction_id=iid, client_id="a2", text="still here?", request_id="x")
         assert (await agent.next("error", request_id="x"))["code"] == "forbidden"
-        assert rc.center.directory.status(offer and str((await store.get_user("agent1")).id))["state"] == "ready"
+        agent1 = await store.get_user("agent1")
+        assert rc.center.directory.status(str(agent1.id))["state"] == "ready"
 
         await sup.send("chat_send", interaction_id=iid, client_id="s1", text="Shipping is on us.")
         mine = await sup.next("chat_message", interaction_id=iid, client_id="s1")
@@ -98,7 +100,7 @@ async def test_observe_whisper_and_take_over_a_chat(database):
     sup_actions = [e.data["action"] for e in timeline if e.kind == "supervisor"]
     assert sup_actions == ["chat_observe", "chat_whisper", "chat_takeover"]
     assert "takeover" in [e.kind for e in timeline]
-    transcript = [m.body for m in await __import__("crm_core.chat", fromlist=["ChatLog"]).ChatLog(store.db).since(iid, 0, 100)]
+    transcript = [m.body for m in await ChatLog(store.db).since(iid, 0, 100)]
     assert "Offer free shipping" not in transcript
     audit = [a.action for a in await store.list_audit(limit=1000) if a.actor == "sup_red"]
     assert {"supervisor.chat_observe", "supervisor.chat_whisper", "supervisor.chat_takeover"} <= set(audit)
