@@ -27,7 +27,7 @@ DEMO_USERS = [  # username, display name, role, extension, skills
     ("agent1", "Alice Agent", "agent", "1001", {"billing": 7, "support": 5}),
     ("agent2", "Bob Agent", "agent", "1002", {"support": 8, "billing": 3}),
     ("agent3", "Chen Agent", "agent", "1003", {"billing": 5, "support": 5, "es": 6}),
-    ("supervisor", "Sam Supervisor", "supervisor", None, {}),
+    ("supervisor", "Sam Supervisor", "supervisor", "2001", {}),  # listens in on calls from there
 ]
 AMI_SECRET = "demo-ami-secret"  # the in-process simulator's manager secret (loopback only)
 # The demo flow has a business-hours branch; the demo plays it as if it were a weekday at noon
