@@ -120,6 +120,9 @@ HTTP: dict[tuple[str, str], Rule] = {
     ("GET", "/api/v1/dispositions"): ANYONE,
     ("PUT", "/api/v1/dispositions/{code}"): ADMIN,
     ("GET", "/api/v1/reason-codes"): ANYONE,
+    ("GET", "/api/v1/hours"): SUPERVISE,  # business hours and holidays (callcenter/api/hours.py)
+    ("PUT", "/api/v1/hours/{name}"): ADMIN,
+    ("DELETE", "/api/v1/hours/{name}"): ADMIN,
     ("PUT", "/api/v1/reason-codes/{code}"): ADMIN,
     ("GET", "/api/v1/ivr/flows"): ADMIN,
     ("POST", "/api/v1/ivr/flows/{name}"): ADMIN,

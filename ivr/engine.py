@@ -37,6 +37,7 @@ from ivr.model import (
     ConditionNode,
     Flow,
     HangupNode,
+    HolidaySpec,
     LookupNode,
     MenuNode,
     PlayNode,
@@ -46,6 +47,7 @@ from ivr.model import (
     SurveyNode,
     TransferNode,
     VoicemailOrTicketNode,
+    WeeklySchedule,
 )
 from ivr.schedule import status_at
 from ivr.values import MissingVariable, Value, as_text, flatten, is_sensitive, mask, render
@@ -512,7 +514,10 @@ class _Run:
             return node.otherwise
         if isinstance(node, BusinessHoursNode):
             try:
-                status = status_at(node.timezone, node.weekly, node.holidays, self.now)
+                tz, weekly, hol = node.timezone, node.weekly, node.holidays
+                if node.schedule is not None and node.schedule in self.e.schedules:
+                    tz, weekly, hol = self.e.schedules[node.schedule]
+                status = status_at(tz, weekly, hol, self.now)
             except (ValueError, KeyError, NotImplementedError) as exc:
                 raise _Fail(f"business hours: {exc}") from None
             self.vars[f"{node.id}.status"] = status
@@ -697,9 +702,14 @@ def validate_digits(digits: str, lo: int, hi: int, terminator: str | None,
 class Engine:
     """Steps through one :class:`~ivr.model.Flow`. Stateless itself: one engine serves every call."""
 
-    def __init__(self, flow: Flow, limits: Limits | None = None) -> None:
+    def __init__(self, flow: Flow, limits: Limits | None = None,
+                 schedules: Mapping[str, tuple[str, WeeklySchedule, HolidaySpec]] | None = None) -> None:
         self.flow = flow
         self.limits = limits or Limits()
+        # hours by name (timezone, weekly, holidays) that replace a business_hours node's own when
+        # the node names them (`schedule:`); the host may update this mapping in place
+        self.schedules: Mapping[str, tuple[str, WeeklySchedule, HolidaySpec]] = \
+            schedules if schedules is not None else {}
 
     def start(self, variables: Mapping[str, Value] | None, now: datetime, *, entry: str = "main",
               language: str | None = None) -> tuple[FlowState, Step]:

@@ -216,6 +216,9 @@ class BusinessHoursNode(_Base):
     on_open: str
     on_closed: str
     on_holiday: str | None = None
+    # the name of hours an admin may manage (stored; the host hands them to the Engine): when
+    # such hours exist they replace timezone/weekly/holidays above, which stay the default
+    schedule: str | None = None
 
     def exits(self) -> dict[str, str]:
         out = {"on_open": self.on_open, "on_closed": self.on_closed}
@@ -328,7 +331,7 @@ NODE_TYPES: Final[Mapping[str, NodeSpec]] = {
     "lookup": _spec("function next", "args save_as timeout sensitive on_error on_timeout on_not_found",
                     exits="next on_error on_timeout on_not_found"),
     "condition": _spec("branches else", exits="else"),
-    "business_hours": _spec("timezone weekly on_open on_closed", "holidays on_holiday",
+    "business_hours": _spec("timezone weekly on_open on_closed", "holidays on_holiday schedule",
                             exits="on_open on_closed on_holiday"),
     "set_language": _spec("next", "language from_var", exits="next"),
     "queue": _spec("queue", "skills priority_boost prompt", prompts="prompt", terminal=True),

@@ -88,7 +88,7 @@ async def apply_active_flow(center: Any, name: str) -> bool:
         log.error("stored IVR flow %s@%s no longer passes the checker; keeping the current flow",
                   name, v.version)
         return False
-    center.voice.flow = FlowEngine(flow)
+    center.voice.flow = FlowEngine(flow, schedules=getattr(center.voice.flow, "schedules", None))
     log.info("IVR flow %s version %s is live", name, v.version)
     return True
 
@@ -119,3 +119,6 @@ async def load_admin_state(center: Any, flow_name: str) -> None:
     """At start: what admins stored (the active IVR flow, the reason codes)."""
     await apply_active_flow(center, flow_name)
     await reload_reason_codes(center)
+    from callcenter.api.hours import reload_hours
+
+    await reload_hours(center)  # business hours and holidays (callcenter/api/hours.py)

@@ -45,6 +45,10 @@ async def apply(app: web.Application, msg: dict[str, Any]) -> None:
         await live.reload_agent(center, msg["user_id"])
     elif kind == "reason_codes":
         await live.reload_reason_codes(center)
+    elif kind == "hours":
+        from callcenter.api.hours import reload_hours
+
+        await reload_hours(center)
     elif kind == "flow" and isinstance(msg.get("name"), str):
         if msg["name"] == app[SETTINGS].voice.ivr_flow:
             await live.apply_active_flow(center, msg["name"])

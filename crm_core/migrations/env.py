@@ -8,6 +8,7 @@ import crm_core.callbacks  # noqa: F401  (likewise)
 import crm_core.campaigns  # noqa: F401  (likewise)
 import crm_core.chat  # noqa: F401  (likewise)
 import crm_core.email  # noqa: F401  (likewise)
+import crm_core.hours  # noqa: F401  (likewise)
 import crm_core.web_sessions  # noqa: F401  (likewise)
 from crm_core.models import Base
 
