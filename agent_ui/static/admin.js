@@ -128,6 +128,23 @@
     });
   }
 
+  async function loadHours() {
+    const data = await api("GET", "/hours");
+    fill("hours", data.items, (tr, h) => {
+      cell(tr, h.name); cell(tr, h.timezone); cell(tr, JSON.stringify(h.weekly), "json");
+      cell(tr, JSON.stringify(h.holidays), "json"); cell(tr, data.live.includes(h.name) ? "live" : "");
+      const b = document.createElement("button");
+      b.type = "button";
+      b.textContent = "Delete";
+      b.addEventListener("click", () => run(async () => {
+        await api("DELETE", `/hours/${encodeURIComponent(h.name)}`);
+        await loadHours();
+        return `hours ${h.name} deleted`;
+      }));
+      cell(tr, "").appendChild(b);
+    });
+  }
+
   async function loadFlows() {
     const data = await api("GET", "/ivr/flows");
     fill("flows", data.items, (tr, v) => {
@@ -217,6 +234,16 @@
       await loadReasons();
       return `reason ${f.code.value} saved`;
     },
+    async hours(f) {
+      let weekly;
+      try { weekly = JSON.parse(f.weekly.value); } catch (e) { throw new Error("weekly: not valid JSON"); }
+      const holidays = {};
+      if (f.country.value.trim()) { holidays.country = f.country.value.trim(); }
+      if (f.dates.value.trim()) { holidays.dates = list(f.dates.value); }
+      await api("PUT", `/hours/${encodeURIComponent(f.name.value)}`, {timezone: f.timezone.value, weekly, holidays});
+      await loadHours();
+      return `hours ${f.name.value} saved`;
+    },
     async flow(f) {
       const list = document.querySelector('[data-testid="flow-issues"]');
       list.replaceChildren();
@@ -248,7 +275,7 @@
   }
 
   run(async () => {
-    await Promise.all([loadQueues(), loadUsers(), loadTeams(), loadTokens(), loadReasons(), loadFlows()]);
+    await Promise.all([loadQueues(), loadUsers(), loadTeams(), loadTokens(), loadReasons(), loadFlows(), loadHours()]);
     return "";
   });
 })();
