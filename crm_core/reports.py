@@ -7,6 +7,7 @@ backfill runs that statement over every ended interaction at once, and a report 
 """
 from __future__ import annotations
 
+import bisect
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -33,9 +34,15 @@ MEASURES = ("contacts", "offered", "answered", "answered_in_sl", "abandoned", "s
             "csat_sum", "csat_n", "csat_good")
 KEYS = ("slot", "queue", "agent_id", "team", "channel", "tier", "disposition")
 HOUR = "report_contacts_hour"  # per hour, no disposition; read when the offsets are whole hours
-DAY = "report_contacts_day"  # per UTC day, no agent, no disposition; the whole UTC days of long ranges
+DAY = "report_contacts_day"  # per UTC day: queue, team, channel, tier
+DAY_AGENT = "report_contacts_agent_day"  # per UTC day: agent (with team and queue, for the scope)
+DAY_DISPOSITION = "report_contacts_disposition_day"  # per UTC day: disposition (with team, queue)
 TABLES = {"report_contacts": (SLOT_S, KEYS), HOUR: (3600, KEYS[:-1]),
-          DAY: (86400, ("slot", "queue", "team", "channel", "tier"))}
+          DAY: (86400, ("slot", "queue", "team", "channel", "tier")),
+          DAY_AGENT: (86400, ("slot", "agent_id", "team", "queue")),
+          DAY_DISPOSITION: (86400, ("slot", "disposition", "team", "queue"))}
+DAY_TABLE_FOR = {None: DAY, "queue": DAY, "team": DAY, "channel": DAY, "tier": DAY, "agent": DAY_AGENT,
+                 "disposition": DAY_DISPOSITION}
 
 
 log = logging.getLogger(__name__)
@@ -72,7 +79,7 @@ def rollup_sql(dialect: str, where: str, sign: int = 1, table: str = "report_con
     """INSERT the counters of the ended interactions `i` matching `where` into `table`,
     adding to existing rows (`sign` -1 takes an interaction's contribution out again)."""
     key = (dialect, where, sign, table)
-    size, table_keys = TABLES[table]
+    size, table_keys = TABLES.get(table, (SLOT_S, KEYS))
     if key in _ROLLUP_CACHE:
         return _ROLLUP_CACHE[key]
     wait = _secs(dialect, "i.answered_at", "i.queued_at")
@@ -117,6 +124,12 @@ def rollup_sql(dialect: str, where: str, sign: int = 1, table: str = "report_con
         "tier": "COALESCE(c.tier, '')",
         "disposition": "COALESCE(i.disposition_code, '')",
     }
+    if table == "":  # the counters of each matching interaction, at 15-minute grain (no INSERT)
+        sel = ", ".join([*(f"{keys[k]} AS {k}" for k in KEYS), *(f"{measures[m]} AS {m}" for m in MEASURES)])
+        sql = (f"SELECT {sel} FROM interactions i LEFT JOIN customers c ON c.id = i.customer_id "
+               f"WHERE i.state IN ('wrapup_done', 'abandoned', 'failed') AND ({where})")
+        _ROLLUP_CACHE[key] = sql
+        return sql
     cols = ", ".join([*table_keys, *MEASURES])
     sel = ", ".join([*(f"{keys[k]} AS {k}" for k in table_keys), *(f"SUM({measures[m]})" for m in MEASURES)])
     upd = ", ".join(f"{m} = {table}.{m} + excluded.{m}" for m in MEASURES)
@@ -129,6 +142,18 @@ def rollup_sql(dialect: str, where: str, sign: int = 1, table: str = "report_con
     return sql
 
 
+_UPSERTS: dict[str, str] = {}
+
+
+def _upsert_sql(table: str, keys: Sequence[str]) -> str:
+    if table not in _UPSERTS:
+        cols = [*keys, *MEASURES]
+        upd = ", ".join(f"{m} = {table}.{m} + excluded.{m}" for m in MEASURES)
+        _UPSERTS[table] = (f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join(':' + c for c in cols)}) "
+                           f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {upd}")
+    return _UPSERTS[table]
+
+
 def _params() -> dict[str, Any]:
     return {"sl": SL_THRESHOLD_S, "short": SHORT_ABANDON_S}
 
@@ -139,8 +164,14 @@ def rollup_interaction_sync(s: Session, interaction_id: int, sign: int = 1) -> N
     dialect = s.get_bind().dialect.name
     try:
         with s.begin_nested():  # a savepoint: a failed rollup never stops the interaction's own write
-            for table in TABLES:
-                s.execute(text(rollup_sql(dialect, "i.id = :iid", sign, table)), {**_params(), "iid": interaction_id})
+            row = s.execute(text(rollup_sql(dialect, "i.id = :iid", sign, "")),
+                            {**_params(), "iid": interaction_id}).mappings().first()
+            if row is None:  # not ended
+                return
+            for table, (size, keys) in TABLES.items():
+                values = {**{k: row[k] for k in keys}, **{m: row[m] for m in MEASURES}}
+                values["slot"] = row["slot"] * SLOT_S // size
+                s.execute(text(_upsert_sql(table, keys)), values)
     except SQLAlchemyError:
         log.exception("report rollup of interaction %s failed (`callcenter reports rebuild` recomputes it)",
                       interaction_id)
@@ -283,19 +314,21 @@ class Range:
         return out
 
 
-def _py_offset(z: ZoneInfo, epoch: int) -> int:
-    return int(datetime.fromtimestamp(epoch, z).utcoffset().total_seconds())  # type: ignore[union-attr]
-
-
 @dataclass(frozen=True)
 class _Plan:
-    """Where a report's rows come from: the fine table (15-minute or hourly slots) for
-    `fine` slot ranges, the per-UTC-day table for `days` (whole UTC days that fall in one
-    interval), and how an epoch maps to its local interval (`bucket`)."""
+    """Where a report's rows come from, so that long ranges read few rows:
+    - `fine`: slot ranges of the fine table (15-minute or hourly), added to their own interval;
+    - `days`: whole UTC days from a per-day table, each added to the interval of its start
+      (`anchor` 0) or of its end (`anchor` 86399);
+    - `moved`: fine slot ranges of the days whose UTC day straddles a local interval boundary
+      (local midnight is not UTC midnight), that belong to the other interval: added to their own
+      interval (they are in `fine`) and taken out of their day's anchor interval.
+    `transitions`: (from epoch, UTC offset) across the range."""
 
     fine: list[tuple[int, int]]
-    days: list[tuple[int, int]]
-    transitions: list[tuple[int, int]]  # (from epoch, UTC offset)
+    days: dict[int, list[tuple[int, int]]]  # anchor -> day ranges
+    moved: dict[int, list[tuple[int, int]]]  # anchor of their day -> fine slot ranges
+    transitions: list[tuple[int, int]]
     interval: str
     totals: bool
 
@@ -313,39 +346,62 @@ class _Plan:
             return f"(({local} / 86400 + 3) / 7)"
         return f"({local} / {INTERVALS[self.interval]})"
 
+    def py_bucket(self, epoch: int) -> int:
+        if self.totals:
+            return 0
+        k = bisect.bisect_right([t for t, _o in self.transitions], epoch) - 1
+        local = epoch + self.transitions[max(k, 0)][1]
+        if self.interval == "week":
+            return (local // 86400 + 3) // 7
+        return local // INTERVALS[self.interval]
+
+
+def _merge(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    out: list[tuple[int, int]] = []
+    for x, y in ranges:
+        if out and out[-1][1] == x:
+            out[-1] = (out[-1][0], y)
+        else:
+            out.append((x, y))
+    return out
+
 
 def _plan(rng: Range, size: int, use_days: bool, totals: bool) -> _Plan:
-    z = rng.zone()
     a_dt, b_dt = rng.utc_bounds()
     a, b = int(a_dt.timestamp()), int(b_dt.timestamp())
-    transitions = [(slot * size, off) for slot, off in rng.offsets(size)]
-
-    def bucket(epoch: int) -> int:
-        if totals:
-            return 0
-        local = epoch + _py_offset(z, epoch)
-        if rng.interval == "week":
-            return (local // 86400 + 3) // 7
-        return local // INTERVALS[rng.interval]
-
-    clean: list[int] = []
-    if use_days and (totals or rng.interval in ("day", "week")):
-        clean = [d for d in range(-(-a // 86400), b // 86400)
-                 if totals or bucket(d * 86400) == bucket(d * 86400 + 86399)]
-    days: list[tuple[int, int]] = []
-    for d in clean:
-        if days and days[-1][1] == d:
-            days[-1] = (days[-1][0], d + 1)
-        else:
-            days.append((d, d + 1))
+    plan = _Plan([], {0: [], 86399: []}, {0: [], 86399: []},
+                 [(slot * size, off) for slot, off in rng.offsets(size)], rng.interval, totals)
     fine: list[tuple[int, int]] = []
-    cur = a
-    for d0, d1 in [*days, (b // 86400 + 2, 0)]:
-        stop = min(b, d0 * 86400)
-        if stop > cur:
-            fine.append((cur // size, -(-stop // size)))
-        cur = max(cur, d1 * 86400)
-    return _Plan(fine, days, transitions, rng.interval, totals)
+    if not use_days or not (totals or rng.interval in ("day", "week")):
+        fine = [(a // size, -(-b // size))]
+    else:
+        d0, d1 = -(-a // 86400), b // 86400
+        if d0 >= d1:
+            fine = [(a // size, -(-b // size))]
+        else:
+            if a < d0 * 86400:
+                fine.append((a // size, d0 * 86400 // size))
+            per_day = 86400 // size
+            for d in range(d0, d1):
+                first, last = d * 86400, d * 86400 + 86399
+                bs, be = plan.py_bucket(first), plan.py_bucket(last)
+                if bs == be:
+                    plan.days[0].append((d, d + 1))
+                    continue
+                slots = [(d * per_day + k, plan.py_bucket((d * per_day + k) * size)) for k in range(per_day)]
+                at_end = sum(1 for _sl, bk in slots if bk == be)
+                anchor, home = (86399, be) if at_end * 2 >= per_day else (0, bs)
+                plan.days[anchor].append((d, d + 1))
+                moved = [(sl, sl + 1) for sl, bk in slots if bk != home]
+                plan.moved[anchor].extend(moved)
+                fine.extend(moved)
+            if b > d1 * 86400:
+                fine.append((d1 * 86400 // size, -(-b // size)))
+    plan.fine.extend(_merge(sorted(fine)))
+    for k in (0, 86399):
+        plan.days[k] = _merge(plan.days[k])
+        plan.moved[k] = _merge(plan.moved[k])
+    return plan
 
 
 def _ranges_sql(ranges: list[tuple[int, int]]) -> str:
@@ -354,22 +410,28 @@ def _ranges_sql(ranges: list[tuple[int, int]]) -> str:
 
 async def _grouped(db: Any, plan: _Plan, fine: str, size: int, day: str | None, dim: str, cols: Sequence[str],
                    where: str, params: dict[str, Any]) -> list[Any]:
-    """SUM(cols) per (interval, dim) over the plan's fine and day rows (one SQL statement)."""
+    """SUM(cols) per (interval, dim) over the plan's rows, in one SQL statement."""
     parts = []
-    inner = ", ".join(f"SUM({c}) AS {c}" for c in cols)
+    pos = ", ".join(f"SUM({c}) AS {c}" for c in cols)
+    neg = ", ".join(f"-SUM({c}) AS {c}" for c in cols)
     if plan.fine:
-        parts.append(f"SELECT {plan.bucket(f'CAST(slot AS BIGINT) * {size}')} AS b, {dim} AS d, {inner} "
+        parts.append(f"SELECT {plan.bucket(f'CAST(slot AS BIGINT) * {size}')} AS b, {dim} AS d, {pos} "
                      f"FROM {fine} WHERE ({_ranges_sql(plan.fine)}){where} GROUP BY 1, 2")
-    if plan.days and day is not None:
-        parts.append(f"SELECT {plan.bucket('CAST(slot AS BIGINT) * 86400')} AS b, {dim} AS d, {inner} "
-                     f"FROM {day} WHERE ({_ranges_sql(plan.days)}){where} GROUP BY 1, 2")
+    if day is not None:
+        for anchor in (0, 86399):
+            if plan.days[anchor]:
+                parts.append(f"SELECT {plan.bucket(f'CAST(slot AS BIGINT) * 86400 + {anchor}')} AS b, {dim} AS d, "
+                             f"{pos} FROM {day} WHERE ({_ranges_sql(plan.days[anchor])}){where} GROUP BY 1, 2")
+            if plan.moved[anchor]:
+                day_start = f"(CAST(slot AS BIGINT) * {size} / 86400) * 86400 + {anchor}"
+                parts.append(f"SELECT {plan.bucket(day_start)} AS b, {dim} AS d, {neg} FROM {fine} "
+                             f"WHERE ({_ranges_sql(plan.moved[anchor])}){where} GROUP BY 1, 2")
     if not parts:
         return []
-    if len(parts) == 1:
-        sql = parts[0] + " ORDER BY 1, 2"
-    else:
-        outer = ", ".join(f"SUM({c}) AS {c}" for c in cols)
-        sql = f"SELECT b, d, {outer} FROM ({' UNION ALL '.join(parts)}) x GROUP BY b, d ORDER BY b, d"
+    # a group left with nothing (a disposition that moved, a moved hour taken out) is no row
+    outer = ", ".join(f"SUM({c}) AS {c}" for c in cols)
+    sql = (f"SELECT b, d, {outer} FROM ({' UNION ALL '.join(parts)}) x GROUP BY b, d "
+           f"HAVING {' OR '.join(f'abs(SUM({c})) > 0.0001' for c in cols)} ORDER BY b, d")
     async with db.engine.connect() as conn:
         return list((await conn.execute(text(sql), params)).mappings().all())
 
@@ -450,10 +512,10 @@ async def contact_report(db: Any, rng: Range, by: str | None = None, scope: Scop
     if (rng.interval != "15m" or totals) and by != "disposition":
         if all(o % 3600 == 0 for _s, o in rng.offsets(3600)):  # local hours are UTC hours
             fine, size = HOUR, 3600
-    plan = _plan(rng, size, by not in ("agent", "disposition"), totals)
+    plan = _plan(rng, size, True, totals)
     params: dict[str, Any] = {}
     dim = _DIM_SQL[by] if by else "''"
-    rows = await _grouped(db, plan, fine, size, DAY, dim, MEASURES, _scope_sql(scope, params), params)
+    rows = await _grouped(db, plan, fine, size, DAY_TABLE_FOR[by], dim, MEASURES, _scope_sql(scope, params), params)
     out = []
     for r in rows:
         label = "total" if totals else bucket_start(rng.interval, int(r["b"]))

@@ -103,6 +103,60 @@ class ReportContactDay(Base):
     csat_good: Mapped[int] = mapped_column(Integer, default=0)
 
 
+class ReportContactAgentDay(Base):
+    """Per UTC day and agent (with team and queue for the scope): long ranges by agent."""
+
+    __tablename__ = "report_contacts_agent_day"
+
+    slot: Mapped[int] = mapped_column(Integer, primary_key=True)
+    agent_id: Mapped[int] = mapped_column(IdType, primary_key=True)
+    queue: Mapped[str] = mapped_column(String(64), primary_key=True)
+    team: Mapped[str] = mapped_column(String(64), primary_key=True)
+    contacts: Mapped[int] = mapped_column(Integer, default=0)
+    offered: Mapped[int] = mapped_column(Integer, default=0)
+    answered: Mapped[int] = mapped_column(Integer, default=0)
+    answered_in_sl: Mapped[int] = mapped_column(Integer, default=0)
+    abandoned: Mapped[int] = mapped_column(Integer, default=0)
+    short_abandoned: Mapped[int] = mapped_column(Integer, default=0)
+    wait_answered_s: Mapped[float] = mapped_column(Float, default=0.0)
+    handled: Mapped[int] = mapped_column(Integer, default=0)
+    talk_s: Mapped[float] = mapped_column(Float, default=0.0)
+    wrap_s: Mapped[float] = mapped_column(Float, default=0.0)
+    transferred: Mapped[int] = mapped_column(Integer, default=0)
+    repeats: Mapped[int] = mapped_column(Integer, default=0)
+    fcr: Mapped[int] = mapped_column(Integer, default=0)
+    csat_sum: Mapped[int] = mapped_column(Integer, default=0)
+    csat_n: Mapped[int] = mapped_column(Integer, default=0)
+    csat_good: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class ReportContactDispositionDay(Base):
+    """Per UTC day and disposition (with team and queue for the scope): long ranges by disposition."""
+
+    __tablename__ = "report_contacts_disposition_day"
+
+    slot: Mapped[int] = mapped_column(Integer, primary_key=True)
+    disposition: Mapped[str] = mapped_column(String(64), primary_key=True)
+    queue: Mapped[str] = mapped_column(String(64), primary_key=True)
+    team: Mapped[str] = mapped_column(String(64), primary_key=True)
+    contacts: Mapped[int] = mapped_column(Integer, default=0)
+    offered: Mapped[int] = mapped_column(Integer, default=0)
+    answered: Mapped[int] = mapped_column(Integer, default=0)
+    answered_in_sl: Mapped[int] = mapped_column(Integer, default=0)
+    abandoned: Mapped[int] = mapped_column(Integer, default=0)
+    short_abandoned: Mapped[int] = mapped_column(Integer, default=0)
+    wait_answered_s: Mapped[float] = mapped_column(Float, default=0.0)
+    handled: Mapped[int] = mapped_column(Integer, default=0)
+    talk_s: Mapped[float] = mapped_column(Float, default=0.0)
+    wrap_s: Mapped[float] = mapped_column(Float, default=0.0)
+    transferred: Mapped[int] = mapped_column(Integer, default=0)
+    repeats: Mapped[int] = mapped_column(Integer, default=0)
+    fcr: Mapped[int] = mapped_column(Integer, default=0)
+    csat_sum: Mapped[int] = mapped_column(Integer, default=0)
+    csat_n: Mapped[int] = mapped_column(Integer, default=0)
+    csat_good: Mapped[int] = mapped_column(Integer, default=0)
+
+
 class ReportAgentTime(Base):
     """Seconds agents spent in each state (ready, busy, wrap_up, not_ready with its reason) per slot."""
 
@@ -181,5 +235,6 @@ class ReportSubscription(Base):
     last_day: Mapped[str | None] = mapped_column(String(10), default=None)
 
 
-__all__ = ["ReportAgentTime", "ReportAgentTimeDay", "ReportContact", "ReportContactDay", "ReportContactHour", "ReportCustomerCount", "ReportCustomerMove",
+__all__ = ["ReportAgentTime", "ReportAgentTimeDay", "ReportContact", "ReportContactAgentDay", "ReportContactDay",
+           "ReportContactDispositionDay", "ReportContactHour", "ReportCustomerCount", "ReportCustomerMove",
            "ReportCustomerState", "ReportSubscription"]

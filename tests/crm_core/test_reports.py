@@ -144,15 +144,21 @@ async def test_long_ranges_read_whole_utc_days_and_edges(store, scripted):
     rng = R.Range(date(2026, 11, 10), date(2026, 11, 11), "America/New_York", "day")
     plan = R._plan(rng, 3600, True, True)
     nov11 = int(T(11, 11, 0, 0).timestamp() // 86400)
-    assert plan.days == [(nov11, nov11 + 1)]
-    assert plan.fine == [(int(T(11, 10, 5, 0).timestamp()) // 3600, int(T(11, 11, 0, 0).timestamp()) // 3600),
-                         (int(T(11, 12, 0, 0).timestamp()) // 3600, int(T(11, 12, 5, 0).timestamp()) // 3600)]
+    h = lambda t: int(t.timestamp()) // 3600  # noqa: E731
+    assert plan.days == {0: [(nov11, nov11 + 1)], 86399: []}
+    assert plan.fine == [(h(T(11, 10, 5, 0)), h(T(11, 11, 0, 0))), (h(T(11, 12, 0, 0)), h(T(11, 12, 5, 0)))]
+    # per day: UTC Nov 11 is New York's Nov 10 until 05:00, then Nov 11: the day row counts for
+    # Nov 11 (19 hours), and its first 5 hours (C2, C3, C4) move to Nov 10
+    days = R._plan(rng, 3600, True, False)
+    assert days.days == {0: [], 86399: [(nov11, nov11 + 1)]}
+    assert days.moved == {0: [], 86399: [(h(T(11, 11, 0, 0)), h(T(11, 11, 5, 0)))]}
+    assert days.fine == [(h(T(11, 10, 5, 0)), h(T(11, 11, 5, 0))), (h(T(11, 12, 0, 0)), h(T(11, 12, 5, 0)))]
     tot = await R.contact_report(store.db, rng, totals=True)
     assert _rows(tot, "contacts", "offered", "answered", "aht_s") == [(5, 4, 3, 470.0)]  # (960+330+120)/3
     wk = await R.contact_report(store.db, R.Range(date(2026, 11, 9), date(2026, 11, 15), "America/New_York", "week"))
     assert _rows(wk, "interval", "contacts", "offered", "answered") == [("2026-11-09", 5, 4, 3)]
     utc = R._plan(R.Range(date(2026, 11, 1), date(2026, 11, 30), "UTC", "day"), 3600, True, False)
-    assert utc.fine == [] and len(utc.days) == 1  # whole UTC days only
+    assert utc.fine == [] and len(utc.days[0]) == 1 and utc.moved == {0: [], 86399: []}  # whole UTC days only
 
 
 async def test_quarter_hours_across_midnight_and_half_hour_zone(store, scripted):

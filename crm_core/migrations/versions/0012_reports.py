@@ -58,6 +58,21 @@ def upgrade() -> None:
         *_measures(),
         sa.PrimaryKeyConstraint("slot", "queue", "team", "channel", "tier", name=op.f("pk_report_contacts_day")),
     )
+    op.create_table(
+        "report_contacts_agent_day",
+        _int("slot"), sa.Column("agent_id", ID, nullable=False), sa.Column("team", S(64), nullable=False),
+        sa.Column("queue", S(64), nullable=False),
+        *_measures(),
+        sa.PrimaryKeyConstraint("slot", "agent_id", "queue", "team", name=op.f("pk_report_contacts_agent_day")),
+    )
+    op.create_table(
+        "report_contacts_disposition_day",
+        _int("slot"), sa.Column("disposition", S(64), nullable=False), sa.Column("team", S(64), nullable=False),
+        sa.Column("queue", S(64), nullable=False),
+        *_measures(),
+        sa.PrimaryKeyConstraint("slot", "disposition", "queue", "team",
+                                name=op.f("pk_report_contacts_disposition_day")),
+    )
     for name in ("report_agent_time", "report_agent_time_day"):
         op.create_table(
             name,
@@ -96,6 +111,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     for t in ("report_subscriptions", "report_customer_counts", "report_customer_moves",
-              "report_customer_state", "report_agent_time_day", "report_agent_time", "report_contacts_day",
+              "report_customer_state", "report_agent_time_day", "report_agent_time", "report_contacts_disposition_day",
+              "report_contacts_agent_day", "report_contacts_day",
               "report_contacts_hour", "report_contacts"):
         op.drop_table(t)
