@@ -175,9 +175,15 @@ async def consistent(db: Database, calls: list[Any], timeout: float = 60.0,
 
     try:
         await until(settled, timeout)
-    finally:
+    except AssertionError:
         found = await interactions_of(db, ids)
-        report = {lid: [(i.id, i.state) for i in v] for lid, v in found.items()}
+        async with db.session() as s:
+            tl = {i.id: [(e.kind, e.data) for e in (await s.execute(select(InteractionEvent).where(
+                InteractionEvent.interaction_id == i.id).order_by(InteractionEvent.id))).scalars()]
+                for v in found.values() for i in v}
+        raise AssertionError(({lid: [(i.id, i.state) for i in v] for lid, v in found.items()}, tl)) from None
+    found = await interactions_of(db, ids)
+    report = {lid: [(i.id, i.state) for i in v] for lid, v in found.items()}
     for c in calls:
         got = found[c.linkedid]
         assert len(got) == 1, report
@@ -329,6 +335,16 @@ async def _writer_pid(client: Any, prefix: str, nodes: list[Any]) -> Any:
     return next((p for p in nodes if p.pid == pid), None)
 
 
+async def restart_ami(sim: Simulator) -> None:
+    """The simulator's manager interface goes away and comes back on the same port."""
+    port = sim.ami_port
+    await sim.ami.close()
+    sim.ami._port = port
+    await sim.ami.start()
+    if sim.ami._fanout not in sim.pbx.listeners:  # close() unhooks it from the PBX's events
+        sim.pbx.listeners.append(sim.ami._fanout)
+
+
 # ---- AMI drop and an Asterisk restart ----------------------------------------------------------------
 async def test_ami_drop_and_asterisk_restart_resync_and_calls_complete(servers):
     async with center(servers) as c:
@@ -339,14 +355,41 @@ async def test_ami_drop_and_asterisk_restart_resync_and_calls_complete(servers):
         await agent.wait_ready()
         call = sim.call(REGULAR_PHONE, digits=["1"])
         await until(lambda: _is(state_of(db, call.linkedid), "answered"), 40)
-        port = sim.ami_port
-        await sim.ami.close()  # the AMI link drops (Asterisk's manager restarts) mid-call
-        sim.ami._port = port  # it comes back on the same port
-        await sim.ami.start()
+        await restart_ami(sim)  # the AMI link drops (Asterisk's manager restarts) mid-call
         await call.wait_hangup(60)
-        found = await consistent(db, [call])
+        found = await consistent(db, [call], 30)
         kinds = [e.kind for e in await c["store"].timeline(found[call.linkedid].id)]
         assert kinds.count("answer") <= 1, kinds  # nothing replayed twice
         leader_logs = "".join(w1.lines + w2.lines)
         assert "AMI connection" in leader_logs and "lost" in leader_logs
+        await agent.close()
+
+
+# ---- the AMI leader is killed mid-call: another process takes the lease over ------------------------
+async def test_leader_killed_mid_call_the_other_takes_over_resyncs_and_completes_the_call(servers):
+    async with center(servers) as c:
+        sim, workers, db = c["sim"], c["workers"], c["db"]
+
+        async def elected() -> bool:
+            return any(w.saw("lease ami: elected") for w in workers)
+        await until(elected, 20)
+        leader = next(w for w in workers if w.saw("lease ami: elected"))
+        other = next(w for w in workers if w is not leader)
+        sim.set_agi_target(f"agi://127.0.0.1:{other.agi_port}")  # the call is held by the survivor
+        sim.agent("1001", answer_after=0.3, talk_time=60)
+        agent = AutoAgent("agent1")
+        await agent.connect(other.base)
+        await agent.wait_ready()
+        call = sim.call(REGULAR_PHONE, digits=["1"])
+        await until(lambda: _is(state_of(db, call.linkedid), "answered"), 40)
+        leader.kill9()  # the AMI connection's holder dies mid-call
+
+        async def took_over() -> bool:
+            return other.saw("lease ami: elected")
+        await until(took_over, 20)
+        await call.wait_hangup(60)
+        found = await consistent(db, [call], 30)  # ended and wrapped up by its agent, once
+        kinds = [e.kind for e in await c["store"].timeline(found[call.linkedid].id)]
+        assert "owner_lost" not in kinds and kinds.count("answer") == 1, kinds
+        assert agent.wrapups == [found[call.linkedid].id]
         await agent.close()
