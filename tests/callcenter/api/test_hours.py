@@ -84,3 +84,34 @@ async def test_hours_are_checked_stored_audited_and_live(database) -> None:
         assert (await http.delete(f"{api}/hours/main")).status == 200
         assert _status(rc) == "open"  # the flow's own hours again
         assert (await http.delete(f"{api}/hours/main")).status == 404
+
+
+async def test_hours_and_a_signed_in_agents_profile_reach_the_other_process(database, redis_prefix) -> None:
+    import asyncio
+
+    from callcenter.api.sync import APPLIED
+    from routing import Presence
+    from tests.callcenter.voice_harness import Console
+
+    url, prefix = redis_prefix
+    store = build_store(load_settings(env={}), database)
+    ada = await store.create_user("ada", "admin-password", roles=["admin"], display_name="Ada")
+    ann = await store.create_user("ann", "agent-password", roles=["agent"], display_name="Ann",
+                                  skills={"general": 3})
+    _t, token = await store.create_api_token(ada.id, "t", "admin")
+    env = {"CC_REDIS__URL": url, "CC_REDIS__PREFIX": prefix}
+    async with running_center(database, **env) as a, running_center(database, **env) as b, \
+            aiohttp.ClientSession(headers={"Authorization": f"Bearer {token}"}) as http:
+        applied = b.app[APPLIED]
+        r = await http.put(f"{a.base}/api/v1/hours/main", json={"timezone": "UTC", "weekly": {"mon-sun": "24h"}})
+        assert r.status == 200
+        assert (await asyncio.wait_for(applied.get(), 10))["kind"] == "hours"
+        assert "main" in b.center.voice.flow.schedules
+        # ann is signed in on b; the admin changes her skills through a
+        console = await Console.open(b.center, b.store, "ann")
+        await console.send("set_state", state="ready")
+        r = await http.patch(f"{a.base}/api/v1/users/{ann.id}", json={"skills": {"general": 3, "vip": 5}})
+        assert r.status == 200
+        assert (await asyncio.wait_for(applied.get(), 10))["kind"] == "agent"
+        rec = b.center.engine.store.agent(str(ann.id))
+        assert rec.presence is Presence.READY and rec.profile.skills == {"general": 3, "vip": 5}
