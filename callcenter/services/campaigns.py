@@ -67,7 +67,6 @@ class Run:
         self.dialer: Dialer | None = None
         self.wake = asyncio.Event()
         self.task: asyncio.Task[None] | None = None
-        self.dials: dict[str, tuple[CampaignRecord, int]] = {}  # attempt -> (record, interaction)
 
     @property
     def status(self) -> str:
@@ -88,10 +87,8 @@ class Run:
 
     # the dialer's hooks
     async def connected(self, dial: Dial, agent: Any) -> None:
-        rec, iid = self.dials.get(dial.attempt_id, (None, None))
+        rec, iid = dial.ref
         m: Member = agent
-        if rec is None or iid is None:
-            return
         m.record, m.interaction_id = rec, iid
         await self.svc._state(iid, "answered", agent_id=m.user_id, events=(
             ("campaign_connected", {"agent": m.username, "attempt": rec.attempts + 1}),))
@@ -100,14 +97,13 @@ class Run:
         self.svc.progress_soon(self)
 
     async def outcome(self, dial: Dial, outcome: str) -> None:
-        rec, iid = self.dials.pop(dial.attempt_id, (None, None))
-        if rec is None or iid is None or outcome == ANSWERED:
+        rec, iid = dial.ref
+        if outcome == ANSWERED:
             return
         await self.svc.attempt_failed(self, rec, iid, outcome)
         self.wake.set()
 
     async def ended(self, dial: Dial) -> None:
-        self.dials.pop(dial.attempt_id, None)
         m = dial.agent
         if isinstance(m, Member) and m.interaction_id is not None:
             m.state = "wrap"
@@ -227,11 +223,7 @@ class CampaignService:
             if run.status != "running":  # checked again right before the Originate
                 await self.store.settle(rec.id, status="pending", next_at=rec.next_at)
                 continue
-            dial = await run.dialer.place(None, rec.phone or "")
-            if dial.outcome is None:
-                run.dials[dial.attempt_id] = (rec, iid)
-            else:
-                await self.attempt_failed(run, rec, iid, dial.outcome)
+            await run.dialer.place((rec, iid), rec.phone or "")  # its outcome comes through the hooks
             n -= 1
 
     async def _allowed(self, run: Run, rec: CampaignRecord) -> bool:

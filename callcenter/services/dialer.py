@@ -9,7 +9,7 @@
 One attempt, on the wire (config/asterisk/extensions.conf, [cc-campaign]):
   Originate (Async) Channel=PJSIP/<digits>@trunk, Context=cc-campaign, s  ->  the customer's phone
   rings -> OriginateResponse Failure (Reason 3 no answer, 5 busy, else failed) -> outcome
-        -> OriginateResponse Success -> the dialplan runs AMD() -> VarSet AMDSTATUS
+        -> OriginateResponse Success -> the dialplan runs AMD() -> UserEvent CcAmd (Status)
             MACHINE -> Hangup -> outcome machine
             HUMAN   -> a free agent: Setvar CC_AGENT=<their device>, Redirect to `connect` (Dial)
                        and hooks.connected (the console's pop arrives as the customer answers)
@@ -25,6 +25,8 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -88,6 +90,7 @@ class Dialer:
         self.holding: list[Dial] = []
         self.counts = {"dialed": 0, ANSWERED: 0, ABANDONED: 0, BUSY: 0, NO_ANSWER: 0, MACHINE: 0, FAILED: 0}
         self._ids = itertools.count(1)
+        self.originate_ms: deque[float] = deque(maxlen=100_000)  # Originate -> its Response, real ms
         self._sub: Any = None
         self._tasks: set[asyncio.Task[Any]] = set()
 
@@ -118,10 +121,16 @@ class Dialer:
     def in_air(self) -> int:
         return sum(1 for d in self.dials.values() if d.answered_at is None)
 
+    @property
+    def answering(self) -> int:
+        """Answered calls that need an agent or soon may (AMD still listening, or holding)."""
+        return len(self.holding) + sum(1 for d in self.dials.values() if d.answered_at is not None
+                                       and d.agent is None and d.held_since is None and d.outcome is None)
+
     def wanted(self) -> int:
         """New calls to place now: one per free agent (progressive), or paced (predictive)."""
         free, busy = self.pool.counts()
-        free = max(0, free - len(self.holding))
+        free = max(0, free - self.answering)
         load = Load(free=free, busy=busy, dialing=self.in_air)
         if self.mode == "progressive":
             return progressive_calls(load)
@@ -142,7 +151,9 @@ class Dialer:
             Timeout=int(self.ring_timeout_s * 1000), CallerID=f"Campaign <{digits}>",
             variables={"CC_ATTEMPT": aid})
         try:
+            t0 = time.perf_counter()
             result = await self.ami.send_action(action)
+            self.originate_ms.append((time.perf_counter() - t0) * 1000)
             ok = result.ok
         except Exception as e:  # noqa: BLE001 - AMI down or refused: the attempt failed, never replayed
             log.warning("campaign Originate %s failed: %s", aid, e)
@@ -156,7 +167,7 @@ class Dialer:
         name = ev.name
         if name == "OriginateResponse":
             return (ev.get("ActionID") or "").startswith(self.prefix)
-        if name in ("VarSet", "Hangup", "DialEnd"):
+        if name in ("UserEvent", "Hangup"):
             return (ev.get("Uniqueid") or "") in self.by_uid
         return False
 
@@ -180,9 +191,9 @@ class Dialer:
         dial = self.by_uid.get(ev.get("Uniqueid") or "")
         if dial is None:
             return
-        if name == "VarSet" and ev.get("Variable") == "AMDSTATUS" and dial.agent is None \
+        if name == "UserEvent" and ev.get("UserEvent") == "CcAmd" and dial.agent is None \
                 and dial.held_since is None and dial.outcome is None:
-            human = (ev.get("Value") or "").upper() != "MACHINE"
+            human = (ev.get("Status") or "").upper() != "MACHINE"
             now = self.now()
             self.window.dialed(now, answered=human, ring_s=(dial.answered_at or now) - dial.placed_at)
             if not human:

@@ -71,10 +71,12 @@ class DriveReport:
     max_window_abandon_rate: float
     occupancy: float
     connects_per_agent_hour: float
-    pacing_wait_ms_p50: float = 0.0
+    originate_ms: list[float] = field(default_factory=list)  # Originate -> Response, real ms
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        d = asdict(self)
+        d.pop("originate_ms")
+        return d
 
 
 class _Hooks:
@@ -128,8 +130,8 @@ async def drive(ami: Any, *, mode: str, agents: int, duration_s: float, now: Cal
             if now() - start > 120 and est.answered >= 50:
                 worst = max(worst, est.abandon_rate)
             n = dialer.wanted()
-            for _ in range(n):
-                asyncio.ensure_future(dialer.place(None, f"+{next(numbers)}"))
+            if n:
+                await asyncio.gather(*(dialer.place(None, f"+{next(numbers)}") for _ in range(n)))
             wake.clear()
             try:
                 await asyncio.wait_for(wake.wait(), timeout=max(0.001, tick_s * _scale(now, sleep)))
@@ -151,7 +153,8 @@ async def drive(ami: Any, *, mode: str, agents: int, duration_s: float, now: Cal
         abandoned=c["abandoned"], busy=c["busy"], no_answer=c["no_answer"], machine=c["machine"],
         failed=c["failed"], abandon_rate=c["abandoned"] / answered if answered else 0.0,
         max_window_abandon_rate=worst, occupancy=sum(a.busy_s for a in pool.agents) / agent_s if agent_s else 0.0,
-        connects_per_agent_hour=c["answered"] / (agent_s / 3600.0) if agent_s else 0.0)
+        connects_per_agent_hour=c["answered"] / (agent_s / 3600.0) if agent_s else 0.0,
+        originate_ms=list(dialer.originate_ms))
 
 
 def _scale(now: Callable[[], float], sleep: Any) -> float:

@@ -38,14 +38,19 @@ class Estimate:
     handle_s: float  # mean agent time per connected call (talk + wrap-up)
     abandon_rate: float  # abandoned / (connected + abandoned), over the window
     answered: int  # answered calls in the window (how much the abandon rate is worth)
+    dials: int = 1_000_000  # settled dials behind answer_rate (few: not enough to over-dial on)
+    handled: int = 1_000_000  # finished calls behind handle_s (the short ones finish first)
 
 
 class Window:
     """Rolling measurements (by the caller's clock, in seconds), with priors until enough data."""
 
     def __init__(self, span_s: float = 900.0, *, prior_answer: float = 0.3, prior_ring_s: float = 15.0,
-                 prior_handle_s: float = 180.0, prior_weight: int = 20) -> None:
+                 prior_handle_s: float = 180.0, prior_weight: int = 20, settle_s: float = 30.0) -> None:
         self.span_s = span_s
+        # the answer rate counts only dials placed at least settle_s ago (the ring timeout): the
+        # quick failures (busy) settle first, and counting them alone would under-rate answers
+        self.settle_s = settle_s
         self.prior_answer, self.prior_ring_s, self.prior_handle_s = prior_answer, prior_ring_s, prior_handle_s
         self.prior_weight = prior_weight
         self._dials: deque[tuple[float, bool, float]] = deque()
@@ -53,7 +58,7 @@ class Window:
         self._handles: deque[tuple[float, float]] = deque()
 
     def dialed(self, t: float, *, answered: bool, ring_s: float) -> None:
-        self._dials.append((t, answered, ring_s))
+        self._dials.append((t - ring_s, answered, ring_s))  # by the time it was placed
 
     def connected(self, t: float) -> None:
         self._answers.append((t, False))
@@ -73,9 +78,10 @@ class Window:
     def estimate(self, now: float) -> Estimate:
         self._trim(now)
         w = self.prior_weight
-        n = len(self._dials)
-        answered = sum(1 for _, a, _ in self._dials if a)
-        ring = sum(r for _, _, r in self._dials)
+        cohort = [d for d in self._dials if d[0] <= now - self.settle_s]
+        n = len(cohort)
+        answered = sum(1 for _, a, _ in cohort if a)
+        ring = sum(r for _, _, r in cohort)
         handles = sum(h for _, h in self._handles)
         abandoned = sum(1 for _, ab in self._answers if ab)
         total = len(self._answers)
@@ -86,6 +92,8 @@ class Window:
             handle_s=(handles + self.prior_handle_s * w) / nh if len(self._handles) + w else self.prior_handle_s,
             abandon_rate=abandoned / total if total else 0.0,
             answered=total,
+            dials=n,
+            handled=len(self._handles),
         )
 
 
@@ -132,13 +140,19 @@ def calls_to_place(load: Load, est: Estimate, *, cap: float = 0.03, max_ratio: f
     target (never more than `max_ratio` calls in the air per available agent)."""
     if load.free + load.busy == 0:
         return 0
+    if est.dials < 50:
+        return progressive_calls(load)  # not measured yet: no over-dialing on a guess
     if est.answered >= 20 and est.abandon_rate >= cap * 0.9:
         return progressive_calls(load)  # at the cap: no over-dialing until the window recovers
     p = min(max(est.answer_rate, 0.01), 1.0)
+    # an answer rate measured too low over-dials: pace on its upper confidence bound (1.5 sigma)
+    p = min(1.0, p + 1.5 * math.sqrt(p * (1 - p) / max(est.dials, 1)))
     # busy agents who will probably be free in time: calls answer all through the ring time and
     # agents free all through it too, so only half of it is counted (a call answered early cannot
     # use an agent who frees up late)
-    soon = load.busy * (1.0 - math.exp(-0.5 * est.ring_s / max(est.handle_s, 1.0)))
+    # (none until enough calls have finished: the short ones finish first, and a handle time
+    # measured on them alone would count agents free who are not)
+    soon = 0.0 if est.handled < 50 else load.busy * (1.0 - math.exp(-0.5 * est.ring_s / max(est.handle_s, 1.0)))
     agents = max(0, load.free) + soon
     target = target_share(cap, est)
     limit = max(load.free, int(math.ceil(agents * max_ratio)))

@@ -115,7 +115,7 @@ def run_outbound(plan: OutboundPlan) -> OutboundReport:
             dialing += 1
             dialed += 1
             dialed_at[cid] = now
-            push(now + rng.expovariate(1.0 / plan.ring_mean_s), _RING_END, cid)
+            push(now + plan.ring_mean_s * rng.uniform(0.3, 1.7), _RING_END, cid)
 
     push(0.0, _PACE)
     while events:

@@ -827,6 +827,12 @@ class Pbx:
         self.set_var(ch, "AMDCAUSE", "LONGGREETING-2000-1500" if machine else "HUMAN-300-300")
         self.set_var(ch, "AMDSTATUS", "MACHINE" if machine else "HUMAN")
 
+    async def app_userevent(self, ch: Channel, data: str) -> None:
+        """UserEvent(name,Key: value,...): a UserEvent with the channel's snapshot (user class)."""
+        name, *rest = data.split(",")
+        extra = [(k.strip(), v.strip()) for k, _, v in (r.partition(":") for r in rest) if k.strip()]
+        self.chan_event("UserEvent", ch, ("UserEvent", name.strip()), *extra, privilege="user,all")
+
     async def app_playtones(self, ch: Channel, data: str) -> None:
         return None
 

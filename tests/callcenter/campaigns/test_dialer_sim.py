@@ -41,7 +41,7 @@ async def test_outcomes_on_the_wire_and_pacing():
     print("\npredictive", pred.to_dict(), "\nprogressive", prog.to_dict())
     # every scripted outcome went through the real AMI path
     assert pred.connected > 0 and pred.busy > 0 and pred.machine > 0 and pred.no_answer > 0
-    assert script.counts["machine"] > 0 and "OriginateResponse" in names and "VarSet" in names
+    assert script.counts["machine"] > 0 and "OriginateResponse" in names and "UserEvent" in names
     assert pred.abandon_rate <= 0.03
     assert prog.abandoned == 0
     assert pred.occupancy > prog.occupancy
