@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test bench install clean fuzz
+.PHONY: run test bench install clean faults fuzz
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -29,6 +29,10 @@ FUZZ_TESTS ?= tests/fuzz tests/callcenter/asterisk/test_ami_codec.py tests/callc
 	tests/ivr/test_hostile.py
 fuzz: $(STAMP)
 	HYPOTHESIS_PROFILE=fuzz $(BIN)/python -m pytest -o timeout=7200 $(FUZZ_TESTS) $(PYTEST_ARGS)
+
+# fault tests only (also part of `make test`): own redis-server and PostgreSQL, workers killed with SIGKILL
+faults: $(STAMP)
+	$(BIN)/python -m pytest tests/faults $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	$(BIN)/python bench/run_all.py

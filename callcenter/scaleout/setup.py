@@ -83,6 +83,8 @@ class ScaleOut:
         self.outbox_worker = OutboxWorker(self.outbox, app[DB], self.origin,
                                           lease_ttl_s=s.scaleout.lease_ttl_s, reader=self.bclient)
         self.forwarded = 0
+        self.backlog = 0  # outbox entries not written yet (read at every heartbeat)
+        self.alive = 1  # processes of the center with a fresh heartbeat, this one included
         self.dead_after_s = s.scaleout.dead_after_s  # a process whose heartbeat is older is dead
         self._tasks: list[asyncio.Task[Any]] = []
 
@@ -104,6 +106,10 @@ class ScaleOut:
             spawn.append(self.elector.run())
         self._tasks = [loop.create_task(c) for c in spawn]
         self.live.publish({"k": "hello"})
+        from callcenter.ops import REGISTRY
+
+        if REGISTRY in self.app:
+            self.app[REGISTRY].register(_Metrics(self))
 
     async def close(self) -> None:
         tasks = list(self._tasks)
@@ -126,7 +132,9 @@ class ScaleOut:
             try:
                 await self._heartbeat_once()
                 await self._publish_calls()
+                self.backlog = await self.outbox.backlog()
                 alive = set(await self.others())
+                self.alive = len(alive) + 1
                 for holders in self.remote_users.values():
                     holders &= alive  # consoles of dead processes are gone
                 if self.ami_token:
@@ -439,3 +447,34 @@ async def scaleout_ctx(app: web.Application) -> AsyncIterator[None]:
     await so.start()
     yield
     await so.close()
+
+
+class _Metrics:
+    """Prometheus: `cc_scaleout_*` (docs/deploy.md lists the alerts to set on them)."""
+
+    def __init__(self, so: ScaleOut) -> None:
+        self.so = so
+
+    def describe(self) -> list[Any]:
+        return []
+
+    def collect(self) -> Any:
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+        so, w = self.so, self.so.outbox_worker
+        yield GaugeMetricFamily("cc_scaleout_ami_leader", "1 while this process holds the AMI lease",
+                                value=1 if so.ami_token else 0)
+        yield GaugeMetricFamily("cc_scaleout_ami_token", "the AMI lease's fencing token held (0: none)",
+                                value=so.ami_token)
+        yield GaugeMetricFamily("cc_scaleout_processes", "processes of the center alive", value=so.alive)
+        yield GaugeMetricFamily("cc_scaleout_outbox_backlog", "outbox entries not yet written",
+                                value=so.backlog)
+        yield GaugeMetricFamily("cc_scaleout_outbox_db_down", "1 while the outbox waits for the database",
+                                value=1 if w.db_down else 0)
+        yield CounterMetricFamily("cc_scaleout_outbox_written", "outbox entries written", value=w.written)
+        yield CounterMetricFamily("cc_scaleout_forwarded", "work sent to other processes",
+                                  value=so.forwarded)
+        yield CounterMetricFamily("cc_scaleout_stale_refused", "AMI events refused: stale leader token",
+                                  value=so.refused_stale)
+        yield CounterMetricFamily("cc_scaleout_live_dropped", "live messages not published (Redis away)",
+                                  value=so.live.dropped)

@@ -84,3 +84,22 @@ async def test_call_on_one_process_agent_on_the_other(database, redis_prefix):
 
 async def _true(v: bool) -> bool:
     return v
+
+
+async def test_metrics_show_the_leader(database, redis_prefix):
+    if database.is_sqlite:
+        pytest.skip("several processes share PostgreSQL")
+    import aiohttp
+
+    url, prefix = redis_prefix
+    async with Simulator(time_scale=0.05, ami_users={"cc": "secret"}) as sim:
+        env = {"CC_REDIS__URL": url, "CC_REDIS__PREFIX": prefix, "CC_SCALEOUT__ENABLED": "true",
+               "CC_AMI__ENABLED": "true", "CC_AMI__HOST": "127.0.0.1", "CC_AMI__PORT": str(sim.ami_port),
+               "CC_AMI__USERNAME": "cc", "CC_AMI__SECRET": "secret", "CC_AGI__ENABLED": "true",
+               "CC_AGI__HOST": "127.0.0.1", "CC_AGI__PORT": "0", "CC_CHAT__DEMO_SITE_PORT": ""}
+        settings = load_settings(env=env)
+        app = init_app(settings, database=database, ivr_clock=lambda: WEEKDAY_NOON_NY)
+        async with serve(app) as base, aiohttp.ClientSession() as http:
+            await until(lambda: _true(app[SCALEOUT].ami_token > 0))
+            text = await (await http.get(f"{base}/metrics")).text()
+    assert "cc_scaleout_ami_leader 1.0" in text and "cc_scaleout_outbox_backlog" in text
