@@ -78,6 +78,7 @@ class AgiIvrOptions:
     silence: str = "silence/1"  # played by GET DATA after a barge-in or a spoken value
     set_channel_language: bool = True  # SET VARIABLE CHANNEL(language) so SAY NUMBER speaks it
     max_path_chars: int = 1000
+    route_variables: bool = True  # False: the caller sets the dialplan variables itself (voice.py)
 
 
 def load_flow_file(path: str | Path, *, functions: Any = None, sounds_dir: str | Path | None = None) -> Flow:
@@ -283,7 +284,7 @@ async def run_flow(
             raise
         except Exception:
             log.exception("IVR on_finish failed on %s", session.env.channel)
-    if not session.closed:
+    if not session.closed and opts.route_variables:
         try:
             for name, value in route_variables(step, opts).items():
                 await session.set_variable(name, value)

@@ -110,6 +110,9 @@ class Database:
         return [self.engine.sync_engine, *(e for e in (self._reader, self._writer) if e is not None)]
 
     async def close(self) -> None:
+        writes = getattr(self, "group_commit", None)  # its held connection (crm_core/interactions.py)
+        if writes is not None:
+            await writes.close()
         await self.engine.dispose()
         if self._reader is not None:
             self._reader.dispose()

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
@@ -9,6 +10,7 @@ from typing import Any, TypeVar
 from sqlalchemy import Connection, bindparam, insert, select
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.orm import Session
 
 from crm_core._base import UNSET, StoreBase
@@ -83,6 +85,9 @@ class _GroupCommit:
         self._session: Session | None = None  # SQLite: the writer connection and its session
         self._conn: Any = None
         self._busy_ms = -1
+        # PostgreSQL: one connection held for the batches (no pool checkout and pre-ping each)
+        self._held: AsyncConnection | None = None
+        self._held_ok = not (getattr(db, "is_sqlite", True))
         self.batches = 0  # transactions written, and the writes they carried (stats)
         self.writes = 0
 
@@ -122,8 +127,36 @@ class _GroupCommit:
                 return self._write_sync(batch, wait=False)
             except _Busy:  # another connection holds the write lock: wait for it in a thread
                 return await asyncio.to_thread(self._write_sync, batch, True)
+        if self._held_ok:
+            return await self._write_held(batch)
         async with self.db.session() as s, s.begin():
             return await s.run_sync(_apply, batch)  # type: ignore[no-any-return]
+
+    async def _write_held(self, batch: list[_Job]) -> list[tuple[bool, Any]]:
+        """One batch on the held connection; a failed one is closed (the next batch reconnects)."""
+        if self._held is None:
+            self._held = await self.db.engine.connect()
+        conn = self._held
+        try:
+            async with conn.begin():
+                return await conn.run_sync(_apply_on, batch)  # type: ignore[no-any-return]
+        except BaseException:
+            self._held = None
+            with contextlib.suppress(Exception):
+                await conn.invalidate()
+            raise
+
+    async def close(self) -> None:
+        """Give the held connection back (Database.close calls this), once the batch being
+        written is done (never two statements on one connection at once)."""
+        task = self.task
+        if task is not None and not task.done():
+            with contextlib.suppress(BaseException):
+                await asyncio.wait_for(asyncio.shield(task), 30)
+        conn, self._held = self._held, None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                await conn.close()
 
     def _write_sync(self, batch: list[_Job], wait: bool) -> list[tuple[bool, Any]]:
         """One batch on the writer connection, kept open with its session between batches."""
@@ -154,6 +187,16 @@ class _GroupCommit:
         finally:
             if self._session is not None:
                 s.expunge_all()  # the objects handed back are the callers' now
+
+
+def _apply_on(conn: Connection, batch: list[_Job]) -> list[tuple[bool, Any]]:
+    """_apply in a session joined to the connection's transaction (the caller commits)."""
+    s = Session(bind=conn, expire_on_commit=False)
+    try:
+        return _apply(s, batch)
+    finally:
+        s.expunge_all()  # the objects handed back are the callers' now
+        s.close()
 
 
 class _Busy(Exception):
@@ -257,6 +300,17 @@ def _rollup_in(s: Session, i: Interaction, rolled: bool) -> None:
         rollup_interaction_sync(s, i.id)
 
 
+def _checked_events(events: Sequence[tuple[str, Mapping[str, Any]]]) -> list[tuple[str, Mapping[str, Any]]]:
+    """Timeline events written along with another write: (kind, data), kinds checked, stripped."""
+    out = []
+    for kind, d in events:
+        if not isinstance(kind, str) or not kind.strip() or len(kind) > MAX_EVENT_KIND:
+            raise ValidationError(f"event kind must be 1..{MAX_EVENT_KIND} characters",
+                                  field="kind", value=kind)
+        out.append((kind.strip(), d))
+    return out
+
+
 def _get_sync(s: Session, model: type[M], key: Any) -> M:
     obj = s.get(model, key)
     if obj is None:
@@ -284,9 +338,11 @@ class InteractionsMixin(StoreBase):
         ivr_path: Sequence[Any] | None = None,
         state: str = InteractionState.NEW.value,
         at: datetime | None = None,
+        events: Sequence[tuple[str, Mapping[str, Any]]] = (),
     ) -> Interaction:
         """Record a new contact. Counts as activity for the customer (loyalty is re-derived).
-        The timeline starts with an `opened` event."""
+        The timeline starts with an `opened` event; `events` ((kind, data)) follow it in the
+        same transaction."""
         ch = enum_value(Channel, channel, "channel").value
         di = enum_value(Direction, direction, "direction").value
         st = enum_value(InteractionState, state, "state")
@@ -297,6 +353,7 @@ class InteractionsMixin(StoreBase):
                             ("to_address", to_address, 320), ("queue", queue, 64)):
             if v is not None and len(v) > n:
                 raise ValidationError(f"{field} longer than {n} characters", field=field)
+        events = _checked_events(events)
 
         def open_(s: Session) -> Interaction:
             customer = None if customer_id is None else _get_sync(s, Customer, customer_id)
@@ -311,6 +368,8 @@ class InteractionsMixin(StoreBase):
             s.add(i)
             s.flush()
             _event(s, i.id, when, "opened", data={"channel": ch, "direction": di, "state": st.value})
+            for kind, d in events:
+                _event(s, i.id, when, kind, data=d)
             if customer is not None:
                 s.flush()
                 self._refresh_activity_sync(s, customer, when)
@@ -351,10 +410,7 @@ class InteractionsMixin(StoreBase):
         transaction (one trip instead of one per event; written even when the state is unchanged)."""
         new = enum_value(InteractionState, state, "state")
         when = self._at(at)
-        for kind, _d in events:
-            if not isinstance(kind, str) or not kind.strip() or len(kind) > MAX_EVENT_KIND:
-                raise ValidationError(f"event kind must be 1..{MAX_EVENT_KIND} characters",
-                                      field="kind", value=kind)
+        _checked_events(events)
         check_agent = agent_id is not UNSET and agent_id is not None
 
         def change(s: Session) -> Interaction:
@@ -422,9 +478,12 @@ class InteractionsMixin(StoreBase):
         transcript_ref: str | None = UNSET,
         recording_ref: str | None = UNSET,
         external_id: str | None = UNSET,
+        events: Sequence[tuple[str, Mapping[str, Any]]] = (),
     ) -> Interaction:
+        """Change the given fields; `events` ((kind, data)) go on the timeline in the same transaction."""
         check_agent = agent_id is not UNSET and agent_id is not None
         when = self._at(None)
+        events = _checked_events(events)
 
         def update_(s: Session) -> Interaction:
             i = _get_sync(s, Interaction, interaction_id)
@@ -440,6 +499,8 @@ class InteractionsMixin(StoreBase):
             if ivr_path is not UNSET:
                 i.ivr_path = list(ivr_path)
             i.updated_at = when
+            for kind, d in events:
+                _event(s, i.id, when, kind, data=d)
             return i
 
         keys: list[tuple[type[Any], Any]] = [(Interaction, interaction_id)]
@@ -447,9 +508,12 @@ class InteractionsMixin(StoreBase):
             keys.append((User, agent_id))
         return await self._writes().run(update_, keys=keys)
 
-    async def link_customer(self, interaction_id: int, customer_id: int) -> Interaction:
-        """Attach an interaction opened for an unknown contact to the customer identified later."""
+    async def link_customer(self, interaction_id: int, customer_id: int, *,
+                            events: Sequence[tuple[str, Mapping[str, Any]]] = ()) -> Interaction:
+        """Attach an interaction opened for an unknown contact to the customer identified later.
+        `events` ((kind, data)) follow its `customer_linked` event in the same transaction."""
         when = self._at(None)
+        events = _checked_events(events)
 
         def link(s: Session) -> Interaction:
             i = _get_sync(s, Interaction, interaction_id)
@@ -458,6 +522,8 @@ class InteractionsMixin(StoreBase):
             i.customer_id = customer_id
             _event(s, i.id, when, "customer_linked", data={"customer_id": customer_id,
                                                            "previous": previous})
+            for kind, d in events:
+                _event(s, i.id, when, kind, data=d)
             s.flush()
             self._refresh_activity_sync(s, c, when)
             if previous is not None and previous != customer_id:

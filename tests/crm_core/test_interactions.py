@@ -165,3 +165,27 @@ async def test_link_customer_later(store):
     assert i.customer_id == c.id
     c = await store.get_customer(c.id)
     assert c.contact_count == 1 and c.loyalty == "new"
+
+
+async def test_writes_carry_their_timeline_events_in_one_transaction(store, database):
+    """open_interaction, link_customer and update_interaction write `events` right after their
+    own (one transaction each); a bad kind is refused before anything is written."""
+    c = await store.create_customer("Folded")
+    i = await store.open_interaction("voice", "inbound", events=[("arrive", {"caller": "+1202"})])
+    await store.link_customer(i.id, c.id, events=[(" identify ", {"known": True})])
+    await store.update_interaction(i.id, ivr_path=["menu"], events=[("ivr", {"result": "queue"})])
+    kinds = [(e.kind, e.ok, e.data) for e in await store.timeline(i.id)]
+    assert kinds == [("opened", True, {"channel": "voice", "direction": "inbound", "state": "new"}),
+                     ("arrive", True, {"caller": "+1202"}),
+                     ("customer_linked", True, {"customer_id": c.id, "previous": None}),
+                     ("identify", True, {"known": True}),
+                     ("ivr", True, {"result": "queue"})]
+    assert (await store.get_interaction(i.id)).ivr_path == ["menu"]
+    before = await count_rows(database, InteractionEvent)
+    for bad in ("", "x" * 65):
+        with pytest.raises(ValidationError):
+            await store.open_interaction("voice", "inbound", events=[(bad, {})])
+        with pytest.raises(ValidationError):
+            await store.update_interaction(i.id, queue="general", events=[(bad, {})])
+    assert await count_rows(database, InteractionEvent) == before
+    assert (await store.get_interaction(i.id)).queue is None
