@@ -78,10 +78,9 @@ class WallboardService:
         self.wall = wall
         self.interval = 1.0 / max_updates_per_s
         self.check_s = check_s
-        queues = self.runner.engine.config.queues
-        self.stats = ws.WallboardStats(
-            {n: ws.Target(q.service_level.fraction, q.service_level.seconds) for n, q in queues.items()},
-            thresholds, {n: tuple(sorted(q.teams or ())) for n, q in queues.items()})
+        self.stats = ws.WallboardStats(thresholds=thresholds)
+        self._queues: Any = None
+        self._sync_queues()
         self.feeds: dict[str, set[Feed]] = {}
         self._last: dict[str, tuple[bytes, bytes, int]] = {}  # scope -> (body, frame, seq) last sent
         self._offset = wall() - self.mono()  # event times -> epoch seconds
@@ -96,6 +95,16 @@ class WallboardService:
         for aid in list(center.directory.agents):
             self._register(aid, now)
         self.runner.observers.append(self.observe)
+
+    def _sync_queues(self) -> None:
+        """Targets and teams from the routing queues (an admin may change them while running)."""
+        queues = self.runner.engine.config.queues
+        if queues is self._queues:
+            return
+        self._queues = queues
+        self.stats.targets = {n: ws.Target(q.service_level.fraction, q.service_level.seconds)
+                              for n, q in queues.items()}
+        self.stats.queue_teams = {n: tuple(sorted(q.teams or ())) for n, q in queues.items()}
 
     def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -233,6 +242,7 @@ class WallboardService:
 
     def _build(self, scopes: dict[str, frozenset[str] | None]) -> dict[str, bytes]:
         """The frames of the scopes whose content changed (each serialized once)."""
+        self._sync_queues()
         version = self.stats.version
         snap = self.stats.snapshot(self.mono(), self._stamp)
         at_ms = int(self.wall() * 1000)
