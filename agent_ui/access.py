@@ -131,6 +131,7 @@ HTTP: dict[tuple[str, str], Rule] = {
     ("GET", "/api/v1/reports/summary"): SUPERVISE,
     # reports (issue 16; callcenter/api/reports.py, agent_ui/reports_routes.py, docs/reports.md)
     ("GET", "/reports"): Rule(SUPERVISE.roles, "team", page=True),
+    ("GET", "/campaigns"): Rule(ANYONE.roles, "self", page=True),  # agents work, supervisors watch
     ("GET", "/api/v1/reports/contacts"): SUPERVISE,
     ("GET", "/api/v1/reports/occupancy"): SUPERVISE,
     ("GET", "/api/v1/reports/not-ready"): SUPERVISE,

@@ -50,6 +50,9 @@ def init_app(settings: Settings, *, database: Database | None = None,
     from agent_ui import reports_routes
 
     reports_routes.setup(app)  # GET /reports (docs/reports.md)
+    from agent_ui import campaign_routes
+
+    campaign_routes.setup(app)  # GET /campaigns (docs/campaigns.md)
     app.cleanup_ctx.append(_database_ctx(database))
     if settings.redis.url:
         app.cleanup_ctx.append(_redis_ctx)
