@@ -135,7 +135,8 @@ def _redirect(location: str, status: int = 303) -> web.Response:
 def _is_https(request: web.Request) -> bool:
     if request.secure:
         return True
-    proto = request.headers.get("X-Forwarded-Proto", "") if request.app[UI_CONFIG].trust_forwarded_proto else ""
+    trusted = request.app[UI_CONFIG].trust_forwarded_proto
+    proto = request.headers.get("X-Forwarded-Proto", "") if trusted else ""
     return proto.split(",")[0].strip().lower() == "https"
 
 

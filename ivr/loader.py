@@ -432,7 +432,8 @@ def _node(p: _Parser, nid: str, m: LineMap, t: str) -> Node | None:
             for key, msg in errs:
                 p.err("bad-hours", msg, weekly_raw.line_of(key), nid)
         hol = _holidays(p, m, nid)
-        schedule = p.s(m, "schedule", nid, None, VAR_NAME, "a name like main_hours") if "schedule" in m else None
+        schedule = (p.s(m, "schedule", nid, None, VAR_NAME, "a name like main_hours")
+                    if "schedule" in m else None)
         return BusinessHoursNode(nid, ln, tz, weekly or WeeklySchedule(((),) * 7), hol,
                                  E(m, "on_open", nid) or "", E(m, "on_closed", nid) or "",
                                  E(m, "on_holiday", nid, False), schedule)

@@ -24,7 +24,8 @@ HOURS_BODY = {
     "properties": {
         "timezone": {"type": "string", "description": "IANA name, e.g. America/New_York"},
         "weekly": {"type": "object", "description": 'e.g. {"mon-fri": "09:00-18:00", "sun": "closed"}'},
-        "holidays": {"type": "object", "description": '{"country": "US", "subdiv": "CA", "dates": ["2026-12-24"]}'},
+        "holidays": {"type": "object",
+                     "description": '{"country": "US", "subdiv": "CA", "dates": ["2026-12-24"]}'},
     },
 }
 

@@ -19,8 +19,9 @@ pytestmark = pytest.mark.timeout(120)
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 async def test_admin_manages_business_hours_in_the_browser(database):
     chromium = need_chromium()
-    from ivr import Engine
     from playwright.async_api import async_playwright, expect
+
+    from ivr import Engine
 
     store = build_store(load_settings(env={}), database)
     await store.create_user("ada", "admin-password", roles=["admin"], display_name="Ada Admin")
@@ -39,7 +40,8 @@ async def test_admin_manages_business_hours_in_the_browser(database):
             await form.get_by_role("button", name="Save hours").click()
             await expect(tid("admin-status")).to_contain_text("25:00")
             await expect(tid("hours").locator("tbody tr")).to_have_count(0)
-            await form.locator("[name=weekly]").fill('{"mon-fri": "13:00-17:00", "sat": "closed", "sun": "closed"}')
+            await form.locator("[name=weekly]").fill(
+                '{"mon-fri": "13:00-17:00", "sat": "closed", "sun": "closed"}')
             await form.locator("[name=dates]").fill("2026-12-24, 2026-12-31")
             await form.get_by_role("button", name="Save hours").click()
             await expect(tid("admin-status")).to_have_text("hours main saved")

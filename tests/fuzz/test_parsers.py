@@ -102,7 +102,8 @@ def test_mime_bombs_stay_bounded() -> None:
     deep = b"Content-Type: multipart/mixed; boundary=b0\r\n\r\n"
     for i in range(1, 200):  # 200 nested multiparts
         deep += f"--b{i - 1}\r\nContent-Type: multipart/mixed; boundary=b{i}\r\n\r\n".encode()
-    many = b"Content-Type: multipart/mixed; boundary=x\r\n\r\n" + b"--x\r\nContent-Type: text/plain\r\n\r\nhi\r\n" * 5000
+    many = (b"Content-Type: multipart/mixed; boundary=x\r\n\r\n"
+            + b"--x\r\nContent-Type: text/plain\r\n\r\nhi\r\n" * 5000)
     headers = b"".join(b"X-H%d: v\r\n" % i for i in range(20000)) + b"\r\nbody"
     for raw in (deep, many, headers):
         t0 = time.monotonic()
@@ -116,7 +117,8 @@ DEMO_DOC = yaml.safe_load(DEMO)
 FUNCTIONS = ["identify_caller", "account_balance"]
 json_like = st.recursive(st.none() | st.booleans() | st.integers(-10**12, 10**12) | hostile_text
                          | st.floats(allow_nan=False),
-                         lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=8), c, max_size=3),
+                         lambda c: st.lists(c, max_size=3)
+                         | st.dictionaries(st.text(max_size=8), c, max_size=3),
                          max_leaves=8)
 
 

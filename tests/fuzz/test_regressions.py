@@ -35,7 +35,7 @@ async def test_api_upload_of_such_a_flow_is_a_400(database) -> None:
     ada = await store.create_user("ada", "admin-password", roles=["admin"], display_name="Ada")
     _t, token = await store.create_api_token(ada.id, "t", "admin")
     async with running_center(database) as rc, aiohttp.ClientSession() as http:
-        r = await http.post(f"{rc.base}/api/v1/ivr/flows/demo", data="flow: demo\x1f\n".encode(),
+        r = await http.post(f"{rc.base}/api/v1/ivr/flows/demo", data=b"flow: demo\x1f\n",
                             headers={"Authorization": f"Bearer {token}", "Content-Type": "application/yaml"})
         body = await r.json()
         assert r.status == 400 and body["error"]["code"] == "invalid_flow", body

@@ -31,7 +31,8 @@ CSRF_RE = re.compile(r'name="csrf" value="([^"]+)"')
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers(-2**70, 2**70) | st.floats(allow_nan=False, allow_infinity=False)
-    | st.text(max_size=40) | st.sampled_from(["", "+15551234567", "ready", "not_ready", "0", "-1", "x" * 3000]),
+    | st.text(max_size=40)
+    | st.sampled_from(["", "+15551234567", "ready", "not_ready", "0", "-1", "x" * 3000]),
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
     max_leaves=10)
 

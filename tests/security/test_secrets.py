@@ -80,7 +80,8 @@ async def test_twilio_token_never_logged(database, tmp_path, caplog) -> None:
     caplog.set_level(logging.DEBUG)
     token_file = tmp_path / "twilio.token"
     token_file.write_text(AUTH_TOKEN)
-    async with running_twilio(database, CC_TWILIO__AUTH_TOKEN="", CC_TWILIO__AUTH_TOKEN_FILE=str(token_file)) as rc:
+    async with running_twilio(database, CC_TWILIO__AUTH_TOKEN="",
+                              CC_TWILIO__AUTH_TOKEN_FILE=str(token_file)) as rc:
         params = {"AccountSid": ACCOUNT_SID, "CallSid": new_sid(), "From": REGULAR_PHONE,
                   "To": "+15550001000", "CallStatus": "ringing", "Direction": "inbound"}
         signed = await rc.twilio.post(PUBLIC + "/twilio/voice", params)

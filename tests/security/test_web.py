@@ -117,7 +117,8 @@ async def test_session_cookie_flags_and_a_fresh_id_at_login(database) -> None:
         async with aiohttp.ClientSession(cookie_jar=jar) as http:
             jar.update_cookies({SESSION_COOKIE: "planted-by-an-attacker"})
             page = await http.get(f"{rc.base}/login")
-            assert "HttpOnly" in page.headers["Set-Cookie"] and "SameSite=Strict" in page.headers["Set-Cookie"]
+            form_cookie = page.headers["Set-Cookie"]
+            assert "HttpOnly" in form_cookie and "SameSite=Strict" in form_cookie
             token = CSRF_RE.search(await page.text()).group(1)
             r = await http.post(f"{rc.base}/login", allow_redirects=False,
                                 data={"username": "root", "password": PASSWORD, "csrf": token})

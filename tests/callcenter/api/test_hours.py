@@ -45,7 +45,8 @@ async def test_hours_are_checked_stored_audited_and_live(database) -> None:
     h = {"Authorization": f"Bearer {token}"}
     async with running_center(database) as rc, aiohttp.ClientSession(headers=h) as http:
         api = rc.base + "/api/v1"
-        r = await http.post(f"{api}/ivr/flows/demo", data=FLOW.encode(), headers={"Content-Type": "application/yaml"})
+        r = await http.post(f"{api}/ivr/flows/demo", data=FLOW.encode(),
+                            headers={"Content-Type": "application/yaml"})
         assert r.status == 201, await r.text()
         r = await http.post(f"{api}/ivr/flows/demo/versions/{(await r.json())['version']}/activate")
         assert r.status == 200 and (await r.json())["live"]
@@ -54,14 +55,16 @@ async def test_hours_are_checked_stored_audited_and_live(database) -> None:
         for body, words in (
             ({"timezone": "Mars/Olympus", "weekly": {"mon": "09:00-17:00"}}, "time zone"),
             ({"timezone": "UTC", "weekly": {"mon": "25:00-26:00"}}, "25:00"),
-            ({"timezone": "UTC", "weekly": {"mon": "09:00-17:00"}, "holidays": {"dates": ["not-a-date"]}}, "date"),
+            ({"timezone": "UTC", "weekly": {"mon": "09:00-17:00"}, "holidays": {"dates": ["not-a-date"]}},
+             "date"),
             ({"timezone": "UTC", "weekly": "always"}, "weekly"),
             ({"timezone": "UTC", "weekly": {}, "colour": "blue"}, "unknown fields"),
         ):
             r = await http.put(f"{api}/hours/main", json=body)
             err = (await r.json())["error"]
             assert r.status == 400 and words in err["message"], (body, err)
-        assert (await (await http.put(f"{api}/hours/Bad-Name", json={})).json())["error"]["code"] == "bad_request"
+        bad_name = await (await http.put(f"{api}/hours/Bad-Name", json={})).json()
+        assert bad_name["error"]["code"] == "bad_request"
         assert (await (await http.get(f"{api}/hours")).json())["items"] == []  # nothing stored
 
         closed = {"timezone": "America/New_York", "weekly": {"mon-fri": "13:00-17:00", "sat": "closed",
@@ -103,7 +106,8 @@ async def test_hours_and_a_signed_in_agents_profile_reach_the_other_process(data
     async with running_center(database, **env) as a, running_center(database, **env) as b, \
             aiohttp.ClientSession(headers={"Authorization": f"Bearer {token}"}) as http:
         applied = b.app[APPLIED]
-        r = await http.put(f"{a.base}/api/v1/hours/main", json={"timezone": "UTC", "weekly": {"mon-sun": "24h"}})
+        r = await http.put(f"{a.base}/api/v1/hours/main",
+                           json={"timezone": "UTC", "weekly": {"mon-sun": "24h"}})
         assert r.status == 200
         assert (await asyncio.wait_for(applied.get(), 10))["kind"] == "hours"
         assert "main" in b.center.voice.flow.schedules

@@ -58,7 +58,8 @@ async def test_api_answers_429_with_retry_after_per_token(database) -> None:
         assert [(await me(one)).status for _ in range(3)] == [200, 200, 200]
         r = await me(one)
         assert r.status == 429 and r.headers["Retry-After"] == "10"  # 6/min: one every 10 s
-        body = await (await http.get(rc.base + "/api/v1/me", headers={"Authorization": f"Bearer {one}"})).json()
+        body = await (await http.get(rc.base + "/api/v1/me",
+                                     headers={"Authorization": f"Bearer {one}"})).json()
         assert body["error"]["code"] == "rate_limited" and one not in str(body)
         assert (await me(two)).status == 200  # another token is not held back
         # callers without a token are limited by address (here: every anonymous request)

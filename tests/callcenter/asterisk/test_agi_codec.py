@@ -456,7 +456,8 @@ def _mutated_session(draw: st.DrawFn) -> bytes:
         if op == "flip" and data:
             data[at] = draw(st.sampled_from([0, 10, 13, 32, 34, 40, 41, 61, 0xFF]))
         elif op == "insert":
-            data[at:at] = draw(st.sampled_from([b"\n", b"\n\n", b"200 result=", b"520-Invalid command syntax.\n",
+            data[at:at] = draw(st.sampled_from([b"\n", b"\n\n", b"200 result=",
+                                                b"520-Invalid command syntax.\n",
                                                 b"agi_request: ", b"HANGUP\n", b"(", b")", b"=" * 50]))
         elif op == "delete":
             del data[at:at + draw(st.integers(1, 80))]
@@ -468,7 +469,8 @@ def _mutated_session(draw: st.DrawFn) -> bytes:
 @settings(deadline=None)
 @given(data=_mutated_session(), cuts=st.lists(st.integers(0, 4000), max_size=10))
 def test_mutated_sessions_give_events_or_a_protocol_error(data: bytes, cuts: list[int]) -> None:
-    for conn in (AgiConnection(max_line=512, max_env_lines=64, max_block_lines=32), AsteriskConnection(max_line=512)):
+    for conn in (AgiConnection(max_line=512, max_env_lines=64, max_block_lines=32),
+                 AsteriskConnection(max_line=512)):
         sent = False
         try:
             for piece in [*_split(data, cuts), b""]:

@@ -520,7 +520,8 @@ def _mutated_capture(draw: st.DrawFn) -> bytes:
         if op == "flip" and data:
             data[at] = draw(st.sampled_from([0, 10, 13, 58, 32, 0xFF, 0xC3]))
         elif op == "insert":
-            data[at:at] = draw(st.sampled_from([b"\r\n", b"\r\n\r\n", b": ", b"ActionID: ", b"EventList: start\r\n",
+            data[at:at] = draw(st.sampled_from([b"\r\n", b"\r\n\r\n", b": ", b"ActionID: ",
+                                                b"EventList: start\r\n",
                                                 b"Response: Follows\r\n", b"--END COMMAND--\r\n", b"\x00"]))
         elif op == "delete":
             del data[at:at + draw(st.integers(1, 100))]
