@@ -110,6 +110,27 @@ async def test_every_state_changing_request_needs_the_csrf_token(database) -> No
             await http.close()
 
 
+async def test_every_signed_in_websocket_refuses_another_origin(database) -> None:
+    import websockets
+
+    await _all_roles_user(database)
+    async with running_center(database) as rc:
+        http, _csrf = await _signed_in(rc.base, "root")
+        cookie = "; ".join(f"{c.key}={c.value}" for c in http.cookie_jar)
+        await http.close()
+        sockets = [c for m, c in _routes(rc.app, ("GET",)) if c.startswith("/ws/") and c != "/ws/chat"]
+        assert "/ws/agent" in sockets
+        for path in sockets:
+            url = rc.base.replace("http", "ws") + path
+            for origin in ("https://evil.example", "null"):
+                with pytest.raises(websockets.exceptions.InvalidStatus) as refused:
+                    async with websockets.connect(url, additional_headers={"Cookie": cookie, "Origin": origin}):
+                        pass
+                assert refused.value.response.status_code == 403, (path, origin)
+            async with websockets.connect(url, additional_headers={"Cookie": cookie, "Origin": rc.base}):
+                pass  # the same session from the page's own origin is accepted
+
+
 async def test_session_cookie_flags_and_a_fresh_id_at_login(database) -> None:
     await _all_roles_user(database)
     async with running_center(database) as rc:
