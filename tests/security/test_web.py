@@ -124,7 +124,8 @@ async def test_every_signed_in_websocket_refuses_another_origin(database) -> Non
             url = rc.base.replace("http", "ws") + path
             for origin in ("https://evil.example", "null"):
                 with pytest.raises(websockets.exceptions.InvalidStatus) as refused:
-                    async with websockets.connect(url, additional_headers={"Cookie": cookie, "Origin": origin}):
+                    async with websockets.connect(url, additional_headers={"Cookie": cookie,
+                                                                           "Origin": origin}):
                         pass
                 assert refused.value.response.status_code == 403, (path, origin)
             async with websockets.connect(url, additional_headers={"Cookie": cookie, "Origin": rc.base}):
