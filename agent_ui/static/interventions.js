@@ -205,6 +205,8 @@
   }
 
   function start() {
+    const css = el("link", { rel: "stylesheet", href: "/static/interventions.css" });
+    document.head.appendChild(css);
     if (window.ccConsole) consolePage();
     else if (document.getElementById("wb-extensions")) wallboardPage();
   }
