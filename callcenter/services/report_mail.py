@@ -146,6 +146,11 @@ async def run_daily(store: Any, settings: Any, utc: Callable[[], datetime], ever
     stop = stop or asyncio.Event()
     snap_day = None
     while not stop.is_set():
+        try:  # the first tick too waits: nothing here is urgent, and a starting center is busy
+            await asyncio.wait_for(stop.wait(), every_s)
+            break
+        except TimeoutError:
+            pass
         now = utc()
         try:
             await send_due(store, settings, now=now)
@@ -156,7 +161,3 @@ async def run_daily(store: Any, settings: Any, utc: Callable[[], datetime], ever
             raise
         except Exception:  # noqa: BLE001
             log.exception("daily reports tick failed")
-        try:
-            await asyncio.wait_for(stop.wait(), every_s)
-        except TimeoutError:
-            pass

@@ -251,3 +251,26 @@ def test_cli_rebuild_backfills_existing_interactions(tmp_path) -> None:
         return [tuple(row[f] for f in FIELDS) for row in rep["rows"]]
 
     assert asyncio.run(figures()) == UTC_DAYS
+
+
+async def test_the_daily_tick_sends_and_snapshots_on_its_own(database) -> None:
+    """run_daily with an injected clock and a short period: a due summary goes out, the
+    customers are snapshotted once, and it stops when asked."""
+    import asyncio
+
+    store = build_store(load_settings(env={}), database)
+    ids = await scripted(store)
+    await report_mail.subscribe(store.db, ids["sue"], "sue@example.com", "UTC")
+    async with sink_server() as sink:
+        settings = load_settings(env={"CC_EMAIL__SMARTHOST_PORT": str(sink.port)})
+        stop = asyncio.Event()
+        task = asyncio.ensure_future(report_mail.run_daily(store, settings, lambda: T(11, 12, 0, 20), 0.05, stop))
+        _from, rcpt, msg = await sink.next()
+        assert rcpt == ["sue@example.com"] and "2026-11-11" in msg["Subject"]
+        stop.set()
+        await asyncio.wait_for(task, 10)
+    async with store.db.engine.connect() as conn:
+        from sqlalchemy import text
+
+        days = (await conn.execute(text("SELECT DISTINCT day FROM report_customer_counts"))).all()
+    assert days == [(int(T(11, 12, 0, 0).timestamp() // 86400),)]
