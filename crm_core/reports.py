@@ -184,7 +184,15 @@ async def rebuild(db: Any) -> dict[str, int]:
     async with db.engine.begin() as conn:
         for table in TABLES:
             await conn.execute(text(f"DELETE FROM {table}"))
-            await conn.execute(text(rollup_sql(dialect, "1 = 1", table=table)), _params())
+        await conn.execute(text(rollup_sql(dialect, "1 = 1")), _params())
+        for table, (size, keys) in TABLES.items():  # the coarser rollups: sums of the 15-minute one
+            if table == "report_contacts":
+                continue
+            dims = ", ".join(keys[1:])
+            await conn.execute(text(
+                f"INSERT INTO {table} ({', '.join([*keys, *MEASURES])}) SELECT slot / {size // SLOT_S}, {dims}, "
+                f"{', '.join(f'SUM({m})' for m in MEASURES)} FROM report_contacts WHERE slot >= 0 "
+                f"GROUP BY slot / {size // SLOT_S}, {dims}"))
         await conn.execute(text("DELETE FROM report_agent_time_day"))  # agent time: days from the slots
         await conn.execute(text(
             f"INSERT INTO report_agent_time_day (slot, agent_id, team, state, reason, seconds) "
