@@ -146,6 +146,12 @@ async def server_main(args: argparse.Namespace) -> None:
         lags: list[float] = []
         published0 = board.published
         pubs.clear()
+        prof = None
+        if os.environ.get("CC_BENCH_PROFILE"):  # where the server's time goes (a cProfile dump)
+            import cProfile
+
+            prof = cProfile.Profile()
+            prof.enable()
         cpu0 = cpu_s(pid)
         start = time.time() + 0.2
         for i in range(n):
@@ -158,6 +164,10 @@ async def server_main(args: argparse.Namespace) -> None:
             events.append((due, board.stats.version))
         end = time.time()
         await asyncio.sleep(1.0)  # let the last updates go out
+        if prof is not None:
+            prof.disable()
+            clients = sum(len(f) for f in board.feeds.values())
+            prof.dump_stats(str(ROOT / "var" / "bench" / f"wallboard-{clients}.prof"))
         cpu1 = cpu_s(pid)
         print(json.dumps({"events": events, "cpu_s": cpu1 - cpu0, "window_s": end - start,
                           "published": board.published - published0, "pubs": pubs,
