@@ -14,6 +14,15 @@ import tempfile
 from pathlib import Path
 
 BIN = Path(sys.executable).parent
+# vulnerabilities accepted for now, one ID a line with the reason after '#' (reviewed when touched)
+IGNORE = Path(__file__).with_name("audit-ignore.txt")
+
+
+def ignored() -> list[str]:
+    if not IGNORE.exists():
+        return []
+    ids = [line.split("#", 1)[0].strip() for line in IGNORE.read_text().splitlines()]
+    return [arg for vid in ids if vid for arg in ("--ignore-vuln", vid)]
 
 
 def run(service: str) -> tuple[dict | None, str]:
@@ -21,7 +30,8 @@ def run(service: str) -> tuple[dict | None, str]:
         out = Path(tmp) / "audit.json"
         proc = subprocess.run(
             [str(BIN / "pip-audit"), "--local", "--skip-editable", "--progress-spinner", "off",
-             "--timeout", "20", "--vulnerability-service", service, "--format", "json", "--output", str(out)],
+             "--timeout", "20", "--vulnerability-service", service, "--format", "json", "--output", str(out),
+             *ignored()],
             capture_output=True, text=True, timeout=600)
         if not out.exists():  # the service could not be reached at all
             return None, (proc.stderr.strip().splitlines() or ["no output"])[-1]
