@@ -48,7 +48,8 @@ def _sim_proc(answer: float, agents: int, scale: float, seed: int, talk_s: float
     asyncio.run(main())
 
 
-async def _campaign(port: int, mode: str, agents: int, minutes: float, scale: float) -> dict[str, Any]:
+async def _campaign(port: int, mode: str, agents: int, minutes: float, scale: float,
+                    warmup_s: float) -> dict[str, Any]:
     from callcenter.asterisk.ami_client import AMIClient
     from callcenter.asterisk.simulator.clock import ScaledClock
     from callcenter.services.dialer_drive import drive
@@ -61,7 +62,7 @@ async def _campaign(port: int, mode: str, agents: int, minutes: float, scale: fl
     cpu0, t0 = time.process_time(), time.perf_counter()
     try:
         r = await drive(client, mode=mode, agents=agents, duration_s=minutes * 60, now=clock.now,
-                        sleep=clock.sleep, wrap_s=10.0, prefix=f"cc-{mode}")
+                        sleep=clock.sleep, wrap_s=10.0, prefix=f"cc-{mode}", warmup_s=warmup_s)
     finally:
         await client.close()
     out = r.to_dict()
@@ -81,7 +82,7 @@ def run_rate(answer: float, args: argparse.Namespace) -> dict[str, Any]:
         p.start()
         port = recv.recv()
         try:
-            out[mode] = asyncio.run(_campaign(port, mode, args.agents, args.minutes, args.scale))
+            out[mode] = asyncio.run(_campaign(port, mode, args.agents, args.minutes, args.scale, args.warmup_s))
         finally:
             stop.set()
             p.join(30)
@@ -98,6 +99,7 @@ def main() -> None:
     ap.add_argument("--scale", type=float, default=0.2, help="real seconds per virtual second")
     ap.add_argument("--talk-s", type=float, default=120.0)
     ap.add_argument("--seed", type=int, default=17)
+    ap.add_argument("--warmup-s", type=float, default=300.0, help="virtual seconds before measuring")
     args = ap.parse_args()
     load_before = os.getloadavg()
     runs = {f"{int(a * 100)}": run_rate(a, args) for a in (0.2, 0.4)}
@@ -138,6 +140,7 @@ def main() -> None:
         "setup": {"agents": args.agents, "virtual_minutes_per_run": args.minutes, "time_scale": args.scale,
                   "talk_s_mean": args.talk_s, "wrap_s": 10.0, "ring_s_mean": 10.0, "machine": 0.1, "busy": 0.1,
                   "hold_s_before_abandon": 2.0, "window_s": 300, "seed": args.seed,
+                  "warmup_s": args.warmup_s, "measured": "after the warm-up (cold start excluded)",
                   "clock": "accelerated: the simulator's ScaledClock in both processes (handle, ring and "
                            "wrap-up times are virtual seconds)",
                   "simulator": "separate process, AMI over TCP"},

@@ -131,10 +131,14 @@ class Dialer:
         """New calls to place now: one per free agent (progressive), or paced (predictive)."""
         free, busy = self.pool.counts()
         free = max(0, free - self.answering)
-        load = Load(free=free, busy=busy, dialing=self.in_air)
         if self.mode == "progressive":
-            return progressive_calls(load)
-        return calls_to_place(load, self.window.estimate(self.now()), cap=self.cap)
+            return progressive_calls(Load(free=free, busy=busy, dialing=self.in_air))
+        now = self.now()
+        est = self.window.estimate(now)
+        # calls ringing longer than any answered call rang will not be answered: not counted
+        dialing = sum(1 for d in self.dials.values()
+                      if d.answered_at is None and now - d.placed_at < est.answer_horizon_s)
+        return calls_to_place(Load(free=free, busy=busy, dialing=dialing), est, cap=self.cap)
 
     # ------------------------------------------------------------------ placing a call
     async def place(self, ref: Any, number: str) -> Dial:

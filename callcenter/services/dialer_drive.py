@@ -110,9 +110,11 @@ class _Hooks:
 async def drive(ami: Any, *, mode: str, agents: int, duration_s: float, now: Callable[[], float],
                 sleep: Callable[[float], Awaitable[Any]], wrap_s: float = 10.0, cap: float = 0.03,
                 hold_s: float = 2.0, agent_prefix: str = "ag", number_base: int = 12025500000,
-                tick_s: float = 0.5, window: Window | None = None, prefix: str = "cc-camp") -> DriveReport:
-    """Run one campaign for `duration_s` virtual seconds; calls still up at the end are cut off
-    from the figures (busy time counts until the end)."""
+                tick_s: float = 0.5, window: Window | None = None, prefix: str = "cc-camp",
+                warmup_s: float = 0.0) -> DriveReport:
+    """Run one campaign for `warmup_s` + `duration_s` virtual seconds; the figures cover the time
+    after the warm-up (a cold start, all agents free, is not the steady state). Busy time counts
+    until the end."""
     pool = SimPool([SimAgent(f"{agent_prefix}{i}", f"PJSIP/{agent_prefix}{i}") for i in range(agents)], now)
     wake = asyncio.Event()
     hooks = _Hooks(pool, wrap_s, sleep, wake)
@@ -124,10 +126,19 @@ async def drive(ami: Any, *, mode: str, agents: int, duration_s: float, now: Cal
     numbers = itertools.count(number_base)
     start = now()
     worst = 0.0
+    base: dict[str, Any] | None = None
+
+    def busy_now() -> float:
+        return sum(a.busy_s + (now() - a.busy_since if a.busy_since is not None else 0.0) for a in pool.agents)
+
+    if warmup_s <= 0:
+        base = {"t": start, "busy": 0.0, "counts": {k: 0 for k in dialer.counts}}
     try:
-        while now() - start < duration_s:
+        while now() - start < warmup_s + duration_s:
+            if base is None and now() - start >= warmup_s:
+                base = {"t": now(), "busy": busy_now(), "counts": dict(dialer.counts)}
             est = dialer.window.estimate(now())
-            if now() - start > 120 and est.answered >= 50:
+            if base is not None and now() - base["t"] > 60 and est.answered >= 50:
                 worst = max(worst, est.abandon_rate)
             n = dialer.wanted()
             if n:
@@ -138,21 +149,21 @@ async def drive(ami: Any, *, mode: str, agents: int, duration_s: float, now: Cal
             except TimeoutError:
                 pass
     finally:
-        elapsed = now() - start
-        for a in pool.agents:
-            if a.busy_since is not None:
-                a.busy_s += now() - a.busy_since
+        if base is None:
+            base = {"t": start, "busy": 0.0, "counts": {k: 0 for k in dialer.counts}}
+        elapsed = now() - base["t"]
+        busy_total = busy_now() - base["busy"]
         await dialer.close()
         for t in list(hooks.tasks):
             t.cancel()
-    c = dialer.counts
+    c = {k: v - base["counts"].get(k, 0) for k, v in dialer.counts.items()}
     answered = c["answered"] + c["abandoned"]
     agent_s = agents * elapsed
     return DriveReport(
         mode=mode, agents=agents, duration_s=round(elapsed, 1), dialed=c["dialed"], connected=c["answered"],
         abandoned=c["abandoned"], busy=c["busy"], no_answer=c["no_answer"], machine=c["machine"],
         failed=c["failed"], abandon_rate=c["abandoned"] / answered if answered else 0.0,
-        max_window_abandon_rate=worst, occupancy=sum(a.busy_s for a in pool.agents) / agent_s if agent_s else 0.0,
+        max_window_abandon_rate=worst, occupancy=busy_total / agent_s if agent_s else 0.0,
         connects_per_agent_hour=c["answered"] / (agent_s / 3600.0) if agent_s else 0.0,
         originate_ms=list(dialer.originate_ms))
 

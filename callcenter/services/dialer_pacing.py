@@ -40,6 +40,7 @@ class Estimate:
     answered: int  # answered calls in the window (how much the abandon rate is worth)
     dials: int = 1_000_000  # settled dials behind answer_rate (few: not enough to over-dial on)
     handled: int = 1_000_000  # finished calls behind handle_s (the short ones finish first)
+    answer_horizon_s: float = math.inf  # answered calls rang at most this long (p95): older ones will not
 
 
 class Window:
@@ -81,6 +82,8 @@ class Window:
         cohort = [d for d in self._dials if d[0] <= now - self.settle_s]
         n = len(cohort)
         answered = sum(1 for _, a, _ in cohort if a)
+        rings = sorted(r for _, a, r in self._dials if a)
+        horizon = rings[min(len(rings) - 1, int(0.95 * len(rings)))] * 1.2 if len(rings) >= 20 else math.inf
         ring = sum(r for _, _, r in cohort)
         handles = sum(h for _, h in self._handles)
         abandoned = sum(1 for _, ab in self._answers if ab)
@@ -94,6 +97,7 @@ class Window:
             answered=total,
             dials=n,
             handled=len(self._handles),
+            answer_horizon_s=horizon,
         )
 
 
