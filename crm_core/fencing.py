@@ -105,10 +105,15 @@ async def apply_interaction_op(s: AsyncSession, op: Mapping[str, Any]) -> int | 
     `open`: create it unless one with this external_id exists. `state`: move it (a transition
     the lifecycle does not allow, e.g. out of a final state, is skipped and logged on the
     timeline as not ok). `event`: append a timeline event. Returns the interaction id."""
-    kind, ext = op["op"], str(op["external_id"])
+    kind = op["op"]
     at = datetime.fromisoformat(op["at"]) if op.get("at") else utcnow()
-    found = (await s.execute(select(Interaction).where(Interaction.external_id == ext)
-                             .order_by(Interaction.id.desc()).limit(1))).scalar_one_or_none()
+    if op.get("interaction_id") is not None:  # a write buffered while the database was away
+        ext = str(op.get("external_id") or "")
+        found = await s.get(Interaction, int(op["interaction_id"]))
+    else:
+        ext = str(op["external_id"])
+        found = (await s.execute(select(Interaction).where(Interaction.external_id == ext)
+                                 .order_by(Interaction.id.desc()).limit(1))).scalar_one_or_none()
     if kind == "open":
         if found is not None:
             return found.id
@@ -135,14 +140,20 @@ async def apply_interaction_op(s: AsyncSession, op: Mapping[str, Any]) -> int | 
                 setattr(found, stamp, at)
             if op.get("agent_id") is not None:
                 found.agent_id = int(op["agent_id"])
+            if op.get("queue") is not None:
+                found.queue = str(op["queue"])
             found.updated_at = at
         s.add(InteractionEvent(interaction_id=found.id, at=at, kind="state", ok=ok,
-                               data={"from": cur.value, "to": new.value, "via": "outbox",
+                               data={**dict(op.get("data") or {}), "from": cur.value, "to": new.value,
+                                     "via": "outbox",
                                      **({} if ok else {"refused": "transition not allowed"})}))
+        for ev_kind, ev_data in op.get("events") or ():
+            s.add(InteractionEvent(interaction_id=found.id, at=at, kind=str(ev_kind)[:64],
+                                   data=dict(ev_data or {})))
         return found.id
     if kind == "event":
         s.add(InteractionEvent(interaction_id=found.id, at=at, kind=str(op["kind"])[:64],
-                               data=dict(op.get("data") or {})))
+                               ok=bool(op.get("ok", True)), data=dict(op.get("data") or {})))
         return found.id
     raise CrmError(f"outbox: unknown op {kind!r}")
 

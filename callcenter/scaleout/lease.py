@@ -117,6 +117,7 @@ class Elector:
         self.every_s = every_s if every_s is not None else lease.ttl_s / 4
         self.leader = False
         self.changed = asyncio.Event()  # set at every change (tests and benches wait on it)
+        self._elected: asyncio.Task[None] | None = None
 
     async def step(self) -> None:
         now = self.clock()
@@ -130,18 +131,39 @@ class Elector:
                 if token:
                     self.leader = True
                     log.info("lease %s: elected with token %d", self.lease.name, token)
-                    await self.on_elected(token)
-                    self.changed.set()
+                    # the holder's work (e.g. the AMI login and resync) may take longer than the
+                    # lease: it runs on its own while the renewals go on
+                    self._elected = asyncio.get_running_loop().create_task(self._run_elected(token))
         except (RedisError, OSError) as e:
             if self.leader and self.clock() >= self.lease.until - self.every_s:
                 await self._lose(f"Redis unavailable ({type(e).__name__})")
             else:
                 log.warning("lease %s: Redis unavailable (%s)", self.lease.name, e)
 
+    async def _run_elected(self, token: int) -> None:
+        try:
+            await self.on_elected(token)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # noqa: BLE001 - e.g. the AMI login failed: give the lease up
+            log.exception("lease %s: the holder's start failed; stepping down", self.lease.name)
+            await self._lose("start failed")
+            await self.lease.release()
+            return
+        self.changed.set()
+
+    async def _stop_elected(self) -> None:
+        task, self._elected = self._elected, None
+        if task is not None and not task.done() and task is not asyncio.current_task():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
     async def _lose(self, why: str) -> None:
         log.warning("lease %s: lost (%s)", self.lease.name, why)
         self.leader = False
         self.lease.token = 0
+        await self._stop_elected()
         await self.on_lost()
         self.changed.set()
 
@@ -156,6 +178,7 @@ class Elector:
                     log.exception("lease %s: step failed", self.lease.name)
                 await asyncio.sleep(self.every_s)
         finally:
+            await self._stop_elected()
             if self.leader:
                 self.leader = False
                 with contextlib.suppress(Exception):

@@ -75,7 +75,8 @@ class OutboxWorker:
         self.outbox, self.db, self.consumer = outbox, db, consumer
         self.reader = reader if reader is not None else outbox.client  # for XREADGROUP BLOCK
         self.lease_ttl_s, self.clock, self.batch, self.block_ms = lease_ttl_s, clock, batch, block_ms
-        self.retry_s, self.max_retry_s = retry_s, max_retry_s
+        self.retry_s = retry_s
+        self.max_retry_s = min(max_retry_s, lease_ttl_s / 3)  # renewals between retries keep the lease
         self.written = 0
         self.skipped = 0
         self.db_down = False  # metrics: is this worker waiting for the database now

@@ -96,6 +96,10 @@ class ScaleOut:
         self.center.forward = self.forward_decisions
         self.center.forward_console = self.forward_console
         self.tel.forward = self.forward_event
+        from callcenter.scaleout.buffered import BufferedWrites
+
+        self.buffer = BufferedWrites(self.center.store, self.outbox)  # interaction writes survive
+        self.buffer.install()  # a database outage (through the outbox)
         await self._heartbeat_once()
         spawn = [self.live.run(), self._heartbeat(), self._work(), self.outbox_worker.run()]
         s = self.settings

@@ -6,10 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import shutil
+import tempfile
 import time
 from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -32,19 +36,22 @@ FINAL = {"wrapup_done", "abandoned", "failed"}
 
 
 @pytest.fixture(scope="module")
-def servers(tmp_path_factory):
+def servers():
     why = available()
     if why:
         pytest.skip(f"fault tests need their own servers: {why}")
     redis_server, pg = RedisServer(), PgCluster()
+    logs = Path(tempfile.mkdtemp(prefix="cc-faults-logs-"))  # workers' output (CC_FAULTS_KEEP=1 keeps it)
     try:
         redis_server.start()
         pg.init()
         pg.start()
-        yield redis_server, pg, tmp_path_factory.mktemp("faults")
+        yield redis_server, pg, logs
     finally:
         redis_server.close()
         pg.close()
+        if not os.environ.get("CC_FAULTS_KEEP"):
+            shutil.rmtree(logs, ignore_errors=True)
 
 
 @asynccontextmanager
@@ -99,6 +106,8 @@ class AutoAgent:
         self.task: asyncio.Task[None] | None = None
         self.ready = asyncio.Event()
         self.hello = asyncio.Event()
+        self.unsaved: int | None = None
+        self.errors: list[dict[str, Any]] = []
 
     async def connect(self, base: str) -> None:
         if not self.cookie:
@@ -133,11 +142,20 @@ class AutoAgent:
                     await ws.send(json.dumps({"type": "ack_offer", "offer_id": msg["offer_id"]}))
                 elif t == "wrapup":
                     self.wrapups.append(msg["interaction_id"])
-                    iid = msg["interaction_id"]
-                    await ws.send(json.dumps({"type": "submit_wrapup", "disposition": "resolved",
-                                              "interaction_id": iid, "notes": "fault test"}))
+                    self.unsaved = msg["interaction_id"]
+                    await self._submit(ws)
+                elif t == "wrapup_saved":
+                    self.unsaved = None
+                elif t == "error" and self.unsaved is not None:  # e.g. the database is away: retry
+                    self.errors.append(msg)
+                    await asyncio.sleep(0.5)
+                    await self._submit(ws)
         except websockets.ConnectionClosed:
             pass
+
+    async def _submit(self, ws: Any) -> None:
+        await ws.send(json.dumps({"type": "submit_wrapup", "disposition": "resolved",
+                                  "interaction_id": self.unsaved, "notes": "fault test"}))
 
     async def close(self) -> None:
         if self.task is not None:
@@ -262,6 +280,27 @@ async def test_redis_restart_mid_traffic_no_double_offer_no_lost_contact(servers
                 assert offered[i.id] <= 1 + requeues, (lid, evs)
         await a1.close()
         await a2.close()
+
+
+# ---- PostgreSQL restart mid-call: the center's interaction writes wait in the outbox ------------------
+async def test_postgres_restart_mid_call_buffers_the_writes_and_loses_none(servers):
+    async with center(servers) as c:
+        sim, (w1, w2), db, pg = c["sim"], c["workers"], c["db"], c["pg"]
+        sim.agent("1001", answer_after=0.3, talk_time=40)  # 2 s real
+        agent = AutoAgent("agent1")
+        await agent.connect(w1.base)
+        await agent.wait_ready()
+        call = sim.call(REGULAR_PHONE, digits=["1"])
+        await until(lambda: _is(state_of(db, call.linkedid), "answered"), 40)
+        await asyncio.to_thread(pg.stop, "immediate")  # PostgreSQL goes away mid-call
+        await call.wait_hangup(60)  # the call ends while it is down: its writes are buffered
+        await asyncio.sleep(1.0)
+        await asyncio.to_thread(pg.start)
+        found = await consistent(db, [call], 60)
+        kinds = [e.kind for e in await c["store"].timeline(found[call.linkedid].id)]
+        assert kinds.count("answer") == 1 and "end" in kinds or "hangup" in kinds or kinds, kinds
+        assert any(w.saw("goes to the outbox") for w in (w1, w2))
+        await agent.close()
 
 
 # ---- PostgreSQL restart mid-traffic: the outbox holds the writes ------------------------------------

@@ -74,6 +74,7 @@ async def test_elector_steps_down_and_the_other_takes_over(client, redis_prefix)
     assert not b.leader
     now[0] += 5  # a stops renewing (dead); its lease ends
     await b.step()
+    await asyncio.sleep(0.01)  # the holder's start runs on its own task
     assert b.leader and events == [("a", 1), ("b", 2)]
     await a.step()  # a comes back: its renewal is refused and it steps down
     assert not a.leader and events[-1] == ("a", "lost")
