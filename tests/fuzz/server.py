@@ -55,6 +55,8 @@ class CenterThread:
         root = await store.create_user("root", PASSWORD, roles=["agent", "supervisor", "admin"],
                                        display_name="Root", team="red")
         self.ids["root"] = root.id
+        spare = await store.create_user("spare", PASSWORD, roles=["agent"], display_name="Spare", team="red")
+        self.ids["spare"] = spare.id  # the user the API fuzzer may change (never root: its tokens)
         for role in ("agent", "supervisor", "admin"):
             _t, self.tokens[role] = await store.create_api_token(root.id, f"fuzz {role}", role)
         self._stop = asyncio.Event()
