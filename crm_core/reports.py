@@ -38,9 +38,12 @@ DAY = "report_contacts_day"  # per UTC day: queue, team, channel, tier
 DAY_AGENT = "report_contacts_agent_day"  # per UTC day: agent (with team and queue, for the scope)
 DAY_DISPOSITION = "report_contacts_disposition_day"  # per UTC day: disposition (with team, queue)
 TABLES = {"report_contacts": (SLOT_S, KEYS), HOUR: (3600, KEYS[:-1]),
-          DAY: (86400, ("slot", "queue", "team", "channel", "tier")),
+          DAY: (86400, ("shift", "slot", "queue", "team", "channel", "tier")),
           DAY_AGENT: (86400, ("slot", "agent_id", "team", "queue")),
           DAY_DISPOSITION: (86400, ("slot", "disposition", "team", "queue"))}
+# report_contacts_day is kept four times, its days starting at 00:00, 06:00, 12:00 and 18:00 UTC
+# (`shift`, in hours): a report reads the one whose day starts nearest its local midnight
+SHIFTS = (0, 6, 12, 18)
 DAY_TABLE_FOR = {None: DAY, "queue": DAY, "team": DAY, "channel": DAY, "tier": DAY, "agent": DAY_AGENT,
                  "disposition": DAY_DISPOSITION}
 
@@ -169,9 +172,10 @@ def rollup_interaction_sync(s: Session, interaction_id: int, sign: int = 1) -> N
             if row is None:  # not ended
                 return
             for table, (size, keys) in TABLES.items():
-                values = {**{k: row[k] for k in keys}, **{m: row[m] for m in MEASURES}}
-                values["slot"] = row["slot"] * SLOT_S // size
-                s.execute(text(_upsert_sql(table, keys)), values)
+                values = {**{k: row[k] for k in keys if k != "shift"}, **{m: row[m] for m in MEASURES}}
+                for shift in (SHIFTS if "shift" in keys else (0,)):
+                    values.update(slot=(row["slot"] * SLOT_S - shift * 3600) // size, shift=shift)
+                    s.execute(text(_upsert_sql(table, keys)), values)
     except SQLAlchemyError:
         log.exception("report rollup of interaction %s failed (`callcenter reports rebuild` recomputes it)",
                       interaction_id)
@@ -188,11 +192,15 @@ async def rebuild(db: Any) -> dict[str, int]:
         for table, (size, keys) in TABLES.items():  # the coarser rollups: sums of the 15-minute one
             if table == "report_contacts":
                 continue
-            dims = ", ".join(keys[1:])
-            await conn.execute(text(
-                f"INSERT INTO {table} ({', '.join([*keys, *MEASURES])}) SELECT slot / {size // SLOT_S}, {dims}, "
-                f"{', '.join(f'SUM({m})' for m in MEASURES)} FROM report_contacts WHERE slot >= 0 "
-                f"GROUP BY slot / {size // SLOT_S}, {dims}"))
+            dims = ", ".join(k for k in keys if k not in ("shift", "slot"))
+            for shift in (SHIFTS if "shift" in keys else (0,)):
+                coarse = f"(CAST(slot AS BIGINT) * {SLOT_S} - {shift * 3600}) / {size}"
+                head = ("shift, " if "shift" in keys else "") + "slot"
+                await conn.execute(text(
+                    f"INSERT INTO {table} ({head}, {dims}, {', '.join(MEASURES)}) SELECT "
+                    f"{str(shift) + ', ' if 'shift' in keys else ''}{coarse}, {dims}, "
+                    f"{', '.join(f'SUM({m})' for m in MEASURES)} FROM report_contacts WHERE slot >= 0 "
+                    f"GROUP BY {coarse}, {dims}"))
         await conn.execute(text("DELETE FROM report_agent_time_day"))  # agent time: days from the slots
         await conn.execute(text(
             f"INSERT INTO report_agent_time_day (slot, agent_id, team, state, reason, seconds) "
@@ -339,6 +347,7 @@ class _Plan:
     transitions: list[tuple[int, int]]
     interval: str
     totals: bool
+    shift: int = 0  # seconds after UTC midnight at which the per-day table's days start
 
     def bucket(self, epoch_sql: str) -> str:
         if self.totals:
@@ -374,37 +383,39 @@ def _merge(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
     return out
 
 
-def _plan(rng: Range, size: int, use_days: bool, totals: bool) -> _Plan:
+def _plan(rng: Range, size: int, use_days: bool, totals: bool, shifts: Sequence[int] = (0,)) -> _Plan:
     a_dt, b_dt = rng.utc_bounds()
     a, b = int(a_dt.timestamp()), int(b_dt.timestamp())
-    plan = _Plan([], {0: [], 86399: []}, {0: [], 86399: []},
-                 [(slot * size, off) for slot, off in rng.offsets(size)], rng.interval, totals)
+    transitions = [(slot * size, off) for slot, off in rng.offsets(size)]
+    midnight = (-transitions[0][1]) % 86400  # local midnight, in seconds after UTC midnight
+    sh = min((h * 3600 for h in shifts), key=lambda x: min(abs(x - midnight), 86400 - abs(x - midnight)))
+    plan = _Plan([], {0: [], 86399: []}, {0: [], 86399: []}, transitions, rng.interval, totals, sh)
     fine: list[tuple[int, int]] = []
     if not use_days or not (totals or rng.interval in ("day", "week")):
         fine = [(a // size, -(-b // size))]
     else:
-        d0, d1 = -(-a // 86400), b // 86400
+        d0, d1 = -(-(a - sh) // 86400), (b - sh) // 86400  # whole (shifted) days inside the range
         if d0 >= d1:
             fine = [(a // size, -(-b // size))]
         else:
-            if a < d0 * 86400:
-                fine.append((a // size, d0 * 86400 // size))
+            if a < d0 * 86400 + sh:
+                fine.append((a // size, (d0 * 86400 + sh) // size))
             per_day = 86400 // size
             for d in range(d0, d1):
-                first, last = d * 86400, d * 86400 + 86399
+                first, last = d * 86400 + sh, d * 86400 + sh + 86399
                 bs, be = plan.py_bucket(first), plan.py_bucket(last)
                 if bs == be:
                     plan.days[0].append((d, d + 1))
                     continue
-                slots = [(d * per_day + k, plan.py_bucket((d * per_day + k) * size)) for k in range(per_day)]
+                slots = [(first // size + k, plan.py_bucket(first + k * size)) for k in range(per_day)]
                 at_end = sum(1 for _sl, bk in slots if bk == be)
                 anchor, home = (86399, be) if at_end * 2 >= per_day else (0, bs)
                 plan.days[anchor].append((d, d + 1))
                 moved = [(sl, sl + 1) for sl, bk in slots if bk != home]
                 plan.moved[anchor].extend(moved)
                 fine.extend(moved)
-            if b > d1 * 86400:
-                fine.append((d1 * 86400 // size, -(-b // size)))
+            if b > d1 * 86400 + sh:
+                fine.append(((d1 * 86400 + sh) // size, -(-b // size)))
     plan.fine.extend(_merge(sorted(fine)))
     for k in (0, 86399):
         plan.days[k] = _merge(plan.days[k])
@@ -426,12 +437,14 @@ async def _grouped(db: Any, plan: _Plan, fine: str, size: int, day: str | None, 
         parts.append(f"SELECT {plan.bucket(f'CAST(slot AS BIGINT) * {size}')} AS b, {dim} AS d, {pos} "
                      f"FROM {fine} WHERE ({_ranges_sql(plan.fine)}){where} GROUP BY 1, 2")
     if day is not None:
+        sh = plan.shift
+        shift_sql = f"shift = {sh // 3600} AND " if sh or day == DAY else ""
         for anchor in (0, 86399):
             if plan.days[anchor]:
-                parts.append(f"SELECT {plan.bucket(f'CAST(slot AS BIGINT) * 86400 + {anchor}')} AS b, {dim} AS d, "
-                             f"{pos} FROM {day} WHERE ({_ranges_sql(plan.days[anchor])}){where} GROUP BY 1, 2")
+                parts.append(f"SELECT {plan.bucket(f'CAST(slot AS BIGINT) * 86400 + {sh + anchor}')} AS b, {dim} AS d, "
+                             f"{pos} FROM {day} WHERE {shift_sql}({_ranges_sql(plan.days[anchor])}){where} GROUP BY 1, 2")
             if plan.moved[anchor]:
-                day_start = f"(CAST(slot AS BIGINT) * {size} / 86400) * 86400 + {anchor}"
+                day_start = f"((CAST(slot AS BIGINT) * {size} - {sh}) / 86400) * 86400 + {sh + anchor}"
                 parts.append(f"SELECT {plan.bucket(day_start)} AS b, {dim} AS d, {neg} FROM {fine} "
                              f"WHERE ({_ranges_sql(plan.moved[anchor])}){where} GROUP BY 1, 2")
     if not parts:
@@ -520,7 +533,7 @@ async def contact_report(db: Any, rng: Range, by: str | None = None, scope: Scop
     if (rng.interval != "15m" or totals) and by != "disposition":
         if all(o % 3600 == 0 for _s, o in rng.offsets(3600)):  # local hours are UTC hours
             fine, size = HOUR, 3600
-    plan = _plan(rng, size, True, totals)
+    plan = _plan(rng, size, True, totals, SHIFTS if DAY_TABLE_FOR[by] == DAY else (0,))
     params: dict[str, Any] = {}
     dim = _DIM_SQL[by] if by else "''"
     rows = await _grouped(db, plan, fine, size, DAY_TABLE_FOR[by], dim, MEASURES, _scope_sql(scope, params), params)

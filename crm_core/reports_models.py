@@ -75,11 +75,12 @@ class ReportContactHour(Base):
 
 
 class ReportContactDay(Base):
-    """The same counters per UTC day (slot: floor(epoch / 86400)) without agent or disposition:
-    what long ranges read for their whole UTC days (per day or week in UTC, per week elsewhere, totals)."""
+    """The same counters per day (slot: floor((epoch - shift h) / 86400)) without agent or
+    disposition, kept for days starting at 0, 6, 12 and 18 h UTC: what long ranges read."""
 
     __tablename__ = "report_contacts_day"
 
+    shift: Mapped[int] = mapped_column(Integer, primary_key=True)  # the day starts at this UTC hour
     slot: Mapped[int] = mapped_column(Integer, primary_key=True)
     queue: Mapped[str] = mapped_column(String(64), primary_key=True)
     team: Mapped[str] = mapped_column(String(64), primary_key=True)

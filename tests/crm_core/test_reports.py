@@ -157,6 +157,12 @@ async def test_long_ranges_read_whole_utc_days_and_edges(store, scripted):
     assert _rows(tot, "contacts", "offered", "answered", "aht_s") == [(5, 4, 3, 470.0)]  # (960+330+120)/3
     wk = await R.contact_report(store.db, R.Range(date(2026, 11, 9), date(2026, 11, 15), "America/New_York", "week"))
     assert _rows(wk, "interval", "contacts", "offered", "answered") == [("2026-11-09", 5, 4, 3)]
+    # with the day tables shifted by 0/6/12/18 h: New York (midnight at 05:00 UTC) reads days that
+    # start at 06:00 UTC; from each, only the hour 05:00-06:00 belongs to the next local day
+    shifted = R._plan(rng, 3600, True, False, R.SHIFTS)
+    d10 = int(T(11, 10, 6, 0).timestamp() - 6 * 3600) // 86400
+    assert shifted.shift == 6 * 3600 and shifted.days == {0: [(d10, d10 + 1)], 86399: []}
+    assert shifted.moved == {0: [(h(T(11, 11, 5, 0)), h(T(11, 11, 6, 0)))], 86399: []}
     utc = R._plan(R.Range(date(2026, 11, 1), date(2026, 11, 30), "UTC", "day"), 3600, True, False)
     assert utc.fine == [] and len(utc.days[0]) == 1 and utc.moved == {0: [], 86399: []}  # whole UTC days only
 

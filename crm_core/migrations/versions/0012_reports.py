@@ -53,10 +53,11 @@ def upgrade() -> None:
     )
     op.create_table(
         "report_contacts_day",
-        _int("slot"), sa.Column("queue", S(64), nullable=False), sa.Column("team", S(64), nullable=False),
+        _int("shift"), _int("slot"), sa.Column("queue", S(64), nullable=False), sa.Column("team", S(64), nullable=False),
         sa.Column("channel", S(8), nullable=False), sa.Column("tier", S(16), nullable=False),
         *_measures(),
-        sa.PrimaryKeyConstraint("slot", "queue", "team", "channel", "tier", name=op.f("pk_report_contacts_day")),
+        sa.PrimaryKeyConstraint("shift", "slot", "queue", "team", "channel", "tier",
+                                name=op.f("pk_report_contacts_day")),
     )
     op.create_table(
         "report_contacts_agent_day",
