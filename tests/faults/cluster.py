@@ -175,6 +175,9 @@ class Worker:
     def saw(self, text: str) -> bool:
         return any(text in line for line in self.lines)
 
+    def count(self, text: str) -> int:
+        return sum(text in line for line in self.lines)
+
     def kill9(self) -> None:
         self.proc.send_signal(signal.SIGKILL)
         self.proc.wait(10)
