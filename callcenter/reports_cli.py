@@ -5,6 +5,7 @@
 - ``reports send-daily``: email yesterday's summary to the subscribed supervisors now (the server
   does it by itself after midnight in each subscriber's time zone).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -18,7 +19,8 @@ __all__ = ["register"]
 
 def register(subparsers: Any) -> None:
     rep = subparsers.add_parser("reports", help="reports: rollup backfill, daily summary").add_subparsers(
-        metavar="ACTION")
+        metavar="ACTION"
+    )
     rb = rep.add_parser("rebuild", help="recompute the report rollups from the stored interactions")
     rb.set_defaults(func=cmd_rebuild)
     sd = rep.add_parser("send-daily", help="email the daily summary to subscribed supervisors now")

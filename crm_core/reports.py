@@ -5,6 +5,7 @@ Everything is SQL aggregation: an interaction that ends adds its counters to one
 backfill runs that statement over every ended interaction at once, and a report is one
 `GROUP BY` over the rollup rows of its range. Definitions: docs/reports.md.
 """
+
 from __future__ import annotations
 
 import bisect
@@ -17,9 +18,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
 
 import crm_core.reports_models  # noqa: F401  (its tables belong to the schema)
-from sqlalchemy.orm import Session
 
 SLOT_S = 900  # a rollup slot: 15 minutes
 SL_THRESHOLD_S = 20  # answered within this many seconds of queueing: within service level
@@ -29,23 +30,48 @@ INTERVALS = {"15m": 900, "hour": 3600, "day": 86400, "week": 7 * 86400}
 DIMENSIONS = ("queue", "agent", "team", "channel", "tier", "disposition")
 TERMINAL = ("wrapup_done", "abandoned", "failed")
 TIER_RANK = {"regular": 1, "key": 2, "vip": 3}
-MEASURES = ("contacts", "offered", "answered", "answered_in_sl", "abandoned", "short_abandoned",
-            "wait_answered_s", "handled", "talk_s", "wrap_s", "transferred", "repeats", "fcr",
-            "csat_sum", "csat_n", "csat_good")
+MEASURES = (
+    "contacts",
+    "offered",
+    "answered",
+    "answered_in_sl",
+    "abandoned",
+    "short_abandoned",
+    "wait_answered_s",
+    "handled",
+    "talk_s",
+    "wrap_s",
+    "transferred",
+    "repeats",
+    "fcr",
+    "csat_sum",
+    "csat_n",
+    "csat_good",
+)
 KEYS = ("slot", "queue", "agent_id", "team", "channel", "tier", "disposition")
 HOUR = "report_contacts_hour"  # per hour, no disposition; read when the offsets are whole hours
 DAY = "report_contacts_day"  # per UTC day: queue, team, channel, tier
 DAY_AGENT = "report_contacts_agent_day"  # per UTC day: agent (with team and queue, for the scope)
 DAY_DISPOSITION = "report_contacts_disposition_day"  # per UTC day: disposition (with team, queue)
-TABLES = {"report_contacts": (SLOT_S, KEYS), HOUR: (3600, KEYS[:-1]),
-          DAY: (86400, ("shift", "slot", "queue", "team", "channel", "tier")),
-          DAY_AGENT: (86400, ("slot", "agent_id", "team", "queue")),
-          DAY_DISPOSITION: (86400, ("slot", "disposition", "team", "queue"))}
+TABLES = {
+    "report_contacts": (SLOT_S, KEYS),
+    HOUR: (3600, KEYS[:-1]),
+    DAY: (86400, ("shift", "slot", "queue", "team", "channel", "tier")),
+    DAY_AGENT: (86400, ("slot", "agent_id", "team", "queue")),
+    DAY_DISPOSITION: (86400, ("slot", "disposition", "team", "queue")),
+}
 # report_contacts_day is kept four times, its days starting at 00:00, 06:00, 12:00 and 18:00 UTC
 # (`shift`, in hours): a report reads the one whose day starts nearest its local midnight
 SHIFTS = (0, 6, 12, 18)
-DAY_TABLE_FOR = {None: DAY, "queue": DAY, "team": DAY, "channel": DAY, "tier": DAY, "agent": DAY_AGENT,
-                 "disposition": DAY_DISPOSITION}
+DAY_TABLE_FOR = {
+    None: DAY,
+    "queue": DAY,
+    "team": DAY,
+    "channel": DAY,
+    "tier": DAY,
+    "agent": DAY_AGENT,
+    "disposition": DAY_DISPOSITION,
+}
 
 
 log = logging.getLogger(__name__)
@@ -90,11 +116,14 @@ def rollup_sql(dialect: str, where: str, sign: int = 1, table: str = "report_con
     queued = "(i.queued_at IS NOT NULL AND i.direction = 'inbound')"  # callbacks are outbound
     answered = "i.answered_at IS NOT NULL"
     abandoned = f"(i.state = 'abandoned' AND {queued})"
-    transferred = ("EXISTS (SELECT 1 FROM interaction_events e WHERE e.interaction_id = i.id"
-                   " AND e.kind = 'transfer')")
-    repeat = (f"EXISTS (SELECT 1 FROM interactions p WHERE p.customer_id = i.customer_id"
-              f" AND p.created_at < i.created_at"
-              f" AND p.created_at >= {_days_before(dialect, 'i.created_at', REPEAT_WINDOW_DAYS)})")
+    transferred = (
+        "EXISTS (SELECT 1 FROM interaction_events e WHERE e.interaction_id = i.id AND e.kind = 'transfer')"
+    )
+    repeat = (
+        f"EXISTS (SELECT 1 FROM interactions p WHERE p.customer_id = i.customer_id"
+        f" AND p.created_at < i.created_at"
+        f" AND p.created_at >= {_days_before(dialect, 'i.created_at', REPEAT_WINDOW_DAYS)})"
+    )
     one = f"{sign}"
     measures = {
         "contacts": one,
@@ -106,13 +135,13 @@ def rollup_sql(dialect: str, where: str, sign: int = 1, table: str = "report_con
         "wait_answered_s": f"CASE WHEN {answered} AND {queued} THEN {one} * {wait} ELSE 0 END",
         "handled": f"CASE WHEN {answered} AND i.ended_at IS NOT NULL THEN {one} ELSE 0 END",
         "talk_s": f"CASE WHEN {answered} AND i.ended_at IS NOT NULL THEN {one} * "
-                  f"{_secs(dialect, 'i.ended_at', 'i.answered_at')} ELSE 0 END",
+        f"{_secs(dialect, 'i.ended_at', 'i.answered_at')} ELSE 0 END",
         "wrap_s": f"CASE WHEN {answered} AND i.wrapup_done_at IS NOT NULL AND i.ended_at IS NOT NULL "
-                  f"THEN {one} * {_secs(dialect, 'i.wrapup_done_at', 'i.ended_at')} ELSE 0 END",
+        f"THEN {one} * {_secs(dialect, 'i.wrapup_done_at', 'i.ended_at')} ELSE 0 END",
         "transferred": f"CASE WHEN {answered} AND {transferred} THEN {one} ELSE 0 END",
         "repeats": f"CASE WHEN i.customer_id IS NOT NULL AND {repeat} THEN {one} ELSE 0 END",
         "fcr": f"CASE WHEN {answered} AND i.disposition_code = 'resolved' AND NOT {transferred} "
-               f"AND NOT (i.customer_id IS NOT NULL AND {repeat}) THEN {one} ELSE 0 END",
+        f"AND NOT (i.customer_id IS NOT NULL AND {repeat}) THEN {one} ELSE 0 END",
         "csat_sum": f"{one} * COALESCE(i.csat_score, 0)",
         "csat_n": f"CASE WHEN i.csat_score IS NOT NULL THEN {one} ELSE 0 END",
         "csat_good": f"CASE WHEN i.csat_score >= 4 THEN {one} ELSE 0 END",
@@ -121,26 +150,32 @@ def rollup_sql(dialect: str, where: str, sign: int = 1, table: str = "report_con
         "slot": _slot(dialect, "i.created_at", size),
         "queue": "COALESCE(i.queue, '')",
         "agent_id": "COALESCE(i.agent_id, 0)",
-        "team": ("COALESCE((SELECT min(t.name) FROM team_members tm JOIN teams t ON t.id = tm.team_id"
-                 " WHERE tm.user_id = i.agent_id), '')"),
+        "team": (
+            "COALESCE((SELECT min(t.name) FROM team_members tm JOIN teams t ON t.id = tm.team_id"
+            " WHERE tm.user_id = i.agent_id), '')"
+        ),
         "channel": "i.channel",
         "tier": "COALESCE(c.tier, '')",
         "disposition": "COALESCE(i.disposition_code, '')",
     }
     if table == "":  # the counters of each matching interaction, at 15-minute grain (no INSERT)
         sel = ", ".join([*(f"{keys[k]} AS {k}" for k in KEYS), *(f"{measures[m]} AS {m}" for m in MEASURES)])
-        sql = (f"SELECT {sel} FROM interactions i LEFT JOIN customers c ON c.id = i.customer_id "
-               f"WHERE i.state IN ('wrapup_done', 'abandoned', 'failed') AND ({where})")
+        sql = (
+            f"SELECT {sel} FROM interactions i LEFT JOIN customers c ON c.id = i.customer_id "
+            f"WHERE i.state IN ('wrapup_done', 'abandoned', 'failed') AND ({where})"
+        )
         _ROLLUP_CACHE[key] = sql
         return sql
     cols = ", ".join([*table_keys, *MEASURES])
     sel = ", ".join([*(f"{keys[k]} AS {k}" for k in table_keys), *(f"SUM({measures[m]})" for m in MEASURES)])
     upd = ", ".join(f"{m} = {table}.{m} + excluded.{m}" for m in MEASURES)
-    sql = (f"INSERT INTO {table} ({cols}) SELECT {sel} FROM interactions i "
-           f"LEFT JOIN customers c ON c.id = i.customer_id "
-           f"WHERE i.state IN ('wrapup_done', 'abandoned', 'failed') AND ({where}) "
-           f"GROUP BY {', '.join(str(n + 1) for n in range(len(table_keys)))} "
-           f"ON CONFLICT ({', '.join(table_keys)}) DO UPDATE SET {upd}")
+    sql = (
+        f"INSERT INTO {table} ({cols}) SELECT {sel} FROM interactions i "
+        f"LEFT JOIN customers c ON c.id = i.customer_id "
+        f"WHERE i.state IN ('wrapup_done', 'abandoned', 'failed') AND ({where}) "
+        f"GROUP BY {', '.join(str(n + 1) for n in range(len(table_keys)))} "
+        f"ON CONFLICT ({', '.join(table_keys)}) DO UPDATE SET {upd}"
+    )
     _ROLLUP_CACHE[key] = sql
     return sql
 
@@ -152,8 +187,10 @@ def _upsert_sql(table: str, keys: Sequence[str]) -> str:
     if table not in _UPSERTS:
         cols = [*keys, *MEASURES]
         upd = ", ".join(f"{m} = {table}.{m} + excluded.{m}" for m in MEASURES)
-        _UPSERTS[table] = (f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join(':' + c for c in cols)}) "
-                           f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {upd}")
+        _UPSERTS[table] = (
+            f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join(':' + c for c in cols)}) "
+            f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {upd}"
+        )
     return _UPSERTS[table]
 
 
@@ -167,18 +204,25 @@ def rollup_interaction_sync(s: Session, interaction_id: int, sign: int = 1) -> N
     dialect = s.get_bind().dialect.name
     try:
         with s.begin_nested():  # a savepoint: a failed rollup never stops the interaction's own write
-            row = s.execute(text(rollup_sql(dialect, "i.id = :iid", sign, "")),
-                            {**_params(), "iid": interaction_id}).mappings().first()
+            row = (
+                s.execute(
+                    text(rollup_sql(dialect, "i.id = :iid", sign, "")), {**_params(), "iid": interaction_id}
+                )
+                .mappings()
+                .first()
+            )
             if row is None:  # not ended
                 return
             for table, (size, keys) in TABLES.items():
                 values = {**{k: row[k] for k in keys if k != "shift"}, **{m: row[m] for m in MEASURES}}
-                for shift in (SHIFTS if "shift" in keys else (0,)):
+                for shift in SHIFTS if "shift" in keys else (0,):
                     values.update(slot=(row["slot"] * SLOT_S - shift * 3600) // size, shift=shift)
                     s.execute(text(_upsert_sql(table, keys)), values)
     except SQLAlchemyError:
-        log.exception("report rollup of interaction %s failed (`callcenter reports rebuild` recomputes it)",
-                      interaction_id)
+        log.exception(
+            "report rollup of interaction %s failed (`callcenter reports rebuild` recomputes it)",
+            interaction_id,
+        )
 
 
 async def rebuild(db: Any) -> dict[str, int]:
@@ -193,20 +237,29 @@ async def rebuild(db: Any) -> dict[str, int]:
             if table == "report_contacts":
                 continue
             dims = ", ".join(k for k in keys if k not in ("shift", "slot"))
-            for shift in (SHIFTS if "shift" in keys else (0,)):
+            for shift in SHIFTS if "shift" in keys else (0,):
                 coarse = f"(CAST(slot AS BIGINT) * {SLOT_S} - {shift * 3600}) / {size}"
                 head = ("shift, " if "shift" in keys else "") + "slot"
-                await conn.execute(text(
-                    f"INSERT INTO {table} ({head}, {dims}, {', '.join(MEASURES)}) SELECT "
-                    f"{str(shift) + ', ' if 'shift' in keys else ''}{coarse}, {dims}, "
-                    f"{', '.join(f'SUM({m})' for m in MEASURES)} FROM report_contacts WHERE slot >= 0 "
-                    f"GROUP BY {coarse}, {dims}"))
+                await conn.execute(
+                    text(
+                        f"INSERT INTO {table} ({head}, {dims}, {', '.join(MEASURES)}) SELECT "
+                        f"{str(shift) + ', ' if 'shift' in keys else ''}{coarse}, {dims}, "
+                        f"{', '.join(f'SUM({m})' for m in MEASURES)} FROM report_contacts WHERE slot >= 0 "
+                        f"GROUP BY {coarse}, {dims}"
+                    )
+                )
         await conn.execute(text("DELETE FROM report_agent_time_day"))  # agent time: days from the slots
-        await conn.execute(text(
-            f"INSERT INTO report_agent_time_day (slot, agent_id, team, state, reason, seconds) "
-            f"SELECT slot / {86400 // SLOT_S}, agent_id, team, state, reason, SUM(seconds) FROM report_agent_time "
-            f"WHERE slot >= 0 GROUP BY slot / {86400 // SLOT_S}, agent_id, team, state, reason"))
-        rows = (await conn.execute(text("SELECT count(*), COALESCE(sum(contacts), 0) FROM report_contacts"))).one()
+        await conn.execute(
+            text(
+                f"INSERT INTO report_agent_time_day (slot, agent_id, team, state, reason, seconds) "
+                f"SELECT slot / {86400 // SLOT_S}, agent_id, team, state, reason, SUM(seconds) "
+                "FROM report_agent_time "
+                f"WHERE slot >= 0 GROUP BY slot / {86400 // SLOT_S}, agent_id, team, state, reason"
+            )
+        )
+        rows = (
+            await conn.execute(text("SELECT count(*), COALESCE(sum(contacts), 0) FROM report_contacts"))
+        ).one()
     moved = await snapshot_customers(db, datetime.now(UTC))
     return {"rollup_rows": int(rows[0]), "interactions": int(rows[1]), "customer_moves": moved}
 
@@ -225,23 +278,37 @@ def split_slots(start: datetime, end: datetime, size: int = SLOT_S) -> list[tupl
     return out
 
 
-_AGENT_TIME_SQL = ("INSERT INTO report_agent_time (slot, agent_id, team, state, reason, seconds) "
-                   "VALUES (:slot, :agent_id, :team, :state, :reason, :seconds) "
-                   "ON CONFLICT (slot, agent_id, team, state, reason) DO UPDATE SET "
-                   "seconds = report_agent_time.seconds + excluded.seconds")
+_AGENT_TIME_SQL = (
+    "INSERT INTO report_agent_time (slot, agent_id, team, state, reason, seconds) "
+    "VALUES (:slot, :agent_id, :team, :state, :reason, :seconds) "
+    "ON CONFLICT (slot, agent_id, team, state, reason) DO UPDATE SET "
+    "seconds = report_agent_time.seconds + excluded.seconds"
+)
 
 
-async def add_agent_time(db: Any, agent_id: int, team: str | None, state: str, reason: str | None,
-                         start: datetime, end: datetime) -> None:
+async def add_agent_time(
+    db: Any, agent_id: int, team: str | None, state: str, reason: str | None, start: datetime, end: datetime
+) -> None:
     """Record that an agent was in `state` (with `reason` when not ready) from start to end:
     per 15-minute slot, and per UTC day."""
     if end <= start:
         return
     async with db.engine.begin() as conn:
         for table, size in (("report_agent_time", SLOT_S), ("report_agent_time_day", 86400)):
-            await conn.execute(text(_AGENT_TIME_SQL.replace("report_agent_time", table)), [
-                {"slot": slot, "agent_id": agent_id, "team": team or "", "state": state,
-                 "reason": reason or "", "seconds": secs} for slot, secs in split_slots(start, end, size)])
+            await conn.execute(
+                text(_AGENT_TIME_SQL.replace("report_agent_time", table)),
+                [
+                    {
+                        "slot": slot,
+                        "agent_id": agent_id,
+                        "team": team or "",
+                        "state": state,
+                        "reason": reason or "",
+                        "seconds": secs,
+                    }
+                    for slot, secs in split_slots(start, end, size)
+                ],
+            )
 
 
 # ============================================================================ customer snapshots
@@ -251,26 +318,46 @@ async def snapshot_customers(db: Any, now: datetime, *, once: bool = False) -> i
     `once`: not if today's snapshot was taken already (e.g. by another process)."""
     day = int(now.timestamp() // 86400)
     async with db.engine.begin() as conn:
-        if once and (await conn.execute(text("SELECT 1 FROM report_customer_counts WHERE day = :day"),
-                                        {"day": day})).first():
+        if (
+            once
+            and (
+                await conn.execute(
+                    text("SELECT 1 FROM report_customer_counts WHERE day = :day"), {"day": day}
+                )
+            ).first()
+        ):
             return 0
-        changed = ("FROM customers c JOIN report_customer_state s ON s.customer_id = c.id "
-                   "WHERE c.tier <> s.tier OR c.loyalty <> s.loyalty OR c.type <> s.type")
-        res = await conn.execute(text(
-            "INSERT INTO report_customer_moves (day, customer_id, from_tier, to_tier, from_loyalty, "
-            "to_loyalty, from_type, to_type) SELECT :day, c.id, s.tier, c.tier, s.loyalty, c.loyalty, "
-            f"s.type, c.type {changed}"), {"day": day})
+        changed = (
+            "FROM customers c JOIN report_customer_state s ON s.customer_id = c.id "
+            "WHERE c.tier <> s.tier OR c.loyalty <> s.loyalty OR c.type <> s.type"
+        )
+        res = await conn.execute(
+            text(
+                "INSERT INTO report_customer_moves (day, customer_id, from_tier, to_tier, from_loyalty, "
+                "to_loyalty, from_type, to_type) SELECT :day, c.id, s.tier, c.tier, s.loyalty, c.loyalty, "
+                f"s.type, c.type {changed}"
+            ),
+            {"day": day},
+        )
         moved = res.rowcount or 0
-        await conn.execute(text(f"DELETE FROM report_customer_state WHERE customer_id IN (SELECT c.id {changed})"))
-        await conn.execute(text(
-            "INSERT INTO report_customer_state (customer_id, tier, loyalty, type) "
-            "SELECT c.id, c.tier, c.loyalty, c.type FROM customers c WHERE NOT EXISTS "
-            "(SELECT 1 FROM report_customer_state s WHERE s.customer_id = c.id)"))
+        await conn.execute(
+            text(f"DELETE FROM report_customer_state WHERE customer_id IN (SELECT c.id {changed})")
+        )
+        await conn.execute(
+            text(
+                "INSERT INTO report_customer_state (customer_id, tier, loyalty, type) "
+                "SELECT c.id, c.tier, c.loyalty, c.type FROM customers c WHERE NOT EXISTS "
+                "(SELECT 1 FROM report_customer_state s WHERE s.customer_id = c.id)"
+            )
+        )
         await conn.execute(text("DELETE FROM report_customer_counts WHERE day = :day"), {"day": day})
-        await conn.execute(text(
-            "INSERT INTO report_customer_counts (day, tier, loyalty, type, customers) "
-            "SELECT :day, tier, loyalty, type, count(*) FROM customers GROUP BY tier, loyalty, type"),
-            {"day": day})
+        await conn.execute(
+            text(
+                "INSERT INTO report_customer_counts (day, tier, loyalty, type, customers) "
+                "SELECT :day, tier, loyalty, type, count(*) FROM customers GROUP BY tier, loyalty, type"
+            ),
+            {"day": day},
+        )
     return moved
 
 
@@ -427,32 +514,50 @@ def _ranges_sql(ranges: list[tuple[int, int]]) -> str:
     return " OR ".join(f"(slot >= {x} AND slot < {y})" for x, y in ranges)
 
 
-async def _grouped(db: Any, plan: _Plan, fine: str, size: int, day: str | None, dim: str, cols: Sequence[str],
-                   where: str, params: dict[str, Any]) -> list[Any]:
+async def _grouped(
+    db: Any,
+    plan: _Plan,
+    fine: str,
+    size: int,
+    day: str | None,
+    dim: str,
+    cols: Sequence[str],
+    where: str,
+    params: dict[str, Any],
+) -> list[Any]:
     """SUM(cols) per (interval, dim) over the plan's rows, in one SQL statement."""
     parts = []
     pos = ", ".join(f"SUM({c}) AS {c}" for c in cols)
     neg = ", ".join(f"-SUM({c}) AS {c}" for c in cols)
     if plan.fine:
-        parts.append(f"SELECT {plan.bucket(f'CAST(slot AS BIGINT) * {size}')} AS b, {dim} AS d, {pos} "
-                     f"FROM {fine} WHERE ({_ranges_sql(plan.fine)}){where} GROUP BY 1, 2")
+        parts.append(
+            f"SELECT {plan.bucket(f'CAST(slot AS BIGINT) * {size}')} AS b, {dim} AS d, {pos} "
+            f"FROM {fine} WHERE ({_ranges_sql(plan.fine)}){where} GROUP BY 1, 2"
+        )
     if day is not None:
         sh = plan.shift
         shift_sql = f"shift = {sh // 3600} AND " if sh or day == DAY else ""
         for anchor in (0, 86399):
             if plan.days[anchor]:
-                parts.append(f"SELECT {plan.bucket(f'CAST(slot AS BIGINT) * 86400 + {sh + anchor}')} AS b, {dim} AS d, "
-                             f"{pos} FROM {day} WHERE {shift_sql}({_ranges_sql(plan.days[anchor])}){where} GROUP BY 1, 2")
+                parts.append(
+                    f"SELECT {plan.bucket(f'CAST(slot AS BIGINT) * 86400 + {sh + anchor}')} AS b, "
+                    f"{dim} AS d, {pos} FROM {day} "
+                    f"WHERE {shift_sql}({_ranges_sql(plan.days[anchor])}){where} GROUP BY 1, 2"
+                )
             if plan.moved[anchor]:
                 day_start = f"((CAST(slot AS BIGINT) * {size} - {sh}) / 86400) * 86400 + {sh + anchor}"
-                parts.append(f"SELECT {plan.bucket(day_start)} AS b, {dim} AS d, {neg} FROM {fine} "
-                             f"WHERE ({_ranges_sql(plan.moved[anchor])}){where} GROUP BY 1, 2")
+                parts.append(
+                    f"SELECT {plan.bucket(day_start)} AS b, {dim} AS d, {neg} FROM {fine} "
+                    f"WHERE ({_ranges_sql(plan.moved[anchor])}){where} GROUP BY 1, 2"
+                )
     if not parts:
         return []
     # a group left with nothing (a disposition that moved, a moved hour taken out) is no row
     outer = ", ".join(f"SUM({c}) AS {c}" for c in cols)
-    sql = (f"SELECT b, d, {outer} FROM ({' UNION ALL '.join(parts)}) x GROUP BY b, d "
-           f"HAVING {' OR '.join(f'abs(SUM({c})) > 0.0001' for c in cols)} ORDER BY b, d")
+    sql = (
+        f"SELECT b, d, {outer} FROM ({' UNION ALL '.join(parts)}) x GROUP BY b, d "
+        f"HAVING {' OR '.join(f'abs(SUM({c})) > 0.0001' for c in cols)} ORDER BY b, d"
+    )
     async with db.engine.connect() as conn:
         return list((await conn.execute(text(sql), params)).mappings().all())
 
@@ -516,15 +621,38 @@ def derive(row: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-CONTACT_COLUMNS = ("interval", "key", "contacts", "offered", "answered", "abandoned", "short_abandoned",
-                   "service_level", "asa_s", "aht_s", "abandon_rate", "transferred", "transfer_rate",
-                   "fcr_rate", "csat_avg", "csat_pct", "csat_responses")
-_DIM_SQL = {"queue": "queue", "agent": "agent_id", "team": "team", "channel": "channel", "tier": "tier",
-            "disposition": "disposition"}
+CONTACT_COLUMNS = (
+    "interval",
+    "key",
+    "contacts",
+    "offered",
+    "answered",
+    "abandoned",
+    "short_abandoned",
+    "service_level",
+    "asa_s",
+    "aht_s",
+    "abandon_rate",
+    "transferred",
+    "transfer_rate",
+    "fcr_rate",
+    "csat_avg",
+    "csat_pct",
+    "csat_responses",
+)
+_DIM_SQL = {
+    "queue": "queue",
+    "agent": "agent_id",
+    "team": "team",
+    "channel": "channel",
+    "tier": "tier",
+    "disposition": "disposition",
+}
 
 
-async def contact_report(db: Any, rng: Range, by: str | None = None, scope: Scope | None = None,
-                         *, totals: bool = False) -> dict[str, Any]:
+async def contact_report(
+    db: Any, rng: Range, by: str | None = None, scope: Scope | None = None, *, totals: bool = False
+) -> dict[str, Any]:
     """Contact figures per interval (or for the whole range with totals=True) and per `by`."""
     rng.check()
     if by is not None and by not in _DIM_SQL:
@@ -536,14 +664,23 @@ async def contact_report(db: Any, rng: Range, by: str | None = None, scope: Scop
     plan = _plan(rng, size, True, totals, SHIFTS if DAY_TABLE_FOR[by] == DAY else (0,))
     params: dict[str, Any] = {}
     dim = _DIM_SQL[by] if by else "''"
-    rows = await _grouped(db, plan, fine, size, DAY_TABLE_FOR[by], dim, MEASURES, _scope_sql(scope, params), params)
+    rows = await _grouped(
+        db, plan, fine, size, DAY_TABLE_FOR[by], dim, MEASURES, _scope_sql(scope, params), params
+    )
     out = []
     for r in rows:
         label = "total" if totals else bucket_start(rng.interval, int(r["b"]))
         out.append({"interval": label, "key": _key(by, r["d"]), **derive(r)})
-    return {"report": "contacts", "interval": "total" if totals else rng.interval, "tz": rng.tz,
-            "from": rng.start.isoformat(), "to": rng.end.isoformat(), "by": by, "columns": list(CONTACT_COLUMNS),
-            "rows": out}
+    return {
+        "report": "contacts",
+        "interval": "total" if totals else rng.interval,
+        "tz": rng.tz,
+        "from": rng.start.isoformat(),
+        "to": rng.end.isoformat(),
+        "by": by,
+        "columns": list(CONTACT_COLUMNS),
+        "rows": out,
+    }
 
 
 def _key(by: str | None, v: Any) -> str:
@@ -565,22 +702,48 @@ async def agent_report(db: Any, rng: Range, by: str = "agent", scope: Scope | No
     params: dict[str, Any] = {}
     dim = "agent_id" if by == "agent" else "team"
     cols = ("ready", "busy", "wrap_up", "not_ready")
-    state_sql = ("(SELECT slot, agent_id, team, " + ", ".join(
-        f"CASE WHEN state = '{st}' THEN seconds ELSE 0 END AS {st}" for st in cols) + " FROM {t})")
+    state_sql = (
+        "(SELECT slot, agent_id, team, "
+        + ", ".join(f"CASE WHEN state = '{st}' THEN seconds ELSE 0 END AS {st}" for st in cols)
+        + " FROM {t})"
+    )
     plan = _plan(rng, SLOT_S, True, False)
-    rows = await _grouped(db, plan, state_sql.format(t="report_agent_time") + " a", SLOT_S,
-                          state_sql.format(t="report_agent_time_day") + " a", dim, cols,
-                          _scope_sql(scope, params, agents=True), params)
+    rows = await _grouped(
+        db,
+        plan,
+        state_sql.format(t="report_agent_time") + " a",
+        SLOT_S,
+        state_sql.format(t="report_agent_time_day") + " a",
+        dim,
+        cols,
+        _scope_sql(scope, params, agents=True),
+        params,
+    )
     out = []
     for raw in rows:
         r = {**raw, **{c: float(raw[c] or 0) for c in cols}}
         work = r["busy"] + r["wrap_up"]
-        out.append({"interval": bucket_start(rng.interval, int(r["b"])), "key": _key(by, r["d"]),
-                    "ready_s": round(r["ready"], 1), "busy_s": round(r["busy"], 1),
-                    "wrap_up_s": round(r["wrap_up"], 1), "not_ready_s": round(r["not_ready"], 1),
-                    "occupancy": _ratio(work, work + r["ready"])})
-    return {"report": "occupancy", "interval": rng.interval, "tz": rng.tz, "by": by,
-            "from": rng.start.isoformat(), "to": rng.end.isoformat(), "columns": list(AGENT_COLUMNS), "rows": out}
+        out.append(
+            {
+                "interval": bucket_start(rng.interval, int(r["b"])),
+                "key": _key(by, r["d"]),
+                "ready_s": round(r["ready"], 1),
+                "busy_s": round(r["busy"], 1),
+                "wrap_up_s": round(r["wrap_up"], 1),
+                "not_ready_s": round(r["not_ready"], 1),
+                "occupancy": _ratio(work, work + r["ready"]),
+            }
+        )
+    return {
+        "report": "occupancy",
+        "interval": rng.interval,
+        "tz": rng.tz,
+        "by": by,
+        "from": rng.start.isoformat(),
+        "to": rng.end.isoformat(),
+        "columns": list(AGENT_COLUMNS),
+        "rows": out,
+    }
 
 
 async def not_ready_report(db: Any, rng: Range, scope: Scope | None = None) -> dict[str, Any]:
@@ -588,25 +751,40 @@ async def not_ready_report(db: Any, rng: Range, scope: Scope | None = None) -> d
     rng.check()
     s0, s1 = rng.slots()
     params: dict[str, Any] = {"s0": s0, "s1": s1}
-    sql = ("SELECT reason, agent_id, SUM(seconds) AS seconds FROM report_agent_time "
-           f"WHERE state = 'not_ready' AND slot >= :s0 AND slot < :s1{_scope_sql(scope, params, agents=True)} "
-           "GROUP BY reason, agent_id ORDER BY reason, agent_id")
+    sql = (
+        "SELECT reason, agent_id, SUM(seconds) AS seconds FROM report_agent_time "
+        f"WHERE state = 'not_ready' AND slot >= :s0 AND slot < :s1{_scope_sql(scope, params, agents=True)} "
+        "GROUP BY reason, agent_id ORDER BY reason, agent_id"
+    )
     async with db.engine.connect() as conn:
         rows = (await conn.execute(text(sql), params)).all()
-    return {"report": "not_ready", "tz": rng.tz, "from": rng.start.isoformat(), "to": rng.end.isoformat(),
-            "columns": ["reason", "agent", "seconds"],
-            "rows": [{"reason": r[0] or "(none)", "agent": str(r[1]), "seconds": round(r[2], 1)} for r in rows]}
+    return {
+        "report": "not_ready",
+        "tz": rng.tz,
+        "from": rng.start.isoformat(),
+        "to": rng.end.isoformat(),
+        "columns": ["reason", "agent", "seconds"],
+        "rows": [{"reason": r[0] or "(none)", "agent": str(r[1]), "seconds": round(r[2], 1)} for r in rows],
+    }
 
 
 # ============================================================================ customer value
 async def customer_distribution(db: Any) -> dict[str, Any]:
     """Customers now, by tier, loyalty stage and type."""
     async with db.engine.connect() as conn:
-        rows = (await conn.execute(text(
-            "SELECT tier, loyalty, type, count(*) FROM customers GROUP BY tier, loyalty, type "
-            "ORDER BY tier, loyalty, type"))).all()
-    return {"report": "customer_distribution", "columns": ["tier", "loyalty", "type", "customers"],
-            "rows": [{"tier": r[0], "loyalty": r[1], "type": r[2], "customers": int(r[3])} for r in rows]}
+        rows = (
+            await conn.execute(
+                text(
+                    "SELECT tier, loyalty, type, count(*) FROM customers GROUP BY tier, loyalty, type "
+                    "ORDER BY tier, loyalty, type"
+                )
+            )
+        ).all()
+    return {
+        "report": "customer_distribution",
+        "columns": ["tier", "loyalty", "type", "customers"],
+        "rows": [{"tier": r[0], "loyalty": r[1], "type": r[2], "customers": int(r[3])} for r in rows],
+    }
 
 
 async def customer_movement(db: Any, rng: Range) -> dict[str, Any]:
@@ -615,24 +793,44 @@ async def customer_movement(db: Any, rng: Range) -> dict[str, Any]:
     rng.check()
     a, b = rng.utc_bounds()
     d0, d1 = int(a.timestamp() // 86400), -(-int(b.timestamp()) // 86400)
-    rank = lambda col: (f"CASE {col} WHEN 'vip' THEN 3 WHEN 'key' THEN 2 ELSE 1 END")  # noqa: E731
-    sql = (f"SELECT day, to_tier, SUM(CASE WHEN {rank('to_tier')} > {rank('from_tier')} THEN 1 ELSE 0 END), "
-           f"SUM(CASE WHEN {rank('to_tier')} < {rank('from_tier')} THEN 1 ELSE 0 END), "
-           "SUM(CASE WHEN to_loyalty = 'lost' AND from_loyalty <> 'lost' THEN 1 ELSE 0 END) "
-           "FROM report_customer_moves WHERE day >= :d0 AND day < :d1 GROUP BY day, to_tier ORDER BY day, to_tier")
+    rank = lambda col: f"CASE {col} WHEN 'vip' THEN 3 WHEN 'key' THEN 2 ELSE 1 END"  # noqa: E731
+    sql = (
+        f"SELECT day, to_tier, SUM(CASE WHEN {rank('to_tier')} > {rank('from_tier')} THEN 1 ELSE 0 END), "
+        f"SUM(CASE WHEN {rank('to_tier')} < {rank('from_tier')} THEN 1 ELSE 0 END), "
+        "SUM(CASE WHEN to_loyalty = 'lost' AND from_loyalty <> 'lost' THEN 1 ELSE 0 END) "
+        "FROM report_customer_moves WHERE day >= :d0 AND day < :d1 "
+        "GROUP BY day, to_tier ORDER BY day, to_tier"
+    )
     async with db.engine.connect() as conn:
         rows = (await conn.execute(text(sql), {"d0": d0, "d1": d1})).all()
-    return {"report": "customer_movement", "columns": ["day", "tier", "moved_up", "moved_down", "lost"],
-            "rows": [{"day": (date(1970, 1, 1) + timedelta(days=int(r[0]))).isoformat(), "tier": r[1],
-                      "moved_up": int(r[2]), "moved_down": int(r[3]), "lost": int(r[4])} for r in rows]}
+    return {
+        "report": "customer_movement",
+        "columns": ["day", "tier", "moved_up", "moved_down", "lost"],
+        "rows": [
+            {
+                "day": (date(1970, 1, 1) + timedelta(days=int(r[0]))).isoformat(),
+                "tier": r[1],
+                "moved_up": int(r[2]),
+                "moved_down": int(r[3]),
+                "lost": int(r[4]),
+            }
+            for r in rows
+        ],
+    }
 
 
 async def tier_service(db: Any, rng: Range, scope: Scope | None = None) -> dict[str, Any]:
     """How each tier is served: wait (ASA), service level and abandonment over the range."""
     rep = await contact_report(db, rng, by="tier", scope=scope, totals=True)
     cols = ["tier", "offered", "answered", "asa_s", "service_level", "abandon_rate", "csat_avg"]
-    return {"report": "tier_service", "tz": rng.tz, "from": rng.start.isoformat(), "to": rng.end.isoformat(),
-            "columns": cols, "rows": [{"tier": r["key"], **{c: r[c] for c in cols[1:]}} for r in rep["rows"]]}
+    return {
+        "report": "tier_service",
+        "tz": rng.tz,
+        "from": rng.start.isoformat(),
+        "to": rng.end.isoformat(),
+        "columns": cols,
+        "rows": [{"tier": r["key"], **{c: r[c] for c in cols[1:]}} for r in rep["rows"]],
+    }
 
 
 def _epoch_secs(dialect: str, later: str, earlier: str) -> str:
@@ -646,23 +844,45 @@ async def ticket_report(db: Any, rng: Range, now: datetime) -> dict[str, Any]:
     dialect = "sqlite" if db.is_sqlite else "postgresql"
     a, b = rng.utc_bounds()
     resolved_at = "COALESCE(t.solved_at, t.closed_at)"
-    breach = (f"CASE WHEN t.sla_due_at IS NOT NULL AND ((({resolved_at}) IS NOT NULL AND {resolved_at} > t.sla_due_at)"
-              f" OR (({resolved_at}) IS NULL AND t.sla_due_at < :now)) THEN 1 ELSE 0 END")
-    sql = (f"SELECT t.type, count(*), SUM(CASE WHEN {resolved_at} IS NOT NULL THEN 1 ELSE 0 END), "
-           f"AVG(CASE WHEN {resolved_at} IS NOT NULL THEN {_secs(dialect, resolved_at, 't.created_at')} END), "
-           f"SUM({breach}), "
-           "SUM(CASE WHEN EXISTS (SELECT 1 FROM ticket_events e WHERE e.ticket_id = t.id AND e.kind = 'sla_escalated')"
-           " OR t.escalation_queue IS NOT NULL THEN 1 ELSE 0 END) "
-           "FROM tickets t WHERE t.type IN ('complaint', 'service_request') AND t.created_at >= :a "
-           "AND t.created_at < :b GROUP BY t.type ORDER BY t.type")
+    breach = (
+        f"CASE WHEN t.sla_due_at IS NOT NULL "
+        f"AND ((({resolved_at}) IS NOT NULL AND {resolved_at} > t.sla_due_at)"
+        f" OR (({resolved_at}) IS NULL AND t.sla_due_at < :now)) THEN 1 ELSE 0 END"
+    )
+    sql = (
+        f"SELECT t.type, count(*), SUM(CASE WHEN {resolved_at} IS NOT NULL THEN 1 ELSE 0 END), "
+        f"AVG(CASE WHEN {resolved_at} IS NOT NULL THEN {_secs(dialect, resolved_at, 't.created_at')} END), "
+        f"SUM({breach}), "
+        "SUM(CASE WHEN EXISTS (SELECT 1 FROM ticket_events e "
+        "WHERE e.ticket_id = t.id AND e.kind = 'sla_escalated')"
+        " OR t.escalation_queue IS NOT NULL THEN 1 ELSE 0 END) "
+        "FROM tickets t WHERE t.type IN ('complaint', 'service_request') AND t.created_at >= :a "
+        "AND t.created_at < :b GROUP BY t.type ORDER BY t.type"
+    )
     async with db.engine.connect() as conn:
-        rows = (await conn.execute(text(sql), {"a": _db_time(db, a), "b": _db_time(db, b),
-                                               "now": _db_time(db, now)})).all()
-    return {"report": "tickets", "tz": rng.tz, "from": rng.start.isoformat(), "to": rng.end.isoformat(),
-            "columns": ["type", "opened", "resolved", "resolution_h", "sla_breaches", "escalations"],
-            "rows": [{"type": r[0], "opened": int(r[1]), "resolved": int(r[2] or 0),
-                      "resolution_h": None if r[3] is None else round(float(r[3]) / 3600, 2),
-                      "sla_breaches": int(r[4] or 0), "escalations": int(r[5] or 0)} for r in rows]}
+        rows = (
+            await conn.execute(
+                text(sql), {"a": _db_time(db, a), "b": _db_time(db, b), "now": _db_time(db, now)}
+            )
+        ).all()
+    return {
+        "report": "tickets",
+        "tz": rng.tz,
+        "from": rng.start.isoformat(),
+        "to": rng.end.isoformat(),
+        "columns": ["type", "opened", "resolved", "resolution_h", "sla_breaches", "escalations"],
+        "rows": [
+            {
+                "type": r[0],
+                "opened": int(r[1]),
+                "resolved": int(r[2] or 0),
+                "resolution_h": None if r[3] is None else round(float(r[3]) / 3600, 2),
+                "sla_breaches": int(r[4] or 0),
+                "escalations": int(r[5] or 0),
+            }
+            for r in rows
+        ],
+    }
 
 
 def _db_time(db: Any, t: datetime) -> Any:
@@ -681,8 +901,9 @@ class RiskRules:
     contact_days: int = 7
 
 
-async def customers_at_risk(db: Any, now: datetime, rules: RiskRules = RiskRules(),
-                            limit: int = 100) -> dict[str, Any]:
+async def customers_at_risk(
+    db: Any, now: datetime, rules: RiskRules = RiskRules(), limit: int = 100
+) -> dict[str, Any]:
     """Customers with a low CSAT, repeated complaints or repeated contacts in a short time."""
     since_c = _db_time(db, now - timedelta(days=rules.complaint_days))
     since_i = _db_time(db, now - timedelta(days=rules.contact_days))
@@ -693,29 +914,64 @@ async def customers_at_risk(db: Any, now: datetime, rules: RiskRules = RiskRules
         "AND customer_id IS NOT NULL GROUP BY customer_id HAVING count(*) >= :ni), "
         "low AS (SELECT id AS customer_id FROM customers WHERE csat_count >= :ms "
         "AND csat_sum <= :lc * csat_count), "
-        "ids AS (SELECT customer_id FROM comp UNION SELECT customer_id FROM rep UNION SELECT customer_id FROM low) "
+        "ids AS (SELECT customer_id FROM comp UNION SELECT customer_id FROM rep "
+        "UNION SELECT customer_id FROM low) "
         "SELECT c.id, c.name, c.tier, c.csat_sum, c.csat_count, COALESCE(comp.n, 0), COALESCE(rep.n, 0), "
         "(SELECT min(p.value) FROM contact_points p WHERE p.customer_id = c.id AND p.kind = 'phone') "
         "FROM ids JOIN customers c ON c.id = ids.customer_id LEFT JOIN comp ON comp.customer_id = c.id "
         "LEFT JOIN rep ON rep.customer_id = c.id "
         "ORDER BY CASE c.tier WHEN 'vip' THEN 0 WHEN 'key' THEN 1 ELSE 2 END, "
-        "COALESCE(comp.n, 0) + COALESCE(rep.n, 0) DESC, c.id LIMIT :lim")
-    params = {"sc": since_c, "si": since_i, "nc": rules.complaints, "ni": rules.contacts,
-              "ms": rules.min_scores, "lc": rules.low_csat, "lim": limit}
+        "COALESCE(comp.n, 0) + COALESCE(rep.n, 0) DESC, c.id LIMIT :lim"
+    )
+    params = {
+        "sc": since_c,
+        "si": since_i,
+        "nc": rules.complaints,
+        "ni": rules.contacts,
+        "ms": rules.min_scores,
+        "lc": rules.low_csat,
+        "lim": limit,
+    }
     async with db.engine.connect() as conn:
         rows = (await conn.execute(text(sql), params)).all()
     out = []
     for r in rows:
         csat = round(r[3] / r[4], 2) if r[4] else None
-        reasons = [w for w, hit in (("low_csat", r[4] >= rules.min_scores and csat is not None
-                                     and csat <= rules.low_csat),
-                                    ("repeated_complaints", r[5] >= rules.complaints),
-                                    ("repeated_contacts", r[6] >= rules.contacts)) if hit]
-        out.append({"customer_id": int(r[0]), "name": r[1], "tier": r[2], "csat_avg": csat,
-                    "complaints": int(r[5]), "recent_contacts": int(r[6]), "phone": r[7],
-                    "reasons": " ".join(reasons)})
-    return {"report": "customers_at_risk", "columns": ["customer_id", "name", "tier", "csat_avg", "complaints",
-                                                       "recent_contacts", "phone", "reasons"], "rows": out}
+        reasons = [
+            w
+            for w, hit in (
+                ("low_csat", r[4] >= rules.min_scores and csat is not None and csat <= rules.low_csat),
+                ("repeated_complaints", r[5] >= rules.complaints),
+                ("repeated_contacts", r[6] >= rules.contacts),
+            )
+            if hit
+        ]
+        out.append(
+            {
+                "customer_id": int(r[0]),
+                "name": r[1],
+                "tier": r[2],
+                "csat_avg": csat,
+                "complaints": int(r[5]),
+                "recent_contacts": int(r[6]),
+                "phone": r[7],
+                "reasons": " ".join(reasons),
+            }
+        )
+    return {
+        "report": "customers_at_risk",
+        "columns": [
+            "customer_id",
+            "name",
+            "tier",
+            "csat_avg",
+            "complaints",
+            "recent_contacts",
+            "phone",
+            "reasons",
+        ],
+        "rows": out,
+    }
 
 
 def to_csv(report: Mapping[str, Any]) -> str:
@@ -751,7 +1007,25 @@ def parse_day(raw: str | None, default: date) -> date:
         raise ReportError(f"not a date (YYYY-MM-DD): {raw[:20]!r}") from None
 
 
-__all__ = ["INTERVALS", "Range", "ReportError", "RiskRules", "Scope", "add_agent_time", "agent_report",
-           "contact_report", "customer_distribution", "customer_movement", "customers_at_risk", "derive",
-           "not_ready_report", "rebuild", "rollup_interaction_sync", "snapshot_customers", "split_slots",
-           "ticket_report", "tier_service", "to_csv"]
+__all__ = [
+    "INTERVALS",
+    "Range",
+    "ReportError",
+    "RiskRules",
+    "Scope",
+    "add_agent_time",
+    "agent_report",
+    "contact_report",
+    "customer_distribution",
+    "customer_movement",
+    "customers_at_risk",
+    "derive",
+    "not_ready_report",
+    "rebuild",
+    "rollup_interaction_sync",
+    "snapshot_customers",
+    "split_slots",
+    "ticket_report",
+    "tier_service",
+    "to_csv",
+]

@@ -4,6 +4,7 @@ interactions end (crm_core/reports.py), so that reports read thousands of rows, 
 A slot is `floor(epoch seconds / 900)` of the contact's arrival (UTC); dimensions that may be
 missing are stored as '' or 0 so that they can take part in the primary key.
 """
+
 from __future__ import annotations
 
 from sqlalchemy import BigInteger, Float, Index, Integer, String
@@ -236,6 +237,16 @@ class ReportSubscription(Base):
     last_day: Mapped[str | None] = mapped_column(String(10), default=None)
 
 
-__all__ = ["ReportAgentTime", "ReportAgentTimeDay", "ReportContact", "ReportContactAgentDay", "ReportContactDay",
-           "ReportContactDispositionDay", "ReportContactHour", "ReportCustomerCount", "ReportCustomerMove",
-           "ReportCustomerState", "ReportSubscription"]
+__all__ = [
+    "ReportAgentTime",
+    "ReportAgentTimeDay",
+    "ReportContact",
+    "ReportContactAgentDay",
+    "ReportContactDay",
+    "ReportContactDispositionDay",
+    "ReportContactHour",
+    "ReportCustomerCount",
+    "ReportCustomerMove",
+    "ReportCustomerState",
+    "ReportSubscription",
+]

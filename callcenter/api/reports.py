@@ -6,6 +6,7 @@ Query parameters: `from`, `to` (local dates, inclusive; default yesterday), `tz`
 default UTC), `interval` (15m, hour, day, week), `by` (queue, agent, team, channel, tier,
 disposition), `totals=1` (one row per key for the whole range).
 """
+
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
@@ -37,8 +38,12 @@ def _range(request: web.Request) -> R.Range:
     except R.ReportError as e:
         raise ValueError(str(e)) from None
     yesterday = today - timedelta(days=1)
-    rng = R.Range(R.parse_day(q.get("from"), yesterday), R.parse_day(q.get("to"), yesterday), tz,
-                  q.get("interval") or "hour")
+    rng = R.Range(
+        R.parse_day(q.get("from"), yesterday),
+        R.parse_day(q.get("to"), yesterday),
+        tz,
+        q.get("interval") or "hour",
+    )
     rng.check()
     return rng
 
@@ -55,8 +60,12 @@ async def scope_of(request: web.Request, user: WebUser) -> R.Scope | None:
 def _out(request: web.Request, rep: dict[str, Any]) -> Any:
     if request.query.get("format") == "csv":
         name = f"{rep['report']}-{rep.get('from', '')}-{rep.get('to', '')}".rstrip("-") + ".csv"
-        return web.Response(text=R.to_csv(rep), content_type="text/csv", charset="utf-8",
-                            headers={"Content-Disposition": f'attachment; filename="{name}"'})
+        return web.Response(
+            text=R.to_csv(rep),
+            content_type="text/csv",
+            charset="utf-8",
+            headers={"Content-Disposition": f'attachment; filename="{name}"'},
+        )
     return rep
 
 
@@ -69,25 +78,48 @@ async def _run(coro: Any) -> dict[str, Any]:
 
 async def contacts(request: web.Request, user: WebUser) -> Any:
     by = request.query.get("by") or None
-    return _out(request, await _run(R.contact_report(
-        _store(request).db, _range(request), by=by, scope=await scope_of(request, user),
-        totals=request.query.get("totals") in ("1", "true"))))
+    return _out(
+        request,
+        await _run(
+            R.contact_report(
+                _store(request).db,
+                _range(request),
+                by=by,
+                scope=await scope_of(request, user),
+                totals=request.query.get("totals") in ("1", "true"),
+            )
+        ),
+    )
 
 
 async def occupancy(request: web.Request, user: WebUser) -> Any:
-    return _out(request, await _run(R.agent_report(_store(request).db, _range(request),
-                                                   by=request.query.get("by") or "agent",
-                                                   scope=await scope_of(request, user))))
+    return _out(
+        request,
+        await _run(
+            R.agent_report(
+                _store(request).db,
+                _range(request),
+                by=request.query.get("by") or "agent",
+                scope=await scope_of(request, user),
+            )
+        ),
+    )
 
 
 async def not_ready(request: web.Request, user: WebUser) -> Any:
-    return _out(request, await _run(R.not_ready_report(_store(request).db, _range(request),
-                                                       scope=await scope_of(request, user))))
+    return _out(
+        request,
+        await _run(
+            R.not_ready_report(_store(request).db, _range(request), scope=await scope_of(request, user))
+        ),
+    )
 
 
 async def tiers(request: web.Request, user: WebUser) -> Any:
-    return _out(request, await _run(R.tier_service(_store(request).db, _range(request),
-                                                   scope=await scope_of(request, user))))
+    return _out(
+        request,
+        await _run(R.tier_service(_store(request).db, _range(request), scope=await scope_of(request, user))),
+    )
 
 
 async def tickets(request: web.Request, user: WebUser) -> Any:
@@ -148,27 +180,93 @@ async def subscription_delete(request: web.Request, user: WebUser) -> Any:
 def endpoints(Endpoint: Any) -> tuple[Any, ...]:  # noqa: N803 - the class from callcenter/api/routes.py
     obj = {"type": "object"}
     return (
-        Endpoint("GET", "/reports/contacts", contacts, "Contacts per interval and key: volume, SL, ASA, AHT, "
-                 "abandonment, transfers, FCR, CSAT (JSON or CSV)", "reports", query=QUERY),
-        Endpoint("GET", "/reports/occupancy", occupancy, "Agents' ready, busy, wrap-up and not-ready time; "
-                 "occupancy", "reports", query=QUERY),
-        Endpoint("GET", "/reports/not-ready", not_ready, "Not-ready time by reason and agent", "reports",
-                 query=QUERY),
-        Endpoint("GET", "/reports/tiers", tiers, "How each customer tier is served: wait, SL, abandonment",
-                 "reports", query=QUERY),
-        Endpoint("GET", "/reports/tickets", tickets, "Complaints and service requests: volume, resolution "
-                 "time, SLA breaches, escalations", "reports", query=QUERY),
-        Endpoint("GET", "/reports/customers", customers, "Customers by tier, loyalty stage and type",
-                 "reports", query=("format",)),
-        Endpoint("GET", "/reports/customers/movement", movement, "Customers who moved up or down a tier, "
-                 "or were lost", "reports", query=QUERY),
-        Endpoint("GET", "/reports/customers/at-risk", at_risk, "Customers at risk: low CSAT, repeated "
-                 "complaints or contacts", "reports", query=("format",)),
-        Endpoint("POST", "/reports/customers/at-risk/{id}/callback", at_risk_callback,
-                 "Schedule a callback contact to a customer at risk", "reports", status=201),
-        Endpoint("GET", "/reports/subscription", subscription_get, "The caller's daily-summary subscription",
-                 "reports"),
-        Endpoint("PUT", "/reports/subscription", subscription_put, "Subscribe to the daily summary by email",
-                 "reports", obj),
+        Endpoint(
+            "GET",
+            "/reports/contacts",
+            contacts,
+            "Contacts per interval and key: volume, SL, ASA, AHT, "
+            "abandonment, transfers, FCR, CSAT (JSON or CSV)",
+            "reports",
+            query=QUERY,
+        ),
+        Endpoint(
+            "GET",
+            "/reports/occupancy",
+            occupancy,
+            "Agents' ready, busy, wrap-up and not-ready time; occupancy",
+            "reports",
+            query=QUERY,
+        ),
+        Endpoint(
+            "GET",
+            "/reports/not-ready",
+            not_ready,
+            "Not-ready time by reason and agent",
+            "reports",
+            query=QUERY,
+        ),
+        Endpoint(
+            "GET",
+            "/reports/tiers",
+            tiers,
+            "How each customer tier is served: wait, SL, abandonment",
+            "reports",
+            query=QUERY,
+        ),
+        Endpoint(
+            "GET",
+            "/reports/tickets",
+            tickets,
+            "Complaints and service requests: volume, resolution time, SLA breaches, escalations",
+            "reports",
+            query=QUERY,
+        ),
+        Endpoint(
+            "GET",
+            "/reports/customers",
+            customers,
+            "Customers by tier, loyalty stage and type",
+            "reports",
+            query=("format",),
+        ),
+        Endpoint(
+            "GET",
+            "/reports/customers/movement",
+            movement,
+            "Customers who moved up or down a tier, or were lost",
+            "reports",
+            query=QUERY,
+        ),
+        Endpoint(
+            "GET",
+            "/reports/customers/at-risk",
+            at_risk,
+            "Customers at risk: low CSAT, repeated complaints or contacts",
+            "reports",
+            query=("format",),
+        ),
+        Endpoint(
+            "POST",
+            "/reports/customers/at-risk/{id}/callback",
+            at_risk_callback,
+            "Schedule a callback contact to a customer at risk",
+            "reports",
+            status=201,
+        ),
+        Endpoint(
+            "GET",
+            "/reports/subscription",
+            subscription_get,
+            "The caller's daily-summary subscription",
+            "reports",
+        ),
+        Endpoint(
+            "PUT",
+            "/reports/subscription",
+            subscription_put,
+            "Subscribe to the daily summary by email",
+            "reports",
+            obj,
+        ),
         Endpoint("DELETE", "/reports/subscription", subscription_delete, "Stop the daily summary", "reports"),
     )

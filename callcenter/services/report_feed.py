@@ -7,6 +7,7 @@
 
 The clock is injected (`utc`), so tests drive time.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -24,8 +25,9 @@ RECORDED = frozenset({"ready", "busy", "wrap_up", "not_ready"})
 
 
 class ReportFeed:
-    def __init__(self, center: Any, settings: Any, *, utc: Callable[[], datetime] | None = None,
-                 every_s: float = 60.0) -> None:
+    def __init__(
+        self, center: Any, settings: Any, *, utc: Callable[[], datetime] | None = None, every_s: float = 60.0
+    ) -> None:
         self.center, self.settings = center, settings
         self.utc = utc or (lambda: datetime.now(UTC))
         self.every_s = every_s
@@ -37,7 +39,8 @@ class ReportFeed:
     def start(self) -> None:
         self.center.directory.on_change.append(self.agent_changed)
         self.daily = asyncio.get_running_loop().create_task(
-            report_mail.run_daily(self.center.store, self.settings, self.utc, self.every_s, self.stop))
+            report_mail.run_daily(self.center.store, self.settings, self.utc, self.every_s, self.stop)
+        )
 
     def agent_changed(self, agent_id: str) -> None:
         st = self.center.directory.status(agent_id)
@@ -53,12 +56,15 @@ class ReportFeed:
         if prev is not None and now > prev[2]:
             self._spawn(self._write(agent_id, *prev, now))
 
-    async def _write(self, agent_id: str, state: str, reason: str | None, start: datetime, end: datetime) -> None:
+    async def _write(
+        self, agent_id: str, state: str, reason: str | None, start: datetime, end: datetime
+    ) -> None:
         agent = self.center.directory.agents.get(agent_id)
         teams = getattr(agent, "teams", ()) or ()
         try:
-            await R.add_agent_time(self.center.store.db, int(agent_id), min(teams) if teams else "",
-                                   state, reason, start, end)
+            await R.add_agent_time(
+                self.center.store.db, int(agent_id), min(teams) if teams else "", state, reason, start, end
+            )
         except Exception:  # noqa: BLE001 - a lost period is logged; the center goes on
             log.exception("agent time of %s (%s) not recorded", agent_id, state)
 

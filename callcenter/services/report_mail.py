@@ -7,6 +7,7 @@ It goes out through the email channel's smarthost (callcenter/channels/email/out
 `last_day` records the local day sent, so a summary goes once even with several processes
 (the row is claimed with a conditional UPDATE before sending). The clock is injected.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -27,8 +28,12 @@ SEND_AFTER = timedelta(minutes=15)  # after local midnight: late contacts of the
 
 async def get_subscription(db: Any, user_id: int) -> dict[str, Any]:
     async with db.engine.connect() as conn:
-        row = (await conn.execute(text("SELECT email, tz, last_day FROM report_subscriptions WHERE user_id = :u"),
-                                  {"u": user_id})).first()
+        row = (
+            await conn.execute(
+                text("SELECT email, tz, last_day FROM report_subscriptions WHERE user_id = :u"),
+                {"u": user_id},
+            )
+        ).first()
     if row is None:
         return {"subscribed": False}
     return {"subscribed": True, "email": row[0], "tz": row[1], "last_day": row[2]}
@@ -40,8 +45,12 @@ async def subscribe(db: Any, user_id: int, email: Any, tz: str) -> dict[str, Any
     R.Range(date.today(), date.today(), tz).check()  # a known time zone, or ReportError (a ValueError)
     async with db.engine.begin() as conn:
         await conn.execute(text("DELETE FROM report_subscriptions WHERE user_id = :u"), {"u": user_id})
-        await conn.execute(text("INSERT INTO report_subscriptions (user_id, email, tz, last_day) "
-                                "VALUES (:u, :e, :tz, NULL)"), {"u": user_id, "e": email.strip(), "tz": tz})
+        await conn.execute(
+            text(
+                "INSERT INTO report_subscriptions (user_id, email, tz, last_day) VALUES (:u, :e, :tz, NULL)"
+            ),
+            {"u": user_id, "e": email.strip(), "tz": tz},
+        )
     return await get_subscription(db, user_id)
 
 
@@ -62,17 +71,22 @@ def summary_text(day: date, tz: str, total: dict[str, Any] | None, queues: list[
     if total is None:
         lines.append("No contacts.")
     else:
-        lines += [f"Contacts: {total['contacts']}  offered: {total['offered']}  answered: {total['answered']}",
-                  f"Service level: {_fmt(total['service_level'], True)}  ASA: {_fmt(total['asa_s'])} s  "
-                  f"AHT: {_fmt(total['aht_s'])} s",
-                  f"Abandoned: {total['abandoned']} ({_fmt(total['abandon_rate'], True)}), "
-                  f"short abandons: {total['short_abandoned']}",
-                  f"Transfer rate: {_fmt(total['transfer_rate'], True)}  FCR: {_fmt(total['fcr_rate'], True)}  "
-                  f"CSAT: {_fmt(total['csat_avg'])} ({total['csat_responses']} responses)"]
+        lines += [
+            f"Contacts: {total['contacts']}  offered: {total['offered']}  answered: {total['answered']}",
+            f"Service level: {_fmt(total['service_level'], True)}  ASA: {_fmt(total['asa_s'])} s  "
+            f"AHT: {_fmt(total['aht_s'])} s",
+            f"Abandoned: {total['abandoned']} ({_fmt(total['abandon_rate'], True)}), "
+            f"short abandons: {total['short_abandoned']}",
+            f"Transfer rate: {_fmt(total['transfer_rate'], True)}  FCR: {_fmt(total['fcr_rate'], True)}  "
+            f"CSAT: {_fmt(total['csat_avg'])} ({total['csat_responses']} responses)",
+        ]
     if queues:
         lines += ["", "Per queue: contacts, SL, ASA (s), abandon rate"]
-        lines += [f"  {q['key']}: {q['contacts']}, {_fmt(q['service_level'], True)}, {_fmt(q['asa_s'])}, "
-                  f"{_fmt(q['abandon_rate'], True)}" for q in queues]
+        lines += [
+            f"  {q['key']}: {q['contacts']}, {_fmt(q['service_level'], True)}, {_fmt(q['asa_s'])}, "
+            f"{_fmt(q['abandon_rate'], True)}"
+            for q in queues
+        ]
     lines += ["", "Definitions: docs/reports.md. To stop these emails, unsubscribe on the reports page."]
     return "\n".join(lines) + "\n"
 
@@ -83,12 +97,19 @@ async def _scope(store: Any, user_id: int) -> tuple[R.Scope | None, str]:
     if "admin" in (u.roles or []):
         return None, u.username
     owned = await store.queue_teams()
-    return R.Scope(queues=frozenset(q for q, ts in owned.items() if set(ts) & set(teams)),
-                   teams=frozenset(teams)), u.username
+    return R.Scope(
+        queues=frozenset(q for q, ts in owned.items() if set(ts) & set(teams)), teams=frozenset(teams)
+    ), u.username
 
 
-async def send_due(store: Any, settings: Any, *, now: datetime | None = None, force: bool = False,
-                   sender: Callable[..., Any] | None = None) -> int:
+async def send_due(
+    store: Any,
+    settings: Any,
+    *,
+    now: datetime | None = None,
+    force: bool = False,
+    sender: Callable[..., Any] | None = None,
+) -> int:
     """Send each subscriber whose local day ended (and who has not had it yet) that day's
     summary; `force`: yesterday's, now. Returns how many were sent."""
     from callcenter.channels.email import outbound
@@ -96,10 +117,13 @@ async def send_due(store: Any, settings: Any, *, now: datetime | None = None, fo
     now = now or datetime.now(UTC)
     db = store.db
     async with db.engine.connect() as conn:
-        subs = (await conn.execute(text("SELECT user_id, email, tz, last_day FROM report_subscriptions"))).all()
+        subs = (
+            await conn.execute(text("SELECT user_id, email, tz, last_day FROM report_subscriptions"))
+        ).all()
     e = settings.email
-    host = outbound.Smarthost(e.smarthost_host, e.smarthost_port, e.smarthost_starttls, e.smarthost_username,
-                              e.smarthost_password)
+    host = outbound.Smarthost(
+        e.smarthost_host, e.smarthost_port, e.smarthost_starttls, e.smarthost_username, e.smarthost_password
+    )
     send = sender or outbound.send
     sent = 0
     for user_id, email, tz, last_day in subs:
@@ -112,10 +136,13 @@ async def send_due(store: Any, settings: Any, *, now: datetime | None = None, fo
         if not force and (last_day is not None and last_day >= day.isoformat()):
             continue
         async with db.engine.begin() as conn:  # claim it: one process sends it
-            claimed = await conn.execute(text(
-                "UPDATE report_subscriptions SET last_day = :d WHERE user_id = :u AND "
-                "(last_day IS NULL OR last_day < :d OR :force)"), {"d": day.isoformat(), "u": user_id,
-                                                                   "force": force})
+            claimed = await conn.execute(
+                text(
+                    "UPDATE report_subscriptions SET last_day = :d WHERE user_id = :u AND "
+                    "(last_day IS NULL OR last_day < :d OR :force)"
+                ),
+                {"d": day.isoformat(), "u": user_id, "force": force},
+            )
         if not claimed.rowcount:
             continue
         try:
@@ -124,23 +151,38 @@ async def send_due(store: Any, settings: Any, *, now: datetime | None = None, fo
             total = (await R.contact_report(db, rng, scope=scope, totals=True))["rows"]
             queues = (await R.contact_report(db, rng, by="queue", scope=scope, totals=True))["rows"]
             body = summary_text(day, tz, total[0] if total else None, queues)
-            msg = outbound.compose(sender=e.address, sender_name=e.display_name, to=email,
-                                   subject=f"Daily summary {day.isoformat()}", body=body,
-                                   domain=e.address.rsplit("@", 1)[-1], in_reply_to=None, references=[],
-                                   auto=True, now=now)
+            msg = outbound.compose(
+                sender=e.address,
+                sender_name=e.display_name,
+                to=email,
+                subject=f"Daily summary {day.isoformat()}",
+                body=body,
+                domain=e.address.rsplit("@", 1)[-1],
+                in_reply_to=None,
+                references=[],
+                auto=True,
+                now=now,
+            )
             await send(host, e.address, [email], msg)
             sent += 1
             log.info("daily summary %s sent to %s (%s)", day, username, email)
         except Exception:  # noqa: BLE001 - one failure must not stop the others; tried again next day
             log.exception("daily summary %s to user %s failed", day, user_id)
             async with db.engine.begin() as conn:  # not sent: try again on the next tick
-                await conn.execute(text("UPDATE report_subscriptions SET last_day = :p WHERE user_id = :u"),
-                                   {"p": last_day, "u": user_id})
+                await conn.execute(
+                    text("UPDATE report_subscriptions SET last_day = :p WHERE user_id = :u"),
+                    {"p": last_day, "u": user_id},
+                )
     return sent
 
 
-async def run_daily(store: Any, settings: Any, utc: Callable[[], datetime], every_s: float = 60.0,
-                    stop: asyncio.Event | None = None) -> None:
+async def run_daily(
+    store: Any,
+    settings: Any,
+    utc: Callable[[], datetime],
+    every_s: float = 60.0,
+    stop: asyncio.Event | None = None,
+) -> None:
     """Tick every `every_s`: send the summaries that are due. Also snapshots the customers once a
     UTC day (the movement report's data)."""
     stop = stop or asyncio.Event()

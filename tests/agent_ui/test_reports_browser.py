@@ -1,6 +1,7 @@
 """The reports page in Chromium (issue 16): every chart renders (Chart.js served locally), each
 chart's table shows the hand-checked figures, each CSV downloads and matches its table, a customer
 at risk opens their record and is called back in one click (shown once the server confirmed)."""
+
 from __future__ import annotations
 
 import csv
@@ -18,8 +19,13 @@ from tests.services import need_chromium
 pytestmark = pytest.mark.timeout(180)
 ROOT = Path(__file__).resolve().parents[2]
 SHOTS = ROOT / "docs" / "screenshots"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--no-first-run"]
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+]
 CHARTED = ("intervals", "by", "dispositions", "tiers", "customers", "at-risk")  # (no tickets in the range)
 
 
@@ -54,8 +60,10 @@ async def test_reports_page_charts_tables_and_csv(database, tmp_path):
             for name in CHARTED:  # a Chart.js chart is attached to each canvas and has drawn
                 canvas = tid(f"chart-{name}")
                 await expect(canvas).to_have_attribute("data-rendered", "1")
-                drawn = await canvas.evaluate("c => { const ch = window.Chart.getChart(c); "
-                                              "return ch ? ch.data.datasets[0].data.length : -1; }")
+                drawn = await canvas.evaluate(
+                    "c => { const ch = window.Chart.getChart(c); "
+                    "return ch ? ch.data.datasets[0].data.length : -1; }"
+                )
                 assert drawn > 0, name
             # the tables hold the hand-checked figures (tests/crm_core/test_reports.py)
             day = tid("table-intervals").locator("tbody tr")
@@ -64,12 +72,29 @@ async def test_reports_page_charts_tables_and_csv(database, tmp_path):
             cells = await day.nth(1).locator("td").all_inner_texts()
             cols = await tid("table-intervals").locator("thead th").all_inner_texts()
             row = dict(zip(cols, cells, strict=True))
-            assert (row["contacts"], row["offered"], row["service_level"], row["asa_s"], row["aht_s"],
-                    row["short_abandoned"], row["transfer_rate"]) == ("4", "3", "0.3333", "17.5", "225", "1", "0.5")
+            assert (
+                row["contacts"],
+                row["offered"],
+                row["service_level"],
+                row["asa_s"],
+                row["aht_s"],
+                row["short_abandoned"],
+                row["transfer_rate"],
+            ) == ("4", "3", "0.3333", "17.5", "225", "1", "0.5")
 
             # every CSV downloads and matches its table
-            for name in ("intervals", "by", "dispositions", "tiers", "tickets", "customers", "at-risk", "occupancy",
-                         "not-ready", "movement"):
+            for name in (
+                "intervals",
+                "by",
+                "dispositions",
+                "tiers",
+                "tickets",
+                "customers",
+                "at-risk",
+                "occupancy",
+                "not-ready",
+                "movement",
+            ):
                 async with page.expect_download() as dl_info:
                     await tid(f"csv-{name}").click()
                 dl = await dl_info.value
@@ -78,7 +103,9 @@ async def test_reports_page_charts_tables_and_csv(database, tmp_path):
                 got = list(csv.reader(io.StringIO(path.read_text(encoding="utf-8"))))
                 table = tid(f"table-{name}")
                 head = await table.locator("thead th").all_inner_texts()
-                body = [await tr.locator("td").all_inner_texts() for tr in await table.locator("tbody tr").all()]
+                body = [
+                    await tr.locator("td").all_inner_texts() for tr in await table.locator("tbody tr").all()
+                ]
                 if name == "at-risk":  # the page adds a callback column
                     head, body = head[:-1], [r[:-1] for r in body]
                 assert got[0] == head, name

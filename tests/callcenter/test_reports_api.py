@@ -2,6 +2,7 @@
 hand-checked data set (tests/crm_core/test_reports.py), as JSON and CSV, scoped to a supervisor's
 teams; a one-click callback to a customer at risk; the daily summary goes through a real SMTP
 smarthost (aiosmtpd) once per local day; agents' state changes become agent time."""
+
 from __future__ import annotations
 
 import csv
@@ -35,14 +36,44 @@ async def scripted(store: Any) -> dict[str, Any]:
     await store.upsert_queue("support", teams=["north"])
     vip = await store.create_customer("Vera Vip", tier_override="vip", phones=["+12025550101"])
     reg = await store.create_customer("Rob Regular", phones=["+12025550102"])
-    await _contact(store, cust=vip.id, at=T(11, 10, 23, 50), wait=10, talk=900, wrap=60, agent=a1.id,
-                   dispo="resolved", dispo_after=True, csat=5)
-    await _contact(store, cust=reg.id, at=T(11, 11, 0, 10), wait=30, talk=300, wrap=30, agent=a2.id,
-                   dispo="follow_up", transfers=2, csat=2)
+    await _contact(
+        store,
+        cust=vip.id,
+        at=T(11, 10, 23, 50),
+        wait=10,
+        talk=900,
+        wrap=60,
+        agent=a1.id,
+        dispo="resolved",
+        dispo_after=True,
+        csat=5,
+    )
+    await _contact(
+        store,
+        cust=reg.id,
+        at=T(11, 11, 0, 10),
+        wait=30,
+        talk=300,
+        wrap=30,
+        agent=a2.id,
+        dispo="follow_up",
+        transfers=2,
+        csat=2,
+    )
     await _contact(store, cust=reg.id, at=T(11, 11, 0, 20), wait=3, abandon=True)
     await _contact(store, cust=reg.id, at=T(11, 11, 0, 30), wait=60, abandon=True)
-    await _contact(store, cust=vip.id, at=T(11, 11, 5, 10), wait=5, talk=100, wrap=20, agent=a1.id,
-                   dispo="resolved", channel="chat", queue="support")
+    await _contact(
+        store,
+        cust=vip.id,
+        at=T(11, 11, 5, 10),
+        wait=5,
+        talk=100,
+        wrap=20,
+        agent=a1.id,
+        dispo="resolved",
+        channel="chat",
+        queue="support",
+    )
     ada = await store.create_user("ada", "admin-password", roles=["admin"])
     sue = await store.create_user("sue", "super-password", roles=["supervisor"], team="north")
     ann = await store.create_user("ann", "agent-password", roles=["agent"], team="north")
@@ -57,8 +88,11 @@ async def test_api_serves_the_same_figures_as_json_and_csv(database) -> None:
     ids = await scripted(store)
     q = "from=2026-11-10&to=2026-11-11&tz=UTC&interval=day"
     async with running_center(database) as rc, aiohttp.ClientSession() as http:
+
         def get(path: str, role: str = "admin") -> Any:
-            return http.get(f"{rc.base}/api/v1{path}", headers={"Authorization": f"Bearer {ids['tokens'][role]}"})
+            return http.get(
+                f"{rc.base}/api/v1{path}", headers={"Authorization": f"Bearer {ids['tokens'][role]}"}
+            )
 
         r = await get(f"/reports/contacts?{q}")
         assert r.status == 200
@@ -82,9 +116,17 @@ async def test_api_serves_the_same_figures_as_json_and_csv(database) -> None:
 
         tiers = await (await get(f"/reports/tiers?{q}")).json()
         assert [(t["tier"], t["asa_s"], t["service_level"]) for t in tiers["rows"]] == [
-            ("regular", 30.0, 0.0), ("vip", 7.5, 1.0)]
-        for path in ("/reports/occupancy", "/reports/not-ready", "/reports/tickets", "/reports/customers",
-                     "/reports/customers/movement", "/reports/customers/at-risk"):
+            ("regular", 30.0, 0.0),
+            ("vip", 7.5, 1.0),
+        ]
+        for path in (
+            "/reports/occupancy",
+            "/reports/not-ready",
+            "/reports/tickets",
+            "/reports/customers",
+            "/reports/customers/movement",
+            "/reports/customers/at-risk",
+        ):
             r = await get(f"{path}?{q}&format=csv")
             assert r.status == 200 and r.content_type == "text/csv", path
 
@@ -94,7 +136,7 @@ async def test_callback_to_a_customer_at_risk_and_subscription(database) -> None
     ids = await scripted(store)
     now = datetime.now(UTC)
     # Rob: three contacts within the last 7 days (from now), and two complaints
-    for k in range(3):
+    for _ in range(3):
         i = await store.open_interaction("voice", "inbound", ids["reg"], queue="billing")
         await store.set_state(i.id, "abandoned")
     for _ in range(2):
@@ -103,7 +145,11 @@ async def test_callback_to_a_customer_at_risk_and_subscription(database) -> None
         h = {"Authorization": f"Bearer {ids['tokens']['supervisor']}"}
         risk = await (await http.get(f"{rc.base}/api/v1/reports/customers/at-risk", headers=h)).json()
         rob = [r for r in risk["rows"] if r["customer_id"] == ids["reg"]]
-        assert rob and rob[0]["reasons"] == "repeated_complaints repeated_contacts" and rob[0]["recent_contacts"] >= 3
+        assert (
+            rob
+            and rob[0]["reasons"] == "repeated_complaints repeated_contacts"
+            and rob[0]["recent_contacts"] >= 3
+        )
         r = await http.post(f"{rc.base}/api/v1/reports/customers/at-risk/{ids['reg']}/callback", headers=h)
         assert r.status == 201, await r.text()
         cb = await r.json()
@@ -111,7 +157,9 @@ async def test_callback_to_a_customer_at_risk_and_subscription(database) -> None
         assert cb["customer_id"] == ids["reg"]
         stored = await store.get_interaction(cb["interaction_id"])
         assert stored.direction == "outbound" and stored.customer_id == ids["reg"]
-        assert (await http.post(f"{rc.base}/api/v1/reports/customers/at-risk/999999/callback", headers=h)).status == 400
+        assert (
+            await http.post(f"{rc.base}/api/v1/reports/customers/at-risk/999999/callback", headers=h)
+        ).status == 400
 
         url = f"{rc.base}/api/v1/reports/subscription"
         assert (await (await http.get(url, headers=h)).json()) == {"subscribed": False}
@@ -132,8 +180,9 @@ async def test_daily_summary_goes_once_per_local_day_through_the_smarthost(datab
     await report_mail.subscribe(store.db, ids["sue"], "sue@example.com", "UTC")
     await report_mail.subscribe(store.db, ada.id, "ada@example.com", "America/New_York")
     async with sink_server() as sink:
-        settings = load_settings(env={"CC_EMAIL__SMARTHOST_PORT": str(sink.port),
-                                      "CC_EMAIL__ADDRESS": "reports@example.com"})
+        settings = load_settings(
+            env={"CC_EMAIL__SMARTHOST_PORT": str(sink.port), "CC_EMAIL__ADDRESS": "reports@example.com"}
+        )
         # 00:10 UTC on Nov 12: within the 15 minutes after midnight, nothing is due yet for Nov 11
         assert await report_mail.send_due(store, settings, now=T(11, 12, 0, 10)) == 2  # ...for Nov 10
         got = {}
@@ -200,9 +249,10 @@ async def test_agent_state_changes_become_agent_time(database) -> None:
     await feed.flush()
     rng = R.Range(T(11, 10, 0, 0).date(), T(11, 11, 0, 0).date(), "UTC", "day")
     occ = await R.agent_report(store.db, rng)
-    assert [(r["interval"], r["ready_s"], r["busy_s"], r["wrap_up_s"], r["not_ready_s"], r["occupancy"])
-            for r in occ["rows"]] == [("2026-11-10", 0.0, 0.0, 0.0, 600.0, None),
-                                      ("2026-11-11", 600.0, 600.0, 300.0, 1200.0, 0.6)]
+    assert [
+        (r["interval"], r["ready_s"], r["busy_s"], r["wrap_up_s"], r["not_ready_s"], r["occupancy"])
+        for r in occ["rows"]
+    ] == [("2026-11-10", 0.0, 0.0, 0.0, 600.0, None), ("2026-11-11", 600.0, 600.0, 300.0, 1200.0, 0.6)]
     team = await R.agent_report(store.db, rng, by="team", scope=R.Scope(teams=frozenset({"north"})))
     assert [r["key"] for r in team["rows"]] == ["north", "north"]
 
@@ -220,8 +270,13 @@ def test_cli_rebuild_backfills_existing_interactions(tmp_path) -> None:
     env = {**os.environ, "CC_DATABASE_URL": url, "CC_ADMIN_PASSWORD": "admin-password-1"}
 
     def cli(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "callcenter.cli", *args], capture_output=True, text=True,
-                              env=env, timeout=120)
+        return subprocess.run(
+            [sys.executable, "-m", "callcenter.cli", *args],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=120,
+        )
 
     assert cli("db", "upgrade").returncode == 0
 
@@ -234,7 +289,9 @@ def test_cli_rebuild_backfills_existing_interactions(tmp_path) -> None:
         async with db.engine.begin() as conn:  # as if they had ended before the upgrade
             for t in R.TABLES:
                 await conn.exec_driver_sql(f"DELETE FROM {t}")
-        assert (await R.contact_report(db, R.Range(T(11, 10, 0, 0).date(), T(11, 11, 0, 0).date())))["rows"] == []
+        assert (await R.contact_report(db, R.Range(T(11, 10, 0, 0).date(), T(11, 11, 0, 0).date())))[
+            "rows"
+        ] == []
         await db.close()
 
     asyncio.run(seed_and_forget())
@@ -246,7 +303,9 @@ def test_cli_rebuild_backfills_existing_interactions(tmp_path) -> None:
         from crm_core.db import Database
 
         db = Database(url)
-        rep = await R.contact_report(db, R.Range(T(11, 10, 0, 0).date(), T(11, 11, 0, 0).date(), "UTC", "day"))
+        rep = await R.contact_report(
+            db, R.Range(T(11, 10, 0, 0).date(), T(11, 11, 0, 0).date(), "UTC", "day")
+        )
         await db.close()
         return [tuple(row[f] for f in FIELDS) for row in rep["rows"]]
 
@@ -264,7 +323,9 @@ async def test_the_daily_tick_sends_and_snapshots_on_its_own(database) -> None:
     async with sink_server() as sink:
         settings = load_settings(env={"CC_EMAIL__SMARTHOST_PORT": str(sink.port)})
         stop = asyncio.Event()
-        task = asyncio.ensure_future(report_mail.run_daily(store, settings, lambda: T(11, 12, 0, 20), 0.05, stop))
+        task = asyncio.ensure_future(
+            report_mail.run_daily(store, settings, lambda: T(11, 12, 0, 20), 0.05, stop)
+        )
         _from, rcpt, msg = await sink.next()
         assert rcpt == ["sue@example.com"] and "2026-11-11" in msg["Subject"]
         stop.set()

@@ -14,6 +14,7 @@ The data set (times UTC, 2026; Nov 10 is a Tuesday):
   C6, C7  voice general  abandon after 10 s; 11-01 04:30 UTC (00:30 EDT) and 11-02 04:30 UTC
           (23:30 EST): both on New York's Nov 1, the 25-hour day when DST ended
 """
+
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
@@ -31,9 +32,23 @@ def T(month: int, day: int, hh: int, mm: int, ss: int = 0) -> datetime:
     return datetime(2026, month, day, hh, mm, ss, tzinfo=UTC)
 
 
-async def _contact(store, *, cust, at, wait, talk=None, wrap=None, agent=None, dispo=None,
-                   channel="voice", queue="billing", transfers=0, abandon=False, csat=None,
-                   dispo_after=False):
+async def _contact(
+    store,
+    *,
+    cust,
+    at,
+    wait,
+    talk=None,
+    wrap=None,
+    agent=None,
+    dispo=None,
+    channel="voice",
+    queue="billing",
+    transfers=0,
+    abandon=False,
+    csat=None,
+    dispo_after=False,
+):
     i = await store.open_interaction(channel, "inbound", cust, queue=queue, at=at)
     await store.set_state(i.id, "queued", at=at)
     if abandon:
@@ -63,14 +78,44 @@ async def scripted(store):
     a2 = await store.create_user("a2", "agent-password-2", team="south")
     vip = await store.create_customer("Vera Vip", tier_override="vip", phones=["+12025550101"])
     reg = await store.create_customer("Rob Regular", phones=["+12025550102"])
-    await _contact(store, cust=vip.id, at=T(11, 10, 23, 50), wait=10, talk=900, wrap=60, agent=a1.id,
-                   dispo="resolved", dispo_after=True, csat=5)
-    await _contact(store, cust=reg.id, at=T(11, 11, 0, 10), wait=30, talk=300, wrap=30, agent=a2.id,
-                   dispo="follow_up", transfers=2, csat=2)
+    await _contact(
+        store,
+        cust=vip.id,
+        at=T(11, 10, 23, 50),
+        wait=10,
+        talk=900,
+        wrap=60,
+        agent=a1.id,
+        dispo="resolved",
+        dispo_after=True,
+        csat=5,
+    )
+    await _contact(
+        store,
+        cust=reg.id,
+        at=T(11, 11, 0, 10),
+        wait=30,
+        talk=300,
+        wrap=30,
+        agent=a2.id,
+        dispo="follow_up",
+        transfers=2,
+        csat=2,
+    )
     await _contact(store, cust=reg.id, at=T(11, 11, 0, 20), wait=3, abandon=True)
     await _contact(store, cust=reg.id, at=T(11, 11, 0, 30), wait=60, abandon=True)
-    await _contact(store, cust=vip.id, at=T(11, 11, 5, 10), wait=5, talk=100, wrap=20, agent=a1.id,
-                   dispo="resolved", channel="chat", queue="support")
+    await _contact(
+        store,
+        cust=vip.id,
+        at=T(11, 11, 5, 10),
+        wait=5,
+        talk=100,
+        wrap=20,
+        agent=a1.id,
+        dispo="resolved",
+        channel="chat",
+        queue="support",
+    )
     await _contact(store, cust=None, at=T(11, 1, 4, 30), wait=10, abandon=True, queue="general")
     await _contact(store, cust=None, at=T(11, 2, 4, 30), wait=10, abandon=True, queue="general")
     return {"a1": a1.id, "a2": a2.id, "vip": vip.id, "reg": reg.id}
@@ -80,9 +125,24 @@ def _rows(rep, *fields):
     return [tuple(r[f] for f in fields) for r in rep["rows"]]
 
 
-FIELDS = ("interval", "key", "contacts", "offered", "answered", "service_level", "asa_s", "aht_s",
-          "abandoned", "short_abandoned", "abandon_rate", "transferred", "transfer_rate", "fcr_rate",
-          "csat_avg", "csat_pct")
+FIELDS = (
+    "interval",
+    "key",
+    "contacts",
+    "offered",
+    "answered",
+    "service_level",
+    "asa_s",
+    "aht_s",
+    "abandoned",
+    "short_abandoned",
+    "abandon_rate",
+    "transferred",
+    "transfer_rate",
+    "fcr_rate",
+    "csat_avg",
+    "csat_pct",
+)
 
 # by UTC day: Nov 10 holds C1 only (it ends after midnight but arrived before)
 UTC_DAYS = [
@@ -116,7 +176,9 @@ async def test_contacts_per_utc_day_and_backfill_agrees(store, scripted):
 
 
 async def test_new_york_days_move_the_evening_contacts_to_the_day_before(store, scripted):
-    rep = await R.contact_report(store.db, R.Range(date(2026, 11, 10), date(2026, 11, 11), "America/New_York", "day"))
+    rep = await R.contact_report(
+        store.db, R.Range(date(2026, 11, 10), date(2026, 11, 11), "America/New_York", "day")
+    )
     assert _rows(rep, *FIELDS) == [
         # C1..C4 (18:50 to 19:30 local): SL C1 only of 3 counted; ASA (10+30)/2; AHT (960+330)/2;
         # FCR C1 of C1, C2; CSAT (5+2)/2, good 1 of 2
@@ -126,13 +188,17 @@ async def test_new_york_days_move_the_evening_contacts_to_the_day_before(store, 
 
 
 async def test_dst_end_day_has_25_hours(store, scripted):
-    rep = await R.contact_report(store.db, R.Range(date(2026, 10, 31), date(2026, 11, 2), "America/New_York", "day"))
+    rep = await R.contact_report(
+        store.db, R.Range(date(2026, 10, 31), date(2026, 11, 2), "America/New_York", "day")
+    )
     assert _rows(rep, "interval", "contacts", "abandoned") == [("2026-11-01", 2, 2)]
     utc = await R.contact_report(store.db, R.Range(date(2026, 10, 31), date(2026, 11, 2), "UTC", "day"))
     assert _rows(utc, "interval", "contacts") == [("2026-11-01", 1), ("2026-11-02", 1)]
     # weeks (Monday): in New York both fall in the week of Oct 26 (Nov 1 is a Sunday); in UTC,
     # C7 (Monday Nov 2, 04:30) opens the next week
-    ny = await R.contact_report(store.db, R.Range(date(2026, 10, 26), date(2026, 11, 8), "America/New_York", "week"))
+    ny = await R.contact_report(
+        store.db, R.Range(date(2026, 10, 26), date(2026, 11, 8), "America/New_York", "week")
+    )
     assert _rows(ny, "interval", "contacts") == [("2026-10-26", 2)]
     utc = await R.contact_report(store.db, R.Range(date(2026, 10, 26), date(2026, 11, 8), "UTC", "week"))
     assert _rows(utc, "interval", "contacts") == [("2026-10-26", 1), ("2026-11-02", 1)]
@@ -155,7 +221,9 @@ async def test_long_ranges_read_whole_utc_days_and_edges(store, scripted):
     assert days.fine == [(h(T(11, 10, 5, 0)), h(T(11, 11, 5, 0))), (h(T(11, 12, 0, 0)), h(T(11, 12, 5, 0)))]
     tot = await R.contact_report(store.db, rng, totals=True)
     assert _rows(tot, "contacts", "offered", "answered", "aht_s") == [(5, 4, 3, 470.0)]  # (960+330+120)/3
-    wk = await R.contact_report(store.db, R.Range(date(2026, 11, 9), date(2026, 11, 15), "America/New_York", "week"))
+    wk = await R.contact_report(
+        store.db, R.Range(date(2026, 11, 9), date(2026, 11, 15), "America/New_York", "week")
+    )
     assert _rows(wk, "interval", "contacts", "offered", "answered") == [("2026-11-09", 5, 4, 3)]
     # with the day tables shifted by 0/6/12/18 h: New York (midnight at 05:00 UTC) reads days that
     # start at 06:00 UTC; from each, only the hour 05:00-06:00 belongs to the next local day
@@ -170,12 +238,21 @@ async def test_long_ranges_read_whole_utc_days_and_edges(store, scripted):
 async def test_quarter_hours_across_midnight_and_half_hour_zone(store, scripted):
     q = await R.contact_report(store.db, R.Range(date(2026, 11, 10), date(2026, 11, 11), "UTC", "15m"))
     assert _rows(q, "interval", "contacts", "answered", "short_abandoned") == [
-        ("2026-11-10 23:45", 1, 1, 0), ("2026-11-11 00:00", 1, 1, 0), ("2026-11-11 00:15", 1, 0, 1),
-        ("2026-11-11 00:30", 1, 0, 0), ("2026-11-11 05:00", 1, 1, 0)]
+        ("2026-11-10 23:45", 1, 1, 0),
+        ("2026-11-11 00:00", 1, 1, 0),
+        ("2026-11-11 00:15", 1, 0, 1),
+        ("2026-11-11 00:30", 1, 0, 0),
+        ("2026-11-11 05:00", 1, 1, 0),
+    ]
     # Kolkata is UTC+5:30: 23:50 -> 05:20, 00:10 -> 05:40, 00:20 -> 05:50, 00:30 -> 06:00, 05:10 -> 10:40
-    h = await R.contact_report(store.db, R.Range(date(2026, 11, 11), date(2026, 11, 11), "Asia/Kolkata", "hour"))
-    assert _rows(h, "interval", "contacts") == [("2026-11-11 05:00", 3), ("2026-11-11 06:00", 1),
-                                               ("2026-11-11 10:00", 1)]
+    h = await R.contact_report(
+        store.db, R.Range(date(2026, 11, 11), date(2026, 11, 11), "Asia/Kolkata", "hour")
+    )
+    assert _rows(h, "interval", "contacts") == [
+        ("2026-11-11 05:00", 3),
+        ("2026-11-11 06:00", 1),
+        ("2026-11-11 10:00", 1),
+    ]
     w = await R.contact_report(store.db, R.Range(date(2026, 11, 9), date(2026, 11, 15), "UTC", "week"))
     assert _rows(w, "interval", "contacts", "offered", "answered") == [("2026-11-09", 5, 4, 3)]
 
@@ -185,9 +262,13 @@ async def test_by_agent_team_tier_channel_disposition(store, scripted):
     tot = lambda by: R.contact_report(store.db, rng, by=by, totals=True)  # noqa: E731
     a1, a2 = str(scripted["a1"]), str(scripted["a2"])
     agents = _rows(await tot("agent"), "key", "contacts", "answered", "aht_s", "fcr_rate", "csat_avg")
-    assert sorted(agents) == sorted([("(none)", 2, 0, None, None, None),
-                                     (a1, 2, 2, 540.0, 0.5, 5.0),  # (960 + 120) / 2; FCR C1 of C1, C5
-                                     (a2, 1, 1, 330.0, 0.0, 2.0)])
+    assert sorted(agents) == sorted(
+        [
+            ("(none)", 2, 0, None, None, None),
+            (a1, 2, 2, 540.0, 0.5, 5.0),  # (960 + 120) / 2; FCR C1 of C1, C5
+            (a2, 1, 1, 330.0, 0.0, 2.0),
+        ]
+    )
     teams = _rows(await tot("team"), "key", "contacts", "transfer_rate")
     assert teams == [("(none)", 2, None), ("north", 2, 0.0), ("south", 1, 1.0)]
     tiers = _rows(await tot("tier"), "key", "offered", "service_level", "asa_s", "csat_avg")
@@ -228,8 +309,10 @@ async def test_agent_time_occupancy_and_not_ready_across_midnight(store, scripte
     nr = await R.not_ready_report(store.db, rng)
     assert _rows(nr, "reason", "seconds") == [("lunch", 1800.0)]
     assert R.split_slots(T(11, 10, 23, 50), T(11, 11, 0, 20)) == [
-        (int(T(11, 10, 23, 45).timestamp() // 900), 600.0), (int(T(11, 11, 0, 0).timestamp() // 900), 900.0),
-        (int(T(11, 11, 0, 15).timestamp() // 900), 300.0)]
+        (int(T(11, 10, 23, 45).timestamp() // 900), 600.0),
+        (int(T(11, 11, 0, 0).timestamp() // 900), 900.0),
+        (int(T(11, 11, 0, 15).timestamp() // 900), 300.0),
+    ]
 
 
 async def test_tickets_risk_and_customer_movement(store, scripted):
@@ -239,33 +322,69 @@ async def test_tickets_risk_and_customer_movement(store, scripted):
     sr = await store.create_ticket(vip, "service_request", "Change of plan")
     ts = lambda t: t.replace(tzinfo=None).isoformat(sep=" ") if db.is_sqlite else t  # noqa: E731
     async with db.engine.begin() as conn:
-        upd = ("UPDATE tickets SET created_at = :c, sla_due_at = :d, solved_at = :s, status = :st, "
-               "escalation_queue = :e WHERE id = :id")
+        upd = (
+            "UPDATE tickets SET created_at = :c, sla_due_at = :d, solved_at = :s, status = :st, "
+            "escalation_queue = :e WHERE id = :id"
+        )
         # c1: 4 h to solve, within its SLA; c2: 10 h, 2 h past its SLA, escalated; sr: open past due
-        await conn.execute(text(upd), {"c": ts(T(11, 10, 10, 0)), "d": ts(T(11, 10, 18, 0)),
-                                       "s": ts(T(11, 10, 14, 0)), "st": "solved", "e": None, "id": c1.id})
-        await conn.execute(text(upd), {"c": ts(T(11, 10, 8, 0)), "d": ts(T(11, 10, 16, 0)),
-                                       "s": ts(T(11, 10, 18, 0)), "st": "solved", "e": "vip", "id": c2.id})
-        await conn.execute(text(upd), {"c": ts(T(11, 11, 9, 0)), "d": ts(T(11, 11, 12, 0)),
-                                       "s": None, "st": "open", "e": None, "id": sr.id})
+        await conn.execute(
+            text(upd),
+            {
+                "c": ts(T(11, 10, 10, 0)),
+                "d": ts(T(11, 10, 18, 0)),
+                "s": ts(T(11, 10, 14, 0)),
+                "st": "solved",
+                "e": None,
+                "id": c1.id,
+            },
+        )
+        await conn.execute(
+            text(upd),
+            {
+                "c": ts(T(11, 10, 8, 0)),
+                "d": ts(T(11, 10, 16, 0)),
+                "s": ts(T(11, 10, 18, 0)),
+                "st": "solved",
+                "e": "vip",
+                "id": c2.id,
+            },
+        )
+        await conn.execute(
+            text(upd),
+            {
+                "c": ts(T(11, 11, 9, 0)),
+                "d": ts(T(11, 11, 12, 0)),
+                "s": None,
+                "st": "open",
+                "e": None,
+                "id": sr.id,
+            },
+        )
     now = T(11, 12, 0, 0)
     rep = await R.ticket_report(db, R.Range(date(2026, 11, 10), date(2026, 11, 11), "UTC", "day"), now)
     assert _rows(rep, "type", "opened", "resolved", "resolution_h", "sla_breaches", "escalations") == [
-        ("complaint", 2, 2, 7.0, 1, 1), ("service_request", 1, 0, None, 1, 0)]
+        ("complaint", 2, 2, 7.0, 1, 1),
+        ("service_request", 1, 0, None, 1, 0),
+    ]
 
     risk = await R.customers_at_risk(db, now)
     # reg: 2 complaints in 90 days, 3 contacts in 7 days (C2, C3, C4); one CSAT only (not enough)
     assert _rows(risk, "customer_id", "reasons", "complaints", "recent_contacts", "phone") == [
-        (reg, "repeated_complaints repeated_contacts", 2, 3, "+12025550102")]
+        (reg, "repeated_complaints repeated_contacts", 2, 3, "+12025550102")
+    ]
 
     assert await R.snapshot_customers(db, T(11, 10, 1, 0)) == 0  # the first snapshot: nobody moved
     async with db.engine.begin() as conn:
         await conn.execute(text("UPDATE customers SET tier = 'regular' WHERE id = :id"), {"id": vip})
-        await conn.execute(text("UPDATE customers SET loyalty = 'lost', tier = 'key' WHERE id = :id"), {"id": reg})
+        await conn.execute(
+            text("UPDATE customers SET loyalty = 'lost', tier = 'key' WHERE id = :id"), {"id": reg}
+        )
     assert await R.snapshot_customers(db, T(11, 11, 1, 0)) == 2
     mv = await R.customer_movement(db, R.Range(date(2026, 11, 10), date(2026, 11, 11), "UTC", "day"))
     assert _rows(mv, "day", "tier", "moved_up", "moved_down", "lost") == [
-        ("2026-11-11", "key", 1, 0, 1), ("2026-11-11", "regular", 0, 1, 0)]
+        ("2026-11-11", "key", 1, 0, 1),
+        ("2026-11-11", "regular", 0, 1, 0),
+    ]
     dist = await R.customer_distribution(db)
     assert sum(r["customers"] for r in dist["rows"]) == 2
     assert {(r["tier"], r["loyalty"]) for r in dist["rows"]} >= {("key", "lost")}
@@ -273,8 +392,9 @@ async def test_tickets_risk_and_customer_movement(store, scripted):
 
 async def test_outbound_contacts_are_not_offered(store, scripted):
     """A callback (outbound, opened queued) that fails counts as a contact, not as offered or abandoned."""
-    i = await store.open_interaction("voice", "outbound", scripted["reg"], queue="billing", state="queued",
-                                     at=T(11, 11, 9, 0))
+    i = await store.open_interaction(
+        "voice", "outbound", scripted["reg"], queue="billing", state="queued", at=T(11, 11, 9, 0)
+    )
     await store.set_state(i.id, "failed", at=T(11, 11, 9, 1))
     rep = await R.contact_report(store.db, R.Range(date(2026, 11, 11), date(2026, 11, 11), "UTC", "day"))
     assert _rows(rep, "contacts", "offered", "abandoned", "service_level") == [(5, 3, 1, 0.3333)]
@@ -300,13 +420,18 @@ async def test_a_failing_rollup_never_stops_the_interaction(store, scripted, cap
 
 
 def test_csv_matches_the_rows() -> None:
-    rep = {"columns": ["interval", "asa_s", "csat_avg"],
-           "rows": [{"interval": "2026-11-10", "asa_s": 10.0, "csat_avg": None}]}
+    rep = {
+        "columns": ["interval", "asa_s", "csat_avg"],
+        "rows": [{"interval": "2026-11-10", "asa_s": 10.0, "csat_avg": None}],
+    }
     assert R.to_csv(rep) == "interval,asa_s,csat_avg\r\n2026-11-10,10,\r\n"  # as the page shows it
 
 
 def test_bad_parameters_are_refused() -> None:
-    for rng in (R.Range(date(2026, 1, 2), date(2026, 1, 1)), R.Range(date(2026, 1, 1), date(2026, 1, 1), "Mars/Base"),
-                R.Range(date(2026, 1, 1), date(2026, 1, 1), "UTC", "minute")):
+    for rng in (
+        R.Range(date(2026, 1, 2), date(2026, 1, 1)),
+        R.Range(date(2026, 1, 1), date(2026, 1, 1), "Mars/Base"),
+        R.Range(date(2026, 1, 1), date(2026, 1, 1), "UTC", "minute"),
+    ):
         with pytest.raises(R.ReportError):
             rng.check()
