@@ -48,8 +48,17 @@ async def prepare(db: Any, force: bool) -> dict[str, Any]:
     from crm_core.reports import rebuild
 
     tables = [t for name, t in rm.Base.metadata.tables.items() if name.startswith("report_")]
+    def create(c: Any) -> None:  # a report table of an older layout is dropped and made again
+        from sqlalchemy import inspect
+
+        have = set(inspect(c).get_table_names())
+        for t in tables:
+            if t.name in have and {col["name"] for col in inspect(c).get_columns(t.name)} != set(t.columns.keys()):
+                t.drop(c)
+            t.create(c, checkfirst=True)
+
     async with db.engine.begin() as conn:
-        await conn.run_sync(lambda c: [t.create(c, checkfirst=True) for t in tables])
+        await conn.run_sync(create)
         have = (await conn.execute(text("SELECT count(*) FROM report_contacts_day"))).scalar_one()
         n = (await conn.execute(text("SELECT count(*) FROM interactions"))).scalar_one()
     out: dict[str, Any] = {"interactions": int(n)}
