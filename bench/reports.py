@@ -53,7 +53,8 @@ async def prepare(db: Any, force: bool) -> dict[str, Any]:
 
         have = set(inspect(c).get_table_names())
         for t in tables:
-            if t.name in have and {col["name"] for col in inspect(c).get_columns(t.name)} != set(t.columns.keys()):
+            cols = {col["name"] for col in inspect(c).get_columns(t.name)} if t.name in have else None
+            if cols is not None and cols != set(t.columns.keys()):
                 t.drop(c)
             t.create(c, checkfirst=True)
 
