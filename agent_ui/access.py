@@ -132,6 +132,8 @@ HTTP: dict[tuple[str, str], Rule] = {
     # reports (issue 16; callcenter/api/reports.py, agent_ui/reports_routes.py, docs/reports.md)
     ("GET", "/reports"): Rule(SUPERVISE.roles, "team", page=True),
     ("GET", "/campaigns"): Rule(ANYONE.roles, "self", page=True),  # agents work, supervisors watch
+    ("GET", "/campaigns/unsubscribe/{token}"): PUBLIC,  # a campaign email's own link (the token)
+    ("POST", "/campaigns/unsubscribe/{token}"): PUBLIC,  # one-click (RFC 8058)
     ("GET", "/api/v1/reports/contacts"): SUPERVISE,
     ("GET", "/api/v1/reports/occupancy"): SUPERVISE,
     ("GET", "/api/v1/reports/not-ready"): SUPERVISE,

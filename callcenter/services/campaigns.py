@@ -124,6 +124,7 @@ class CampaignService:
         self.runs: dict[int, Run] = {}
         self.watchers: dict[int, set[int]] = {}  # campaign -> supervisor user ids
         self._pending_progress: set[int] = set()
+        self.email: Any = None  # EmailCampaigns (email_campaigns.py), set by install()
         self._tasks: set[asyncio.Task[Any]] = set()
 
     async def close(self) -> None:
@@ -178,7 +179,8 @@ class CampaignService:
                                 prefix=f"cc-camp{run.campaign.id}", window=Window(span_s=900))
             run.dialer.start()
         if run.task is None or run.task.done():
-            run.task = asyncio.get_running_loop().create_task(self._loop(run))
+            loop = self._email_loop(run) if run.campaign.mode == "email" else self._loop(run)
+            run.task = asyncio.get_running_loop().create_task(loop)
         for m in run.members.values():
             if run.campaign.mode == "preview" and m.state == "free":
                 self._spawn(self._preview_next(run, m))
@@ -204,6 +206,22 @@ class CampaignService:
                 raise
             except Exception:  # noqa: BLE001 - the loop outlives one bad round
                 log.exception("campaign %s round failed", run.campaign.id)
+            run.wake.clear()
+            try:
+                await asyncio.wait_for(run.wake.wait(), self.poll_s)
+            except TimeoutError:
+                pass
+
+    async def _email_loop(self, run: Run) -> None:
+        """Email: send what the rate limit allows, every poll, until paused or stopped."""
+        while run.status == "running":
+            try:
+                if await self.email.send_due(run.campaign.id):
+                    self.progress_soon(run)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - the loop outlives one bad round
+                log.exception("email campaign %s round failed", run.campaign.id)
             run.wake.clear()
             try:
                 await asyncio.wait_for(run.wake.wait(), self.poll_s)
@@ -501,7 +519,11 @@ class CampaignService:
 
 
 def install(center: Any, settings: Any = None, **kw: Any) -> CampaignService:
+    from callcenter.services.email_campaigns import EmailCampaigns
+
     svc = CampaignService(center, **kw)
+    base = getattr(getattr(settings, "http", None), "public_base_url", None) or "http://localhost:8080"
+    svc.email = EmailCampaigns(center, base_url=str(base))
     center.campaigns = svc
     center.console.handlers.update(svc.handlers())
     return svc

@@ -118,6 +118,8 @@ class EmailService:
         self.contacts: dict[int, EmailContact] = {}
         self.inbox: asyncio.Queue[mail.Received] = asyncio.Queue()
         self.processed = 0
+        # called with (raw, parsed) for every inbound message (campaigns: hard bounces)
+        self.on_parsed: list[Any] = []
         self._raw: dict[int, tuple[bytes, str, str]] = {}  # email id -> (raw, envelope from, source)
         self._changed = asyncio.Condition()
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -205,6 +207,11 @@ class EmailService:
                           **{"from": parsed.from_address, "message_id": parsed.message_id,
                              "attachments": len(parsed.attachments), "auto": parsed.auto,
                              "problems": parsed.problems[:20]})
+        for hook in self.on_parsed:
+            try:
+                await hook(raw, parsed)
+            except Exception:  # noqa: BLE001 - a hook never stops the message
+                log.exception("email %s: on_parsed hook failed", eid)
         if parsed.message_id and await self._duplicate(iid, eid, parsed):
             return
         contact: EmailContact | None = None

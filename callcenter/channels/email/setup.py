@@ -45,6 +45,9 @@ def attach(center: Any, settings: Any) -> EmailService:
     center.console.handlers.update(service.console_handlers(dict(center.console.handlers)))
     center.on_console_connect.append(service.console_connected)
     center.email = service
+    campaigns = getattr(center, "campaigns", None)
+    if campaigns is not None:  # email campaigns: hard bounces mark addresses invalid
+        service.on_parsed.append(campaigns.email.on_parsed)
     return service
 
 
