@@ -1,6 +1,7 @@
 """The campaigns page (`GET /campaigns`; docs/campaigns.md): agents join a campaign and work its
 records, supervisors watch and control one. Static HTML plus /static/campaigns.js, which speaks
 the console protocol on its own /ws/agent socket (campaign_* messages, docs/protocol.md)."""
+
 from __future__ import annotations
 
 import html
@@ -29,8 +30,10 @@ async def unsubscribe(request: web.Request) -> web.StreamResponse:
         address = await campaigns.email.unsubscribe(token)
     if address is None:
         return web.Response(status=404, text="This unsubscribe link is not valid.", content_type="text/plain")
-    body = (f"<!doctype html><html lang=en><meta charset=utf-8><title>Unsubscribed</title>"
-            f"<p data-testid=unsubscribed>{html.escape(address)} will get no more campaign emails from us.</p>")
+    body = (
+        f"<!doctype html><html lang=en><meta charset=utf-8><title>Unsubscribed</title>"
+        f"<p data-testid=unsubscribed>{html.escape(address)} will get no more campaign emails from us.</p>"
+    )
     return web.Response(text=body, content_type="text/html", headers={"Cache-Control": "no-store"})
 
 

@@ -13,6 +13,7 @@ predictive then progressive run in the same invocation, on the same script seed.
 Also reported: the pure outbound replay (callcenter/services/dialer_replay.py) for the same plan,
 over 4 virtual hours, as the model's cross-check of the live figures.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -29,14 +30,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.common import git_sha, summary, write_result  # noqa: E402
 
 
-def _sim_proc(answer: float, agents: int, scale: float, seed: int, talk_s: float, port_out: Any,
-              stop: Any) -> None:
+def _sim_proc(
+    answer: float, agents: int, scale: float, seed: int, talk_s: float, port_out: Any, stop: Any
+) -> None:
     from callcenter.asterisk.simulator import Simulator
     from callcenter.asterisk.simulator.outbound import OutboundScript
 
     async def main() -> None:
         sim = Simulator(agi_target=None, time_scale=scale)
-        sim.outbound(OutboundScript(answer=answer, machine=0.1, busy=0.1, ring_s=10, talk_s=talk_s, seed=seed))
+        sim.outbound(
+            OutboundScript(answer=answer, machine=0.1, busy=0.1, ring_s=10, talk_s=talk_s, seed=seed)
+        )
         for i in range(agents):
             sim.agent(f"ag{i}", answer_after=0.5, talk_time=None)
         await sim.start()
@@ -48,21 +52,32 @@ def _sim_proc(answer: float, agents: int, scale: float, seed: int, talk_s: float
     asyncio.run(main())
 
 
-async def _campaign(port: int, mode: str, agents: int, minutes: float, scale: float,
-                    warmup_s: float) -> dict[str, Any]:
+async def _campaign(
+    port: int, mode: str, agents: int, minutes: float, scale: float, warmup_s: float
+) -> dict[str, Any]:
     from callcenter.asterisk.ami_client import AMIClient
     from callcenter.asterisk.simulator.clock import ScaledClock
     from callcenter.services.dialer_drive import drive
 
     clock = ScaledClock(scale)
-    client = AMIClient("127.0.0.1", port, "cc", "ccsecret", ping_interval=None, reconnect=False,
-                       action_timeout=30.0)
+    client = AMIClient(
+        "127.0.0.1", port, "cc", "ccsecret", ping_interval=None, reconnect=False, action_timeout=30.0
+    )
     await client.start()
     await client.wait_connected(10)
     cpu0, t0 = time.process_time(), time.perf_counter()
     try:
-        r = await drive(client, mode=mode, agents=agents, duration_s=minutes * 60, now=clock.now,
-                        sleep=clock.sleep, wrap_s=10.0, prefix=f"cc-{mode}", warmup_s=warmup_s)
+        r = await drive(
+            client,
+            mode=mode,
+            agents=agents,
+            duration_s=minutes * 60,
+            now=clock.now,
+            sleep=clock.sleep,
+            wrap_s=10.0,
+            prefix=f"cc-{mode}",
+            warmup_s=warmup_s,
+        )
     finally:
         await client.close()
     out = r.to_dict()
@@ -78,11 +93,15 @@ def run_rate(answer: float, args: argparse.Namespace) -> dict[str, Any]:
     for mode in ("predictive", "progressive"):
         recv, send = ctx.Pipe(duplex=False)
         stop = ctx.Event()
-        p = ctx.Process(target=_sim_proc, args=(answer, args.agents, args.scale, args.seed, args.talk_s, send, stop))
+        p = ctx.Process(
+            target=_sim_proc, args=(answer, args.agents, args.scale, args.seed, args.talk_s, send, stop)
+        )
         p.start()
         port = recv.recv()
         try:
-            out[mode] = asyncio.run(_campaign(port, mode, args.agents, args.minutes, args.scale, args.warmup_s))
+            out[mode] = asyncio.run(
+                _campaign(port, mode, args.agents, args.minutes, args.scale, args.warmup_s)
+            )
         finally:
             stop.set()
             p.join(30)
@@ -110,11 +129,21 @@ def main() -> None:
     replay = {}
     for a in (0.2, 0.4):
         for mode in ("predictive", "progressive"):
-            rep = run_outbound(OutboundPlan(agents=args.agents, answer_rate=a, mode=mode, duration_s=4 * 3600,
-                                            handle_mean_s=args.talk_s, wrap_up_s=10.0, ring_mean_s=10.0,
-                                            seed=args.seed))
-            replay[f"{mode}_{int(a * 100)}"] = {k: round(v, 4) if isinstance(v, float) else v
-                                                for k, v in rep.to_dict().items()}
+            rep = run_outbound(
+                OutboundPlan(
+                    agents=args.agents,
+                    answer_rate=a,
+                    mode=mode,
+                    duration_s=4 * 3600,
+                    handle_mean_s=args.talk_s,
+                    wrap_up_s=10.0,
+                    ring_mean_s=10.0,
+                    seed=args.seed,
+                )
+            )
+            replay[f"{mode}_{int(a * 100)}"] = {
+                k: round(v, 4) if isinstance(v, float) else v for k, v in rep.to_dict().items()
+            }
 
     def pick(rate: str, mode: str, key: str) -> float:
         return float(runs[rate][mode][key])
@@ -126,29 +155,53 @@ def main() -> None:
         "occupancy_progressive_20": round(pick("20", "progressive", "occupancy"), 3),
         "occupancy_predictive_40": round(pick("40", "predictive", "occupancy"), 3),
         "occupancy_progressive_40": round(pick("40", "progressive", "occupancy"), 3),
-        "connects_per_agent_hour_predictive_20": round(pick("20", "predictive", "connects_per_agent_hour"), 1),
-        "connects_per_agent_hour_progressive_20": round(pick("20", "progressive", "connects_per_agent_hour"), 1),
+        "connects_per_agent_hour_predictive_20": round(
+            pick("20", "predictive", "connects_per_agent_hour"), 1
+        ),
+        "connects_per_agent_hour_progressive_20": round(
+            pick("20", "progressive", "connects_per_agent_hour"), 1
+        ),
         "connects_ratio_predictive_vs_progressive_20": round(
-            pick("20", "predictive", "connects_per_agent_hour") / pick("20", "progressive", "connects_per_agent_hour"), 3),
+            pick("20", "predictive", "connects_per_agent_hour")
+            / pick("20", "progressive", "connects_per_agent_hour"),
+            3,
+        ),
         "connects_ratio_predictive_vs_progressive_40": round(
-            pick("40", "predictive", "connects_per_agent_hour") / pick("40", "progressive", "connects_per_agent_hour"), 3),
+            pick("40", "predictive", "connects_per_agent_hour")
+            / pick("40", "progressive", "connects_per_agent_hour"),
+            3,
+        ),
         "abandon_cap_pct": 3.0,
     }
     result = {
         "headline": headline,
         "git_sha": git_sha(),
-        "setup": {"agents": args.agents, "virtual_minutes_per_run": args.minutes, "time_scale": args.scale,
-                  "talk_s_mean": args.talk_s, "wrap_s": 10.0, "ring_s_mean": 10.0, "machine": 0.1, "busy": 0.1,
-                  "hold_s_before_abandon": 2.0, "window_s": 300, "seed": args.seed,
-                  "warmup_s": args.warmup_s, "measured": "after the warm-up (cold start excluded)",
-                  "clock": "accelerated: the simulator's ScaledClock in both processes (handle, ring and "
-                           "wrap-up times are virtual seconds)",
-                  "simulator": "separate process, AMI over TCP"},
+        "setup": {
+            "agents": args.agents,
+            "virtual_minutes_per_run": args.minutes,
+            "time_scale": args.scale,
+            "talk_s_mean": args.talk_s,
+            "wrap_s": 10.0,
+            "ring_s_mean": 10.0,
+            "machine": 0.1,
+            "busy": 0.1,
+            "hold_s_before_abandon": 2.0,
+            "window_s": 300,
+            "seed": args.seed,
+            "warmup_s": args.warmup_s,
+            "measured": "after the warm-up (cold start excluded)",
+            "clock": "accelerated: the simulator's ScaledClock in both processes (handle, ring and "
+            "wrap-up times are virtual seconds)",
+            "simulator": "separate process, AMI over TCP",
+        },
         "runs": runs,
         "replay_4h": replay,
-        "load": {"loadavg_before": [round(x, 2) for x in load_before],
-                 "loadavg_after": [round(x, 2) for x in load_after], "cpus": os.cpu_count(),
-                 "note": "shared 2-core machine with other engineers' tests running"},
+        "load": {
+            "loadavg_before": [round(x, 2) for x in load_before],
+            "loadavg_after": [round(x, 2) for x in load_after],
+            "cpus": os.cpu_count(),
+            "note": "shared 2-core machine with other engineers' tests running",
+        },
     }
     write_result("dialer", result)
 

@@ -12,6 +12,7 @@
 Blacklisted customers never enter a list (and are checked again before each dial by the rules).
 The tables are created by migration 0013.
 """
+
 from __future__ import annotations
 
 import csv
@@ -126,7 +127,8 @@ class CampaignRecordRow(Base):
     id: Mapped[int] = mapped_column(IdType, primary_key=True, autoincrement=True)
     campaign_id: Mapped[int] = mapped_column(IdType, ForeignKey("campaigns.id", ondelete="CASCADE"))
     customer_id: Mapped[int | None] = mapped_column(
-        IdType, ForeignKey("customers.id", ondelete="SET NULL"), default=None)
+        IdType, ForeignKey("customers.id", ondelete="SET NULL"), default=None
+    )
     name: Mapped[str] = mapped_column(String(200))
     phone: Mapped[str | None] = mapped_column(String(32), default=None)
     email: Mapped[str | None] = mapped_column(String(320), default=None)
@@ -137,7 +139,8 @@ class CampaignRecordRow(Base):
     last_outcome: Mapped[str | None] = mapped_column(String(32), default=None)
     disposition: Mapped[str | None] = mapped_column(String(64), default=None)
     interaction_id: Mapped[int | None] = mapped_column(
-        IdType, ForeignKey("interactions.id", ondelete="SET NULL"), default=None)
+        IdType, ForeignKey("interactions.id", ondelete="SET NULL"), default=None
+    )
     token: Mapped[str] = mapped_column(String(64), unique=True)  # the unsubscribe link's secret
     data: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
@@ -160,7 +163,8 @@ class CampaignAttemptRow(Base):
     outcome: Mapped[str] = mapped_column(String(32))
     agent: Mapped[str | None] = mapped_column(String(64), default=None)
     interaction_id: Mapped[int | None] = mapped_column(
-        IdType, ForeignKey("interactions.id", ondelete="SET NULL"), default=None)
+        IdType, ForeignKey("interactions.id", ondelete="SET NULL"), default=None
+    )
     data: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
 
     __table_args__ = (Index("ix_campaign_attempts_campaign_id_outcome", "campaign_id", "outcome"),)
@@ -176,7 +180,8 @@ class CampaignDncRow(Base):
     value: Mapped[str] = mapped_column(String(320))
     reason: Mapped[str] = mapped_column(String(16))
     campaign_id: Mapped[int | None] = mapped_column(
-        IdType, ForeignKey("campaigns.id", ondelete="SET NULL"), default=None)
+        IdType, ForeignKey("campaigns.id", ondelete="SET NULL"), default=None
+    )
     added_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
     __table_args__ = (
@@ -237,31 +242,67 @@ class CampaignRecord:
 
 
 def _campaign(r: CampaignRow) -> Campaign:
-    return Campaign(r.id, r.name, r.channel, r.mode, r.status, r.queue, dict(r.skills or {}), r.script,
-                    list(r.dispositions or []), r.segment, dict(r.schedule or {}), r.max_attempts,
-                    dict(r.retry_s or {}), float(r.abandon_cap_pct), r.subject, r.body, r.rate_per_min)
+    return Campaign(
+        r.id,
+        r.name,
+        r.channel,
+        r.mode,
+        r.status,
+        r.queue,
+        dict(r.skills or {}),
+        r.script,
+        list(r.dispositions or []),
+        r.segment,
+        dict(r.schedule or {}),
+        r.max_attempts,
+        dict(r.retry_s or {}),
+        float(r.abandon_cap_pct),
+        r.subject,
+        r.body,
+        r.rate_per_min,
+    )
 
 
 def _record(r: CampaignRecordRow) -> CampaignRecord:
-    return CampaignRecord(r.id, r.campaign_id, r.customer_id, r.name, r.phone, r.email, r.timezone, r.status,
-                          r.attempts, r.next_at, r.last_outcome, r.disposition, r.interaction_id, r.token,
-                          dict(r.data or {}))
+    return CampaignRecord(
+        r.id,
+        r.campaign_id,
+        r.customer_id,
+        r.name,
+        r.phone,
+        r.email,
+        r.timezone,
+        r.status,
+        r.attempts,
+        r.next_at,
+        r.last_outcome,
+        r.disposition,
+        r.interaction_id,
+        r.token,
+        dict(r.data or {}),
+    )
 
 
 SEGMENT_KEYS = frozenset({"tier", "loyalty", "type", "tags", "open_complaints", "at_risk"})
 
 
 def at_risk_clause() -> Any:
-    """"At risk" customers, the campaign's own definition until the reports define theirs (issue 16):
+    """ "At risk" customers, the campaign's own definition until the reports define theirs (issue 16):
     loyalty `lost`, or an open complaint, or an average satisfaction of 2 or less. Replace this one
     function to use the reports' segment."""
-    return or_(Customer.loyalty == Loyalty.LOST.value, _open_complaint(),
-               and_(Customer.csat_count > 0, Customer.csat_sum <= 2 * Customer.csat_count))
+    return or_(
+        Customer.loyalty == Loyalty.LOST.value,
+        _open_complaint(),
+        and_(Customer.csat_count > 0, Customer.csat_sum <= 2 * Customer.csat_count),
+    )
 
 
 def _open_complaint() -> Any:
-    return exists().where(Ticket.customer_id == Customer.id, Ticket.type == TicketType.COMPLAINT.value,
-                          Ticket.status.in_([s.value for s in OPEN_TICKET_STATUSES]))
+    return exists().where(
+        Ticket.customer_id == Customer.id,
+        Ticket.type == TicketType.COMPLAINT.value,
+        Ticket.status.in_([s.value for s in OPEN_TICKET_STATUSES]),
+    )
 
 
 def segment_where(segment: dict[str, Any]) -> list[Any]:
@@ -289,12 +330,23 @@ class CampaignStore:
         self.db = db
 
     # ---- campaigns -------------------------------------------------------------------------
-    async def create(self, *, name: str, mode: str, queue: str | None = None,
-                     skills: dict[str, int] | None = None, script: str | None = None,
-                     dispositions: list[str] | None = None, schedule: dict[str, Any] | None = None,
-                     max_attempts: int = 3, retry_s: dict[str, float] | None = None,
-                     abandon_cap_pct: float = 3.0, subject: str | None = None, body: str | None = None,
-                     rate_per_min: int = 60) -> Campaign:
+    async def create(
+        self,
+        *,
+        name: str,
+        mode: str,
+        queue: str | None = None,
+        skills: dict[str, int] | None = None,
+        script: str | None = None,
+        dispositions: list[str] | None = None,
+        schedule: dict[str, Any] | None = None,
+        max_attempts: int = 3,
+        retry_s: dict[str, float] | None = None,
+        abandon_cap_pct: float = 3.0,
+        subject: str | None = None,
+        body: str | None = None,
+        rate_per_min: int = 60,
+    ) -> Campaign:
         if not name or len(name) > 100:
             raise ValidationError("a campaign needs a name of at most 100 characters", field="name")
         if mode not in CampaignMode.__members__.values():
@@ -309,11 +361,26 @@ class CampaignStore:
         if channel == "email" and not (subject and body):
             raise ValidationError("an email campaign needs a subject and a body", field="body")
         now = utcnow()
-        row = CampaignRow(name=name, channel=channel, mode=mode, status=CampaignStatus.DRAFT.value, queue=queue,
-                          skills=dict(skills or {}), script=script, dispositions=list(dispositions or []),
-                          segment=None, schedule=dict(schedule or {}), max_attempts=max_attempts,
-                          retry_s=dict(retry_s or {}), abandon_cap_pct=float(abandon_cap_pct), subject=subject,
-                          body=body, rate_per_min=rate_per_min, created_at=now, updated_at=now)
+        row = CampaignRow(
+            name=name,
+            channel=channel,
+            mode=mode,
+            status=CampaignStatus.DRAFT.value,
+            queue=queue,
+            skills=dict(skills or {}),
+            script=script,
+            dispositions=list(dispositions or []),
+            segment=None,
+            schedule=dict(schedule or {}),
+            max_attempts=max_attempts,
+            retry_s=dict(retry_s or {}),
+            abandon_cap_pct=float(abandon_cap_pct),
+            subject=subject,
+            body=body,
+            rate_per_min=rate_per_min,
+            created_at=now,
+            updated_at=now,
+        )
         async with self.db.session() as s, s.begin():
             if (await s.execute(select(CampaignRow.id).where(CampaignRow.name == name))).first():
                 raise ValidationError(f"a campaign named {name!r} exists", field="name")
@@ -330,7 +397,10 @@ class CampaignStore:
 
     async def all(self) -> list[Campaign]:
         async with self.db.session() as s:
-            return [_campaign(r) for r in (await s.execute(select(CampaignRow).order_by(CampaignRow.id))).scalars()]
+            return [
+                _campaign(r)
+                for r in (await s.execute(select(CampaignRow).order_by(CampaignRow.id))).scalars()
+            ]
 
     async def set_status(self, campaign_id: int, status: str) -> Campaign:
         if status not in CampaignStatus.__members__.values():
@@ -341,9 +411,14 @@ class CampaignStore:
                 raise NotFound("Campaign", campaign_id)
             row.status, row.updated_at = status, utcnow()
             if status == CampaignStatus.STOPPED.value:  # nothing stays claimed by a stopped campaign
-                await s.execute(update(CampaignRecordRow).where(
-                    CampaignRecordRow.campaign_id == campaign_id,
-                    CampaignRecordRow.status == RecordStatus.ACTIVE.value).values(status=RecordStatus.PENDING.value))
+                await s.execute(
+                    update(CampaignRecordRow)
+                    .where(
+                        CampaignRecordRow.campaign_id == campaign_id,
+                        CampaignRecordRow.status == RecordStatus.ACTIVE.value,
+                    )
+                    .values(status=RecordStatus.PENDING.value)
+                )
             return _campaign(row)
 
     # ---- lists -----------------------------------------------------------------------------
@@ -358,36 +433,63 @@ class CampaignStore:
             if camp is None:
                 raise NotFound("Campaign", campaign_id)
             kind = "email" if camp.channel == "email" else "phone"
-            rows = (await s.execute(
-                select(Customer.id, Customer.name, Customer.tags, ContactPoint.value)
-                .join(ContactPoint, and_(ContactPoint.customer_id == Customer.id, ContactPoint.kind == kind))
-                .where(*conds).order_by(Customer.id, ContactPoint.id))).all()
-            have = set((await s.execute(select(CampaignRecordRow.customer_id).where(
-                CampaignRecordRow.campaign_id == campaign_id))).scalars())
+            rows = (
+                await s.execute(
+                    select(Customer.id, Customer.name, Customer.tags, ContactPoint.value)
+                    .join(
+                        ContactPoint, and_(ContactPoint.customer_id == Customer.id, ContactPoint.kind == kind)
+                    )
+                    .where(*conds)
+                    .order_by(Customer.id, ContactPoint.id)
+                )
+            ).all()
+            have = set(
+                (
+                    await s.execute(
+                        select(CampaignRecordRow.customer_id).where(
+                            CampaignRecordRow.campaign_id == campaign_id
+                        )
+                    )
+                ).scalars()
+            )
             n = 0
             for cid, name, ctags, value in rows:
                 if cid in have or (tags and not set(tags) & set(ctags or [])):
                     continue
                 have.add(cid)
-                s.add(_new_record(campaign_id, customer_id=cid, name=name,
-                                  **({"email": value} if kind == "email" else {"phone": value})))
+                s.add(
+                    _new_record(
+                        campaign_id,
+                        customer_id=cid,
+                        name=name,
+                        **({"email": value} if kind == "email" else {"phone": value}),
+                    )
+                )
                 n += 1
             camp.segment, camp.updated_at = dict(segment), utcnow()
         return n
 
-    async def import_csv(self, campaign_id: int, text: str, region: str = "US") -> tuple[int, list[dict[str, Any]]]:
+    async def import_csv(
+        self, campaign_id: int, text: str, region: str = "US"
+    ) -> tuple[int, list[dict[str, Any]]]:
         """Rows `name,phone,email,timezone` (a header line names the columns). Returns (added,
         rejected rows with the reason); nothing is written if the header is wrong."""
         reader = csv.DictReader(io.StringIO(text))
-        if not reader.fieldnames or "name" not in reader.fieldnames or not (
-                {"phone", "email"} & set(reader.fieldnames)):
+        if (
+            not reader.fieldnames
+            or "name" not in reader.fieldnames
+            or not ({"phone", "email"} & set(reader.fieldnames))
+        ):
             raise ValidationError("the CSV needs a header with name and phone (or email)", field="csv")
         rejected: list[dict[str, Any]] = []
         records = []
         for line, row in enumerate(reader, start=2):
             name = (row.get("name") or "").strip()
-            phone, email, tz = (row.get("phone") or "").strip(), (row.get("email") or "").strip(), \
-                (row.get("timezone") or "").strip() or None
+            phone, email, tz = (
+                (row.get("phone") or "").strip(),
+                (row.get("email") or "").strip(),
+                (row.get("timezone") or "").strip() or None,
+            )
             try:
                 if not name:
                     raise ValidationError("no name", field="name")
@@ -397,6 +499,7 @@ class CampaignStore:
                     raise ValidationError("no phone and no email", field="phone")
                 if tz is not None:
                     from zoneinfo import ZoneInfo
+
                     try:
                         ZoneInfo(tz)
                     except Exception:  # noqa: BLE001 - any bad key
@@ -404,24 +507,38 @@ class CampaignStore:
             except CrmError as e:
                 rejected.append({"line": line, "error": str(e)})
                 continue
-            records.append(_new_record(campaign_id, customer_id=None, name=name, phone=phone_n, email=email_n,
-                                       timezone=tz))
+            records.append(
+                _new_record(
+                    campaign_id, customer_id=None, name=name, phone=phone_n, email=email_n, timezone=tz
+                )
+            )
         async with self.db.session() as s, s.begin():
             if await s.get(CampaignRow, campaign_id) is None:
                 raise NotFound("Campaign", campaign_id)
             # a CSV row that is a known customer's number is linked to the customer (timeline, blacklist)
             for rec in records:
                 value = rec.phone or rec.email
-                cid = (await s.execute(select(ContactPoint.customer_id).where(
-                    ContactPoint.value == value).limit(1))).scalar()
+                cid = (
+                    await s.execute(
+                        select(ContactPoint.customer_id).where(ContactPoint.value == value).limit(1)
+                    )
+                ).scalar()
                 rec.customer_id = cid
                 s.add(rec)
         return len(records), rejected
 
     async def records(self, campaign_id: int) -> list[CampaignRecord]:
         async with self.db.session() as s:
-            return [_record(r) for r in (await s.execute(select(CampaignRecordRow).where(
-                CampaignRecordRow.campaign_id == campaign_id).order_by(CampaignRecordRow.id))).scalars()]
+            return [
+                _record(r)
+                for r in (
+                    await s.execute(
+                        select(CampaignRecordRow)
+                        .where(CampaignRecordRow.campaign_id == campaign_id)
+                        .order_by(CampaignRecordRow.id)
+                    )
+                ).scalars()
+            ]
 
     async def record(self, record_id: int) -> CampaignRecord:
         async with self.db.session() as s:
@@ -432,7 +549,9 @@ class CampaignStore:
 
     async def record_by_token(self, token: str) -> CampaignRecord:
         async with self.db.session() as s:
-            row = (await s.execute(select(CampaignRecordRow).where(CampaignRecordRow.token == token))).scalar()
+            row = (
+                await s.execute(select(CampaignRecordRow).where(CampaignRecordRow.token == token))
+            ).scalar()
             if row is None:
                 raise NotFound("CampaignRecord", "token")
             return _record(row)
@@ -443,23 +562,48 @@ class CampaignStore:
         if limit <= 0:
             return out
         async with self.db.session() as s, s.begin():
-            rows = (await s.execute(select(CampaignRecordRow).where(
-                CampaignRecordRow.campaign_id == campaign_id,
-                CampaignRecordRow.status == RecordStatus.PENDING.value,
-                or_(CampaignRecordRow.next_at.is_(None), CampaignRecordRow.next_at <= as_utc(now)))
-                .order_by(CampaignRecordRow.attempts, CampaignRecordRow.id).limit(limit))).scalars().all()
+            rows = (
+                (
+                    await s.execute(
+                        select(CampaignRecordRow)
+                        .where(
+                            CampaignRecordRow.campaign_id == campaign_id,
+                            CampaignRecordRow.status == RecordStatus.PENDING.value,
+                            or_(
+                                CampaignRecordRow.next_at.is_(None), CampaignRecordRow.next_at <= as_utc(now)
+                            ),
+                        )
+                        .order_by(CampaignRecordRow.attempts, CampaignRecordRow.id)
+                        .limit(limit)
+                    )
+                )
+                .scalars()
+                .all()
+            )
             for r in rows:
-                res = await s.execute(update(CampaignRecordRow).where(
-                    CampaignRecordRow.id == r.id, CampaignRecordRow.status == RecordStatus.PENDING.value)
-                    .values(status=RecordStatus.ACTIVE.value, updated_at=utcnow()))
+                res = await s.execute(
+                    update(CampaignRecordRow)
+                    .where(
+                        CampaignRecordRow.id == r.id, CampaignRecordRow.status == RecordStatus.PENDING.value
+                    )
+                    .values(status=RecordStatus.ACTIVE.value, updated_at=utcnow())
+                )
                 if res.rowcount == 1:  # type: ignore[attr-defined]
                     r.status = RecordStatus.ACTIVE.value
                     out.append(_record(r))
         return out
 
-    async def settle(self, record_id: int, *, status: str, attempts: int | None = None,
-                     next_at: datetime | None = None, last_outcome: str | None = None,
-                     disposition: str | None = None, interaction_id: int | None = None) -> CampaignRecord:
+    async def settle(
+        self,
+        record_id: int,
+        *,
+        status: str,
+        attempts: int | None = None,
+        next_at: datetime | None = None,
+        last_outcome: str | None = None,
+        disposition: str | None = None,
+        interaction_id: int | None = None,
+    ) -> CampaignRecord:
         if status not in RecordStatus.__members__.values():
             raise ValidationError(f"unknown record status {status!r}", field="status")
         async with self.db.session() as s, s.begin():
@@ -477,45 +621,99 @@ class CampaignStore:
                 row.interaction_id = interaction_id
             return _record(row)
 
-    async def log_attempt(self, campaign_id: int, record_id: int, outcome: str, *, agent: str | None = None,
-                          interaction_id: int | None = None, data: dict[str, Any] | None = None,
-                          at: datetime | None = None) -> None:
+    async def log_attempt(
+        self,
+        campaign_id: int,
+        record_id: int,
+        outcome: str,
+        *,
+        agent: str | None = None,
+        interaction_id: int | None = None,
+        data: dict[str, Any] | None = None,
+        at: datetime | None = None,
+    ) -> None:
         async with self.db.session() as s, s.begin():
-            s.add(CampaignAttemptRow(campaign_id=campaign_id, record_id=record_id, at=at or utcnow(),
-                                     outcome=outcome, agent=agent, interaction_id=interaction_id,
-                                     data=dict(data or {})))
+            s.add(
+                CampaignAttemptRow(
+                    campaign_id=campaign_id,
+                    record_id=record_id,
+                    at=at or utcnow(),
+                    outcome=outcome,
+                    agent=agent,
+                    interaction_id=interaction_id,
+                    data=dict(data or {}),
+                )
+            )
 
     async def stats(self, campaign_id: int) -> dict[str, Any]:
         """Attempts by outcome, records by status and by disposition."""
         async with self.db.session() as s:
-            outcomes = dict((await s.execute(select(CampaignAttemptRow.outcome, func.count()).where(
-                CampaignAttemptRow.campaign_id == campaign_id).group_by(CampaignAttemptRow.outcome))).all())
-            statuses = dict((await s.execute(select(CampaignRecordRow.status, func.count()).where(
-                CampaignRecordRow.campaign_id == campaign_id).group_by(CampaignRecordRow.status))).all())
-            dispositions = dict((await s.execute(select(CampaignRecordRow.disposition, func.count()).where(
-                CampaignRecordRow.campaign_id == campaign_id, CampaignRecordRow.disposition.is_not(None))
-                .group_by(CampaignRecordRow.disposition))).all())
+            outcomes = dict(
+                (
+                    await s.execute(
+                        select(CampaignAttemptRow.outcome, func.count())
+                        .where(CampaignAttemptRow.campaign_id == campaign_id)
+                        .group_by(CampaignAttemptRow.outcome)
+                    )
+                ).all()
+            )
+            statuses = dict(
+                (
+                    await s.execute(
+                        select(CampaignRecordRow.status, func.count())
+                        .where(CampaignRecordRow.campaign_id == campaign_id)
+                        .group_by(CampaignRecordRow.status)
+                    )
+                ).all()
+            )
+            dispositions = dict(
+                (
+                    await s.execute(
+                        select(CampaignRecordRow.disposition, func.count())
+                        .where(
+                            CampaignRecordRow.campaign_id == campaign_id,
+                            CampaignRecordRow.disposition.is_not(None),
+                        )
+                        .group_by(CampaignRecordRow.disposition)
+                    )
+                ).all()
+            )
         return {"outcomes": outcomes, "records": statuses, "dispositions": dispositions}
 
     # ---- do not call / do not mail -----------------------------------------------------------
-    async def add_dnc(self, kind: str, value: str, reason: str = "dnc", campaign_id: int | None = None) -> bool:
+    async def add_dnc(
+        self, kind: str, value: str, reason: str = "dnc", campaign_id: int | None = None
+    ) -> bool:
         """True if added (False if it was already there)."""
         if kind not in ("phone", "email") or reason not in DNC_REASONS:
             raise ValidationError("kind is phone or email; reason dnc, unsubscribe or bounce", field="kind")
         value = normalize_phone(value) if kind == "phone" else normalize_email(value)
         async with self.db.session() as s, s.begin():
-            if (await s.execute(select(CampaignDncRow.id).where(
-                    CampaignDncRow.kind == kind, CampaignDncRow.value == value))).first():
+            if (
+                await s.execute(
+                    select(CampaignDncRow.id).where(
+                        CampaignDncRow.kind == kind, CampaignDncRow.value == value
+                    )
+                )
+            ).first():
                 return False
-            s.add(CampaignDncRow(kind=kind, value=value, reason=reason, campaign_id=campaign_id,
-                                 added_at=utcnow()))
+            s.add(
+                CampaignDncRow(
+                    kind=kind, value=value, reason=reason, campaign_id=campaign_id, added_at=utcnow()
+                )
+            )
         return True
 
     async def dnc(self, kind: str, value: str) -> str | None:
         """The reason `value` may not be contacted, or None."""
         async with self.db.session() as s:
-            return (await s.execute(select(CampaignDncRow.reason).where(
-                CampaignDncRow.kind == kind, CampaignDncRow.value == value))).scalar()
+            return (
+                await s.execute(
+                    select(CampaignDncRow.reason).where(
+                        CampaignDncRow.kind == kind, CampaignDncRow.value == value
+                    )
+                )
+            ).scalar()
 
     async def blacklisted(self, customer_id: int | None) -> bool:
         if customer_id is None:
@@ -525,8 +723,25 @@ class CampaignStore:
         return t == CustomerType.BLACKLISTED.value
 
 
-def _new_record(campaign_id: int, *, customer_id: int | None, name: str, phone: str | None = None,
-                email: str | None = None, timezone: str | None = None) -> CampaignRecordRow:
-    return CampaignRecordRow(campaign_id=campaign_id, customer_id=customer_id, name=name[:200], phone=phone,
-                             email=email, timezone=timezone, status=RecordStatus.PENDING.value, attempts=0,
-                             token=secrets.token_urlsafe(24), data={}, updated_at=utcnow())
+def _new_record(
+    campaign_id: int,
+    *,
+    customer_id: int | None,
+    name: str,
+    phone: str | None = None,
+    email: str | None = None,
+    timezone: str | None = None,
+) -> CampaignRecordRow:
+    return CampaignRecordRow(
+        campaign_id=campaign_id,
+        customer_id=customer_id,
+        name=name[:200],
+        phone=phone,
+        email=email,
+        timezone=timezone,
+        status=RecordStatus.PENDING.value,
+        attempts=0,
+        token=secrets.token_urlsafe(24),
+        data={},
+        updated_at=utcnow(),
+    )

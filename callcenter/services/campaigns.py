@@ -15,6 +15,7 @@ dial passes the rules (dialer_rules.py) first; a stopped or paused campaign dial
 Supervisors control campaigns (`campaign_control`) and watch their progress (`campaign_watch` ->
 `campaign_progress`).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -90,9 +91,15 @@ class Run:
         rec, iid = dial.ref
         m: Member = agent
         m.record, m.interaction_id = rec, iid
-        await self.svc._state(iid, "answered", agent_id=m.user_id, events=(
-            ("campaign_connected", {"agent": m.username, "attempt": rec.attempts + 1}),))
-        await self.svc.store.log_attempt(self.campaign.id, rec.id, ANSWERED, agent=m.username, interaction_id=iid)
+        await self.svc._state(
+            iid,
+            "answered",
+            agent_id=m.user_id,
+            events=(("campaign_connected", {"agent": m.username, "attempt": rec.attempts + 1}),),
+        )
+        await self.svc.store.log_attempt(
+            self.campaign.id, rec.id, ANSWERED, agent=m.username, interaction_id=iid
+        )
         await self.svc.pop(self, m, rec, iid, "pop")
         self.svc.progress_soon(self)
 
@@ -108,19 +115,43 @@ class Run:
         if isinstance(m, Member) and m.interaction_id is not None:
             m.state = "wrap"
             await self.svc._state(m.interaction_id, "ended", events=(("campaign_call_ended", {}),))
-            self.svc.hub.send(m.user_id, "campaign_state", campaign_id=self.campaign.id, state="wrap",
-                              interaction_id=m.interaction_id, record_id=m.record.id if m.record else None)
+            self.svc.hub.send(
+                m.user_id,
+                "campaign_state",
+                campaign_id=self.campaign.id,
+                state="wrap",
+                interaction_id=m.interaction_id,
+                record_id=m.record.id if m.record else None,
+            )
 
 
 class CampaignService:
-    def __init__(self, center: Any, *, utc: Callable[[], datetime] = lambda: datetime.now(UTC),
-                 poll_s: float = 1.0, hold_s: float = 2.0, ring_timeout_s: float = 25.0,
-                 trunk: str = "PJSIP/{digits}@trunk") -> None:
+    def __init__(
+        self,
+        center: Any,
+        *,
+        utc: Callable[[], datetime] = lambda: datetime.now(UTC),
+        poll_s: float = 1.0,
+        hold_s: float = 2.0,
+        ring_timeout_s: float = 25.0,
+        trunk: str = "PJSIP/{digits}@trunk",
+    ) -> None:
         self.center = center
         self.crm = center.store
         self.store = CampaignStore(center.store.db)
-        self.voice, self.runner, self.directory, self.hub = center.voice, center.runner, center.directory, center.hub
-        self.utc, self.poll_s, self.hold_s, self.ring_timeout_s, self.trunk = utc, poll_s, hold_s, ring_timeout_s, trunk
+        self.voice, self.runner, self.directory, self.hub = (
+            center.voice,
+            center.runner,
+            center.directory,
+            center.hub,
+        )
+        self.utc, self.poll_s, self.hold_s, self.ring_timeout_s, self.trunk = (
+            utc,
+            poll_s,
+            hold_s,
+            ring_timeout_s,
+            trunk,
+        )
         self.runs: dict[int, Run] = {}
         self.watchers: dict[int, set[int]] = {}  # campaign -> supervisor user ids
         self._pending_progress: set[int] = set()
@@ -173,10 +204,19 @@ class CampaignService:
         if run.campaign.mode in ("progressive", "predictive") and run.dialer is None:
             if self.voice.ami is None:
                 raise MessageRefused("unavailable", "no connection to the PBX")
-            run.dialer = Dialer(self.voice.ami, run, run, mode=run.campaign.mode, now=time.monotonic,
-                                cap=run.campaign.abandon_cap_pct / 100.0, hold_s=self.hold_s,
-                                ring_timeout_s=self.ring_timeout_s, trunk=self.trunk,
-                                prefix=f"cc-camp{run.campaign.id}", window=Window(span_s=900))
+            run.dialer = Dialer(
+                self.voice.ami,
+                run,
+                run,
+                mode=run.campaign.mode,
+                now=time.monotonic,
+                cap=run.campaign.abandon_cap_pct / 100.0,
+                hold_s=self.hold_s,
+                ring_timeout_s=self.ring_timeout_s,
+                trunk=self.trunk,
+                prefix=f"cc-camp{run.campaign.id}",
+                window=Window(span_s=900),
+            )
             run.dialer.start()
         if run.task is None or run.task.done():
             loop = self._email_loop(run) if run.campaign.mode == "email" else self._loop(run)
@@ -247,28 +287,54 @@ class CampaignService:
     async def _allowed(self, run: Run, rec: CampaignRecord) -> bool:
         """The rules, before every dial; a refused record is excluded, or waits for its time."""
         camp = run.campaign
-        verdict = check(Attempt(
-            campaign_status=run.status, now=self.utc(), phone=rec.phone, timezone=rec.timezone,
-            dnc=await self.store.dnc("phone", rec.phone) if rec.phone else None,
-            blacklisted=await self.store.blacklisted(rec.customer_id), attempts=rec.attempts,
-            max_attempts=camp.max_attempts, next_at=None), Schedule.from_dict(camp.schedule))
+        verdict = check(
+            Attempt(
+                campaign_status=run.status,
+                now=self.utc(),
+                phone=rec.phone,
+                timezone=rec.timezone,
+                dnc=await self.store.dnc("phone", rec.phone) if rec.phone else None,
+                blacklisted=await self.store.blacklisted(rec.customer_id),
+                attempts=rec.attempts,
+                max_attempts=camp.max_attempts,
+                next_at=None,
+            ),
+            Schedule.from_dict(camp.schedule),
+        )
         if verdict.ok:
             return True
         if verdict.final:
             status = "failed" if verdict.reason == "max_attempts" else "excluded"
             await self.store.settle(rec.id, status=status, last_outcome=verdict.reason)
         else:
-            await self.store.settle(rec.id, status="pending", next_at=verdict.retry_at,
-                                    last_outcome=rec.last_outcome)
+            await self.store.settle(
+                rec.id, status="pending", next_at=verdict.retry_at, last_outcome=rec.last_outcome
+            )
         return False
 
     async def _open_attempt(self, run: Run, rec: CampaignRecord, agent: Member | None = None) -> int:
         camp = run.campaign
         inter = await self.crm.open_interaction(
-            "voice", "outbound", rec.customer_id, to_address=rec.phone, queue=camp.queue,
-            skills=dict(camp.skills), events=(("campaign_dial", {
-                "campaign_id": camp.id, "campaign": camp.name, "mode": camp.mode, "record_id": rec.id,
-                "attempt": rec.attempts + 1, **({"agent": agent.username} if agent else {})}),))
+            "voice",
+            "outbound",
+            rec.customer_id,
+            to_address=rec.phone,
+            queue=camp.queue,
+            skills=dict(camp.skills),
+            events=(
+                (
+                    "campaign_dial",
+                    {
+                        "campaign_id": camp.id,
+                        "campaign": camp.name,
+                        "mode": camp.mode,
+                        "record_id": rec.id,
+                        "attempt": rec.attempts + 1,
+                        **({"agent": agent.username} if agent else {}),
+                    },
+                ),
+            ),
+        )
         await self.store.settle(rec.id, status="active", interaction_id=inter.id)
         return inter.id
 
@@ -276,17 +342,32 @@ class CampaignService:
         """An attempt that did not reach an agent: logged, then retried later or given up."""
         camp = run.campaign
         attempts = rec.attempts + 1
-        at = next_try(outcome, attempts=attempts, max_attempts=camp.max_attempts, retry_s=camp.retry_s,
-                      now=self.utc())
+        at = next_try(
+            outcome, attempts=attempts, max_attempts=camp.max_attempts, retry_s=camp.retry_s, now=self.utc()
+        )
         await self.store.log_attempt(camp.id, rec.id, outcome, interaction_id=iid)
         state = "abandoned" if outcome == "abandoned" else "failed"
-        await self._state(iid, state, events=(("campaign_outcome", {
-            "outcome": outcome, "attempt": attempts, "next_at": at.isoformat() if at else None,
-            **({"message": "cc-campaign-abandon"} if outcome == "abandoned" else {})}),))
+        await self._state(
+            iid,
+            state,
+            events=(
+                (
+                    "campaign_outcome",
+                    {
+                        "outcome": outcome,
+                        "attempt": attempts,
+                        "next_at": at.isoformat() if at else None,
+                        **({"message": "cc-campaign-abandon"} if outcome == "abandoned" else {}),
+                    },
+                ),
+            ),
+        )
         if at is None:
             await self.store.settle(rec.id, status="failed", attempts=attempts, last_outcome=outcome)
         else:
-            await self.store.settle(rec.id, status="pending", attempts=attempts, next_at=at, last_outcome=outcome)
+            await self.store.settle(
+                rec.id, status="pending", attempts=attempts, next_at=at, last_outcome=outcome
+            )
         self.progress_soon(run)
 
     async def _state(self, iid: int, state: str, **kw: Any) -> None:
@@ -313,15 +394,23 @@ class CampaignService:
         except RoutingError as e:
             raise MessageRefused("conflict", str(e)) from None
         self.directory.push_state(agent.agent_id)
-        m = run.members.setdefault(agent.agent_id, Member(agent.agent_id, user.id, user.username,
-                                                          agent.dial_string))
+        m = run.members.setdefault(
+            agent.agent_id, Member(agent.agent_id, user.id, user.username, agent.dial_string)
+        )
         camp = run.campaign
         if camp.mode == "preview" and run.status == "running" and m.state == "free":
             self._spawn(self._preview_next(run, m))
         run.wake.set()
         self.progress_soon(run)
-        return {"type": "campaign_joined", "campaign_id": camp.id, "name": camp.name, "mode": camp.mode,
-                "status": camp.status, "script": camp.script or "", "dispositions": camp.dispositions}
+        return {
+            "type": "campaign_joined",
+            "campaign_id": camp.id,
+            "name": camp.name,
+            "mode": camp.mode,
+            "status": camp.status,
+            "script": camp.script or "",
+            "dispositions": camp.dispositions,
+        }
 
     async def leave(self, user: WebUser) -> dict[str, Any]:
         for run in self.runs.values():
@@ -352,9 +441,19 @@ class CampaignService:
             except CrmError:
                 card = None
         camp = run.campaign
-        self.hub.send(m.user_id, "campaign_record", kind=kind, campaign_id=camp.id, campaign=camp.name, mode=camp.mode,
-                      record=rec.to_dict(), interaction_id=iid, script=camp.script or "",
-                      dispositions=camp.dispositions, pop={"known": card is not None, "card": card})
+        self.hub.send(
+            m.user_id,
+            "campaign_record",
+            kind=kind,
+            campaign_id=camp.id,
+            campaign=camp.name,
+            mode=camp.mode,
+            record=rec.to_dict(),
+            interaction_id=iid,
+            script=camp.script or "",
+            dispositions=camp.dispositions,
+            pop={"known": card is not None, "card": card},
+        )
 
     async def _preview_next(self, run: Run, m: Member) -> None:
         """Preview: the next allowed record for this agent (or `campaign_state` empty)."""
@@ -365,8 +464,14 @@ class CampaignService:
             recs = await self.store.claim_due(run.campaign.id, self.utc(), 1)
             if not recs:
                 m.state = "free"
-                self.hub.send(m.user_id, "campaign_state", campaign_id=run.campaign.id, state="empty",
-                              interaction_id=None, record_id=None)
+                self.hub.send(
+                    m.user_id,
+                    "campaign_state",
+                    campaign_id=run.campaign.id,
+                    state="empty",
+                    interaction_id=None,
+                    record_id=None,
+                )
                 return
             if await self._allowed(run, recs[0]):
                 break
@@ -400,15 +505,18 @@ class CampaignService:
             raise MessageRefused("not_found", "that record is not yours to skip")
         if not reason.strip():
             raise MessageRefused("invalid", "say why you skip it")
-        await self.store.log_attempt(run.campaign.id, rec.id, SKIPPED, agent=m.username,
-                                     data={"reason": reason[:200]})
+        await self.store.log_attempt(
+            run.campaign.id, rec.id, SKIPPED, agent=m.username, data={"reason": reason[:200]}
+        )
         await self.store.settle(rec.id, status="skipped", last_outcome=SKIPPED, disposition=None)
         m.record, m.state = None, "free"
         self._spawn(self._preview_next(run, m))
         self.progress_soon(run)
         return _state(run.campaign.id, "skipped", rec.id)
 
-    async def disposition(self, user: WebUser, record_id: int, code: str, notes: str | None) -> dict[str, Any]:
+    async def disposition(
+        self, user: WebUser, record_id: int, code: str, notes: str | None
+    ) -> dict[str, Any]:
         """The agent ends the record with one of the campaign's codes; they are free again."""
         run, m = self._member(user)
         rec = m.record
@@ -418,12 +526,16 @@ class CampaignService:
             raise MessageRefused("invalid", f"the campaign's codes are {run.campaign.dispositions}")
         iid = m.interaction_id
         if iid is not None:
-            await self.crm.append_event(iid, "campaign_disposition", data={
-                "code": code, "notes": (notes or "")[:2000], "agent": m.username, "record_id": rec.id})
+            await self.crm.append_event(
+                iid,
+                "campaign_disposition",
+                data={"code": code, "notes": (notes or "")[:2000], "agent": m.username, "record_id": rec.id},
+            )
             if run.campaign.mode != "preview":  # the voice service wraps preview calls up itself
                 await self._state(iid, "wrapup_done")
-        await self.store.settle(rec.id, status="done", attempts=rec.attempts + 1, last_outcome=ANSWERED,
-                                disposition=code)
+        await self.store.settle(
+            rec.id, status="done", attempts=rec.attempts + 1, last_outcome=ANSWERED, disposition=code
+        )
         now = time.monotonic()
         if run.dialer is not None:  # the handle time (talk and wrap-up) feeds the pacing
             run.dialer.window.handled(now, now - m.since)
@@ -446,13 +558,23 @@ class CampaignService:
         answered = connected + abandoned
         cap = run.campaign.abandon_cap_pct
         return {
-            "campaign_id": run.campaign.id, "name": run.campaign.name, "mode": run.campaign.mode,
-            "status": run.status, "dialed": dialed, "connected": connected, "abandoned": abandoned,
+            "campaign_id": run.campaign.id,
+            "name": run.campaign.name,
+            "mode": run.campaign.mode,
+            "status": run.status,
+            "dialed": dialed,
+            "connected": connected,
+            "abandoned": abandoned,
             "abandon_rate_pct": round(100.0 * abandoned / answered, 2) if answered else 0.0,
-            "abandon_cap_pct": cap, "outcomes": outcomes, "dispositions": st["dispositions"],
-            "remaining": records.get("pending", 0) + records.get("active", 0), "records": records,
-            "agents": {"joined": len(run.members),
-                       "free": sum(1 for m in run.members.values() if m.state == "free")},
+            "abandon_cap_pct": cap,
+            "outcomes": outcomes,
+            "dispositions": st["dispositions"],
+            "remaining": records.get("pending", 0) + records.get("active", 0),
+            "records": records,
+            "agents": {
+                "joined": len(run.members),
+                "free": sum(1 for m in run.members.values() if m.state == "free"),
+            },
             "in_air": run.dialer.in_air if run.dialer is not None else 0,
         }
 
@@ -502,20 +624,33 @@ class CampaignService:
 
         async def dispo(user: WebUser, msg: dict[str, Any]) -> Any:
             notes = msg.get("notes")
-            return await self.disposition(user, need_int(msg, "record_id"), str(msg.get("code") or ""),
-                                          notes if isinstance(notes, str) else None)
+            return await self.disposition(
+                user,
+                need_int(msg, "record_id"),
+                str(msg.get("code") or ""),
+                notes if isinstance(notes, str) else None,
+            )
 
         async def control(user: WebUser, msg: dict[str, Any]) -> Any:
             supervisor(user)
-            camp = await self.control(need_int(msg, "campaign_id"), str(msg.get("action") or ""), user.username)
+            camp = await self.control(
+                need_int(msg, "campaign_id"), str(msg.get("action") or ""), user.username
+            )
             return {"type": "campaign_progress", **(await self.progress(self.runs[camp.id]))}
 
         async def watch(user: WebUser, msg: dict[str, Any]) -> Any:
             supervisor(user)
             return await self.watch(user, need_int(msg, "campaign_id"))
 
-        return {"campaign_join": join, "campaign_leave": leave, "campaign_dial": dial, "campaign_skip": skip,
-                "campaign_disposition": dispo, "campaign_control": control, "campaign_watch": watch}
+        return {
+            "campaign_join": join,
+            "campaign_leave": leave,
+            "campaign_dial": dial,
+            "campaign_skip": skip,
+            "campaign_disposition": dispo,
+            "campaign_control": control,
+            "campaign_watch": watch,
+        }
 
 
 def install(center: Any, settings: Any = None, **kw: Any) -> CampaignService:
@@ -529,7 +664,13 @@ def install(center: Any, settings: Any = None, **kw: Any) -> CampaignService:
     return svc
 
 
-def _state(campaign_id: int, state: str, record_id: int | None = None,
-           interaction_id: int | None = None) -> dict[str, Any]:
-    return {"type": "campaign_state", "campaign_id": campaign_id, "state": state, "record_id": record_id,
-            "interaction_id": interaction_id}
+def _state(
+    campaign_id: int, state: str, record_id: int | None = None, interaction_id: int | None = None
+) -> dict[str, Any]:
+    return {
+        "type": "campaign_state",
+        "campaign_id": campaign_id,
+        "state": state,
+        "record_id": record_id,
+        "interaction_id": interaction_id,
+    }

@@ -19,6 +19,7 @@ One attempt, on the wire (config/asterisk/extensions.conf, [cc-campaign]):
 
 The dialer never replays an Originate (DESIGN.md); an AMI failure is an attempt `failed`.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -74,10 +75,22 @@ class Dial:
 
 
 class Dialer:
-    def __init__(self, ami: Any, pool: AgentPool, hooks: Hooks, *, mode: str, now: Callable[[], float],
-                 cap: float = 0.03, hold_s: float = 2.0, ring_timeout_s: float = 25.0,
-                 trunk: str = "PJSIP/{digits}@trunk", context: str = "cc-campaign", prefix: str = "cc-camp",
-                 window: Window | None = None) -> None:
+    def __init__(
+        self,
+        ami: Any,
+        pool: AgentPool,
+        hooks: Hooks,
+        *,
+        mode: str,
+        now: Callable[[], float],
+        cap: float = 0.03,
+        hold_s: float = 2.0,
+        ring_timeout_s: float = 25.0,
+        trunk: str = "PJSIP/{digits}@trunk",
+        context: str = "cc-campaign",
+        prefix: str = "cc-camp",
+        window: Window | None = None,
+    ) -> None:
         if mode not in ("progressive", "predictive"):
             raise ValueError(f"the dialer dials progressive or predictive, not {mode!r}")
         self.ami, self.pool, self.hooks = ami, pool, hooks
@@ -124,8 +137,11 @@ class Dialer:
     @property
     def answering(self) -> int:
         """Answered calls that need an agent or soon may (AMD still listening, or holding)."""
-        return len(self.holding) + sum(1 for d in self.dials.values() if d.answered_at is not None
-                                       and d.agent is None and d.held_since is None and d.outcome is None)
+        return len(self.holding) + sum(
+            1
+            for d in self.dials.values()
+            if d.answered_at is not None and d.agent is None and d.held_since is None and d.outcome is None
+        )
 
     def wanted(self) -> int:
         """New calls to place now: one per free agent (progressive), or paced (predictive)."""
@@ -136,8 +152,11 @@ class Dialer:
         now = self.now()
         est = self.window.estimate(now)
         # calls ringing longer than any answered call rang will not be answered: not counted
-        dialing = sum(1 for d in self.dials.values()
-                      if d.answered_at is None and now - d.placed_at < est.answer_horizon_s)
+        dialing = sum(
+            1
+            for d in self.dials.values()
+            if d.answered_at is None and now - d.placed_at < est.answer_horizon_s
+        )
         return calls_to_place(Load(free=free, busy=busy, dialing=dialing), est, cap=self.cap)
 
     # ------------------------------------------------------------------ placing a call
@@ -150,10 +169,17 @@ class Dialer:
         self.counts["dialed"] += 1
         digits = number.lstrip("+")
         action = make_action(
-            "Originate", action_id=aid, Channel=self.trunk.format(digits=digits, number=number),
-            Context=self.context, Exten="s", Priority=1, Async="true",
-            Timeout=int(self.ring_timeout_s * 1000), CallerID=f"Campaign <{digits}>",
-            variables={"CC_ATTEMPT": aid})
+            "Originate",
+            action_id=aid,
+            Channel=self.trunk.format(digits=digits, number=number),
+            Context=self.context,
+            Exten="s",
+            Priority=1,
+            Async="true",
+            Timeout=int(self.ring_timeout_s * 1000),
+            CallerID=f"Campaign <{digits}>",
+            variables={"CC_ATTEMPT": aid},
+        )
         try:
             t0 = time.perf_counter()
             result = await self.ami.send_action(action)
@@ -195,8 +221,13 @@ class Dialer:
         dial = self.by_uid.get(ev.get("Uniqueid") or "")
         if dial is None:
             return
-        if name == "UserEvent" and ev.get("UserEvent") == "CcAmd" and dial.agent is None \
-                and dial.held_since is None and dial.outcome is None:
+        if (
+            name == "UserEvent"
+            and ev.get("UserEvent") == "CcAmd"
+            and dial.agent is None
+            and dial.held_since is None
+            and dial.outcome is None
+        ):
             human = (ev.get("Status") or "").upper() != "MACHINE"
             now = self.now()
             self.window.dialed(now, answered=human, ring_s=(dial.answered_at or now) - dial.placed_at)
@@ -238,10 +269,12 @@ class Dialer:
             self.counts[ANSWERED] += 1
             self.window.connected(self.now())
             await self.hooks.connected(dial, agent)  # the pop, before the agent's phone rings
-            ok = await self._action("Setvar", Channel=dial.channel or "", Variable="CC_AGENT",
-                                    Value=agent.dial_string or "")
-            ok = ok and await self._action("Redirect", Channel=dial.channel or "", Context=self.context,
-                                           Exten="connect", Priority=1)
+            ok = await self._action(
+                "Setvar", Channel=dial.channel or "", Variable="CC_AGENT", Value=agent.dial_string or ""
+            )
+            ok = ok and await self._action(
+                "Redirect", Channel=dial.channel or "", Context=self.context, Exten="connect", Priority=1
+            )
             if not ok:
                 log.warning("could not connect %s to %s", dial.attempt_id, agent.agent_id)
 
@@ -252,8 +285,9 @@ class Dialer:
         self.holding.remove(dial)
         self.window.abandoned(self.now())
         await self._settle(dial, ABANDONED)
-        await self._action("Redirect", Channel=dial.channel or "", Context=self.context, Exten="abandon",
-                           Priority=1)
+        await self._action(
+            "Redirect", Channel=dial.channel or "", Context=self.context, Exten="abandon", Priority=1
+        )
 
     sleep: Callable[[float], Any] | None = None  # the owner's clock (virtual seconds), else asyncio
 
@@ -280,6 +314,12 @@ class Dialer:
     def stats(self) -> dict[str, Any]:
         answered = self.counts[ANSWERED] + self.counts[ABANDONED]
         est = self.window.estimate(self.now())
-        return {**self.counts, "in_air": self.in_air, "holding": len(self.holding),
-                "abandon_rate": self.counts[ABANDONED] / answered if answered else 0.0,
-                "window_abandon_rate": est.abandon_rate, "answer_rate": est.answer_rate, "cap": self.cap}
+        return {
+            **self.counts,
+            "in_air": self.in_air,
+            "holding": len(self.holding),
+            "abandon_rate": self.counts[ABANDONED] / answered if answered else 0.0,
+            "window_abandon_rate": est.abandon_rate,
+            "answer_rate": est.answer_rate,
+            "cap": self.cap,
+        }

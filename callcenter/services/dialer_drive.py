@@ -7,6 +7,7 @@ the caller's clock (virtual seconds: the simulator's ScaledClock runs handle tim
     report = await drive(ami, mode="predictive", agents=20, duration_s=600, now=clock.now,
                          sleep=clock.sleep)
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -80,8 +81,9 @@ class DriveReport:
 
 
 class _Hooks:
-    def __init__(self, pool: SimPool, wrap_s: float, sleep: Callable[[float], Awaitable[Any]],
-                 wake: asyncio.Event) -> None:
+    def __init__(
+        self, pool: SimPool, wrap_s: float, sleep: Callable[[float], Awaitable[Any]], wake: asyncio.Event
+    ) -> None:
         self.pool, self.wrap_s, self.sleep, self.wake = pool, wrap_s, sleep, wake
         self.dialer: Dialer | None = None
         self.tasks: set[asyncio.Task[Any]] = set()
@@ -107,19 +109,41 @@ class _Hooks:
         self.wake.set()
 
 
-async def drive(ami: Any, *, mode: str, agents: int, duration_s: float, now: Callable[[], float],
-                sleep: Callable[[float], Awaitable[Any]], wrap_s: float = 10.0, cap: float = 0.03,
-                hold_s: float = 2.0, agent_prefix: str = "ag", number_base: int = 12025500000,
-                tick_s: float = 0.5, window: Window | None = None, prefix: str = "cc-camp",
-                warmup_s: float = 0.0) -> DriveReport:
+async def drive(
+    ami: Any,
+    *,
+    mode: str,
+    agents: int,
+    duration_s: float,
+    now: Callable[[], float],
+    sleep: Callable[[float], Awaitable[Any]],
+    wrap_s: float = 10.0,
+    cap: float = 0.03,
+    hold_s: float = 2.0,
+    agent_prefix: str = "ag",
+    number_base: int = 12025500000,
+    tick_s: float = 0.5,
+    window: Window | None = None,
+    prefix: str = "cc-camp",
+    warmup_s: float = 0.0,
+) -> DriveReport:
     """Run one campaign for `warmup_s` + `duration_s` virtual seconds; the figures cover the time
     after the warm-up (a cold start, all agents free, is not the steady state). Busy time counts
     until the end."""
     pool = SimPool([SimAgent(f"{agent_prefix}{i}", f"PJSIP/{agent_prefix}{i}") for i in range(agents)], now)
     wake = asyncio.Event()
     hooks = _Hooks(pool, wrap_s, sleep, wake)
-    dialer = Dialer(ami, pool, hooks, mode=mode, now=now, cap=cap, hold_s=hold_s, prefix=prefix,
-                    window=window or Window(span_s=300, prior_handle_s=120.0, prior_ring_s=10.0))
+    dialer = Dialer(
+        ami,
+        pool,
+        hooks,
+        mode=mode,
+        now=now,
+        cap=cap,
+        hold_s=hold_s,
+        prefix=prefix,
+        window=window or Window(span_s=300, prior_handle_s=120.0, prior_ring_s=10.0),
+    )
     dialer.sleep = sleep
     hooks.dialer = dialer
     dialer.start()
@@ -129,7 +153,9 @@ async def drive(ami: Any, *, mode: str, agents: int, duration_s: float, now: Cal
     base: dict[str, Any] | None = None
 
     def busy_now() -> float:
-        return sum(a.busy_s + (now() - a.busy_since if a.busy_since is not None else 0.0) for a in pool.agents)
+        return sum(
+            a.busy_s + (now() - a.busy_since if a.busy_since is not None else 0.0) for a in pool.agents
+        )
 
     if warmup_s <= 0:
         base = {"t": start, "busy": 0.0, "counts": {k: 0 for k in dialer.counts}}
@@ -160,12 +186,22 @@ async def drive(ami: Any, *, mode: str, agents: int, duration_s: float, now: Cal
     answered = c["answered"] + c["abandoned"]
     agent_s = agents * elapsed
     return DriveReport(
-        mode=mode, agents=agents, duration_s=round(elapsed, 1), dialed=c["dialed"], connected=c["answered"],
-        abandoned=c["abandoned"], busy=c["busy"], no_answer=c["no_answer"], machine=c["machine"],
-        failed=c["failed"], abandon_rate=c["abandoned"] / answered if answered else 0.0,
-        max_window_abandon_rate=worst, occupancy=busy_total / agent_s if agent_s else 0.0,
+        mode=mode,
+        agents=agents,
+        duration_s=round(elapsed, 1),
+        dialed=c["dialed"],
+        connected=c["answered"],
+        abandoned=c["abandoned"],
+        busy=c["busy"],
+        no_answer=c["no_answer"],
+        machine=c["machine"],
+        failed=c["failed"],
+        abandon_rate=c["abandoned"] / answered if answered else 0.0,
+        max_window_abandon_rate=worst,
+        occupancy=busy_total / agent_s if agent_s else 0.0,
         connects_per_agent_hour=c["answered"] / (agent_s / 3600.0) if agent_s else 0.0,
-        originate_ms=list(dialer.originate_ms))
+        originate_ms=list(dialer.originate_ms),
+    )
 
 
 def _scale(now: Callable[[], float], sleep: Any) -> float:

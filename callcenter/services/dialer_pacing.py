@@ -17,6 +17,7 @@ rate measured over the window: when the measured rate nears the cap the target f
 well under the cap the target rises back to the cap. Progressive dialing is the special case
 "one call per free agent" (`progressive_calls`).
 """
+
 from __future__ import annotations
 
 import math
@@ -46,8 +47,16 @@ class Estimate:
 class Window:
     """Rolling measurements (by the caller's clock, in seconds), with priors until enough data."""
 
-    def __init__(self, span_s: float = 900.0, *, prior_answer: float = 0.3, prior_ring_s: float = 15.0,
-                 prior_handle_s: float = 180.0, prior_weight: int = 20, settle_s: float = 30.0) -> None:
+    def __init__(
+        self,
+        span_s: float = 900.0,
+        *,
+        prior_answer: float = 0.3,
+        prior_ring_s: float = 15.0,
+        prior_handle_s: float = 180.0,
+        prior_weight: int = 20,
+        settle_s: float = 30.0,
+    ) -> None:
         self.span_s = span_s
         # the answer rate counts only dials placed at least settle_s ago (the ring timeout): the
         # quick failures (busy) settle first, and counting them alone would under-rate answers
@@ -92,7 +101,9 @@ class Window:
         return Estimate(
             answer_rate=(answered + self.prior_answer * w) / nd if n + w else self.prior_answer,
             ring_s=(ring + self.prior_ring_s * w) / nd if n + w else self.prior_ring_s,
-            handle_s=(handles + self.prior_handle_s * w) / nh if len(self._handles) + w else self.prior_handle_s,
+            handle_s=(handles + self.prior_handle_s * w) / nh
+            if len(self._handles) + w
+            else self.prior_handle_s,
             abandon_rate=abandoned / total if total else 0.0,
             answered=total,
             dials=n,
@@ -121,8 +132,9 @@ def expected_abandon_share(n: int, p: float, agents: float) -> float:
         if p >= 1:
             pk = 1.0 if k == n else 0.0
         else:
-            pk = math.exp(math.lgamma(n + 1) - math.lgamma(k + 1) - math.lgamma(n - k + 1)
-                          + k * log_p + (n - k) * log_q)
+            pk = math.exp(
+                math.lgamma(n + 1) - math.lgamma(k + 1) - math.lgamma(n - k + 1) + k * log_p + (n - k) * log_q
+            )
         excess += pk * max(0.0, k - a - frac)
     return excess / mean
 
@@ -156,7 +168,9 @@ def calls_to_place(load: Load, est: Estimate, *, cap: float = 0.03, max_ratio: f
     # use an agent who frees up late)
     # (none until enough calls have finished: the short ones finish first, and a handle time
     # measured on them alone would count agents free who are not)
-    soon = 0.0 if est.handled < 50 else load.busy * (1.0 - math.exp(-0.5 * est.ring_s / max(est.handle_s, 1.0)))
+    soon = (
+        0.0 if est.handled < 50 else load.busy * (1.0 - math.exp(-0.5 * est.ring_s / max(est.handle_s, 1.0)))
+    )
     agents = max(0, load.free) + soon
     target = target_share(cap, est)
     limit = max(load.free, int(math.ceil(agents * max_ratio)))

@@ -8,6 +8,7 @@ one, else is abandoned (the message is played). Agents talk for a handle time, t
     r = run_outbound(OutboundPlan(agents=50, answer_rate=0.2, mode="predictive"))
     r.abandon_rate, r.occupancy, r.connects_per_agent_hour
 """
+
 from __future__ import annotations
 
 import heapq
@@ -60,7 +61,7 @@ _RING_END, _FREE, _HOLD_END, _PACE = 0, 1, 2, 3
 
 def run_outbound(plan: OutboundPlan) -> OutboundReport:
     rng = random.Random(plan.seed)
-    mu = math.log(plan.handle_mean_s) - plan.handle_sigma ** 2 / 2
+    mu = math.log(plan.handle_mean_s) - plan.handle_sigma**2 / 2
 
     def handle_time() -> float:
         if plan.handle_dist == "exponential":
@@ -75,8 +76,9 @@ def run_outbound(plan: OutboundPlan) -> OutboundReport:
         seq += 1
         heapq.heappush(events, (t, seq, kind, subject))
 
-    window = Window(plan.window_s, prior_handle_s=plan.handle_mean_s + plan.wrap_up_s,
-                    prior_ring_s=plan.ring_mean_s)
+    window = Window(
+        plan.window_s, prior_handle_s=plan.handle_mean_s + plan.wrap_up_s, prior_ring_s=plan.ring_mean_s
+    )
     free = plan.agents
     busy = 0
     dialing = 0
@@ -153,7 +155,15 @@ def run_outbound(plan: OutboundPlan) -> OutboundReport:
             pace(now)  # progressive dials the moment an agent is free
     agent_s = plan.agents * plan.duration_s
     return OutboundReport(
-        mode=plan.mode, agents=plan.agents, answer_rate=plan.answer_rate, dialed=dialed, answered=answered,
-        connected=connected, abandoned=abandoned, abandon_rate=abandoned / answered if answered else 0.0,
-        max_window_abandon_rate=worst, occupancy=busy_time / agent_s if agent_s else 0.0,
-        connects_per_agent_hour=connected / (agent_s / 3600.0) if agent_s else 0.0)
+        mode=plan.mode,
+        agents=plan.agents,
+        answer_rate=plan.answer_rate,
+        dialed=dialed,
+        answered=answered,
+        connected=connected,
+        abandoned=abandoned,
+        abandon_rate=abandoned / answered if answered else 0.0,
+        max_window_abandon_rate=worst,
+        occupancy=busy_time / agent_s if agent_s else 0.0,
+        connects_per_agent_hour=connected / (agent_s / 3600.0) if agent_s else 0.0,
+    )

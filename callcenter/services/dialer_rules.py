@@ -11,6 +11,7 @@ Calling hours are the customer's: the record's own time zone if it has one, else
 phone number's region (libphonenumber); a number whose region spans several zones is called only
 when the hours are open in all of them.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
@@ -33,7 +34,11 @@ SKIPPED = "skipped"  # preview: the agent skipped the record
 OUTCOMES = (ANSWERED, BUSY, NO_ANSWER, MACHINE, ABANDONED, FAILED, SKIPPED)
 
 DEFAULT_RETRY_S: dict[str, float] = {
-    BUSY: 10 * 60, NO_ANSWER: 60 * 60, MACHINE: 4 * 60 * 60, ABANDONED: 30 * 60, FAILED: 2 * 60 * 60,
+    BUSY: 10 * 60,
+    NO_ANSWER: 60 * 60,
+    MACHINE: 4 * 60 * 60,
+    ABANDONED: 30 * 60,
+    FAILED: 2 * 60 * 60,
 }
 
 
@@ -123,13 +128,15 @@ def check(a: Attempt, schedule: Schedule) -> Verdict:
     if not zones:
         return Verdict(False, "unknown_timezone", final=True)
     if not all(open_at(a.now, z, schedule) for z in zones):
-        return Verdict(False, "outside_hours", retry_at=next_open(a.now, zones, schedule),
-                       detail={"zones": list(zones)})
+        return Verdict(
+            False, "outside_hours", retry_at=next_open(a.now, zones, schedule), detail={"zones": list(zones)}
+        )
     return OK
 
 
-def next_try(outcome: str, *, attempts: int, max_attempts: int, retry_s: Mapping[str, float] | None,
-             now: datetime) -> datetime | None:
+def next_try(
+    outcome: str, *, attempts: int, max_attempts: int, retry_s: Mapping[str, float] | None, now: datetime
+) -> datetime | None:
     """When to try a record again after an attempt with `outcome` (attempts counts it), or None
     to give up (attempts used up, or an outcome that is not retried)."""
     if attempts >= max_attempts:

@@ -12,6 +12,7 @@ Message-ID), so that the customer's answer threads back as an email contact on t
 A delivery status notification (RFC 3464) that says a recipient failed permanently (5.x.x) adds
 the address to the DNC list as `bounce`: no campaign writes to it again.
 """
+
 from __future__ import annotations
 
 import logging
@@ -70,8 +71,11 @@ def hard_bounces(raw: bytes) -> list[str]:
         blocks = payload if isinstance(payload, list) else []
         if not blocks:  # some parsers keep it as text: split the per-recipient blocks ourselves
             text = part.get_payload(decode=True) or b""
-            blocks = [BytesParser(policy=policy.default).parsebytes(b.strip() + b"\n\n")
-                      for b in re.split(rb"\r?\n\r?\n", text) if b.strip()]
+            blocks = [
+                BytesParser(policy=policy.default).parsebytes(b.strip() + b"\n\n")
+                for b in re.split(rb"\r?\n\r?\n", text)
+                if b.strip()
+            ]
         for block in blocks:
             action = str(block.get("Action", "")).strip().lower()
             status = STATUS_RE.match(str(block.get("Status", "")))
@@ -86,13 +90,27 @@ def personalise(text: str, rec: CampaignRecord) -> str:
     return text.replace("{name}", rec.name)
 
 
-def campaign_message(*, sender: str, sender_name: str, domain: str, rec: CampaignRecord, subject: str,
-                     body: str, unsubscribe_url: str) -> EmailMessage:
+def campaign_message(
+    *,
+    sender: str,
+    sender_name: str,
+    domain: str,
+    rec: CampaignRecord,
+    subject: str,
+    body: str,
+    unsubscribe_url: str,
+) -> EmailMessage:
     assert rec.email is not None
-    msg = outbound.compose(sender=sender, sender_name=sender_name, to=rec.email,
-                           subject=personalise(subject, rec),
-                           body=personalise(body, rec) + f"\n\n--\nUnsubscribe: {unsubscribe_url}\n",
-                           domain=domain, in_reply_to=None, references=[])
+    msg = outbound.compose(
+        sender=sender,
+        sender_name=sender_name,
+        to=rec.email,
+        subject=personalise(subject, rec),
+        body=personalise(body, rec) + f"\n\n--\nUnsubscribe: {unsubscribe_url}\n",
+        domain=domain,
+        in_reply_to=None,
+        references=[],
+    )
     msg["List-Unsubscribe"] = f"<{unsubscribe_url}>"
     msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
     msg["Precedence"] = "bulk"
@@ -127,14 +145,18 @@ class EmailCampaigns:
         camp = await self.store.get(campaign_id)
         if camp.mode != "email" or camp.status != "running":
             return 0
-        bucket = self.buckets.setdefault(camp.id, TokenBucket(camp.rate_per_min, max(1, camp.rate_per_min // 6)))
+        bucket = self.buckets.setdefault(
+            camp.id, TokenBucket(camp.rate_per_min, max(1, camp.rate_per_min // 6))
+        )
         allowed = bucket.take(self.mono(), 1_000_000)
         sent = 0
         for rec in await self.store.claim_due(camp.id, self.crm_now(), allowed):
             reason = await self.store.dnc("email", rec.email) if rec.email else "no_email"
             if reason is not None or await self.store.blacklisted(rec.customer_id):
                 await self.store.settle(rec.id, status="excluded", last_outcome=reason or "blacklisted")
-                await self.store.log_attempt(camp.id, rec.id, "excluded", data={"reason": reason or "blacklisted"})
+                await self.store.log_attempt(
+                    camp.id, rec.id, "excluded", data={"reason": reason or "blacklisted"}
+                )
                 continue
             if await self._send(camp, rec):
                 sent += 1
@@ -147,33 +169,68 @@ class EmailCampaigns:
 
     async def _send(self, camp: Any, rec: CampaignRecord) -> bool:
         opts = self.email.options
-        msg = campaign_message(sender=opts.address, sender_name=opts.display_name, domain=opts.domain, rec=rec,
-                               subject=camp.subject or "", body=camp.body or "",
-                               unsubscribe_url=self.unsubscribe_url(rec))
-        inter = await self.crm.open_interaction("email", "outbound", rec.customer_id, to_address=rec.email,
-                                                from_address=opts.address, events=(("campaign_email", {
-                                                    "campaign_id": camp.id, "campaign": camp.name,
-                                                    "record_id": rec.id}),))
+        msg = campaign_message(
+            sender=opts.address,
+            sender_name=opts.display_name,
+            domain=opts.domain,
+            rec=rec,
+            subject=camp.subject or "",
+            body=camp.body or "",
+            unsubscribe_url=self.unsubscribe_url(rec),
+        )
+        inter = await self.crm.open_interaction(
+            "email",
+            "outbound",
+            rec.customer_id,
+            to_address=rec.email,
+            from_address=opts.address,
+            events=(
+                ("campaign_email", {"campaign_id": camp.id, "campaign": camp.name, "record_id": rec.id}),
+            ),
+        )
         error = None
         data = msg.as_bytes()
         try:
             data = await outbound.send(opts.smarthost, opts.address, [rec.email or ""], msg)
         except outbound.SendFailed as e:
             error = str(e)
-        fields = {"message_id": str(msg["Message-ID"]), "subject": str(msg["Subject"]),
-                  "from_address": opts.address, "to_addresses": [rec.email], "text_body": msg.get_content(),
-                  "error": error}
-        eid = await mail.record_outbound(self.crm.db, interaction_id=inter.id,
-                                         status="send_failed" if error else "sent", source="campaign", raw=data,
-                                         fields=fields, event=("campaign_sent", error is None, {
-                                             "to": rec.email, "message_id": fields["message_id"],
-                                             **({"error": error} if error else {})}))
+        fields = {
+            "message_id": str(msg["Message-ID"]),
+            "subject": str(msg["Subject"]),
+            "from_address": opts.address,
+            "to_addresses": [rec.email],
+            "text_body": msg.get_content(),
+            "error": error,
+        }
+        eid = await mail.record_outbound(
+            self.crm.db,
+            interaction_id=inter.id,
+            status="send_failed" if error else "sent",
+            source="campaign",
+            raw=data,
+            fields=fields,
+            event=(
+                "campaign_sent",
+                error is None,
+                {"to": rec.email, "message_id": fields["message_id"], **({"error": error} if error else {})},
+            ),
+        )
         await mail.update_email(self.crm.db, eid, thread_id=eid)  # the conversation a reply joins
         await self.crm.set_state(inter.id, "failed" if error else "ended")
-        await self.store.log_attempt(camp.id, rec.id, "failed" if error else "sent", interaction_id=inter.id,
-                                     data={"error": error} if error else {})
-        await self.store.settle(rec.id, status="failed" if error else "done", attempts=rec.attempts + 1,
-                                last_outcome="failed" if error else "sent", interaction_id=inter.id)
+        await self.store.log_attempt(
+            camp.id,
+            rec.id,
+            "failed" if error else "sent",
+            interaction_id=inter.id,
+            data={"error": error} if error else {},
+        )
+        await self.store.settle(
+            rec.id,
+            status="failed" if error else "done",
+            attempts=rec.attempts + 1,
+            last_outcome="failed" if error else "sent",
+            interaction_id=inter.id,
+        )
         return error is None
 
     async def unsubscribe(self, token: str) -> str | None:
@@ -186,9 +243,13 @@ class EmailCampaigns:
         if rec.email is None:
             return None
         await self.store.add_dnc("email", rec.email, "unsubscribe", campaign_id=rec.campaign_id)
-        await self.store.log_attempt(rec.campaign_id, rec.id, "unsubscribed", interaction_id=rec.interaction_id)
+        await self.store.log_attempt(
+            rec.campaign_id, rec.id, "unsubscribed", interaction_id=rec.interaction_id
+        )
         if rec.interaction_id is not None:
-            await self.crm.append_event(rec.interaction_id, "campaign_unsubscribed", data={"email": rec.email})
+            await self.crm.append_event(
+                rec.interaction_id, "campaign_unsubscribed", data={"email": rec.email}
+            )
         if rec.status == "pending":
             await self.store.settle(rec.id, status="excluded", last_outcome="unsubscribe")
         return rec.email

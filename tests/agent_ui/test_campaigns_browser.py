@@ -3,6 +3,7 @@ A progressive call: the supervisor starts the campaign and watches it, the agent
 pop (customer and script) as the customer answers, the agent ends it with a disposition and the
 supervisor's progress shows it. A preview call: the agent sees the record and the script, dials,
 answers their phone, hangs up and ends the record. Playwright `expect` waits, no sleeps."""
+
 from __future__ import annotations
 
 from datetime import UTC, datetime
@@ -20,8 +21,13 @@ from tests.services import need_chromium
 pytestmark = pytest.mark.timeout(150)
 ROOT = Path(__file__).resolve().parents[2]
 SHOTS = ROOT / "docs" / "screenshots"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--no-first-run"]
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+]
 NOON_NY = datetime(2026, 11, 25, 17, 0, tzinfo=UTC)
 ENV = {"CC_CALLBACKS__POLL_S": "0", "CC_CHAT__DEMO_SITE_PORT": ""}
 
@@ -45,8 +51,12 @@ async def _setup(database, mode: str):
     people = await seed_people(store)
     await store.create_user("sup", "agent-password", roles=["supervisor"], display_name="Sam Sup")
     cs = CampaignStore(database)
-    camp = await cs.create(name=f"renewals-{mode}", mode=mode, script="Hello, this is about your renewal.",
-                           dispositions=["sale", "no_sale"])
+    camp = await cs.create(
+        name=f"renewals-{mode}",
+        mode=mode,
+        script="Hello, this is about your renewal.",
+        dispositions=["sale", "no_sale"],
+    )
     await cs.add_segment(camp.id, {"tier": ["vip"]})
     return store, people, cs, camp
 
@@ -85,8 +95,11 @@ async def test_progressive_call_with_the_pop(database):
         await expect(s("connected")).to_have_text("1")
         SHOTS.mkdir(parents=True, exist_ok=True)
         await agent.screenshot(path=str(SHOTS / "campaign-progressive-pop.png"))
-        customer = next(ch for ch in rc.sim.pbx.channels.values()
-                        if ch.name.startswith("PJSIP/12025550143@trunk") and not ch.hungup)
+        customer = next(
+            ch
+            for ch in rc.sim.pbx.channels.values()
+            if ch.name.startswith("PJSIP/12025550143@trunk") and not ch.hungup
+        )
         rc.sim.pbx.request_hangup(customer)
         await expect(a("agent-state")).to_have_text("wrap")
         await a("dispo-code").select_option("sale")

@@ -1,4 +1,5 @@
 """Campaign lists from CRM segments and CSV, claims, attempts and the DNC list (both backends)."""
+
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
@@ -14,12 +15,14 @@ NOW = datetime(2026, 11, 25, 17, 0, tzinfo=UTC)
 
 
 async def _people(store):
-    vip = await store.create_customer("Vera Vip", phones=["+12025550101"], lifetime_value="80000",
-                                      tags=["gold"])
+    vip = await store.create_customer(
+        "Vera Vip", phones=["+12025550101"], lifetime_value="80000", tags=["gold"]
+    )
     lost = await store.create_customer("Lou Lost", phones=["+12025550102"], emails=["lou@example.com"])
     angry = await store.create_customer("Ann Angry", phones=["+12025550103"], tags=["gold"])
-    black = await store.create_customer("Bob Black", phones=["+12025550104"], type="blacklisted",
-                                        lifetime_value="90000")
+    black = await store.create_customer(
+        "Bob Black", phones=["+12025550104"], type="blacklisted", lifetime_value="90000"
+    )
     nophone = await store.create_customer("Nina Nophone", emails=["nina@example.com"])
     async with store.db.session() as s, s.begin():
         await s.execute(update(Customer).where(Customer.id == lost.id).values(loyalty="lost"))
@@ -51,12 +54,15 @@ async def test_csv_claims_attempts_and_stats(store):
     await store.create_customer("Known One", phones=["+12025550199"])
     cs = CampaignStore(store.db)
     c = await cs.create(name="csv", mode="progressive", dispositions=["sale", "no_sale"])
-    added, rejected = await cs.import_csv(c.id, "name,phone,timezone\n"
-                                                "Known One,(202) 555-0199,\n"
-                                                "Pat Paris,+33 1 42 68 53 00,Europe/Paris\n"
-                                                ",+12025550100,\n"
-                                                "Bad Zone,+12025550111,Mars/Base\n"
-                                                "Bad Phone,12,\n")
+    added, rejected = await cs.import_csv(
+        c.id,
+        "name,phone,timezone\n"
+        "Known One,(202) 555-0199,\n"
+        "Pat Paris,+33 1 42 68 53 00,Europe/Paris\n"
+        ",+12025550100,\n"
+        "Bad Zone,+12025550111,Mars/Base\n"
+        "Bad Phone,12,\n",
+    )
     assert added == 2 and [r["line"] for r in rejected] == [4, 5, 6]
     recs = await cs.records(c.id)
     assert recs[0].customer_id is not None and recs[1].timezone == "Europe/Paris"
@@ -66,8 +72,9 @@ async def test_csv_claims_attempts_and_stats(store):
     got = await cs.claim_due(c.id, NOW, 10)
     assert [r.id for r in got] == [r.id for r in recs] and await cs.claim_due(c.id, NOW, 10) == []
     await cs.log_attempt(c.id, got[0].id, "busy")
-    await cs.settle(got[0].id, status="pending", attempts=1, next_at=NOW + timedelta(minutes=10),
-                    last_outcome="busy")
+    await cs.settle(
+        got[0].id, status="pending", attempts=1, next_at=NOW + timedelta(minutes=10), last_outcome="busy"
+    )
     await cs.log_attempt(c.id, got[1].id, "answered")
     await cs.settle(got[1].id, status="done", attempts=1, disposition="sale")
     assert await cs.claim_due(c.id, NOW, 10) == []

@@ -8,6 +8,7 @@ who answers after a ring and talks for an exponential time (then hangs up), an a
 (answers; the dialplan's ``AMD()`` says MACHINE), busy, or no answer (rings until the Originate's
 timeout). Draws come from the script's own seeded generator, in dial order.
 """
+
 from __future__ import annotations
 
 import random
@@ -26,7 +27,9 @@ class OutboundScript:
     machine_talk_s: float = 30.0  # a machine's greeting, then it hangs up
     seed: int = 1
     trunk_suffix: str = "@trunk"
-    counts: dict[str, int] = field(default_factory=lambda: {"answer": 0, "machine": 0, "busy": 0, "no_answer": 0})
+    counts: dict[str, int] = field(
+        default_factory=lambda: {"answer": 0, "machine": 0, "busy": 0, "no_answer": 0}
+    )
 
     def __post_init__(self) -> None:
         if min(self.answer, self.machine, self.busy) < 0 or self.answer + self.machine + self.busy > 1:

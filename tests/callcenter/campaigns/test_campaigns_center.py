@@ -2,6 +2,7 @@
 its schema) and the simulated PBX (AMI over TCP): preview (the record and the script, skip with a
 reason, dial through the click-to-dial path), progressive (the pop as the customer answers, the
 disposition), the rules before each dial, a stop mid-run, and the supervisor's live progress."""
+
 from __future__ import annotations
 
 from datetime import UTC, datetime
@@ -11,7 +12,7 @@ import pytest
 from callcenter.asterisk.simulator.outbound import OutboundScript
 from crm_core.campaigns import CampaignStore
 from tests.callcenter.test_console_ws import _store, cookie_for, open_console
-from tests.callcenter.voice_harness import REGULAR_PHONE, VIP_PHONE, running_center, seed_people
+from tests.callcenter.voice_harness import VIP_PHONE, running_center, seed_people
 
 pytestmark = pytest.mark.timeout(120)
 NOON_NY = datetime(2026, 11, 25, 17, 0, tzinfo=UTC)
@@ -20,8 +21,14 @@ ENV = {"CC_CALLBACKS__POLL_S": "0", "CC_CHAT__DEMO_SITE_PORT": ""}
 
 async def _campaign(database, store, mode: str, **kw):
     cs = CampaignStore(database)
-    camp = await cs.create(name=f"winback-{mode}", mode=mode, script="Hello {name}, about your renewal...",
-                           dispositions=["sale", "no_sale"], schedule={"hours": ["09:00", "20:00"]}, **kw)
+    camp = await cs.create(
+        name=f"winback-{mode}",
+        mode=mode,
+        script="Hello {name}, about your renewal...",
+        dispositions=["sale", "no_sale"],
+        schedule={"hours": ["09:00", "20:00"]},
+        **kw,
+    )
     await cs.add_segment(camp.id, {})
     return cs, camp
 
@@ -70,19 +77,27 @@ async def test_progressive_pop_as_the_customer_answers_then_disposition(database
                 break
         dials = [ch for n, ch in names if n == "DialBegin"]
         assert dials[0].startswith("PJSIP/12025550143@trunk") and dials[-1].startswith("PJSIP/1001")
-        assert ("VarSet", ) and any(n == "OriginateResponse" for n, _ in names)
+        assert ("VarSet",) and any(n == "OriginateResponse" for n, _ in names)
 
         # the customer hangs up: the agent wraps up with one of the campaign's codes
-        customer = next(ch for ch in rc.sim.pbx.channels.values()
-                        if ch.name.startswith("PJSIP/12025550143@trunk") and not ch.hungup)
+        customer = next(
+            ch
+            for ch in rc.sim.pbx.channels.values()
+            if ch.name.startswith("PJSIP/12025550143@trunk") and not ch.hungup
+        )
         rc.sim.pbx.request_hangup(customer)
         wrap = await c.next("campaign_state", state="wrap")
         assert wrap["interaction_id"] == iid
         await c.send("campaign_disposition", record_id=pop["record"]["id"], code="bogus", request_id="bad")
         err = await c.next("error", request_id="bad")
         assert err["code"] == "invalid"
-        await c.send("campaign_disposition", record_id=pop["record"]["id"], code="sale", notes="renewed",
-                     request_id="d")
+        await c.send(
+            "campaign_disposition",
+            record_id=pop["record"]["id"],
+            code="sale",
+            notes="renewed",
+            request_id="d",
+        )
         await c.next("campaign_state", request_id="d", state="done")
         prog = await sup.next("campaign_progress", connected=1)
         while prog["dispositions"] != {"sale": 1}:
@@ -94,7 +109,9 @@ async def test_progressive_pop_as_the_customer_answers_then_disposition(database
     assert i.direction == "outbound" and i.state == "wrapup_done" and i.answered_at is not None
     assert i.customer_id == people["vip"].id
     kinds = [e.kind for e in await store.timeline(iid)]
-    assert kinds.index("campaign_dial") < kinds.index("campaign_connected") < kinds.index("campaign_disposition")
+    assert (
+        kinds.index("campaign_dial") < kinds.index("campaign_connected") < kinds.index("campaign_disposition")
+    )
     rec = (await cs.records(camp.id))[0]
     assert (rec.status, rec.disposition, rec.attempts) == ("done", "sale", 1)
 
@@ -117,8 +134,9 @@ async def test_preview_skip_then_dial_and_a_stop_mid_run(database):
         assert first["interaction_id"] is None and first["script"].startswith("Hello")
         await c.send("campaign_skip", record_id=first["record"]["id"] + 100, reason="x", request_id="s0")
         assert (await c.next("error", request_id="s0"))["code"] == "not_found"  # not the record shown
-        await c.send("campaign_skip", record_id=first["record"]["id"], reason="asked for email only",
-                     request_id="s")
+        await c.send(
+            "campaign_skip", record_id=first["record"]["id"], reason="asked for email only", request_id="s"
+        )
         await c.next("campaign_state", request_id="s", state="skipped")
         second = await c.next("campaign_record", kind="preview")
         assert second["record"]["id"] != first["record"]["id"]
@@ -141,7 +159,10 @@ async def test_preview_skip_then_dial_and_a_stop_mid_run(database):
         await ws.close()
     recs = {r.id: r for r in await cs.records(camp.id)}
     assert recs[first["record"]["id"]].status == "skipped"
-    assert (recs[second["record"]["id"]].status, recs[second["record"]["id"]].disposition) == ("done", "no_sale")
+    assert (recs[second["record"]["id"]].status, recs[second["record"]["id"]].disposition) == (
+        "done",
+        "no_sale",
+    )
     i = await store.get_interaction(iid)
     assert i.direction == "outbound" and i.answered_at is not None
     kinds = [e.kind for e in await store.timeline(iid)]

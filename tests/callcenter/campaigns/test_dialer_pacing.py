@@ -1,4 +1,5 @@
 """Predictive pacing (pure) and the outbound replay: under the cap, busier than progressive."""
+
 from __future__ import annotations
 
 import pytest
@@ -15,8 +16,9 @@ from callcenter.services.dialer_replay import OutboundPlan, run_outbound
 
 
 def est(answer_rate=0.2, abandon_rate=0.0, answered=0):
-    return Estimate(answer_rate=answer_rate, ring_s=12.0, handle_s=180.0, abandon_rate=abandon_rate,
-                    answered=answered)
+    return Estimate(
+        answer_rate=answer_rate, ring_s=12.0, handle_s=180.0, abandon_rate=abandon_rate, answered=answered
+    )
 
 
 def test_expected_abandon_share():

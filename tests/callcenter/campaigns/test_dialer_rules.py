@@ -1,4 +1,5 @@
 """The rules checked before every campaign dial (pure)."""
+
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
@@ -71,16 +72,21 @@ def test_maximum_attempts():
 def test_retry_delay_by_outcome():
     now = WED_17_UTC
     retry = {"busy": 120, "no_answer": 3600, "machine": 7200}
-    assert next_try("busy", attempts=1, max_attempts=3, retry_s=retry, now=now) == now + timedelta(seconds=120)
-    assert next_try("no_answer", attempts=1, max_attempts=3, retry_s=retry, now=now) == now + timedelta(hours=1)
+    assert next_try("busy", attempts=1, max_attempts=3, retry_s=retry, now=now) == now + timedelta(
+        seconds=120
+    )
+    assert next_try("no_answer", attempts=1, max_attempts=3, retry_s=retry, now=now) == now + timedelta(
+        hours=1
+    )
     assert next_try("machine", attempts=2, max_attempts=3, retry_s=retry, now=now) == now + timedelta(hours=2)
     assert next_try("busy", attempts=3, max_attempts=3, retry_s=retry, now=now) is None  # used up
     assert next_try("answered", attempts=1, max_attempts=3, retry_s=retry, now=now) is None  # not retried
     # the rule holds the record until the delay is over
     v = check(attempt(attempts=1, next_at=now + timedelta(seconds=120)), S)
     assert v.reason == "retry_delay" and v.retry_at == now + timedelta(seconds=120)
-    assert check(attempt(attempts=1, now=now + timedelta(seconds=120), next_at=now + timedelta(seconds=120)),
-                 S).ok
+    assert check(
+        attempt(attempts=1, now=now + timedelta(seconds=120), next_at=now + timedelta(seconds=120)), S
+    ).ok
 
 
 def test_a_stopped_or_paused_campaign_dials_nothing():

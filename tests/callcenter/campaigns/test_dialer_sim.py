@@ -1,6 +1,7 @@
 """The dialer against the Asterisk simulator over real AMI/TCP, with scripted outbound outcomes:
 AMD, busy, no answer, the connect to an agent and the abandon message; predictive pacing stays
 under the cap and keeps agents busier than progressive (occupancy reported)."""
+
 from __future__ import annotations
 
 import pytest
@@ -17,15 +18,24 @@ async def _run(mode: str, *, answer: float, agents: int = 16, duration_s: float 
     sim = Simulator(agi_target=None, time_scale=0.01)
     await sim.start()
     events = sim.subscribe()
-    script = sim.outbound(OutboundScript(answer=answer, machine=0.1, busy=0.1, ring_s=8, talk_s=60, seed=seed))
+    script = sim.outbound(
+        OutboundScript(answer=answer, machine=0.1, busy=0.1, ring_s=8, talk_s=60, seed=seed)
+    )
     for i in range(agents):
         sim.agent(f"ag{i}", answer_after=0.3, talk_time=None)
     client = AMIClient("127.0.0.1", sim.ami_port, "cc", "ccsecret", ping_interval=None, reconnect=False)
     await client.start()
     await client.wait_connected(5)
     try:
-        report = await drive(client, mode=mode, agents=agents, duration_s=duration_s, now=sim.clock.now,
-                             sleep=sim.clock.sleep, wrap_s=5.0)
+        report = await drive(
+            client,
+            mode=mode,
+            agents=agents,
+            duration_s=duration_s,
+            now=sim.clock.now,
+            sleep=sim.clock.sleep,
+            wrap_s=5.0,
+        )
     finally:
         await client.close()
         await sim.close()

@@ -2,6 +2,7 @@
 per-recipient unsubscribe links honoured at once, a hard bounce (RFC 3464 report sent to the
 center's SMTP listener) marks the address invalid, the rate limit, and a reply that comes back as
 an email contact on the campaign email's conversation."""
+
 from __future__ import annotations
 
 import asyncio
@@ -13,7 +14,8 @@ import pytest
 from callcenter.services.email_campaigns import TokenBucket, hard_bounces
 from crm_core import email as mail
 from crm_core.campaigns import CampaignStore
-from tests.callcenter.email.harness import email_center, mail as inbound
+from tests.callcenter.email.harness import email_center
+from tests.callcenter.email.harness import mail as inbound
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -31,7 +33,8 @@ def dsn(recipient: str, status: str = "5.1.1", action: str = "failed") -> bytes:
         "--b1\r\nContent-Type: message/delivery-status\r\n\r\n"
         "Reporting-MTA: dns; mx.example.net\r\n\r\n"
         f"Final-Recipient: rfc822; {recipient}\r\nAction: {action}\r\nStatus: {status}\r\n\r\n"
-        "--b1--\r\n").encode()
+        "--b1--\r\n"
+    ).encode()
 
 
 def test_hard_bounces_and_the_rate_limit():
@@ -50,8 +53,13 @@ async def _people(store):
 
 
 async def _campaign(cs, name, rate=600):
-    c = await cs.create(name=name, mode="email", subject="A better plan for you, {name}",
-                        body="Hello {name},\nour new plan costs less.", rate_per_min=rate)
+    c = await cs.create(
+        name=name,
+        mode="email",
+        subject="A better plan for you, {name}",
+        body="Hello {name},\nour new plan costs less.",
+        rate_per_min=rate,
+    )
     await cs.add_segment(c.id, {"tags": ["plan"]})  # (the bounce's sender became a customer)
     return c
 
@@ -89,8 +97,11 @@ async def test_email_campaign_unsubscribe_bounce_and_reply(database, tmp_path):
         # Ann replies: an email contact on the campaign email's conversation
         sent_to_ann = await mail.find_by_message_ids(database, [got["ann@example.org"]["Message-ID"]])
         assert sent_to_ann is not None
-        reply = inbound("Re: A better plan for you", "Yes please, tell me more.",
-                        In_Reply_To=got["ann@example.org"]["Message-ID"])
+        reply = inbound(
+            "Re: A better plan for you",
+            "Yes please, tell me more.",
+            In_Reply_To=got["ann@example.org"]["Message-ID"],
+        )
         await asyncio.to_thread(ec.send, reply)
         await ec.email.wait_processed(2)
         back = await mail.find_by_message_ids(database, [reply["Message-ID"]])
@@ -108,12 +119,20 @@ async def test_email_campaign_unsubscribe_bounce_and_reply(database, tmp_path):
             if all(r.status != "pending" and r.status != "active" for r in recs.values()):
                 break
             await asyncio.sleep(0.05)
-        assert (recs["bob@example.org"].status, recs["bob@example.org"].last_outcome) == ("excluded", "unsubscribe")
-        assert (recs["cat@example.org"].status, recs["cat@example.org"].last_outcome) == ("excluded", "bounce")
+        assert (recs["bob@example.org"].status, recs["bob@example.org"].last_outcome) == (
+            "excluded",
+            "unsubscribe",
+        )
+        assert (recs["cat@example.org"].status, recs["cat@example.org"].last_outcome) == (
+            "excluded",
+            "bounce",
+        )
         assert recs["ann@example.org"].status == "done"
         await svc.control(second.id, "stop")
         left = [ec.sink.messages.get_nowait() for _ in range(ec.sink.messages.qsize())]
-        assert not left, [(r, str(m["Subject"]), str(m.get("Auto-Submitted")), m.get_content()[:300]) for _f, r, m in left]
+        assert not left, [
+            (r, str(m["Subject"]), str(m.get("Auto-Submitted")), m.get_content()[:300]) for _f, r, m in left
+        ]
         timeline = [e.kind for e in await ec.store.timeline(recs["ann@example.org"].interaction_id)]
         assert "campaign_email" in timeline and "campaign_sent" in timeline
 
