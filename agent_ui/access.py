@@ -134,6 +134,10 @@ HTTP: dict[tuple[str, str], Rule] = {
     ("GET", "/campaigns"): Rule(ANYONE.roles, "self", page=True),  # agents work, supervisors watch
     ("GET", "/campaigns/unsubscribe/{token}"): PUBLIC,  # a campaign email's own link (the token)
     ("POST", "/campaigns/unsubscribe/{token}"): PUBLIC,  # one-click (RFC 8058)
+    ("GET", "/api/v1/campaigns"): SUPERVISE,
+    ("POST", "/api/v1/campaigns"): SUPERVISE,
+    ("POST", "/api/v1/campaigns/{id}/import"): SUPERVISE,
+    ("GET", "/api/v1/campaigns/{id}/results"): SUPERVISE,
     ("GET", "/api/v1/reports/contacts"): SUPERVISE,
     ("GET", "/api/v1/reports/occupancy"): SUPERVISE,
     ("GET", "/api/v1/reports/not-ready"): SUPERVISE,

@@ -680,6 +680,44 @@ class CampaignStore:
             )
         return {"outcomes": outcomes, "records": statuses, "dispositions": dispositions}
 
+    async def results(self, campaign_id: int) -> dict[str, Any]:
+        """Records by disposition and by segment (the customer's tier, loyalty and type now;
+        records without a customer under `none`), and attempts by outcome."""
+        out: dict[str, Any] = {"by_disposition": {}, "by_outcome": {}}
+        async with self.db.session() as s:
+            if await s.get(CampaignRow, campaign_id) is None:
+                raise NotFound("Campaign", campaign_id)
+            out["by_outcome"] = dict(
+                (
+                    await s.execute(
+                        select(CampaignAttemptRow.outcome, func.count())
+                        .where(CampaignAttemptRow.campaign_id == campaign_id)
+                        .group_by(CampaignAttemptRow.outcome)
+                    )
+                ).all()
+            )
+            for key, col in (("tier", Customer.tier), ("loyalty", Customer.loyalty), ("type", Customer.type)):
+                rows = (
+                    await s.execute(
+                        select(col, CampaignRecordRow.status, CampaignRecordRow.disposition, func.count())
+                        .select_from(CampaignRecordRow)
+                        .join(Customer, Customer.id == CampaignRecordRow.customer_id, isouter=True)
+                        .where(CampaignRecordRow.campaign_id == campaign_id)
+                        .group_by(col, CampaignRecordRow.status, CampaignRecordRow.disposition)
+                    )
+                ).all()
+                seg: dict[str, dict[str, Any]] = {}
+                for value, status, dispo, n in rows:
+                    cell = seg.setdefault(value or "none", {"records": 0, "status": {}, "dispositions": {}})
+                    cell["records"] += n
+                    cell["status"][status] = cell["status"].get(status, 0) + n
+                    if dispo:
+                        cell["dispositions"][dispo] = cell["dispositions"].get(dispo, 0) + n
+                        if key == "tier":
+                            out["by_disposition"][dispo] = out["by_disposition"].get(dispo, 0) + n
+                out[f"by_{key}"] = seg
+        return out
+
     # ---- do not call / do not mail -----------------------------------------------------------
     async def add_dnc(
         self, kind: str, value: str, reason: str = "dnc", campaign_id: int | None = None

@@ -21,6 +21,7 @@ from sqlalchemy import func, select
 
 from agent_ui import access
 from callcenter.api import live, ratelimit, sync
+from callcenter.api.campaigns import endpoints as campaign_endpoints
 from callcenter.api.hours import endpoints as hours_endpoints
 from callcenter.api.reports import endpoints as report_endpoints
 from callcenter.facade import WebUser
@@ -679,6 +680,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint("DELETE", "/tokens/{id}", token_delete, "Revoke an API token", "admin"),
 )
 ENDPOINTS += report_endpoints(Endpoint)  # /reports/… (callcenter/api/reports.py, docs/reports.md)
+ENDPOINTS += campaign_endpoints(Endpoint)  # /campaigns… (callcenter/api/campaigns.py, docs/campaigns.md)
 ENDPOINTS += hours_endpoints(Endpoint)  # /hours/… business hours and holidays (callcenter/api/hours.py)
 
 
