@@ -51,7 +51,10 @@ async def test_supervisor_barges_into_a_call_from_the_wallboard(database):
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     store = store_for(database)
     await seed(store)
-    async with running_center(database) as rc, async_playwright() as pw:
+    expect.set_options(timeout=20_000)  # a loaded machine: waits are on events, just longer
+    # the simulated PBX at half speed: the agent's phone rings 10 s (not 0.4 s) on a loaded machine
+    async with running_center(database, CC_VOICE__ACK_TIMEOUT_S="20", CC_DEMO__TIME_SCALE="0.5") as rc, \
+            async_playwright() as pw:
         browser = await pw.chromium.launch(executable_path=chromium, args=ARGS, headless=True)
         agent = await (await browser.new_context(viewport={"width": 1366, "height": 900})).new_page()
         sup = await (await browser.new_context(viewport={"width": 1366, "height": 1000})).new_page()
@@ -102,6 +105,9 @@ async def test_supervisor_barges_into_a_call_from_the_wallboard(database):
         except Exception:
             await sup.screenshot(path=str(ARTIFACTS / f"barge-{database.dialect}-failure.png"),
                                  full_page=True)
+            await agent.screenshot(path=str(ARTIFACTS / f"barge-agent-{database.dialect}-failure.png"))
+            for i in list(rc.center.voice.calls):
+                print("timeline", i, [(e.kind, e.data) for e in await store.timeline(i)])
             raise
         finally:
             await client.close()
@@ -125,6 +131,7 @@ async def test_chat_takeover_seen_by_the_agent_and_the_customer(database):
         return web.Response(text=text, content_type="text/html")
 
     shop.router.add_get("/", page_handler)
+    expect.set_options(timeout=20_000)
     async with serve(shop) as shop_base:
         origin = shop_base.replace("127.0.0.1", "localhost")
         env = {"CC_CHAT__SITES": json.dumps([{"id": "shop", "origins": [origin], "secret": "s3cret"}]),

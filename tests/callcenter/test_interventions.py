@@ -15,6 +15,8 @@ from tests.callcenter.test_console_ws import _store, cookie_for, open_console
 from tests.callcenter.voice_harness import REGULAR_PHONE, VIP_PHONE, running_center, seed_people
 
 pytestmark = pytest.mark.timeout(120)
+# the simulated PBX at half speed: an agent's phone rings 10 s, not 0.4 s, on a loaded machine
+SLOW_PBX = {"CC_DEMO__TIME_SCALE": "0.5", "CC_VOICE__ACK_TIMEOUT_S": "20"}
 
 
 async def seed_teams(store: Any) -> None:
@@ -78,7 +80,7 @@ async def ami_event(q: asyncio.Queue[Any], name: str, **match: str) -> Any:
 async def test_barge_then_whisper_then_listen_on_a_live_call(database):
     store = _store(database)
     await seed_teams(store)
-    async with running_center(database) as rc:
+    async with running_center(database, **SLOW_PBX) as rc:
         ws, agent = await open_console(rc.base, await cookie_for(rc.base, "agent1"))
         call, iid = await talking(rc, agent)
         agent_channel = rc.center.voice.calls[iid].agent_channel
@@ -141,7 +143,7 @@ async def test_barge_then_whisper_then_listen_on_a_live_call(database):
 async def test_spy_stop_hangs_up_the_supervisors_phone(database):
     store = _store(database)
     await seed_teams(store)
-    async with running_center(database) as rc:
+    async with running_center(database, **SLOW_PBX) as rc:
         ws, agent = await open_console(rc.base, await cookie_for(rc.base, "agent1"))
         call, iid = await talking(rc, agent)
         wss, sup = await open_console(rc.base, await cookie_for(rc.base, "sup_red"))
@@ -162,7 +164,7 @@ async def test_spy_stop_hangs_up_the_supervisors_phone(database):
 async def test_force_state_and_logout_are_team_scoped_and_audited(database):
     store = _store(database)
     await seed_teams(store)
-    async with running_center(database) as rc:
+    async with running_center(database, **SLOW_PBX) as rc:
         cookie1 = await cookie_for(rc.base, "agent1")
         ws1, a1 = await open_console(rc.base, cookie1)
         await seen_or_next(a1, "agent_state", state="offline")
@@ -208,7 +210,7 @@ async def test_move_and_raise_a_waiting_call(database):
     store = _store(database)
     await seed_teams(store)
     await store.upsert_queue("support", teams=["red"])  # red owns support; billing belongs to nobody
-    async with running_center(database) as rc:
+    async with running_center(database, **SLOW_PBX) as rc:
         ws1, a1 = await open_console(rc.base, await cookie_for(rc.base, "agent1"))
         ws2, a2 = await open_console(rc.base, await cookie_for(rc.base, "agent2"))
         wsr, red = await open_console(rc.base, await cookie_for(rc.base, "sup_red"))
