@@ -122,8 +122,12 @@ class ScaleOut:
         if tasks:
             await asyncio.wait(tasks, timeout=3.0)
         await self.bclient.connection_pool.disconnect()  # ends any read still blocked
-        await asyncio.gather(*tasks, return_exceptions=True)
-        await self.bclient.aclose()
+        if tasks:
+            _done, stuck = await asyncio.wait(tasks, timeout=3.0)
+            for t in stuck:  # never hold the shutdown up
+                log.warning("scale-out task did not stop: %r", t)
+        with contextlib.suppress(Exception):
+            await self.bclient.aclose()
         with contextlib.suppress(RedisError, OSError):
             await self.client.hdel(self.procs_key, self.origin)
 
