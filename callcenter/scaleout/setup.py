@@ -96,6 +96,8 @@ class ScaleOut:
         self.center.forward = self.forward_decisions
         self.center.forward_console = self.forward_console
         self.tel.forward = self.forward_event
+        self.ami_proxy = AmiProxy(self)
+        self.tel.voice.ami = self.ami_proxy  # call controls go to the AMI leader until this one leads
         from callcenter.scaleout.buffered import BufferedWrites
 
         self.buffer = BufferedWrites(self.center.store, self.outbox)  # interaction writes survive
@@ -253,7 +255,7 @@ class ScaleOut:
             with contextlib.suppress(asyncio.CancelledError):
                 await tel._pump
         tel.ami, tel._pump, tel.sync = None, None, None
-        tel.voice.ami = None
+        tel.voice.ami = self.ami_proxy
 
     # ---- console fan-out (ConsoleHub.remote) ----------------------------------------------------
     def send(self, user_id: int, msg: dict[str, Any]) -> int:
@@ -396,6 +398,8 @@ class ScaleOut:
                 self.tel._lane(key).append(ev)
         elif kind == "console":
             await self._console_request(payload)
+        elif kind == "ami_action":
+            await self._ami_request(payload)
 
     # ---- console actions on another process's call ----------------------------------------------
     async def forward_console(self, user: Any, message: dict[str, Any], refused: Exception) -> Any:
@@ -425,6 +429,24 @@ class ScaleOut:
             raise MessageRefused(last["code"], last["message"])
         raise refused
 
+    async def _ami_request(self, payload: Any) -> None:
+        """On the AMI leader: one action for another process, sent once (never replayed)."""
+        action, fields, kwargs, timeout, reply = payload
+        try:
+            if self.tel.ami is None:
+                raise ConnectionError("this process does not hold the AMI connection")
+            answer: Any = ("ok", await self.tel.ami.send_action(action, fields, timeout=timeout, **kwargs))
+        except Exception as e:  # noqa: BLE001 - the requester raises it
+            answer = ("error", f"{type(e).__name__}: {e}")
+        async with self.client.pipeline(transaction=False) as pipe:
+            pipe.rpush(reply, pickle.dumps(answer))
+            pipe.expire(reply, 30)
+            await pipe.execute()
+
+    async def leader_origin(self) -> str | None:
+        owner = await self.client.hget(f"{self.prefix}lease:ami", "owner")
+        return owner.decode() if isinstance(owner, bytes) else owner
+
     async def _console_request(self, payload: Any) -> None:
         from callcenter.facade import MessageRefused, WebUser
 
@@ -438,6 +460,42 @@ class ScaleOut:
             pipe.rpush(reply, json.dumps(answer, default=str))
             pipe.expire(reply, 30)
             await pipe.execute()
+
+
+class AmiProxyError(ConnectionError):
+    """An AMI action sent through the leader failed: not sent, refused, or no answer in time."""
+
+
+class AmiProxy:
+    """`send_action` for a process without the AMI connection: the action goes to the leader's
+    work stream, is sent there once, and the result comes back. No answer in time: it fails
+    (the caller sees "the PBX did not answer"); it is never sent again."""
+
+    def __init__(self, so: ScaleOut, wait_s: float = 10.0) -> None:
+        self.so, self.wait_s = so, wait_s
+
+    async def send_action(self, action: Any, fields: Any = None, *, timeout: float | None = None,
+                          check: bool = False, **kwargs: Any) -> Any:
+        so = self.so
+        if so.tel.ami is not None:  # this process leads now
+            return await so.tel.ami.send_action(action, fields, timeout=timeout, check=check, **kwargs)
+        leader = await so.leader_origin()
+        if leader is None or leader == so.origin:
+            raise AmiProxyError("no process holds the AMI connection")
+        reply = f"{so.prefix}reply:{uuid.uuid4().hex}"
+        await so.client.xadd(so._stream(leader), {"k": "ami_action", "p": pickle.dumps(
+            (action, fields, kwargs, timeout, reply))}, maxlen=100_000, approximate=True)
+        got = await so.bclient.blpop([reply], timeout=max(1, int(self.wait_s)))
+        if got is None:
+            raise AmiProxyError("the AMI leader did not answer in time")
+        kind, value = pickle.loads(got[1])  # noqa: S301 - our own Redis
+        if kind != "ok":
+            raise AmiProxyError(value)
+        if check and not value.ok:
+            from callcenter.asterisk.ami_client import AMIActionError
+
+            raise AMIActionError(value)
+        return value
 
 
 @dataclasses.dataclass(frozen=True)

@@ -103,3 +103,44 @@ async def test_metrics_show_the_leader(database, redis_prefix):
             await until(lambda: _true(app[SCALEOUT].ami_token > 0))
             text = await (await http.get(f"{base}/metrics")).text()
     assert "cc_scaleout_ami_leader 1.0" in text and "cc_scaleout_outbox_backlog" in text
+
+
+async def test_call_controls_of_a_call_held_by_a_process_without_the_ami_link(database, redis_prefix):
+    """Hold and retrieve on a call owned by the process that does not hold the AMI connection:
+    the actions go through the AMI leader, once each, and the call's state comes back."""
+    if database.is_sqlite:
+        pytest.skip("several processes share PostgreSQL")
+    url, prefix = redis_prefix
+    store = build_store(load_settings(env={}), database)
+    await seed_people(store, agents=1)
+    async with Simulator(time_scale=0.05, ami_users={"cc": "secret"}) as sim, AsyncExitStack() as stack:
+        sim.agent("1001", answer_after=0.5, talk_time=400)  # 20 s real
+        env = {"CC_REDIS__URL": url, "CC_REDIS__PREFIX": prefix, "CC_SCALEOUT__ENABLED": "true",
+               "CC_AMI__ENABLED": "true", "CC_AMI__HOST": "127.0.0.1", "CC_AMI__PORT": str(sim.ami_port),
+               "CC_AMI__USERNAME": "cc", "CC_AMI__SECRET": "secret", "CC_AGI__ENABLED": "true",
+               "CC_AGI__HOST": "127.0.0.1", "CC_AGI__PORT": "0", "CC_VOICE__ACK_TIMEOUT_S": "5",
+               "CC_CHAT__DEMO_SITE_PORT": ""}
+        a = await stack.enter_async_context(process(database, env))
+        b = await stack.enter_async_context(process(database, env))
+
+        async def one_leader() -> bool:
+            leading = [x[SCALEOUT].ami_token > 0 and x[TELEPHONY].ami is not None for x in (a, b)]
+            return leading.count(True) == 1
+        await until(one_leader)
+        leader, owner = (a, b) if a[SCALEOUT].ami_token else (b, a)
+        sim.set_agi_target(f"agi://127.0.0.1:{owner[TELEPHONY].agi.port}")
+        console = await Console.open(leader[CENTER], store, "agent1")  # console on the leader
+        await until(lambda: _true(owner[SCALEOUT].connected(console.user.id)))
+        await console.send("set_state", state="ready")
+        sim.call(REGULAR_PHONE, digits=["1"])
+        offer = await console.next("offer", timeout=30)
+        await console.send("ack_offer", offer_id=offer["offer_id"])
+        iid = offer["interaction_id"]
+        await console.next("contact_state", timeout=30, state="talking")
+        await console.send("hold", interaction_id=iid)
+        await console.next("contact_state", timeout=20, state="held")
+        await console.send("retrieve", interaction_id=iid)
+        await console.next("contact_state", timeout=20, state="talking")
+        assert owner[TELEPHONY].ami is None  # the owner has no AMI link: the leader sent them
+        kinds = [e.kind for e in await store.timeline(iid)]
+        assert kinds.count("hold") == 1 and kinds.count("retrieve") == 1, kinds
