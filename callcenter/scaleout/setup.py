@@ -97,6 +97,7 @@ class ScaleOut:
         self.center.forward_console = self.forward_console
         self.tel.forward = self.forward_event
         self.ami_proxy = AmiProxy(self)
+        self.center.on_console_connect.append(self._resume_elsewhere)
         self.tel.voice.ami = self.ami_proxy  # call controls go to the AMI leader until this one leads
         from callcenter.scaleout.buffered import BufferedWrites
 
@@ -400,6 +401,8 @@ class ScaleOut:
             await self._console_request(payload)
         elif kind == "ami_action":
             await self._ami_request(payload)
+        elif kind == "resume":
+            self._resume(int(payload))
 
     # ---- console actions on another process's call ----------------------------------------------
     async def forward_console(self, user: Any, message: dict[str, Any], refused: Exception) -> Any:
@@ -428,6 +431,36 @@ class ScaleOut:
         if last is not None:
             raise MessageRefused(last["code"], last["message"])
         raise refused
+
+    async def _resume_elsewhere(self, user: Any, _link: Any) -> None:
+        """A console opened here while its agent's call is held by another process: that
+        process sends the call's state again (through the fan-out)."""
+        agent = self.center.directory.by_user(user.id)
+        if agent is not None and self.center.voice.current_for(agent.agent_id) is None:
+            with contextlib.suppress(RedisError, OSError):
+                await self._broadcast("resume", user.id)
+
+    def _resume(self, user_id: int) -> None:
+        center = self.center
+        agent = center.directory.by_user(user_id)
+        call = center.voice.current_for(agent.agent_id) if agent is not None else None
+        if call is None:
+            return
+        from callcenter.facade import PROTOCOL_VERSION
+
+        def send(type_: str, **fields: Any) -> None:  # to every process: the console just opened
+            self.live.publish({"k": "msg", "u": user_id, "m": {"type": type_, "v": PROTOCOL_VERSION,
+                                                               **fields}})
+        offer = call.offer
+        if offer is not None and not offer.settled and call.state in ("offered", "ringing") \
+                and getattr(offer, "message", None):
+            send("offer", **offer.message)
+        if call.state in ("ringing", "talking", "held"):
+            send("contact_state", interaction_id=call.interaction_id, state=call.state, at=call.state_at)
+        elif call.state == "wrapup":
+            send("contact_state", interaction_id=call.interaction_id, state="ended", at=call.state_at)
+            send("wrapup", interaction_id=call.interaction_id, required={"disposition": True, "notes": True},
+                 until=call.wrapup_until)
 
     async def _ami_request(self, payload: Any) -> None:
         """On the AMI leader: one action for another process, sent once (never replayed)."""

@@ -142,5 +142,9 @@ async def test_call_controls_of_a_call_held_by_a_process_without_the_ami_link(da
         await console.send("retrieve", interaction_id=iid)
         await console.next("contact_state", timeout=20, state="talking")
         assert owner[TELEPHONY].ami is None  # the owner has no AMI link: the leader sent them
+        # the console closes and opens again on a process that does not hold the call: it resumes
+        await console.link.close()
+        again = await Console.open(leader[CENTER], store, "agent1")
+        await again.next("contact_state", timeout=20, state="talking", interaction_id=iid)
         kinds = [e.kind for e in await store.timeline(iid)]
         assert kinds.count("hold") == 1 and kinds.count("retrieve") == 1, kinds
