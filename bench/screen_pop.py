@@ -30,6 +30,7 @@ import json
 import os
 import random
 import re
+import secrets
 import statistics
 import subprocess
 import sys
@@ -123,7 +124,7 @@ async def setup_db(backend: str, url: str, schema: str | None, args: argparse.Na
     for i in range(args.agents):
         await store.create_user(f"bench{i:03d}", PASSWORD, roles=["agent"], display_name=f"Bench {i}",
                                 team="frontline", extension=str(AGENT_EXT0 + i),
-                                skills={"billing": 5, "support": 5},
+                                skills=getattr(args, "skills", {"billing": 5, "support": 5}),
                                 capacities={"voice": 1, "chat": 3, "email": 5}, actor="bench")
     # One production-cost hash for all of them: logging in then verifies at the real cost and
     # has nothing to rehash (a rehash would hold SQLite's write lock for ~0.1 s per login).
@@ -139,6 +140,30 @@ async def setup_db(backend: str, url: str, schema: str | None, args: argparse.Na
     seed_s = time.perf_counter() - t0
     await db.close()
     return {"agents_s": round(agents_s, 1), "seed_s": round(seed_s, 1)}
+
+
+async def make_sessions(url: str, schema: str | None, usernames: list[str]) -> dict[str, str]:
+    """A console session per agent, written to the store as a sign-in writes it: username ->
+    cookie. (Hundreds of production-cost password checks take minutes on a loaded machine, and
+    signing in is not what is measured.)"""
+    from callcenter.services.auth import AuthSettings, token_hash
+    from crm_core.db import Database
+    from crm_core.web_sessions import WebSessions
+
+    ids = dict(await db_query(url, schema, "SELECT username, id FROM users WHERE username LIKE 'bench%'"))
+    db = Database(url, schema=schema)
+    now = datetime.now(UTC)
+    cookies = {}
+    try:
+        sessions = WebSessions(db)
+        for name in usernames:
+            token = secrets.token_urlsafe(32)
+            await sessions.create(token_hash(token), secrets.token_urlsafe(32), ids[name], "127.0.0.1",
+                                  now=now, expires_at=now + AuthSettings().session_ttl)
+            cookies[name] = f"cc_session={token}"
+    finally:
+        await db.close()
+    return cookies
 
 
 async def settle_sla(url: str, schema: str | None) -> int:
@@ -221,7 +246,9 @@ async def timeline_marks(url: str, schema: str | None, since: datetime) -> dict[
 
 
 # ============================================================================ process: server
-async def server_main(args: argparse.Namespace) -> None:
+async def server_main(args: argparse.Namespace, extra_env: dict[str, str] | None = None) -> None:
+    """The app under web.AppRunner; prints `READY http_port agi_port smtp_port` (0: no SMTP).
+    `extra_env`: more settings (bench/load.py: Redis, scale-out, chat and email)."""
     import logging
 
     from aiohttp import web
@@ -239,6 +266,7 @@ async def server_main(args: argparse.Namespace) -> None:
            "CC_VOICE__IVR_FLOW": "bench"}
     if args.schema:
         env["CC_DATABASE_SCHEMA"] = args.schema
+    env.update(extra_env or {})
     settings = load_settings(env=env)
     app = init_app(settings)
     runner = web.AppRunner(app, access_log=None)
@@ -248,7 +276,12 @@ async def server_main(args: argparse.Namespace) -> None:
     port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
     tel = app[TELEPHONY]
     assert tel.agi is not None
-    print(f"READY {port} {tel.agi.port}", flush=True)
+    smtp = 0
+    if settings.email.enabled:
+        from callcenter.channels.email.setup import EMAIL_SMTP
+
+        smtp = app[EMAIL_SMTP].sockets[0].getsockname()[1]
+    print(f"READY {port} {tel.agi.port} {smtp}", flush=True)
     loop = asyncio.get_running_loop()
     await loop.run_in_executor(None, sys.stdin.read)  # until the parent closes our stdin
     from callcenter.keys import CENTER
@@ -278,10 +311,12 @@ async def sim_main(args: argparse.Namespace) -> None:
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
     rng = random.Random(args.seed)
     k = 0
+    targets: list[str] = []
     while line := await reader.readline():
         cmd = json.loads(line)
-        if cmd["cmd"] == "agi":
-            sim.set_agi_target(f"agi://127.0.0.1:{cmd['port']}")
+        if cmd["cmd"] == "agi":  # one FastAGI server, or several taken in turn per call
+            targets = [f"agi://127.0.0.1:{p}" for p in cmd.get("ports", [cmd.get("port")])]
+            sim.set_agi_target(targets[0])
             reply: dict[str, Any] = {"ok": True}
         elif cmd["cmd"] == "run":  # open loop: Poisson arrivals on absolute due times
             rate, duration = float(cmd["rate"]), float(cmd["duration"])
@@ -295,6 +330,8 @@ async def sim_main(args: argparse.Namespace) -> None:
                 if delay > 0:
                     await asyncio.sleep(delay)
                 lags.append(time.monotonic() - due)
+                if len(targets) > 1:
+                    sim.set_agi_target(targets[k % len(targets)])
                 sim.call(callers[k % len(callers)], digits=["0", "5"])
                 k += 1
                 n += 1
@@ -513,12 +550,13 @@ def run_backend(backend: str, args: argparse.Namespace) -> dict[str, Any]:
         sargs = ["--url", url, "--ami-port", str(ami_port)] + (["--schema", schema] if schema else [])
         prof = str(ROOT / "var" / "bench" / f"screen_pop_{backend}.prof") if args.profile else None
         server = Child("server", *sargs, profile=prof)
-        _, http_port, agi_port = server.line().split()
+        http_port, agi_port = server.line().split()[1:3]
         base = f"http://127.0.0.1:{http_port}"
         sim.ask({"cmd": "agi", "port": int(agi_port)})
         cookies = ROOT / "var" / "bench" / f"screen_pop_cookies_{backend}.json"
-        if not setup["reused"]:
-            cookies.unlink(missing_ok=True)
+        # fresh sessions each run (an old one may have gone idle)
+        cookies.write_text(json.dumps(asyncio.run(make_sessions(
+            url, schema, [f"bench{i:03d}" for i in range(args.agents)]))))
         agents = Child("agents", "--base", base, "--agents", str(args.agents), "--cookies", str(cookies))
         log(f"{backend}: consoles {agents.line().strip()}")
         procs = {"server": server, "sim": sim, "agents": agents}

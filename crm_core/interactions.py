@@ -630,9 +630,12 @@ class InteractionsMixin(StoreBase):
         channel: str | None = None,
         comment: str | None = None,
         at: datetime | None = None,
+        events: Sequence[tuple[str, Mapping[str, Any]]] = (),
     ) -> SurveyResult:
         """Store a satisfaction score. With an interaction, its customer and channel are taken
-        from it and its CSAT score is set. The customer's CSAT aggregate follows."""
+        from it and its CSAT score is set. The customer's CSAT aggregate follows. `events`
+        ((kind, data)) go on the interaction's timeline after its `csat` event, in the same
+        transaction."""
         r = self.rules
         if isinstance(score, bool) or not isinstance(score, int) or not (
             r.csat_min <= score <= r.csat_max
@@ -642,6 +645,7 @@ class InteractionsMixin(StoreBase):
         ch = None if channel is None else enum_value(Channel, channel, "channel").value
         comment = check_text(comment, r.note_max_chars, "comment")
         when = self._at(at)
+        events = _checked_events(events) if interaction_id is not None else []
 
         def record(s: Session) -> SurveyResult:
             cid, channel_ = customer_id, ch
@@ -658,6 +662,8 @@ class InteractionsMixin(StoreBase):
                 rolled = _rollup_out(s, i)
                 i.csat_score = score
                 _event(s, i.id, when, "csat", data={"score": score})
+                for kind, d in events:
+                    _event(s, i.id, when, kind, data=d)
                 _rollup_in(s, i, rolled)
             if customer is not None:  # SET csat_sum = csat_sum + score: no lost update
                 customer.csat_sum = Customer.csat_sum + score  # type: ignore[assignment]

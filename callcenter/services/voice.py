@@ -28,7 +28,7 @@ from callcenter.ivr_agi import AgiIvrOptions, route_variables, run_flow
 from callcenter.services.agents import Agent, AgentDirectory
 from callcenter.services.consoles import ConsoleHub
 from callcenter.services.routing_runner import RoutingRunner
-from crm_core.errors import CrmError
+from crm_core.errors import CrmError, NotFound
 from crm_core.store import CrmStore
 from ivr import Engine as FlowEngine
 from routing import (
@@ -341,28 +341,29 @@ class VoiceService:
             return False
 
     async def agi_survey(self, session: AgiSession) -> None:
-        """The post-call survey. It often runs after the agent's wrap-up is over, so the
-        interaction is read back from the store rather than from the live calls."""
+        """The post-call survey. It often runs after the agent's wrap-up is over, so it goes to
+        the store by interaction id (the score takes the interaction's customer), not to the
+        live calls."""
         iid = await self._interaction_id(session)
         done = await run_flow(session, self.flow, self.lookups, entry="survey", clock=self.ivr_clock,
                               options=_OWN_ROUTE_VARIABLES)  # the dialplan reads none after it
         if iid is None:
             return
-        try:
-            interaction = await self.store.get_interaction(iid)
-        except CrmError:
-            log.warning("survey for an unknown interaction %s", iid)
-            return
         score = getattr(done.result, "score", None)
-        if score is None:
-            await self.store.append_event(iid, "survey", ok=False, data={"detail": done.result.describe()})
-            return
         try:
-            await self.store.record_survey(int(score), interaction_id=iid,
-                                           customer_id=interaction.customer_id, channel="voice")
-            await self.store.append_event(iid, "survey", data={"score": int(score)})
-        except CrmError as e:
-            await self.store.append_event(iid, "survey", ok=False, data={"error": str(e)})
+            if score is None:
+                await self.store.append_event(iid, "survey", ok=False,
+                                              data={"detail": done.result.describe()})
+                return
+            try:  # the score, its `csat` and `survey` events in one write
+                await self.store.record_survey(int(score), interaction_id=iid, channel="voice",
+                                               events=(("survey", {"score": int(score)}),))
+            except NotFound:
+                raise
+            except CrmError as e:
+                await self.store.append_event(iid, "survey", ok=False, data={"error": str(e)})
+        except NotFound:
+            log.warning("survey for an unknown interaction %s", iid)
 
     async def _interaction_id(self, session: AgiSession) -> int | None:
         raw = await session.get_variable("CC_INTERACTION")

@@ -174,12 +174,15 @@ async def test_writes_carry_their_timeline_events_in_one_transaction(store, data
     i = await store.open_interaction("voice", "inbound", events=[("arrive", {"caller": "+1202"})])
     await store.link_customer(i.id, c.id, events=[(" identify ", {"known": True})])
     await store.update_interaction(i.id, ivr_path=["menu"], events=[("ivr", {"result": "queue"})])
-    kinds = [(e.kind, e.ok, e.data) for e in await store.timeline(i.id)]
+    await store.set_state(i.id, "ended")
+    await store.record_survey(5, interaction_id=i.id, events=[("survey", {"score": 5})])
+    kinds = [(e.kind, e.ok, e.data) for e in await store.timeline(i.id) if e.kind != "state"]
     assert kinds == [("opened", True, {"channel": "voice", "direction": "inbound", "state": "new"}),
                      ("arrive", True, {"caller": "+1202"}),
                      ("customer_linked", True, {"customer_id": c.id, "previous": None}),
                      ("identify", True, {"known": True}),
-                     ("ivr", True, {"result": "queue"})]
+                     ("ivr", True, {"result": "queue"}),
+                     ("csat", True, {"score": 5}), ("survey", True, {"score": 5})]
     assert (await store.get_interaction(i.id)).ivr_path == ["menu"]
     before = await count_rows(database, InteractionEvent)
     for bad in ("", "x" * 65):
