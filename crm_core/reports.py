@@ -511,7 +511,13 @@ def _plan(rng: Range, size: int, use_days: bool, totals: bool, shifts: Sequence[
 
 
 def _ranges_sql(ranges: list[tuple[int, int]]) -> str:
-    return " OR ".join(f"(slot >= {x} AND slot < {y})" for x, y in ranges)
+    """Slot ranges as SQL: short ones (a moved hour a day) as one IN list, which both databases
+    answer with index lookups, the others as range conditions."""
+    short = [str(k) for x, y in ranges if y - x <= 8 for k in range(x, y)]
+    conds = [f"(slot >= {x} AND slot < {y})" for x, y in ranges if y - x > 8]
+    if short:
+        conds.append(f"slot IN ({', '.join(short)})")
+    return " OR ".join(conds)
 
 
 async def _grouped(
@@ -527,8 +533,11 @@ async def _grouped(
 ) -> list[Any]:
     """SUM(cols) per (interval, dim) over the plan's rows, in one SQL statement."""
     parts = []
-    pos = ", ".join(f"SUM({c}) AS {c}" for c in cols)
-    neg = ", ".join(f"-SUM({c}) AS {c}" for c in cols)
+    # several parts: their sums as floats, so that PostgreSQL sums floats, not numerics
+    n_parts = bool(plan.fine) + sum(bool(plan.days[k]) + bool(plan.moved[k]) for k in (0, 86399) if day)
+    fmt = "CAST({s} AS DOUBLE PRECISION)" if n_parts > 1 else "{s}"
+    pos = ", ".join(f"{fmt.format(s=f'SUM({c})')} AS {c}" for c in cols)
+    neg = ", ".join(f"{fmt.format(s=f'-SUM({c})')} AS {c}" for c in cols)
     if plan.fine:
         parts.append(
             f"SELECT {plan.bucket(f'CAST(slot AS BIGINT) * {size}')} AS b, {dim} AS d, {pos} "
@@ -553,13 +562,15 @@ async def _grouped(
     if not parts:
         return []
     # a group left with nothing (a disposition that moved, a moved hour taken out) is no row
-    outer = ", ".join(f"SUM({c}) AS {c}" for c in cols)
-    sql = (
-        f"SELECT b, d, {outer} FROM ({' UNION ALL '.join(parts)}) x GROUP BY b, d "
-        f"HAVING {' OR '.join(f'abs(SUM({c})) > 0.0001' for c in cols)} ORDER BY b, d"
-    )
+    having = " OR ".join(f"abs(SUM({c})) > 0.0001" for c in cols)
+    if len(parts) == 1:
+        sql = f"{parts[0]} HAVING {having} ORDER BY 1, 2"
+    else:
+        outer = ", ".join(f"SUM({c}) AS {c}" for c in cols)
+        union = " UNION ALL ".join(parts)
+        sql = f"SELECT b, d, {outer} FROM ({union}) x GROUP BY b, d HAVING {having} ORDER BY b, d"
     async with db.engine.connect() as conn:
-        return list((await conn.execute(text(sql), params)).mappings().all())
+        return list((await conn.execute(text(sql), params)).all())  # (b, d, *cols) tuples
 
 
 def bucket_start(interval: str, bucket: int) -> str:
@@ -600,24 +611,30 @@ def _ratio(a: float, b: float, digits: int = 4) -> float | None:
 
 def derive(row: Mapping[str, Any]) -> dict[str, Any]:
     """The figures of a report row from its summed counters (formulas: docs/reports.md)."""
-    m = {k: float(row.get(k) or 0) for k in MEASURES}  # PostgreSQL sums of sums are numeric
-    counted = m["offered"] - m["short_abandoned"]
+    return derive_values([row.get(k) for k in MEASURES])
+
+
+def derive_values(values: Sequence[Any]) -> dict[str, Any]:
+    """derive() from the counters in MEASURES order (what the report's SQL returns)."""
+    (contacts, offered, answered, in_sl, abandoned, short, wait, handled, talk, wrap, transferred,
+     _repeats, fcr, csat_sum, csat_n, csat_good) = [float(v or 0) for v in values]  # PostgreSQL: numeric
+    counted = offered - short
     return {
-        "contacts": int(m["contacts"]),
+        "contacts": int(contacts),
         "offered": int(counted),
-        "answered": int(m["answered"]),
-        "abandoned": int(m["abandoned"] - m["short_abandoned"]),
-        "short_abandoned": int(m["short_abandoned"]),
-        "service_level": _ratio(m["answered_in_sl"], counted),
-        "asa_s": _ratio(m["wait_answered_s"], m["answered"], 1),
-        "aht_s": _ratio(m["talk_s"] + m["wrap_s"], m["handled"], 1),
-        "abandon_rate": _ratio(m["abandoned"] - m["short_abandoned"], counted),
-        "transferred": int(m["transferred"]),
-        "transfer_rate": _ratio(m["transferred"], m["answered"]),
-        "fcr_rate": _ratio(m["fcr"], m["answered"]),
-        "csat_avg": _ratio(m["csat_sum"], m["csat_n"], 2),
-        "csat_pct": _ratio(m["csat_good"], m["csat_n"]),
-        "csat_responses": int(m["csat_n"]),
+        "answered": int(answered),
+        "abandoned": int(abandoned - short),
+        "short_abandoned": int(short),
+        "service_level": _ratio(in_sl, counted),
+        "asa_s": _ratio(wait, answered, 1),
+        "aht_s": _ratio(talk + wrap, handled, 1),
+        "abandon_rate": _ratio(abandoned - short, counted),
+        "transferred": int(transferred),
+        "transfer_rate": _ratio(transferred, answered),
+        "fcr_rate": _ratio(fcr, answered),
+        "csat_avg": _ratio(csat_sum, csat_n, 2),
+        "csat_pct": _ratio(csat_good, csat_n),
+        "csat_responses": int(csat_n),
     }
 
 
@@ -669,8 +686,8 @@ async def contact_report(
     )
     out = []
     for r in rows:
-        label = "total" if totals else bucket_start(rng.interval, int(r["b"]))
-        out.append({"interval": label, "key": _key(by, r["d"]), **derive(r)})
+        label = "total" if totals else bucket_start(rng.interval, int(r[0]))
+        out.append({"interval": label, "key": _key(by, r[1]), **derive_values(r[2:])})
     return {
         "report": "contacts",
         "interval": "total" if totals else rng.interval,
@@ -721,7 +738,7 @@ async def agent_report(db: Any, rng: Range, by: str = "agent", scope: Scope | No
     )
     out = []
     for raw in rows:
-        r = {**raw, **{c: float(raw[c] or 0) for c in cols}}
+        r = {"b": raw[0], "d": raw[1], **{c: float(v or 0) for c, v in zip(cols, raw[2:], strict=True)}}
         work = r["busy"] + r["wrap_up"]
         out.append(
             {
