@@ -15,28 +15,19 @@ from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import BigInteger, String, insert, select, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import Mapped, mapped_column
 
 from crm_core.db import Database
 from crm_core.enums import InteractionState
 from crm_core.errors import CrmError
+from crm_core.fencing_models import Fence
 from crm_core.interactions import STAMPS, TERMINAL, TRANSITIONS
-from crm_core.models import Base, Interaction, InteractionEvent
-from crm_core.types import UTCDateTime, utcnow
+from crm_core.models import Interaction, InteractionEvent
+from crm_core.types import utcnow
 
 T = TypeVar("T")
-
-
-class Fence(Base):
-    __tablename__ = "cc_fence"
-
-    name: Mapped[str] = mapped_column(String(128), primary_key=True)
-    token: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
-    last_id: Mapped[str] = mapped_column(String(64), default="", server_default="")
-    updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None, nullable=True)
 
 
 class StaleToken(CrmError):

@@ -393,3 +393,5 @@ __all__ = [
     "DispositionCode", "Interaction", "InteractionEvent", "SurveyResult", "Team", "Ticket",
     "User", "team_members", "ticket_interactions",
 ]
+
+import crm_core.fencing_models  # noqa: E402, F401  (cc_fence, issue 18: its table belongs to the schema)
