@@ -196,6 +196,9 @@ def main() -> None:
         },
         "runs": runs,
         "replay_4h": replay,
+        "notes": "Abandon rates and occupancy cover the measured minutes after the warm-up. "
+        "max_window_abandon_rate is the worst rolling window from 1 minute after the warm-up (it can still "
+        "hold warm-up abandons). replay_4h: the pure outbound replay of the same plan over 4 virtual hours.",
         "load": {
             "loadavg_before": [round(x, 2) for x in load_before],
             "loadavg_after": [round(x, 2) for x in load_after],
