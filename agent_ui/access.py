@@ -233,7 +233,12 @@ async def middleware(request: web.Request,
                   request.method, request.path)
         return _refuse(request, 403, "forbidden", "forbidden")
     if found.scope == "public":
-        return await handler(request)
+        try:
+            return await handler(request)
+        except OSError:  # a static file name the file system refuses (too long: ENAMETOOLONG)
+            if request.path.startswith("/static/"):
+                raise web.HTTPNotFound() from None
+            raise
     user = await request_user(request)
     if user is None:
         if found.page:

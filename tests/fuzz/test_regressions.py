@@ -42,3 +42,11 @@ async def test_api_upload_of_such_a_flow_is_a_400(database) -> None:
         # and a refusal by the access check is the API's error object too (schemathesis)
         r = await http.get(f"{rc.base}/api/v1/audit")
         assert r.status == 401 and (await r.json())["error"]["code"] == "unauthorized"
+
+
+async def test_a_static_file_name_too_long_for_the_file_system_is_a_404(database) -> None:
+    # test_http_routes.py (make fuzz): GET /static/<3000 characters> was a 500 (ENAMETOOLONG)
+    async with running_center(database) as rc, aiohttp.ClientSession() as http:
+        for name in ("a" * 3000, "a/" * 10 + "b" * 300, "console.js"):
+            r = await http.get(f"{rc.base}/static/{name}")
+            assert r.status == (200 if name == "console.js" else 404), (name[:20], r.status)
