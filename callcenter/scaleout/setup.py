@@ -38,6 +38,7 @@ from callcenter.keys import CENTER, DB, REDIS, SETTINGS, TELEPHONY
 from callcenter.scaleout.fanout import LiveBus
 from callcenter.scaleout.lease import Elector, Lease
 from callcenter.scaleout.outbox import Outbox, OutboxWorker
+from crm_core.fencing import StaleToken
 
 log = logging.getLogger(__name__)
 SCALEOUT = web.AppKey("scaleout", object)
@@ -152,6 +153,9 @@ class ScaleOut:
                     await self.sweep()
             except asyncio.CancelledError:
                 raise
+            except StaleToken:  # a newer leader has written: this one steps down
+                if self.elector is not None and self.elector.leader:
+                    await self.elector._lose("a newer token reached the database")
             except (RedisError, OSError):
                 pass
             except Exception:  # noqa: BLE001 - the next beat tries again
@@ -171,9 +175,15 @@ class ScaleOut:
     async def sweep(self) -> int:
         """The AMI leader completes the calls of dead processes once the PBX no longer has them
         (a call the PBX moved to its fallback queue is taken over by the fallback logging)."""
+        from crm_core.fencing import fenced_write
         from routing import ContactFinished, ContactHungUp
         from routing.errors import RoutingError
 
+        async def noop(_s: Any) -> None:
+            return None
+
+        # only while this process's token is the newest the database has seen (StaleToken else)
+        await fenced_write(self.app[DB], "ami", self.ami_token, noop)
         now, done = time.time(), 0
         store, voice = self.center.store, self.center.voice
         for k, v in (await self.client.hgetall(self.procs_key)).items():
