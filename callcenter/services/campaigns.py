@@ -39,7 +39,7 @@ from callcenter.services.dialer_rules import (
 )
 from crm_core.campaigns import Campaign, CampaignRecord, CampaignStore
 from crm_core.errors import CrmError, NotFound
-from routing import AgentPresence, Presence, RoutingError
+from routing import AgentPresence, Presence, RoutingError, WrapUpEnded
 
 log = logging.getLogger(__name__)
 SUPERVISORS = frozenset({"supervisor", "admin"})
@@ -531,7 +531,9 @@ class CampaignService:
                 "campaign_disposition",
                 data={"code": code, "notes": (notes or "")[:2000], "agent": m.username, "record_id": rec.id},
             )
-            if run.campaign.mode != "preview":  # the voice service wraps preview calls up itself
+            if run.campaign.mode == "preview":
+                await self._end_voice_wrapup(user, m, iid, code)
+            else:
                 await self._state(iid, "wrapup_done")
         await self.store.settle(
             rec.id, status="done", attempts=rec.attempts + 1, last_outcome=ANSWERED, disposition=code
@@ -547,6 +549,30 @@ class CampaignService:
         run.wake.set()
         self.progress_soon(run)
         return _state(run.campaign.id, "done", rec.id, iid)
+
+    async def _end_voice_wrapup(self, user: WebUser, m: Member, iid: int, code: str) -> None:
+        """Preview calls go through the voice service: the campaign's disposition is their wrap-up
+        too (no second form), and the agent stays not ready for inbound (still in the campaign)."""
+        call = self.voice.current_for(m.agent_id)
+        if call is None or call.interaction_id != iid:
+            return
+        if call.state != "wrapup":
+            raise MessageRefused("conflict", "hang up first")
+        await self._state(iid, "wrapup_done", agent_id=user.id)
+        await self.crm.append_event(
+            iid, "wrapup", data={"disposition": code, "agent": user.username, "campaign": True}
+        )
+        self.voice.wrapup_done(call)
+        self.hub.send(user.id, "wrapup_saved", interaction_id=iid, disposition=code, ticket=None)
+        try:
+            await self.runner.handle(WrapUpEnded(m.agent_id))
+        except RoutingError:
+            pass
+        try:
+            await self.runner.handle(AgentPresence(m.agent_id, Presence.NOT_READY, "campaign"))
+        except RoutingError:
+            pass
+        self.directory.push_state(m.agent_id)
 
     # ------------------------------------------------------------------ supervisor: progress
     async def progress(self, run: Run) -> dict[str, Any]:

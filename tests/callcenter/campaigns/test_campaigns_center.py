@@ -150,7 +150,29 @@ async def test_preview_skip_then_dial_and_a_stop_mid_run(database):
         await c.send("hangup", interaction_id=iid)
         await c.next("wrapup", interaction_id=iid)
         await c.send("campaign_disposition", record_id=second["record"]["id"], code="no_sale", request_id="x")
+        mark = len(c.seen)
         await c.next("campaign_state", request_id="x", state="done")
+        after = c.seen[mark:]
+        assert any(m["type"] == "wrapup_saved" and m["interaction_id"] == iid for m in after)  # one form
+        states = [m["state"] for m in after if m["type"] == "agent_state"]
+        assert states and states[-1] == "not_ready", states  # still in the campaign: no inbound
+        # the skipped record comes back (a CSV row added meanwhile): dialled right after the first call
+        added, _ = await cs.import_csv(camp.id, "name,phone\nPat Next,+12025550177\n")
+        assert added == 1
+        await svc.control(camp.id, "pause")
+        await svc.control(camp.id, "resume")
+        third = await c.next("campaign_record", kind="preview")
+        assert third["record"]["name"] == "Pat Next"
+        rc.sim.agent("12025550177", answer_after=0.5, talk_time=None)
+        await c.send("campaign_dial", record_id=third["record"]["id"], request_id="d3")
+        iid3 = (await c.next("campaign_state", request_id="d3", state="dialing"))["interaction_id"]
+        await c.next("contact_state", interaction_id=iid3, state="ringing")
+        await c.send("answer", interaction_id=iid3)
+        await c.next("contact_state", interaction_id=iid3, state="talking")
+        await c.send("hangup", interaction_id=iid3)
+        await c.next("wrapup", interaction_id=iid3)
+        await c.send("campaign_disposition", record_id=third["record"]["id"], code="sale", request_id="x3")
+        await c.next("campaign_state", request_id="x3", state="done")
         await c.next("campaign_state", state="empty")  # the list is worked through
         # stopped: nothing more is offered, even when records come back
         stopped = await svc.control(camp.id, "stop")
@@ -168,5 +190,6 @@ async def test_preview_skip_then_dial_and_a_stop_mid_run(database):
     kinds = [e.kind for e in await store.timeline(iid)]
     assert "campaign_dial" in kinds and "campaign_disposition" in kinds
     st = await cs.stats(camp.id)
-    assert st["outcomes"] == {"skipped": 1, "dialed": 1}
+    assert st["outcomes"] == {"skipped": 1, "dialed": 2}
+    assert (await store.get_interaction(iid)).state == "wrapup_done"
     assert people  # the two seeded customers were the list
