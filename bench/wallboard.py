@@ -329,6 +329,15 @@ def run_step(server: Child, port: int, clients: int, rate: float, seconds: float
         for load in loads:
             load.stop()
     lat, missing = latencies(srv["events"], seen)
+    # per snapshot: handed to the sockets -> first and last client arrival (the fan-out's spread)
+    pub_at = {v: t for v, t in srv["pubs"]}
+    arrivals: dict[int, list[float]] = {}
+    for frames in seen:
+        for v, t in frames:
+            if v in pub_at:
+                arrivals.setdefault(v, []).append(t)
+    first = [(min(ts) - pub_at[v]) * 1000 for v, ts in arrivals.items()]
+    last = [(max(ts) - pub_at[v]) * 1000 for v, ts in arrivals.items()]
     # where the time goes: event due -> snapshot handed to the sockets (coalescing, server queueing)
     pub_lat, _m = latencies(srv["events"], [srv["pubs"]])
     frames = sum(len(f) for f in seen)
@@ -338,6 +347,9 @@ def run_step(server: Child, port: int, clients: int, rate: float, seconds: float
         "p50_ms": round(pct(lat, 50), 1), "p90_ms": round(pct(lat, 90), 1), "p95_ms": round(pct(lat, 95), 1),
         "p99_ms": round(pct(lat, 99), 1), "max_ms": round(max(lat), 1), "samples": len(lat),
         "not_delivered": missing, "load_processes": procs,
+        "publish_to_first_client_p50_ms": round(pct(first, 50), 1),
+        "publish_to_last_client_p50_ms": round(pct(last, 50), 1),
+        "publish_to_last_client_p95_ms": round(pct(last, 95), 1),
         "event_to_publish_p50_ms": round(pct(pub_lat, 50), 1),
         "event_to_publish_p95_ms": round(pct(pub_lat, 95), 1),
         "frames_received": frames,
