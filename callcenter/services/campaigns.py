@@ -19,6 +19,7 @@ Supervisors control campaigns (`campaign_control`) and watch their progress (`ca
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import Callable
@@ -188,6 +189,7 @@ class CampaignService:
             raise MessageRefused("invalid", "action is start, pause, resume or stop")
         if run.status in ("stopped", "finished") and new == "running" and action == "resume":
             raise MessageRefused("conflict", f"the campaign is {run.status}")
+        run.campaign = dataclasses.replace(run.campaign, status=new)  # the loops see it at once
         run.campaign = await self.store.set_status(campaign_id, new)  # stop: nothing stays claimed
         await self.crm_audit(by, f"campaign_{action}", campaign_id)
         if new == "running":

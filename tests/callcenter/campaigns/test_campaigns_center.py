@@ -5,6 +5,7 @@ disposition), the rules before each dial, a stop mid-run, and the supervisor's l
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 
 import pytest
@@ -193,3 +194,46 @@ async def test_preview_skip_then_dial_and_a_stop_mid_run(database):
     assert st["outcomes"] == {"skipped": 1, "dialed": 2}
     assert (await store.get_interaction(iid)).state == "wrapup_done"
     assert people  # the two seeded customers were the list
+
+
+async def test_a_stopped_predictive_campaign_dials_nothing_more(database):
+    store = _store(database)
+    await seed_people(store, agents=1)
+    cs = CampaignStore(database)
+    camp = await cs.create(
+        name="busy-list",
+        mode="predictive",
+        dispositions=["sale"],
+        max_attempts=1,
+        schedule={"hours": ["09:00", "20:00"]},
+    )
+    rows = "".join(f"Person {i},+1202555{1000 + i}\n" for i in range(40))
+    assert (await cs.import_csv(camp.id, "name,phone\n" + rows))[0] == 40
+    async with running_center(database, **ENV) as rc:
+        svc = rc.center.campaigns
+        svc.utc = lambda: NOON_NY
+        rc.sim.outbound(OutboundScript(answer=0.0, machine=0.0, busy=1.0, seed=2))  # every line busy
+        events = rc.sim.subscribe()
+        ws, c = await open_console(rc.base, await cookie_for(rc.base, "agent1"))
+        await c.next("hello")
+        await c.send("campaign_join", campaign_id=camp.id, request_id="j")
+        await c.next("campaign_joined", request_id="j")
+        await svc.control(camp.id, "start")
+        # wait until some calls were placed and failed busy
+        busy = 0
+        while busy < 3:
+            e = await asyncio.wait_for(events.get(), 20)
+            busy += e.name == "OriginateResponse" and e.get("Reason") == "5"
+        await svc.control(camp.id, "stop")
+        run = svc.runs[camp.id]
+        at_stop = run.dialer.counts["dialed"]  # Originates sent (an Originate is written synchronously)
+        await asyncio.wait_for(run.task, 10)  # the dial loop has ended: nothing more can be placed
+        placed = run.dialer.counts["dialed"]
+        assert placed == at_stop  # not one Originate after the stop
+        await ws.close()
+    st = await cs.stats(camp.id)
+    records = await cs.records(camp.id)
+    tried = [r for r in records if r.attempts > 0 or r.status != "pending"]
+    assert 3 <= placed < 40 and len(tried) <= placed
+    assert sum(1 for r in records if r.status == "pending" and r.attempts == 0) >= 40 - placed
+    assert st["outcomes"].get("busy", 0) >= 3
