@@ -26,7 +26,9 @@ async def test_vip_call_from_ring_to_disposition_in_the_browser(database):
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     store = build_store(load_settings(env={}), database)
     people = await seed_people(store)
-    async with running_center(database) as rc, async_playwright() as pw:
+    # The agent must click Answer while the phone rings: 20 s of dialplan ring time are 5 s here,
+    # long enough on a loaded machine (at the default 0.02 scale they are 0.4 s).
+    async with running_center(database, CC_DEMO__TIME_SCALE="0.25") as rc, async_playwright() as pw:
         browser = await pw.chromium.launch(executable_path=chromium, args=ARGS, headless=True)
         page = await browser.new_page(viewport={"width": 1366, "height": 900})
         errors: list[str] = []
