@@ -389,6 +389,11 @@ class CampaignService:
         for other in self.runs.values():
             if agent.agent_id in other.members and other is not run:
                 raise MessageRefused("conflict", f"leave campaign {other.campaign.name} first")
+        rec = self.runner.engine.store.agent(agent.agent_id)
+        have = dict(rec.profile.skills) if rec is not None else {}
+        missing = [k for k, level in run.campaign.skills.items() if have.get(k, 0) < int(level)]
+        if missing:  # the campaign's skills (name -> minimum level)
+            raise MessageRefused("forbidden", f"this campaign needs the skills {missing}")
         if self.voice.current_for(agent.agent_id) is not None:
             raise MessageRefused("conflict", "finish your current contact first")
         try:

@@ -129,6 +129,9 @@ async def test_preview_skip_then_dial_and_a_stop_mid_run(database):
         ws, c = await open_console(rc.base, await cookie_for(rc.base, "agent1"))
         await c.next("hello")
         await svc.control(camp.id, "start")
+        french = await cs.create(name="french-only", mode="preview", skills={"french": 3})
+        await c.send("campaign_join", campaign_id=french.id, request_id="f")
+        assert (await c.next("error", request_id="f"))["code"] == "forbidden"  # agent1 has no French
         await c.send("campaign_join", campaign_id=camp.id, request_id="j")
         await c.next("campaign_joined", request_id="j")
         first = await c.next("campaign_record", kind="preview")
