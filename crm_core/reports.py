@@ -293,6 +293,12 @@ async def add_agent_time(
     per 15-minute slot, and per UTC day."""
     if end <= start:
         return
+    writes = getattr(db, "group_commit", None)  # the store's batched writer (crm_core/interactions.py)
+    if writes is not None:
+        # with the interactions' writes: one transaction for the batch instead of one (and a
+        # second writer fighting over SQLite's write lock) for every agent state change
+        await writes.run(lambda s: _agent_time_sync(s, agent_id, team, state, reason, start, end))
+        return
     async with db.engine.begin() as conn:
         for table, size in (("report_agent_time", SLOT_S), ("report_agent_time_day", 86400)):
             await conn.execute(
@@ -309,6 +315,16 @@ async def add_agent_time(
                     for slot, secs in split_slots(start, end, size)
                 ],
             )
+
+
+def _agent_time_sync(s: Session, agent_id: int, team: str | None, state: str, reason: str | None,
+                     start: datetime, end: datetime) -> None:
+    """add_agent_time's statements on the group commit's session."""
+    for table, size in (("report_agent_time", SLOT_S), ("report_agent_time_day", 86400)):
+        rows = [{"slot": slot, "agent_id": agent_id, "team": team or "", "state": state,
+                 "reason": reason or "", "seconds": secs} for slot, secs in split_slots(start, end, size)]
+        if rows:
+            s.execute(text(_AGENT_TIME_SQL.replace("report_agent_time", table)), rows)
 
 
 # ============================================================================ customer snapshots
