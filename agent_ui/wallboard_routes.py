@@ -39,6 +39,43 @@ async def wallboard_page(request: web.Request) -> web.StreamResponse:
                  teams=teams)
 
 
+_WIRE: list[tuple[bytes, bytes]] = []  # (frame, its websocket frame): the last few, by identity
+
+
+def _wire(frame: bytes) -> bytes:
+    """The frame as a server websocket text frame (unmasked, uncompressed: the same bytes for every
+    client), built once per frame."""
+    for known, wire in _WIRE:
+        if known is frame:
+            return wire
+    n = len(frame)
+    if n < 126:
+        head = bytes((0x81, n))
+    elif n < 1 << 16:
+        head = bytes((0x81, 126)) + n.to_bytes(2, "big")
+    else:
+        head = bytes((0x81, 127)) + n.to_bytes(8, "big")
+    wire = head + frame
+    _WIRE.insert(0, (frame, wire))
+    del _WIRE[8:]
+    return wire
+
+
+def _direct(ws: web.WebSocketResponse, transport: asyncio.Transport | None) -> Any:
+    """Write a frame now when the socket takes it without waiting (else the feed's task sends it)."""
+    def write(frame: bytes) -> bool:
+        if transport is None or ws.closed or transport.is_closing():
+            return False
+        if transport.get_write_buffer_size() > DIRECT_MAX_BUFFERED:
+            return False  # a slow client: its task waits for the socket to drain
+        transport.write(_wire(frame))
+        return True
+    return write
+
+
+DIRECT_MAX_BUFFERED = 256 * 1024
+
+
 async def _push(feed: WallboardFeed, ws: web.WebSocketResponse, lock: asyncio.Lock) -> None:
     try:
         async for frame in feed.frames():
@@ -71,6 +108,8 @@ async def wallboard_ws(request: web.Request) -> web.StreamResponse:
         await ws.prepare(request)
         app[SOCKETS].add(token, ws)
         lock = asyncio.Lock()
+        if hasattr(feed, "direct"):  # no compression was negotiated (compress=False): raw frames
+            feed.direct = _direct(ws, request.transport)  # type: ignore[arg-type]
         tasks = [asyncio.create_task(_push(feed, ws, lock), name=f"wallboard-{session.user.id}"),
                  asyncio.create_task(_watch_session(facade, token, ws, cfg.session_recheck_s))]
         async for msg in ws:

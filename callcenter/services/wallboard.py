@@ -40,16 +40,27 @@ ALL = "*"  # the scope of admins
 
 
 class Feed:
-    """One wallboard client: the newest frame for it, and a flag that a new one came."""
+    """One wallboard client: the newest frame for it, and a flag that a new one came.
+
+    The web layer may set `direct`: a function that writes a frame to the socket at once and
+    returns False when it cannot (a slow client, a closing socket). Frames then go that way, with
+    no task woken per client; otherwise, and while an earlier frame is still on its way, they wait
+    in the slot that `frames()` reads (the newest replaces an unsent one)."""
 
     def __init__(self, service: WallboardService, scope: str, teams: frozenset[str] | None) -> None:
         self.service, self.scope, self.teams = service, scope, teams
         self._frame: bytes | None = None
         self._ready = asyncio.Event()
         self._closed = False
+        self._busy = False  # frames() handed a frame out and it is not sent yet
+        self.direct: Callable[[bytes], bool] | None = None
         self.sent = 0
 
     def put(self, frame: bytes) -> None:
+        if (self.direct is not None and self._frame is None and not self._busy
+                and not self._closed and self.direct(frame)):
+            self.sent += 1
+            return
         self._frame = frame
         self._ready.set()
 
@@ -60,7 +71,11 @@ class Feed:
             frame, self._frame = self._frame, None
             if frame is not None and not self._closed:
                 self.sent += 1
-                yield frame
+                self._busy = True
+                try:
+                    yield frame
+                finally:
+                    self._busy = False
 
     async def close(self) -> None:
         self._closed = True
@@ -265,11 +280,12 @@ class WallboardService:
         if not scopes:
             self._note_alerts(self.stats.alerts(self.mono()))
             return
-        for scope, frame in self._build(scopes).items():
-            for feed in self.feeds[scope]:
-                feed.put(frame)
+        frames = self._build(scopes)
         for cb in self.on_publish:
             cb(self.stats.version)
+        for scope, frame in frames.items():
+            for feed in list(self.feeds[scope]):
+                feed.put(frame)
 
     async def _publisher(self) -> None:
         while True:
