@@ -18,6 +18,7 @@ database in order by exactly one process, so a database outage delays writes but
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -114,7 +115,23 @@ class OutboxWorker:
             if "BUSYGROUP" not in str(e):
                 raise
 
+    async def _keep(self, lease: Lease) -> None:
+        """Renew the partition's lease while it is worked (a slow database write must not lose it)."""
+        while lease.token:
+            await asyncio.sleep(self.lease_ttl_s / 4)
+            if not await lease.renew(self.clock()):
+                return
+
     async def _work(self, p: int, stream: str, lease: Lease) -> None:
+        keeper = asyncio.get_running_loop().create_task(self._keep(lease))
+        try:
+            await self._work_held(p, stream, lease, keeper)
+        finally:
+            keeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await keeper
+
+    async def _work_held(self, p: int, stream: str, lease: Lease, keeper: asyncio.Task[None]) -> None:
         """While the lease holds: the dead consumers' pending entries first, then new ones."""
         client = self.outbox.client
         start = "0-0"
@@ -129,7 +146,7 @@ class OutboxWorker:
             if start == "0-0":
                 break
         while True:
-            if not await lease.renew(self.clock()):
+            if keeper.done() or not lease.token:
                 return
             got = await self.reader.xreadgroup(GROUP, self.consumer, {stream: ">"}, count=self.batch,
                                                block=self.block_ms)
@@ -180,7 +197,7 @@ class OutboxWorker:
                 self.db_down = True
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.max_retry_s)
-                if not await lease.renew(self.clock()):
+                if not lease.token:  # the keeper could not renew it
                     return False
         await client.xack(stream, GROUP, entry_id)
         await client.xdel(stream, entry_id)
