@@ -336,9 +336,13 @@ async def test_postgres_restart_and_a_killed_writer_lose_no_interaction_write(se
             if n == 20:
                 await asyncio.to_thread(pg.stop, "immediate")  # PostgreSQL goes away mid-traffic
             if n == 35:
-                holder = await _writer_pid(client, prefix, nodes)
-                if holder is not None:
-                    holder.kill()  # SIGKILL of the process writing the outbox
+                for _ in range(100):
+                    holder = await _writer_pid(client, prefix, nodes)
+                    if holder is not None:
+                        break
+                    await asyncio.sleep(0.05)
+                assert holder is not None, "no process holds outbox partition 0"
+                holder.kill()  # SIGKILL of the process writing the outbox
             if n == 40:
                 await asyncio.to_thread(pg.start)
             await asyncio.sleep(0.01)
@@ -352,6 +356,7 @@ async def test_postgres_restart_and_a_killed_writer_lose_no_interaction_write(se
                 p.terminate()
                 p.wait(10)
         await client.aclose()
+    assert sorted(p.returncode for p in nodes) == [-9, -15] or -9 in [p.returncode for p in nodes]
     async with db.session() as s:
         rows = (await s.execute(select(Interaction))).scalars().all()
         q = select(InteractionEvent).where(InteractionEvent.ok.is_(False))
@@ -371,7 +376,9 @@ async def _writer_pid(client: Any, prefix: str, nodes: list[Any]) -> Any:
     if owner is None:
         return None
     pid = int(owner.decode().rsplit("-", 1)[1])
-    return next((p for p in nodes if p.pid == pid), None)
+    found = next((p for p in nodes if p.pid == pid), None)
+    assert found is not None, (owner, [p.pid for p in nodes])
+    return found
 
 
 async def ami_leader(c: dict[str, Any]) -> Worker:
