@@ -320,6 +320,8 @@ class VoiceService:
             # the agent hung up; the caller goes on to the survey (wrap-up may be over already)
             if self.options.survey and iid is not None and await self._was_answered(iid, call):
                 await session.set_variable("CC_SURVEY", "1")
+            else:
+                await session.set_variable("ROUTE_TO", "")  # no survey: the dialplan hangs up, never redials
             return
         if call is None:
             await session.set_variable("ROUTE_TO", "")  # nothing more to dial (never redial a stale target)

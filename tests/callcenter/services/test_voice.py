@@ -222,3 +222,19 @@ async def test_post_call_survey_and_billing_balance_through_the_simulator(databa
     assert surveys and surveys[0].data["score"] == 4
     card = await store.customer_card(people["regular"].id)
     assert card.csat_count == 1 and str(card.csat_average) == "4.00"
+
+
+async def test_without_survey_the_caller_is_hung_up_after_the_agent_leaves_never_redialled(database):
+    store = _store(database)
+    await seed_people(store)
+    async with running_center(database, CC_VOICE__SURVEY="false") as rc:
+        rc.sim.agent("1001", answer_after=0.2, talk_time=1)  # the agent hangs up first
+        console = await Console.open(rc.center, store, "agent1")
+        await console.send("set_state", state="ready")
+        call = rc.sim.call(REGULAR_PHONE, digits=["1", "2"])
+        offer = await console.next("offer")
+        await console.send("ack_offer", offer_id=offer["offer_id"])
+        await console.next("contact_state", state="ended", timeout=20)
+        await call.wait_hangup(20)  # the dialplan ends the call instead of dialling ROUTE_TO again
+    kinds = await _kinds(store, offer["interaction_id"])
+    assert kinds.count("answer") == 1 and "survey" not in kinds
