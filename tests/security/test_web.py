@@ -35,6 +35,7 @@ WRITES = ("POST", "PUT", "PATCH", "DELETE")
 PUBLIC_WRITES = {
     "/login": (403, "expired"),  # the login form's own token (cookie + field)
     "/logout": (403, "CSRF"),  # the session's CSRF token
+    "/campaigns/unsubscribe/{token}": (404, "not valid"),  # the recipient's own secret link token
     **{f"/twilio/{p}": (403, "signature")
        for p in ("voice", "gather", "wait", "dequeued", "connect", "dial", "status", "offer")},
 }
@@ -112,6 +113,7 @@ async def test_every_state_changing_request_needs_the_csrf_token(database) -> No
 
 async def test_every_signed_in_websocket_refuses_another_origin(database) -> None:
     import websockets
+    from websockets.exceptions import InvalidStatus
 
     await _all_roles_user(database)
     async with running_center(database) as rc:
@@ -123,7 +125,7 @@ async def test_every_signed_in_websocket_refuses_another_origin(database) -> Non
         for path in sockets:
             url = rc.base.replace("http", "ws") + path
             for origin in ("https://evil.example", "null"):
-                with pytest.raises(websockets.exceptions.InvalidStatus) as refused:
+                with pytest.raises(InvalidStatus) as refused:
                     async with websockets.connect(url, additional_headers={"Cookie": cookie,
                                                                            "Origin": origin}):
                         pass
