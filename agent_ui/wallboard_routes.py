@@ -26,7 +26,7 @@ from agent_ui.routes import (
     _watch_session,
     handle_text,
 )
-from callcenter.facade import MessageRefused, WallboardFeed
+from callcenter.facade import PROTOCOL_VERSION, MessageRefused, WallboardFeed
 
 log = logging.getLogger(__name__)
 
@@ -113,9 +113,13 @@ async def wallboard_ws(request: web.Request) -> web.StreamResponse:
         tasks = [asyncio.create_task(_push(feed, ws, lock), name=f"wallboard-{session.user.id}"),
                  asyncio.create_task(_watch_session(facade, token, ws, cfg.session_recheck_s))]
         async for msg in ws:
-            if msg.type != WSMsgType.TEXT:
+            if msg.type == WSMsgType.BINARY:  # answered as on /ws/agent; the socket stays open
+                reply: dict[str, Any] | None = {"type": "error", "v": PROTOCOL_VERSION, "code": "bad_message",
+                                                "message": "binary frames are not part of the protocol"}
+            elif msg.type != WSMsgType.TEXT:
                 break
-            reply = await handle_text(facade, session.user, msg.data)
+            else:
+                reply = await handle_text(facade, session.user, msg.data)
             if reply is not None and not ws.closed:
                 async with lock:
                     await ws.send_str(json.dumps(reply, separators=(",", ":"), default=str))

@@ -181,6 +181,11 @@ def test_console_handlers_answer_hostile_frames(center: CenterThread, path: str)
 
     try:
         run()
+        sock.ws.send(b"\x00binary")  # not part of the protocol: an error, and the socket stays open
+        reply = json.loads(sock.ws.recv(timeout=30))
+        while reply["type"] == "wallboard":  # the wallboard's own pushes
+            reply = json.loads(sock.ws.recv(timeout=30))
+        assert reply["code"] == "bad_message"
         answers = sock.exchange(json.dumps({"type": "search", "q": "Vip", "request_id": "last"}))
         assert any(m["type"] == "search_results" for m in answers)  # still a working console
     finally:
