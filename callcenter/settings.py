@@ -277,6 +277,7 @@ class Wallboard(_Section):
     not_ready_s: float = Field(600.0, gt=0)  # alert: an agent longer in not-ready
     sl_min_contacts: int = Field(5, ge=1)  # alert on a service level only once this many counted
     max_updates_per_s: float = Field(10.0, gt=0, le=50)  # per client (updates are coalesced)
+    timezone: str = "UTC"  # the center's local day: figures reset at its midnight (IANA name)
 
 
 class Scaleout(_Section):
