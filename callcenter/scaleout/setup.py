@@ -113,6 +113,9 @@ class ScaleOut:
                                    floor=self._db_floor)
             spawn.append(self.elector.run())
         self._tasks = [loop.create_task(c) for c in spawn]
+        board = getattr(self.center, "wallboard", None)
+        if board is not None:  # every process's wallboard applies every process's events
+            board.fanout = lambda rows: self.live.publish({"k": "wb", "e": rows})
         self.live.publish({"k": "hello"})
         from callcenter.ops import REGISTRY
 
@@ -290,6 +293,10 @@ class ScaleOut:
             (holders.add if msg["on"] else holders.discard)(str(msg["from"]))
         elif kind == "hello":
             self._announce()
+        elif kind == "wb":
+            board = getattr(self.center, "wallboard", None)
+            if board is not None:
+                board.receive(msg["e"])
 
     def _announce(self) -> None:
         for user_id in self.center.hub.local_users():
@@ -300,6 +307,9 @@ class ScaleOut:
         self.remote_users.clear()
         self.live.publish({"k": "hello"})
         self._announce()
+        board = getattr(self.center, "wallboard", None)
+        if board is not None:  # events missed during the gap: today's figures again
+            self._spawn(board.rebuild())
         directory = self.center.directory
         for user_id in self.center.hub.local_users():
             agent = directory.by_user(user_id)

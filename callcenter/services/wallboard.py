@@ -12,6 +12,7 @@ contacts pass through it: voice, chat, email, callbacks), pushed to the wallboar
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import inspect
 import json
 import logging
@@ -20,6 +21,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 from callcenter.facade import PROTOCOL_VERSION, MessageRefused, WebUser
+from callcenter.services import wallboard_day as day
 from callcenter.services import wallboard_stats as ws
 from routing import (
     AgentPresence,
@@ -86,7 +88,7 @@ class Feed:
 class WallboardService:
     def __init__(self, center: Any, *, thresholds: ws.Thresholds = ws.Thresholds(),
                  max_updates_per_s: float = 10.0, wall: Callable[[], float] = time.time,
-                 check_s: float = 1.0) -> None:
+                 check_s: float = 1.0, timezone: str = "UTC") -> None:
         self.center = center
         self.runner = center.runner
         self.mono = center.runner.clock
@@ -94,6 +96,12 @@ class WallboardService:
         self.interval = 1.0 / max_updates_per_s
         self.check_s = check_s
         self.stats = ws.WallboardStats(thresholds=thresholds)
+        self.tz = day.zone(timezone)
+        self.day = day.local_day(wall(), self.tz)  # the local day the counters are about
+        # scale-out (callcenter/scaleout/setup.py): sends this process's events to the others
+        self.fanout: Callable[[list[dict[str, Any]]], None] | None = None
+        self.loaded = asyncio.Event()  # today's figures are rebuilt from the database
+        self._pending: list[ws.Event] | None = None  # events seen while a rebuild reads
         self._queues: Any = None
         self._sync_queues()
         self.feeds: dict[str, set[Feed]] = {}
@@ -124,6 +132,7 @@ class WallboardService:
     def start(self) -> None:
         loop = asyncio.get_running_loop()
         self._loops = [loop.create_task(self._publisher()), loop.create_task(self._checker())]
+        self._spawn(self.rebuild())
 
     async def close(self) -> None:
         for t in [*self._loops, *self._tasks]:
@@ -178,12 +187,101 @@ class WallboardService:
                 out.append(ws.AgentState(d.agent_id, _presence(d.presence.value), now, d.reason))
             elif isinstance(d, Escalate) and d.action in ("overflow", "move-queue"):
                 out.append(ws.Moved(d.contact_id, d.detail, now))
+        self._take(out, now, share=True)
+
+    def _take(self, out: list[ws.Event], now: float, *, share: bool) -> None:
+        """Apply events (this process's, or another's when `share` is False)."""
+        if not out:
+            return
         for e in out:
             aid = getattr(e, "agent_id", None)
             if aid is not None and aid not in self.stats.agents:
                 self._register(aid, now)
+        if self._pending is not None:
+            self._pending.extend(out)
+        if share and self.fanout is not None:
+            self.fanout(day.to_wire(out, self._offset))
         if self.stats.apply_all(out):
             self._dirty.set()
+
+    def receive(self, rows: list[dict[str, Any]]) -> None:
+        """Events another process applied (scale-out's live channel)."""
+        self._take(day.from_wire(rows, self._offset), self.mono(), share=False)
+
+    # ------------------------------------------------------------------ the day
+    async def rebuild(self) -> None:
+        """Today's figures from the database (the interactions created since local midnight and
+        their timelines, replayed into fresh statistics), then the events seen meanwhile. Run at
+        start and after a gap on the scale-out live channel."""
+        self._pending = []
+        try:
+            stored = await self._today()
+        except Exception:  # noqa: BLE001 - the board still counts from now on
+            log.exception("could not rebuild the wallboard from the database")
+            self._pending = None
+            self.loaded.set()
+            return
+        now = self.mono()
+        old = self.stats
+        new = ws.WallboardStats(old.targets, old.thresholds, old.queue_teams)
+        events = [_shift(e, -self._offset) for e in day.replay(stored)]
+        self.stats = new
+        new.apply_all(events)
+        for a in new.agents.values():  # only busy time is stored: occupancy counts from now on
+            a.spent = dict.fromkeys(ws.AGENT_STATES, 0.0)
+            a.counted_from = now
+        for aid in {*self.center.directory.agents, *old.agents}:
+            self._register(aid, now)
+        for key, q in old.queues.items():  # abandoned rows keep their scheduled callbacks
+            for row in q.abandoned_list:
+                if row.get("callback_id") and row.get("interaction_id") is not None:
+                    new.mark_callback(row["interaction_id"], row["callback_id"])
+            new._queue(key)
+        pending, self._pending = self._pending, None
+        new.apply_all(pending or ())
+        new.version = max(new.version, old.version) + 1
+        self.loaded.set()
+        self._dirty.set()
+
+    async def _today(self) -> list[day.Stored]:
+        from sqlalchemy import select
+
+        from crm_core.models import Interaction, InteractionEvent
+
+        since = day.day_start(self.day, self.tz)
+        names = {a.username: a.agent_id for a in self.center.directory.agents.values()}
+        async with self.center.store.db.session() as s:
+            rows = (await s.execute(select(Interaction).where(Interaction.created_at >= since)
+                                    .order_by(Interaction.id))).scalars().all()
+            ids = [i.id for i in rows]
+            timeline: dict[int, list[tuple[str, float, dict[str, Any]]]] = {i: [] for i in ids}
+            for chunk in range(0, len(ids), 500):
+                part = ids[chunk:chunk + 500]
+                evs = (await s.execute(select(InteractionEvent)
+                                       .where(InteractionEvent.interaction_id.in_(part))
+                                       .order_by(InteractionEvent.id))).scalars().all()
+                for e in evs:
+                    data = dict(e.data or {})
+                    if e.kind == "offer" and data.get("agent") in names:
+                        data["agent"] = names[data["agent"]]
+                    timeline[e.interaction_id].append((e.kind, e.at.timestamp(), data))
+
+        def ts(t: Any) -> float | None:
+            return t.timestamp() if t is not None else None
+        return [day.Stored(i.id, i.channel, i.state, i.queue, i.customer_id, ts(i.queued_at),
+                           ts(i.answered_at), ts(i.ended_at),
+                           str(i.agent_id) if i.agent_id is not None else None, timeline[i.id])
+                for i in rows]
+
+    def check_day(self) -> bool:
+        """At local midnight the day's counters start again (True when they did)."""
+        today = day.local_day(self.wall(), self.tz)
+        if today == self.day:
+            return False
+        self.day = today
+        self.stats.reset_day(self.mono())
+        self._dirty.set()
+        return True
 
     def _interaction(self, contact_id: str) -> int | None:
         if contact_id.isdigit():
@@ -207,8 +305,9 @@ class WallboardService:
         if name is None and contact_id.isdigit():
             call = self.center.voice.calls.get(int(contact_id))
             name = getattr(call, "caller", None) or None
-        if name is not None and self.stats.apply(ws.CustomerKnown(contact_id, name, tier)):
-            self._dirty.set()
+        if name is None:
+            return
+        self._take([ws.CustomerKnown(contact_id, name, tier)], self.mono(), share=True)
 
     def _spawn(self, aw: Any) -> None:
         task = asyncio.get_running_loop().create_task(aw)
@@ -301,6 +400,7 @@ class WallboardService:
         """Time-based alerts (a wait or a not-ready growing past its threshold) need no event."""
         while True:
             await asyncio.sleep(self.check_s)
+            self.check_day()
             keys = frozenset(a["key"] for a in self.stats.alerts(self.mono()))
             if keys != self._alert_keys:
                 self._dirty.set()
@@ -397,6 +497,10 @@ class WallboardService:
                    for a in self.stats.agents.values())
 
 
+def _shift(ev: ws.Event, by: float) -> ws.Event:
+    return dataclasses.replace(ev, at=ev.at + by) if hasattr(ev, "at") else ev
+
+
 def _presence(value: str) -> str:
     return value.replace("-", "_")
 
@@ -408,7 +512,8 @@ def install(center: Any, settings: Any = None, *,
     kwargs: dict[str, Any] = {}
     if conf is not None:
         kwargs = {"thresholds": ws.Thresholds(conf.max_wait_s, conf.not_ready_s, conf.sl_min_contacts),
-                  "max_updates_per_s": conf.max_updates_per_s}
+                  "max_updates_per_s": conf.max_updates_per_s,
+                  "timezone": getattr(conf, "timezone", "UTC")}
     if wall is not None:
         kwargs["wall"] = wall
     svc = WallboardService(center, **kwargs)

@@ -179,6 +179,7 @@ class _Agent:
     handled: int = 0
     handle_sum: float = 0.0
     spent: dict[str, float] = field(default_factory=lambda: dict.fromkeys(AGENT_STATES, 0.0))
+    counted_from: float = 0.0  # time in state before this (the day's reset) is not counted
 
 
 class WallboardStats:
@@ -317,8 +318,20 @@ class WallboardStats:
         state = "busy" if a.contacts else a.presence
         if state == a.state:
             return
-        a.spent[a.state] = a.spent.get(a.state, 0.0) + max(0.0, at - a.since)
+        a.spent[a.state] = a.spent.get(a.state, 0.0) + max(0.0, at - max(a.since, a.counted_from))
         a.state, a.since = state, at
+
+    def reset_day(self, at: float) -> None:
+        """Local midnight: the day's counters start again at zero. Contacts waiting or connected
+        and every agent's state stay (an agent's time in state counts from `at` on)."""
+        for q in self.queues.values():
+            self.queues[(q.queue, q.channel)] = _Queue(q.queue, q.channel)
+        for a in self.agents.values():
+            a.handled, a.handle_sum = 0, 0.0
+            a.spent = dict.fromkeys(AGENT_STATES, 0.0)
+            a.counted_from = at
+        self._handled_in.clear()
+        self.version += 1
 
     def abandoned_row(self, interaction_id: int) -> tuple[str, str, dict[str, Any]] | None:
         """(queue, channel, row) of an abandoned contact still listed."""
@@ -385,7 +398,7 @@ class WallboardStats:
         """busy / (busy + wrap-up + ready) time, as of `now` (%)."""
         a = self.agents[agent_id]
         spent = dict(a.spent)
-        spent[a.state] = spent.get(a.state, 0.0) + max(0.0, now - a.since)
+        spent[a.state] = spent.get(a.state, 0.0) + max(0.0, now - max(a.since, a.counted_from))
         worked = spent["busy"] + spent["wrap_up"] + spent["ready"]
         return _pct(spent["busy"], worked)
 
