@@ -73,6 +73,8 @@ class DriveReport:
     occupancy: float
     connects_per_agent_hour: float
     originate_ms: list[float] = field(default_factory=list)  # Originate -> Response, real ms
+    # the worst rolling-window rate at any tick from the cold start (warm-up and first window included)
+    worst_window_abandon_rate: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -149,7 +151,7 @@ async def drive(
     dialer.start()
     numbers = itertools.count(number_base)
     start = now()
-    worst = 0.0
+    worst = worst_all = 0.0
     base: dict[str, Any] | None = None
 
     def busy_now() -> float:
@@ -166,6 +168,8 @@ async def drive(
             est = dialer.window.estimate(now())
             if base is not None and now() - base["t"] > 60 and est.answered >= 50:
                 worst = max(worst, est.abandon_rate)
+            if est.answered:
+                worst_all = max(worst_all, est.abandon_rate)
             n = dialer.wanted()
             if n:
                 await asyncio.gather(*(dialer.place(None, f"+{next(numbers)}") for _ in range(n)))
@@ -201,6 +205,7 @@ async def drive(
         occupancy=busy_total / agent_s if agent_s else 0.0,
         connects_per_agent_hour=c["answered"] / (agent_s / 3600.0) if agent_s else 0.0,
         originate_ms=list(dialer.originate_ms),
+        worst_window_abandon_rate=worst_all,
     )
 
 

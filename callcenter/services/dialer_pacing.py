@@ -16,6 +16,13 @@ whose expected abandon share is under a target, and the target itself is steered
 rate measured over the window: when the measured rate nears the cap the target falls, when it is
 well under the cap the target rises back to the cap. Progressive dialing is the special case
 "one call per free agent" (`progressive_calls`).
+
+From a cold start the pacing is conservative (every rolling window, the first included, stays
+under the cap): it dials one call per free agent until the window holds `min_answered` answered
+calls and `min_handled` finished ones, then lets the over-dial ratio grow with the answered calls
+seen (`ramp_answered` more to reach `max_ratio`), paces on an upper confidence bound of the answer
+rate, and over-dials only while the window has room for another abandon (`room`): one more must
+keep the window's rate under half the cap.
 """
 
 from __future__ import annotations
@@ -42,6 +49,11 @@ class Estimate:
     dials: int = 1_000_000  # settled dials behind answer_rate (few: not enough to over-dial on)
     handled: int = 1_000_000  # finished calls behind handle_s (the short ones finish first)
     answer_horizon_s: float = math.inf  # answered calls rang at most this long (p95): older ones will not
+    abandoned: int = -1  # abandoned calls in the window (-1: derive from abandon_rate * answered)
+
+    @property
+    def abandons(self) -> int:
+        return self.abandoned if self.abandoned >= 0 else round(self.abandon_rate * self.answered)
 
 
 class Window:
@@ -109,6 +121,7 @@ class Window:
             dials=n,
             handled=len(self._handles),
             answer_horizon_s=horizon,
+            abandoned=abandoned,
         )
 
 
@@ -151,18 +164,41 @@ def target_share(cap: float, est: Estimate, *, confidence: int = 50) -> float:
     return cap * (1.0 - weight + weight * steer) * 0.7
 
 
-def calls_to_place(load: Load, est: Estimate, *, cap: float = 0.03, max_ratio: float = 6.0) -> int:
+def room(est: Estimate, cap: float) -> bool:
+    """Whether the window can take one more abandon and stay under half the cap (the other half
+    is the margin for the answered calls that leave the window and for bursts)."""
+    return est.abandons + 1 <= 0.5 * cap * est.answered
+
+
+def ratio_limit(est: Estimate, max_ratio: float, *, min_answered: int, ramp_answered: int) -> float:
+    """Calls in the air per available agent, growing from 1 to `max_ratio` as answers are seen."""
+    done = max(0, est.answered - min_answered) / max(1, ramp_answered)
+    return 1.0 + (max_ratio - 1.0) * min(1.0, done)
+
+
+def calls_to_place(
+    load: Load,
+    est: Estimate,
+    *,
+    cap: float = 0.03,
+    max_ratio: float = 6.0,
+    min_answered: int = 100,
+    min_handled: int = 50,
+    ramp_answered: int = 200,
+    z: float = 2.0,
+) -> int:
     """New calls for predictive dialing: the most whose expected abandon share stays under the
-    target (never more than `max_ratio` calls in the air per available agent)."""
+    target (never more than the ramp's ratio of calls in the air per available agent)."""
     if load.free + load.busy == 0:
         return 0
-    if est.dials < 50:
+    if est.dials < 50 or est.answered < min_answered or est.handled < min_handled:
         return progressive_calls(load)  # not measured yet: no over-dialing on a guess
-    if est.answered >= 20 and est.abandon_rate >= cap * 0.9:
-        return progressive_calls(load)  # at the cap: no over-dialing until the window recovers
+    if est.abandon_rate >= cap * 0.5 or not room(est, cap):
+        return progressive_calls(load)  # no room for one more abandon: none risked
     p = min(max(est.answer_rate, 0.01), 1.0)
-    # an answer rate measured too low over-dials: pace on its upper confidence bound (1.5 sigma)
-    p = min(1.0, p + 1.5 * math.sqrt(p * (1 - p) / max(est.dials, 1)))
+    # an answer rate measured too low over-dials: pace on its upper confidence bound (z sigma)
+    p = min(1.0, p + z * math.sqrt(p * (1 - p) / max(est.dials, 1)))
+    max_ratio = ratio_limit(est, max_ratio, min_answered=min_answered, ramp_answered=ramp_answered)
     # busy agents who will probably be free in time: calls answer all through the ring time and
     # agents free all through it too, so only half of it is counted (a call answered early cannot
     # use an agent who frees up late)

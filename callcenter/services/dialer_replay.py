@@ -51,6 +51,9 @@ class OutboundReport:
     max_window_abandon_rate: float  # the worst rolling-window rate seen after the first window
     occupancy: float  # agent time talking or wrapping up / agent time logged in
     connects_per_agent_hour: float
+    # the worst rolling-window rate at any pacing tick from the start (the first window included,
+    # any window with an answered call in it)
+    worst_window_abandon_rate: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -88,7 +91,7 @@ def run_outbound(plan: OutboundPlan) -> OutboundReport:
     dialed_at: dict[int, float] = {}
     busy_time = 0.0
     dialed = answered = connected = abandoned = 0
-    worst = 0.0
+    worst = worst_all = 0.0
 
     def connect(now: float) -> None:
         nonlocal free, busy, busy_time, connected
@@ -128,6 +131,8 @@ def run_outbound(plan: OutboundPlan) -> OutboundReport:
             est = window.estimate(now)
             if now > plan.window_s and est.answered >= 50:
                 worst = max(worst, est.abandon_rate)
+            if est.answered:
+                worst_all = max(worst_all, est.abandon_rate)
             pace(now)
             push(now + plan.pace_every_s, _PACE)
             continue
@@ -166,4 +171,5 @@ def run_outbound(plan: OutboundPlan) -> OutboundReport:
         max_window_abandon_rate=worst,
         occupancy=busy_time / agent_s if agent_s else 0.0,
         connects_per_agent_hour=connected / (agent_s / 3600.0) if agent_s else 0.0,
+        worst_window_abandon_rate=worst_all,
     )

@@ -11,13 +11,21 @@ from callcenter.services.dialer_pacing import (
     calls_to_place,
     expected_abandon_share,
     progressive_calls,
+    ratio_limit,
+    room,
 )
 from callcenter.services.dialer_replay import OutboundPlan, run_outbound
 
 
-def est(answer_rate=0.2, abandon_rate=0.0, answered=0):
+def est(answer_rate=0.2, abandon_rate=0.0, answered=1000, dials=1_000_000, handled=1_000_000):
     return Estimate(
-        answer_rate=answer_rate, ring_s=12.0, handle_s=180.0, abandon_rate=abandon_rate, answered=answered
+        answer_rate=answer_rate,
+        ring_s=12.0,
+        handle_s=180.0,
+        abandon_rate=abandon_rate,
+        answered=answered,
+        dials=dials,
+        handled=handled,
     )
 
 
@@ -64,3 +72,63 @@ def test_replay_predictive_under_the_cap_and_busier_than_progressive(answer_rate
     assert prog.abandoned == 0
     assert pred.occupancy > prog.occupancy + 0.05
     assert pred.connects_per_agent_hour > prog.connects_per_agent_hour
+
+
+# ---------------------------------------------------------------- cold start (every window under the cap)
+
+
+def test_cold_start_dials_one_call_per_free_agent_until_measured():
+    load = Load(free=50, busy=0, dialing=0)
+    assert calls_to_place(load, est(answered=0)) == 50  # nothing measured
+    assert calls_to_place(load, est(answered=99)) == 50  # too few answered calls
+    assert calls_to_place(load, est(answered=500, handled=10)) == 50  # no handle time yet
+    assert calls_to_place(load, est(answered=500, dials=20)) == 50  # too few dials
+    assert calls_to_place(load, est(answered=1000)) > 50  # measured: over-dials
+
+
+def test_ramp_grows_the_over_dial_ratio_with_the_answers_seen():
+    assert ratio_limit(est(answered=100), 6.0, min_answered=100, ramp_answered=200) == 1.0
+    assert ratio_limit(est(answered=200), 6.0, min_answered=100, ramp_answered=200) == 3.5
+    assert ratio_limit(est(answered=900), 6.0, min_answered=100, ramp_answered=200) == 6.0
+    load = Load(free=20, busy=0, dialing=0)
+    first = calls_to_place(load, est(answered=100))
+    later = calls_to_place(load, est(answered=300))
+    assert first <= 20 < later  # at the ramp's start: no more calls in the air than agents
+
+
+def test_no_over_dialing_without_room_for_one_more_abandon():
+    # 120 answered calls, cap 3 %: half the cap is 1.8 abandons, so one abandon leaves no room
+    assert room(est(answered=120, abandon_rate=0.0), 0.03)
+    assert not room(est(answered=120, abandon_rate=1 / 120), 0.03)
+    load = Load(free=10, busy=40, dialing=0)
+    assert calls_to_place(load, est(answered=120, abandon_rate=1 / 120)) == 10
+    assert calls_to_place(load, est(answered=120)) > 10
+
+
+def test_answer_rate_upper_bound_paces_fewer_calls_on_few_dials():
+    load = Load(free=30, busy=30, dialing=0)
+    assert calls_to_place(load, est(dials=60)) < calls_to_place(load, est(dials=100_000))
+
+
+@pytest.mark.parametrize(
+    ("agents", "answer_rate", "seed"),
+    [(200, 0.2, 1), (200, 0.2, 3), (200, 0.4, 5), (100, 0.3, 2), (50, 0.2, 3), (16, 0.3, 5)],
+)
+def test_every_rolling_window_from_a_cold_start_stays_under_the_cap(agents, answer_rate, seed):
+    """A scripted run (seeded replay, all agents free at t=0, 5-minute window as the live dialer):
+    the window's abandon rate, checked at every pacing tick from the first answered call on, never
+    reaches the cap."""
+    plan = OutboundPlan(
+        mode="predictive",
+        agents=agents,
+        answer_rate=answer_rate,
+        duration_s=1800,
+        seed=seed,
+        window_s=300,
+        handle_mean_s=120,
+        wrap_up_s=10,
+        ring_mean_s=10,
+    )
+    r = run_outbound(plan)
+    assert r.answered > 100
+    assert r.worst_window_abandon_rate < 0.03, r.to_dict()
