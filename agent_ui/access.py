@@ -138,6 +138,7 @@ HTTP: dict[tuple[str, str], Rule] = {
     ("POST", "/api/v1/campaigns"): SUPERVISE,
     ("POST", "/api/v1/campaigns/{id}/import"): SUPERVISE,
     ("GET", "/api/v1/campaigns/{id}/results"): SUPERVISE,
+    ("GET", "/api/v1/campaigns/report"): SUPERVISE,  # results by disposition / segment (reports page)
     ("GET", "/api/v1/reports/contacts"): SUPERVISE,
     ("GET", "/api/v1/reports/occupancy"): SUPERVISE,
     ("GET", "/api/v1/reports/not-ready"): SUPERVISE,
