@@ -67,6 +67,48 @@ async def campaign_import(request: web.Request, user: WebUser) -> Any:
     return {"added": added, "rejected": rejected}
 
 
+REPORT_BY = ("disposition", "tier", "loyalty", "type")
+STATUSES = ("pending", "active", "done", "failed", "skipped", "excluded")
+
+
+async def campaign_report(request: web.Request, user: WebUser) -> Any:
+    """Every campaign's results as a report (the reports page): `by=disposition` one row per
+    campaign and disposition; `by=tier|loyalty|type` one row per campaign and segment value, with
+    the records by status and their dispositions. JSON, or CSV with `format=csv`."""
+    from crm_core.reports import to_csv
+
+    by = request.query.get("by") or "disposition"
+    if by not in REPORT_BY:
+        raise ValueError(f"by is one of {', '.join(REPORT_BY)}")
+    cs = _cs(request)
+    rows: list[dict[str, Any]] = []
+    for camp in await cs.all():
+        res = await cs.results(camp.id)
+        if by == "disposition":
+            for dispo, n in sorted(res["by_disposition"].items()):
+                rows.append({"campaign": camp.name, "mode": camp.mode, "disposition": dispo, "records": n})
+            continue
+        for value, cell in sorted(res[f"by_{by}"].items()):
+            row = {"campaign": camp.name, "mode": camp.mode, by: value, "records": cell["records"]}
+            row.update({st: cell["status"].get(st, 0) for st in STATUSES})
+            row["dispositions"] = "; ".join(f"{d} {n}" for d, n in sorted(cell["dispositions"].items()))
+            rows.append(row)
+    columns = (
+        ["campaign", "mode", "disposition", "records"]
+        if by == "disposition"
+        else ["campaign", "mode", by, "records", *STATUSES, "dispositions"]
+    )
+    rep = {"report": f"campaigns-by-{by}", "by": by, "columns": columns, "rows": rows}
+    if request.query.get("format") == "csv":
+        return web.Response(
+            text=to_csv(rep),
+            content_type="text/csv",
+            charset="utf-8",
+            headers={"Content-Disposition": f'attachment; filename="campaigns-by-{by}.csv"'},
+        )
+    return rep
+
+
 async def campaign_results(request: web.Request, user: WebUser) -> Any:
     cid = _id(request)
     cs = _cs(request)
@@ -86,6 +128,14 @@ def endpoints(Endpoint: Any) -> tuple[Any, ...]:  # noqa: N803 - the class from 
             "campaigns",
             obj,
             status=201,
+        ),
+        Endpoint(
+            "GET",
+            "/campaigns/report",
+            campaign_report,
+            "All campaigns' results by disposition or segment (tier, loyalty, type); CSV: format=csv",
+            "campaigns",
+            query=("by", "format"),
         ),
         Endpoint(
             "POST",
