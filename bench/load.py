@@ -84,14 +84,18 @@ async def consoles_main(args: argparse.Namespace) -> None:
     def count(k: str) -> None:
         counts[k] = counts.get(k, 0) + 1
 
+    handshakes = asyncio.Semaphore(20)  # a connection storm would exhaust the servers' DB pools
+
     async def console(i: int) -> None:
         base = bases[i % len(bases)]
         for attempt in range(5):
             try:
-                async with websockets.connect(base.replace("http", "ws") + "/ws/agent", max_queue=None,
-                                              additional_headers={"Cookie": cookies[i], "Origin": base},
-                                              ping_interval=None, compression=None, max_size=2**24,
-                                              open_timeout=120) as ws:
+                async with handshakes:
+                    ws = await websockets.connect(
+                        base.replace("http", "ws") + "/ws/agent", max_queue=None,
+                        additional_headers={"Cookie": cookies[i], "Origin": base},
+                        ping_interval=None, compression=None, max_size=2**24, open_timeout=120)
+                async with ws:
                     was_ready = False
                     async for raw in ws:
                         t = time.time()
@@ -133,10 +137,9 @@ async def consoles_main(args: argparse.Namespace) -> None:
 
     t0 = time.perf_counter()
     tasks = []
-    for i in range(len(cookies)):
+    for i in range(len(cookies)):  # spread over ~20 s: their periodic session checks spread too
         tasks.append(asyncio.create_task(console(i)))
-        if i % 50 == 49:
-            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.01)
     await asyncio.wait_for(ready.wait(), 600)
     print(json.dumps({"ready": n_ready[0], "connect_s": round(time.perf_counter() - t0, 1)}), flush=True)
     loop = asyncio.get_running_loop()
@@ -198,7 +201,7 @@ async def traffic_main(args: argparse.Namespace) -> None:
         if i % 25 == 24:
             await asyncio.sleep(0.05)
     t0 = time.perf_counter()
-    while len(joined) < args.chats and time.perf_counter() - t0 < 300:
+    while len(joined) < args.chats and time.perf_counter() - t0 < args.join_s:
         await asyncio.sleep(0.2)
     print(json.dumps({"chats_joined": len(joined), "join_s": round(time.perf_counter() - t0, 1)}), flush=True)
 
@@ -298,7 +301,9 @@ def run_procs(n: int, args: argparse.Namespace, cookies_file: Path, callers_file
               sink_port: int) -> dict[str, Any]:
     since = datetime.now(UTC)
     prefix = f"bench_load_{n}_{os.getpid()}_{int(time.time())}:"
-    env = {"CC_REDIS_URL": args.redis, "CC_REDIS_PREFIX": prefix, "CC_SCALEOUT__ENABLED": "true",
+    scaleout = args.scaleout == "on" or (args.scaleout == "multi" and n > 1)
+    env = {"CC_REDIS_URL": args.redis, "CC_REDIS_PREFIX": prefix,
+           "CC_SCALEOUT__ENABLED": "true" if scaleout else "false",
            "CC_CHAT__SITES": json.dumps([{"id": "bench", "origins": [ORIGIN]}]),
            "CC_CHAT__RATE_PER_IP": "1000000", "CC_CHAT__BURST_PER_IP": "1000000",
            "CC_CHAT__DEMO_SITE_PORT": "", "CC_EMAIL__ENABLED": "true", "CC_EMAIL__SMTP_PORT": "0",
@@ -321,6 +326,7 @@ def run_procs(n: int, args: argparse.Namespace, cookies_file: Path, callers_file
         log(f"{n} proc: consoles {consoles.line().strip()}")
         traffic = Child("traffic", "--base", bases, "--smtp-ports", ",".join(p[2] for p in ports),
                         "--chats", str(args.chats), "--chat-msgs", str(args.chat_msgs),
+                        "--join-s", str(args.join_s),
                         "--emails", str(args.emails))
         log(f"{n} proc: traffic {traffic.line().strip()}")
         pids = [s.proc.pid for s in servers]
@@ -404,7 +410,7 @@ def run_procs(n: int, args: argparse.Namespace, cookies_file: Path, callers_file
     mail_dup = sum(1 for k in cdump["email_offers"].values() if k > 1)
     ok = [r["rate_cps"] for r in rows if r["sustained"]]
     return {
-        "processes": n, "rates": rows, "background_cpu_pct": background_pct,
+        "processes": n, "scaleout": scaleout, "rates": rows, "background_cpu_pct": background_pct,
         "max_cps_p99_100ms": max(ok) if ok else 0,
         "memory_mb_per_process": memory, "drained": drained,
         "lost": {"calls": lost_calls, "chats": chat_lost, "emails": mail_lost},
@@ -427,7 +433,10 @@ def main() -> None:
     ap.add_argument("--settle-s", type=float, default=8.0)
     ap.add_argument("--warmup-s", type=float, default=8.0)
     ap.add_argument("--background-s", type=float, default=8.0)
+    ap.add_argument("--scaleout", default="multi", choices=["on", "off", "multi"],
+                    help="scale-out mode (routing on Redis, AMI lease): always, never, or with 2+ processes")
     ap.add_argument("--chats", type=int, default=500)
+    ap.add_argument("--join-s", type=float, default=300.0, help="wait this long for the chats to be joined")
     ap.add_argument("--chat-msgs", type=float, default=50.0, help="chat messages per second, in all")
     ap.add_argument("--emails", type=float, default=1.0, help="inbound mails per second")
     ap.add_argument("--talk-time", type=float, default=7.0)
