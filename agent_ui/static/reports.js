@@ -62,7 +62,17 @@
       [["Moved up", "moved_up"], ["Moved down", "moved_down"], ["Lost", "lost"]])],
     "at-risk": () => ["/reports/customers/at-risk", new URLSearchParams(), (rep) => bars(rep, "name",
       [["Complaints", "complaints"], ["Recent contacts", "recent_contacts"]])],
+    // outbound campaigns (docs/campaigns.md): their whole life, not the date range
+    "campaigns": () => ["/campaigns/report", new URLSearchParams({by: campaignBy()}), campaignChart],
   };
+
+  const campaignBy = () => document.querySelector("[data-testid=campaign-by]").value;
+
+  function campaignChart(rep) {  // by disposition: a doughnut; by segment: bars per campaign and value
+    if (rep.by === "disposition") return pie(rep, "disposition", "records");
+    const labelled = {rows: rep.rows.map((r) => Object.assign({label: r.campaign + " · " + r[rep.by]}, r))};
+    return bars(labelled, "label", [["Records", "records"], ["Done", "done"], ["Pending", "pending"]]);
+  }
 
   function pct(v) { return v === null || v === undefined ? null : Math.round(v * 1000) / 10; }
 
@@ -214,6 +224,10 @@
   });
 
   controls.addEventListener("submit", (ev) => { ev.preventDefault(); loadAll(); });
+  document.querySelector("[data-testid=campaign-by]").addEventListener("change", () => {
+    load("campaigns").then(() => status("Campaign results by " + campaignBy()),
+                           (e) => status("campaigns: " + e.message, true));
+  });
 
   // defaults: the last 7 days, in the browser's time zone when the server knows it
   const today = new Date();
