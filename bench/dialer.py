@@ -172,6 +172,13 @@ def main() -> None:
             3,
         ),
         "abandon_cap_pct": 3.0,
+        # every rolling window from the cold start (warm-up and first window included)
+        "worst_window_abandon_rate_pct_20": round(
+            100 * pick("20", "predictive", "worst_window_abandon_rate"), 2
+        ),
+        "worst_window_abandon_rate_pct_40": round(
+            100 * pick("40", "predictive", "worst_window_abandon_rate"), 2
+        ),
     }
     result = {
         "headline": headline,
@@ -198,7 +205,9 @@ def main() -> None:
         "replay_4h": replay,
         "notes": "Abandon rates and occupancy cover the measured minutes after the warm-up. "
         "max_window_abandon_rate is the worst rolling window from 1 minute after the warm-up (it can still "
-        "hold warm-up abandons). replay_4h: the pure outbound replay of the same plan over 4 virtual hours.",
+        "hold warm-up abandons). worst_window_abandon_rate: the worst rolling window (5 min) at any tick "
+        "from the cold start, the first window included. replay_4h: the pure outbound replay of the same "
+        "plan over 4 virtual hours.",
         "load": {
             "loadavg_before": [round(x, 2) for x in load_before],
             "loadavg_after": [round(x, 2) for x in load_after],
