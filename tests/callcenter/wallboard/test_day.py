@@ -91,7 +91,9 @@ async def test_the_board_agrees_with_the_database_after_a_scripted_day(database)
         await ann.send("set_state", state="not_ready", reason="break")
         await ann.next("agent_state", state="not_ready")
         call = rc.sim.call(VIP_PHONE, digits=["1"])
-        waiting = await ada.next(lambda f: queue(f, "vip")["waiting"] == 1)
+        # (handled == 1: not a frame from the first call's wait, still unread)
+        waiting = await ada.next(lambda f: queue(f, "vip")["waiting"] == 1
+                                 and queue(f, "vip")["handled"] == 1)
         lost = queue(waiting, "vip")["contacts"][0]["interaction_id"]
         assert queue(waiting, "vip")["contacts"][0]["customer"] == "Victoria Important"
         call.hangup()
