@@ -116,6 +116,7 @@ class ScaleOut:
         board = getattr(self.center, "wallboard", None)
         if board is not None:  # every process's wallboard applies every process's events
             board.fanout = lambda rows: self.live.publish({"k": "wb", "e": rows})
+            board.claim_alert = self._claim_alert
         self.live.publish({"k": "hello"})
         from callcenter.ops import REGISTRY
 
@@ -297,6 +298,14 @@ class ScaleOut:
             board = getattr(self.center, "wallboard", None)
             if board is not None:
                 board.receive(msg["e"])
+
+    async def _claim_alert(self, key: str) -> bool:
+        """A wallboard alert is stored and sent once for the center: by the process that claims
+        its condition first (the claim lasts a minute; Redis away: every process stores it)."""
+        try:
+            return bool(await self.client.set(f"{self.prefix}wbalert:{key}", self.origin, nx=True, ex=60))
+        except (RedisError, OSError):
+            return True
 
     def _announce(self) -> None:
         for user_id in self.center.hub.local_users():

@@ -17,7 +17,7 @@ import inspect
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
 from callcenter.facade import PROTOCOL_VERSION, MessageRefused, WebUser
@@ -100,6 +100,8 @@ class WallboardService:
         self.day = day.local_day(wall(), self.tz)  # the local day the counters are about
         # scale-out (callcenter/scaleout/setup.py): sends this process's events to the others
         self.fanout: Callable[[list[dict[str, Any]]], None] | None = None
+        # scale-out: only the process that claims a new alert stores and sends it (all see it)
+        self.claim_alert: Callable[[str], Awaitable[bool]] | None = None
         self.loaded = asyncio.Event()  # today's figures are rebuilt from the database
         self._pending: list[ws.Event] | None = None  # events seen while a rebuild reads
         self._queues: Any = None
@@ -418,6 +420,8 @@ class WallboardService:
 
     async def _store_alert(self, sla: Any, a: dict[str, Any]) -> None:
         try:
+            if self.claim_alert is not None and not await self.claim_alert(a["key"]):
+                return  # another process stores and sends this one
             alert = await sla.store.add_alert("wallboard", a["message"][:500], at=sla.utc(), queue=a["queue"],
                                               data={"condition": a["kind"], "key": a["key"],
                                                     "interaction_id": a["interaction_id"],

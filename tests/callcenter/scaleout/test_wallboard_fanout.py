@@ -84,3 +84,13 @@ async def test_a_call_routed_by_one_process_shows_on_the_other_processes_board(d
         assert [row[k] for k in KEYS] == [theirs[k] for k in KEYS]
         assert agent(done, "Ann")["handled"] == 1
         await sue.close()
+        # both boards saw the VIP wait; its alert is stored (and sent) once for the center
+        await until(lambda: _no_work(a, b))
+    sla = a[CENTER].sla
+    alerts = [x for x in await sla.store.open_alerts(500)
+              if x.kind == "wallboard" and (x.data or {}).get("key") == f"vip:{offer['interaction_id']}"]
+    assert len(alerts) == 1, alerts
+
+
+async def _no_work(*apps) -> bool:
+    return not any(app[CENTER].wallboard._tasks for app in apps)
