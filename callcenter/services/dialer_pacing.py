@@ -19,10 +19,11 @@ well under the cap the target rises back to the cap. Progressive dialing is the 
 
 From a cold start the pacing is conservative (every rolling window, the first included, stays
 under the cap): it dials one call per free agent until the window holds `min_answered` answered
-calls and `min_handled` finished ones, then lets the over-dial ratio grow with the answered calls
-seen (`ramp_answered` more to reach `max_ratio`), paces on an upper confidence bound of the answer
-rate, and over-dials only while the window has room for another abandon (`room`): one more must
-keep the window's rate under half the cap.
+calls and `min_handled` finished ones, and most of its connected calls have finished (before,
+the handle time is measured on the short calls only: `handle_known`); then lets the over-dial
+ratio grow with the answered calls seen (`ramp_answered` more to reach `max_ratio`), paces on
+an upper confidence bound of the answer rate, and over-dials only while the window has room for
+another abandon (`room`): one more must keep the window's rate under half the cap.
 """
 
 from __future__ import annotations
@@ -170,6 +171,13 @@ def room(est: Estimate, cap: float) -> bool:
     return est.abandons + 1 <= 0.5 * cap * est.answered
 
 
+def handle_known(est: Estimate, min_handled: int) -> bool:
+    """Whether the handle time is measured: enough calls finished, and most of the window's
+    connected calls (while most are still talking, only the short ones have finished and the
+    mean is too short: agents would be counted free too soon)."""
+    return est.handled >= max(min_handled, 0.8 * (est.answered - est.abandons))
+
+
 def ratio_limit(est: Estimate, max_ratio: float, *, min_answered: int, ramp_answered: int) -> float:
     """Calls in the air per available agent, growing from 1 to `max_ratio` as answers are seen."""
     done = max(0, est.answered - min_answered) / max(1, ramp_answered)
@@ -191,7 +199,7 @@ def calls_to_place(
     target (never more than the ramp's ratio of calls in the air per available agent)."""
     if load.free + load.busy == 0:
         return 0
-    if est.dials < 50 or est.answered < min_answered or est.handled < min_handled:
+    if est.dials < 50 or est.answered < min_answered or not handle_known(est, min_handled):
         return progressive_calls(load)  # not measured yet: no over-dialing on a guess
     if est.abandon_rate >= cap * 0.5 or not room(est, cap):
         return progressive_calls(load)  # no room for one more abandon: none risked

@@ -87,6 +87,7 @@ def run_outbound(plan: OutboundPlan) -> OutboundReport:
     dialing = 0
     holding: list[int] = []  # answered calls waiting (at most hold_s) for an agent
     held_since: dict[int, float] = {}
+    handles: dict[int, float] = {}  # connected call -> its handle time (talk + wrap-up)
     next_call = 0
     dialed_at: dict[int, float] = {}
     busy_time = 0.0
@@ -104,8 +105,9 @@ def run_outbound(plan: OutboundPlan) -> OutboundReport:
             window.connected(now)
             ht = handle_time() + plan.wrap_up_s
             busy_time += min(ht, plan.duration_s - now)
-            window.handled(now, ht)
-            push(now + ht, _FREE)
+            # measured when it ends, as the live dialer does (the short calls are measured first)
+            handles[call] = ht
+            push(now + ht, _FREE, call)
 
     def pace(now: float) -> None:
         nonlocal dialing, next_call, dialed
@@ -148,6 +150,7 @@ def run_outbound(plan: OutboundPlan) -> OutboundReport:
                 push(now + plan.hold_s, _HOLD_END, subject)
                 connect(now)
         elif kind == _FREE:
+            window.handled(now, handles.pop(subject))
             busy -= 1
             free += 1
             connect(now)

@@ -10,6 +10,7 @@ from callcenter.services.dialer_pacing import (
     Window,
     calls_to_place,
     expected_abandon_share,
+    handle_known,
     progressive_calls,
     ratio_limit,
     room,
@@ -84,6 +85,15 @@ def test_cold_start_dials_one_call_per_free_agent_until_measured():
     assert calls_to_place(load, est(answered=500, handled=10)) == 50  # no handle time yet
     assert calls_to_place(load, est(answered=500, dials=20)) == 50  # too few dials
     assert calls_to_place(load, est(answered=1000)) > 50  # measured: over-dials
+
+
+def test_no_over_dialing_while_most_connected_calls_still_talk():
+    # 300 connected calls, 100 finished: only the short ones, the mean handle time is too short
+    assert not handle_known(est(answered=300, handled=100), 50)
+    assert handle_known(est(answered=300, handled=250), 50)
+    load = Load(free=50, busy=150, dialing=0)
+    assert calls_to_place(load, est(answered=300, handled=100)) == 50
+    assert calls_to_place(load, est(answered=300, handled=250)) > 50
 
 
 def test_ramp_grows_the_over_dial_ratio_with_the_answers_seen():
