@@ -93,7 +93,9 @@ def _database_ctx(given: Database | None):  # type: ignore[no-untyped-def]
 
 
 async def _redis_ctx(app: web.Application) -> AsyncIterator[None]:
-    client = aioredis.from_url(app[SETTINGS].redis.url, socket_timeout=2.0)
+    # a blocking pool: a burst waits up to 5 s for a free connection (MaxConnectionsError else)
+    client = aioredis.Redis.from_pool(aioredis.BlockingConnectionPool.from_url(
+        app[SETTINGS].redis.url, socket_timeout=2.0, max_connections=200, timeout=5))
     app[REDIS] = client
     yield
     await client.aclose()

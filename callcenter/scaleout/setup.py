@@ -69,7 +69,10 @@ class ScaleOut:
         # blocking reads (XREADGROUP BLOCK, BLPOP) on their own connections, closed at shutdown
         import redis.asyncio as aioredis
 
-        self.bclient = aioredis.from_url(s.redis.url, socket_timeout=None)
+        # (a blocking pool: a burst of console actions forwarded at once waits for a connection
+        # instead of failing with MaxConnectionsError)
+        self.bclient = aioredis.Redis.from_pool(aioredis.BlockingConnectionPool.from_url(
+            s.redis.url, socket_timeout=None, max_connections=1000, timeout=10))
         self.center = app[CENTER]
         self.tel = app[TELEPHONY]
         self.origin = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
@@ -88,6 +91,12 @@ class ScaleOut:
         self.alive = 1  # processes of the center with a fresh heartbeat, this one included
         self.dead_after_s = s.scaleout.dead_after_s  # a process whose heartbeat is older is dead
         self._tasks: list[asyncio.Task[Any]] = []
+        # work for the other processes: ONE sender task drains this queue in pipelined batches, so
+        # a burst (2,000 consoles signing in, an AMI event storm) takes one Redis connection, not
+        # one per event (the pool's limit: MaxConnectionsError), and AMI events keep their order
+        self._work_out: asyncio.Queue[tuple[str, bytes, asyncio.Future[int] | None]] = asyncio.Queue()
+        self._sender: asyncio.Task[Any] | None = None
+        self.lclient: Any = None  # the AMI lease's own connection (renewals never wait on the pool)
 
     # ---- start / stop ---------------------------------------------------------------------------
     async def start(self) -> None:
@@ -108,11 +117,16 @@ class ScaleOut:
         spawn = [self.live.run(), self._heartbeat(), self._work(), self.outbox_worker.run()]
         s = self.settings
         if s.ami.enabled:
-            lease = Lease(self.client, self.prefix, "ami", self.origin, s.scaleout.lease_ttl_s)
+            import redis.asyncio as aioredis
+
+            self.lclient = aioredis.from_url(s.redis.url, socket_timeout=2.0, single_connection_client=True)
+            lease = Lease(self.lclient, self.prefix, "ami", self.origin, s.scaleout.lease_ttl_s)
             self.elector = Elector(lease, on_elected=self._elected, on_lost=self._deposed,
                                    floor=self._db_floor)
             spawn.append(self.elector.run())
         self._tasks = [loop.create_task(c) for c in spawn]
+        self._sender = loop.create_task(self._send_work())
+        self._tasks.append(self._sender)
         board = getattr(self.center, "wallboard", None)
         if board is not None:  # every process's wallboard applies every process's events
             board.fanout = lambda rows: self.live.publish({"k": "wb", "e": rows})
@@ -136,6 +150,9 @@ class ScaleOut:
                 log.warning("scale-out task did not stop: %r", t)
         with contextlib.suppress(Exception):
             await self.bclient.aclose()
+        if self.lclient is not None:
+            with contextlib.suppress(Exception):
+                await self.lclient.aclose()
         with contextlib.suppress(RedisError, OSError):
             await self.client.hdel(self.procs_key, self.origin)
 
@@ -330,14 +347,53 @@ class ScaleOut:
         return f"{self.prefix}work:{origin}"
 
     async def _broadcast(self, kind: str, payload: Any) -> int:
+        """Send work to every other process; returns how many got it (raises if Redis failed)."""
+        if self._sender is None or self._sender.done():  # not started (or stopping): directly
+            return await self._xadd_batch([(kind, pickle.dumps(payload), None)])
+        fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._work_out.put_nowait((kind, pickle.dumps(payload), fut))
+        return await fut
+
+    def _post(self, kind: str, payload: Any) -> None:
+        """As _broadcast, without waiting (AMI events: sent in order by the one sender)."""
+        if self._sender is None or self._sender.done():
+            self._spawn(self._broadcast(kind, payload))
+        else:
+            self._work_out.put_nowait((kind, pickle.dumps(payload), None))
+
+    async def _xadd_batch(self, batch: list[tuple[str, bytes, asyncio.Future[int] | None]]) -> int:
         others = await self.others()
-        data = {"k": kind, "p": pickle.dumps(payload)}
-        async with self.client.pipeline(transaction=False) as pipe:
-            for o in others:
-                pipe.xadd(self._stream(o), data, maxlen=100_000, approximate=True)
-            await pipe.execute()
-        self.forwarded += 1
+        if others:
+            async with self.client.pipeline(transaction=False) as pipe:
+                for kind, data, _f in batch:
+                    for o in others:
+                        pipe.xadd(self._stream(o), {"k": kind, "p": data}, maxlen=100_000, approximate=True)
+                await pipe.execute()
+        self.forwarded += len(batch)
         return len(others)
+
+    async def _send_work(self) -> None:
+        while True:
+            batch = [await self._work_out.get()]
+            while len(batch) < 500 and not self._work_out.empty():
+                batch.append(self._work_out.get_nowait())
+            try:
+                n = await self._xadd_batch(batch)
+            except asyncio.CancelledError:
+                for _k, _d, f in batch:
+                    if f is not None and not f.done():
+                        f.cancel()
+                raise
+            except Exception as e:  # noqa: BLE001 - each waiter sees the error (Redis away)
+                if not any(f is not None for _k, _d, f in batch):
+                    log.warning("could not forward %d work items (%s)", len(batch), e)
+                for _k, _d, f in batch:
+                    if f is not None and not f.done():
+                        f.set_exception(e)
+                continue
+            for _k, _d, f in batch:
+                if f is not None and not f.done():
+                    f.set_result(n)
 
     def _local_contact(self, cid: str | None) -> bool:
         voice = self.center.voice
@@ -360,11 +416,11 @@ class ScaleOut:
         if isinstance(ev, LocalEvent):
             if ev.name == "Resynced":
                 live = ",".join(sorted(self.tel.tracker.calls))
-                self._spawn(self._broadcast("ami", (self.ami_token, _Resynced(live))))
+                self._post("ami", (self.ami_token, _Resynced(live)))
             return
         if (ev.get("Linkedid") or "") in self.center.voice.by_linkedid:
             return
-        self._spawn(self._broadcast("ami", (self.ami_token, ev)))
+        self._post("ami", (self.ami_token, ev))
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.get_running_loop().create_task(coro)
