@@ -17,9 +17,11 @@ import hmac
 import html
 import json
 import logging
+import random
 import secrets
 import time
 import urllib.parse
+import weakref
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -362,13 +364,24 @@ async def _forward(link: ConsoleLink, sender: _Sender) -> None:
         await sender.ws.close(code=CLOSE_RESYNC, message=b"reconnect")
 
 
+_RECHECK_GATES: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = \
+    weakref.WeakKeyDictionary()
+
+
 async def _watch_session(facade: Facade, token: str, ws: web.WebSocketResponse, every_s: float) -> None:
     """Close the socket with 4401 once its session is gone (signed out in another process,
-    expired, idle, user disabled): checked every `every_s` seconds, whether or not frames arrive."""
+    expired, idle, user disabled): checked every `every_s` seconds, whether or not frames arrive.
+    Each wait is 50-100 % of `every_s` (consoles opened together do not check together) and a few
+    checks run at a time per process (2,000 consoles must not take the whole database pool)."""
+    loop = asyncio.get_running_loop()
+    gate = _RECHECK_GATES.get(loop)
+    if gate is None:
+        gate = _RECHECK_GATES[loop] = asyncio.Semaphore(4)
     while not ws.closed:
-        await asyncio.sleep(max(every_s, 0.05))
+        await asyncio.sleep(max(every_s, 0.05) * random.uniform(0.5, 1.0))
         try:
-            alive = await facade.session(token) is not None
+            async with gate:
+                alive = await facade.session(token) is not None
         except Exception:  # the store is briefly unreachable: keep the console, try again later
             log.warning("session re-check failed", exc_info=True)
             continue
