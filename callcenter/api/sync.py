@@ -72,14 +72,30 @@ async def _listen(app: web.Application, pubsub: Any) -> None:
             log.exception("applying an admin change failed")
 
 
-async def _run(app: web.Application, client: Any) -> None:
-    """Subscribe and listen; while Redis is away, retry. After a reconnect everything an
-    announcement could have carried is reloaded, since messages sent meanwhile are lost."""
-    delay, missed = 0.5, False
+async def _subscribe(app: web.Application, client: Any) -> Any:
+    """A pubsub whose SUBSCRIBE the server has confirmed: from here on no announcement is missed."""
+    pubsub = client.pubsub()
+    try:
+        await pubsub.subscribe(_channel(app))
+        async with asyncio.timeout(5):
+            while (m := await pubsub.get_message(timeout=1.0)) is None or m.get("type") != "subscribe":
+                pass
+    except BaseException:
+        with contextlib.suppress(Exception):
+            await pubsub.aclose()
+        raise
+    return pubsub
+
+
+async def _run(app: web.Application, client: Any, first: Any = None) -> None:
+    """Listen (on `first`, subscribed before the app served) and, while Redis is away, retry.
+    After a reconnect everything an announcement could have carried is reloaded, since messages
+    sent meanwhile are lost."""
+    delay, missed = 0.5, first is None  # no subscription at start: changes may have been missed
     while True:
-        pubsub = client.pubsub()
+        pubsub = None
         try:
-            await pubsub.subscribe(_channel(app))
+            pubsub, first = first or await _subscribe(app, client), None
             if missed:
                 await resync(app)
             delay = 0.5
@@ -89,8 +105,9 @@ async def _run(app: web.Application, client: Any) -> None:
         except Exception as e:  # noqa: BLE001 - Redis down or gone: admin changes wait for it
             log.warning("admin change channel unavailable (%s); retrying in %.1f s", e, delay)
         finally:
-            with contextlib.suppress(Exception):
-                await pubsub.aclose()
+            if pubsub is not None:
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()
         missed = True
         await asyncio.sleep(delay)
         delay = min(delay * 2, 30.0)
@@ -101,6 +118,9 @@ async def resync(app: web.Application) -> None:
     await live.reload_queues(center)
     await live.reload_reason_codes(center)
     await live.apply_active_flow(center, app[SETTINGS].voice.ivr_flow)
+    from callcenter.api.hours import reload_hours
+
+    await reload_hours(center)
 
 
 async def _start(app: web.Application) -> None:
@@ -109,7 +129,12 @@ async def _start(app: web.Application) -> None:
         return
     app[ORIGIN] = uuid.uuid4().hex
     app[APPLIED] = asyncio.Queue(maxsize=1000)
-    app[TASK] = asyncio.get_running_loop().create_task(_run(app, client), name="admin-sync")
+    try:  # subscribed before the app serves, so a change made right after start reaches us
+        first = await _subscribe(app, client)
+    except Exception as e:  # noqa: BLE001 - Redis down: the task retries and resyncs
+        log.warning("admin change channel unavailable at start (%s)", e)
+        first = None
+    app[TASK] = asyncio.get_running_loop().create_task(_run(app, client, first), name="admin-sync")
 
 
 async def _stop(app: web.Application) -> None:
