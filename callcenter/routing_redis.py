@@ -673,6 +673,18 @@ class RedisStore:
             return None
         return self._agent_from(h)
 
+    def agents(self, agent_ids: Sequence[str]) -> dict[str, AgentRecord]:
+        """Several agents' records in one round trip (a pipeline), e.g. the chat capacity."""
+        ids = list(agent_ids)
+
+        def read() -> list[Any]:
+            pipe = self._r.pipeline(transaction=False)
+            for aid in ids:
+                pipe.hgetall(self._ak(aid))
+            return pipe.execute()
+
+        return {aid: self._agent_from(h) for aid, h in zip(ids, self._io(read), strict=True) if h}
+
     def _unpack(self, packed: str) -> tuple[str, AgentRecord | None]:
         aid, _, rest = packed.partition("\x1f")
         got = self._packed.get(aid)
