@@ -662,6 +662,17 @@ class ChatService(AgentSide):
     def _waiting_chats(self) -> list[Chat]:
         return [c for c in self.chats.values() if c.state in ("queued", "offered") and c.links]
 
+    def _eta_capacity(self) -> int:
+        """The capacity behind the wait estimates: with many agents, read at most once a second
+        (every chat queued refreshes every waiting chat's position)."""
+        if len(self.directory.agents) < 100:
+            return self._chat_capacity()
+        at, cap = getattr(self, "_eta_cap", (-1e9, 0))
+        if time.monotonic() - at >= 1.0:
+            cap = self._chat_capacity()
+            self._eta_cap = (time.monotonic(), cap)
+        return cap
+
     async def _refresh_positions(self) -> None:
         chats = self._waiting_chats()
         if not chats:
@@ -673,7 +684,7 @@ class ChatService(AgentSide):
             if rec is not None:
                 order.append((cid, rec.queue))
         pos = waiting.positions(order)
-        capacity = self._chat_capacity()
+        capacity = self._eta_capacity()
         for chat in chats:
             p = 0 if chat.state == "offered" else pos.get(chat.contact_id, 0)
             eta = waiting.estimated_wait_s(p, capacity, self.options.handle_s)
