@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 PREFIX = "/api/v1"
 MAX_BODY = 1024 * 1024
 Handler = Callable[[web.Request, WebUser], Awaitable[Any]]
-RATE_LIMITER = web.AppKey("api_rate_limiter", ratelimit.RateLimiter)  # per token / address
+RATE_LIMITER = web.AppKey("api_rate_limiter", object)  # per token / address
 
 
 @dataclass(frozen=True)
@@ -726,7 +726,9 @@ async def rate_limit_middleware(request: web.Request, handler: Any) -> web.Strea
     access check, so that guessing tokens is slowed down too (callcenter/api/ratelimit.py)."""
     limiter = request.app.get(RATE_LIMITER)
     if limiter is not None and request.path.startswith(PREFIX + "/"):
-        wait = limiter.take(ratelimit.caller_key(request.headers.get("Authorization", ""), request.remote))
+        key = ratelimit.caller_key(request.headers.get("Authorization", ""), request.remote)
+        take_async = getattr(limiter, "take_async", None)  # center-wide, in Redis (scale-out)
+        wait = await take_async(key) if take_async is not None else limiter.take(key)
         if wait > 0:
             resp = _err(429, "rate_limited", "too many requests; retry later")
             resp.headers["Retry-After"] = ratelimit.retry_after(wait)
@@ -739,8 +741,14 @@ def setup(app: web.Application) -> None:
     """Mount /api/v1 on `app`, and teach the access middleware to read API tokens."""
     app[access.BEARER] = _bearer(app)
     web_conf = app[SETTINGS].web if SETTINGS in app else None
-    app[RATE_LIMITER] = ratelimit.RateLimiter(getattr(web_conf, "api_rate_per_minute", 1200),
-                                              getattr(web_conf, "api_burst", 300))
+    limiter = ratelimit.RateLimiter(getattr(web_conf, "api_rate_per_minute", 1200),
+                                    getattr(web_conf, "api_burst", 300))
+    s = app[SETTINGS] if SETTINGS in app else None
+    if s is not None and s.scaleout.enabled and s.redis.url:  # several processes: count in Redis
+        from callcenter.keys import REDIS
+
+        limiter = ratelimit.SharedRateLimiter(limiter, s.redis.prefix, lambda: app.get(REDIS))
+    app[RATE_LIMITER] = limiter
     sync.setup(app)  # other processes reload what an admin changed (with Redis)
     app.router.add_get(PREFIX + "/openapi.json", openapi, name="api_openapi")
     for ep in ENDPOINTS:

@@ -1,0 +1,85 @@
+"""Scale-out: limits hold for the center as a whole, not per process. Two centers (two aiohttp
+apps) share one PostgreSQL and one Redis key prefix; the clocks are injected.
+
+- The API rate limit: a caller spreading requests over both processes gets the rate once
+  (the bucket is in Redis); with Redis unreachable each process limits on its own (never
+  everything refused, never unlimited).
+"""
+from __future__ import annotations
+
+from contextlib import AsyncExitStack, asynccontextmanager
+
+import aiohttp
+import pytest
+import redis.asyncio as aioredis
+
+from callcenter.api.routes import RATE_LIMITER
+from callcenter.app import build_store, init_app
+from callcenter.settings import load_settings
+from tests.callcenter.voice_harness import WEEKDAY_NOON_NY
+from tests.http import serve
+
+pytestmark = pytest.mark.timeout(60)
+
+
+class Clock:
+    def __init__(self, t: float = 1_800_000_000.0) -> None:
+        self.t = t
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def scaleout_env(redis_prefix: tuple[str, str], **extra: str) -> dict[str, str]:
+    url, prefix = redis_prefix
+    return {"CC_REDIS__URL": url, "CC_REDIS__PREFIX": prefix, "CC_SCALEOUT__ENABLED": "true",
+            "CC_SCALEOUT__LEASE_TTL_S": "2", "CC_CHAT__DEMO_SITE_PORT": "", **extra}
+
+
+@asynccontextmanager
+async def process(database, env):
+    app = init_app(load_settings(env=env), database=database, ivr_clock=lambda: WEEKDAY_NOON_NY)
+    async with serve(app) as base:
+        yield app, base
+
+
+async def test_the_api_rate_limit_holds_across_processes(database, redis_prefix) -> None:
+    if database.is_sqlite:
+        pytest.skip("several processes share PostgreSQL")
+    store = build_store(load_settings(env={}), database)
+    ada = await store.create_user("ada", "admin-password", roles=["admin"], display_name="Ada")
+    _t, one = await store.create_api_token(ada.id, "one", "admin")
+    _t, two = await store.create_api_token(ada.id, "two", "admin")
+    env = scaleout_env(redis_prefix, CC_WEB__API_RATE_PER_MINUTE="6", CC_WEB__API_BURST="3")
+    clock = Clock()
+    async with AsyncExitStack() as stack, aiohttp.ClientSession() as http:
+        a, base_a = await stack.enter_async_context(process(database, env))
+        b, base_b = await stack.enter_async_context(process(database, env))
+        for app in (a, b):
+            app[RATE_LIMITER].clock = clock
+
+        async def me(base: str, token: str) -> aiohttp.ClientResponse:
+            r = await http.get(base + "/api/v1/me", headers={"Authorization": f"Bearer {token}"})
+            await r.read()
+            return r
+
+        # 3 allowed in all (burst 3), wherever they land; per process it would be 3 each
+        assert [(await me(base, one)).status for base in (base_a, base_b, base_a)] == [200, 200, 200]
+        r = await me(base_b, one)
+        assert r.status == 429 and r.headers["Retry-After"] == "10"  # 6/min: one every 10 s
+        assert (await me(base_a, one)).status == 429
+        assert (await me(base_b, two)).status == 200  # another token has its own bucket
+        clock.t += 10  # one more request for the center, on either process
+        assert (await me(base_b, one)).status == 200
+        assert (await me(base_a, one)).status == 429
+        assert a[RATE_LIMITER].fallbacks == b[RATE_LIMITER].fallbacks == 0
+
+        # Redis unreachable: each process counts on its own (logged), neither refuses everything
+        dead = aioredis.from_url("redis://127.0.0.1:1", socket_connect_timeout=0.5)
+        stack.push_async_callback(dead.aclose)
+        for app in (a, b):
+            app[RATE_LIMITER].client = lambda: dead
+        clock.t += 1000
+        assert [(await me(base_a, one)).status for _ in range(4)] == [200, 200, 200, 429]
+        assert [(await me(base_b, one)).status for _ in range(4)] == [200, 200, 200, 429]
+        assert a[RATE_LIMITER].fallbacks == 4
