@@ -14,7 +14,29 @@ from crm_core.models import Base
 from crm_core.types import IdType
 
 
-class ReportContact(Base):
+class ContactMeasures:
+    """The counters every report_contacts* table sums, in the order of crm_core.reports.MEASURES
+    (SQLAlchemy puts a mixin's columns after the table's own key columns)."""
+
+    contacts: Mapped[int] = mapped_column(Integer, default=0)
+    offered: Mapped[int] = mapped_column(Integer, default=0)
+    answered: Mapped[int] = mapped_column(Integer, default=0)
+    answered_in_sl: Mapped[int] = mapped_column(Integer, default=0)
+    abandoned: Mapped[int] = mapped_column(Integer, default=0)
+    short_abandoned: Mapped[int] = mapped_column(Integer, default=0)
+    wait_answered_s: Mapped[float] = mapped_column(Float, default=0.0)
+    handled: Mapped[int] = mapped_column(Integer, default=0)
+    talk_s: Mapped[float] = mapped_column(Float, default=0.0)
+    wrap_s: Mapped[float] = mapped_column(Float, default=0.0)
+    transferred: Mapped[int] = mapped_column(Integer, default=0)
+    repeats: Mapped[int] = mapped_column(Integer, default=0)
+    fcr: Mapped[int] = mapped_column(Integer, default=0)
+    csat_sum: Mapped[int] = mapped_column(Integer, default=0)
+    csat_n: Mapped[int] = mapped_column(Integer, default=0)
+    csat_good: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class ReportContact(ContactMeasures, Base):
     """What the contacts that arrived in a slot came to, per queue, agent, team, channel, tier
     and disposition (sums; the ratios are computed when read)."""
 
@@ -27,25 +49,9 @@ class ReportContact(Base):
     channel: Mapped[str] = mapped_column(String(8), primary_key=True)
     tier: Mapped[str] = mapped_column(String(16), primary_key=True)
     disposition: Mapped[str] = mapped_column(String(64), primary_key=True)
-    contacts: Mapped[int] = mapped_column(Integer, default=0)
-    offered: Mapped[int] = mapped_column(Integer, default=0)
-    answered: Mapped[int] = mapped_column(Integer, default=0)
-    answered_in_sl: Mapped[int] = mapped_column(Integer, default=0)
-    abandoned: Mapped[int] = mapped_column(Integer, default=0)
-    short_abandoned: Mapped[int] = mapped_column(Integer, default=0)
-    wait_answered_s: Mapped[float] = mapped_column(Float, default=0.0)
-    handled: Mapped[int] = mapped_column(Integer, default=0)
-    talk_s: Mapped[float] = mapped_column(Float, default=0.0)
-    wrap_s: Mapped[float] = mapped_column(Float, default=0.0)
-    transferred: Mapped[int] = mapped_column(Integer, default=0)
-    repeats: Mapped[int] = mapped_column(Integer, default=0)
-    fcr: Mapped[int] = mapped_column(Integer, default=0)
-    csat_sum: Mapped[int] = mapped_column(Integer, default=0)
-    csat_n: Mapped[int] = mapped_column(Integer, default=0)
-    csat_good: Mapped[int] = mapped_column(Integer, default=0)
 
 
-class ReportContactHour(Base):
+class ReportContactHour(ContactMeasures, Base):
     """The same counters per hour (slot: floor(epoch / 3600)) without the disposition: what
     reports by hour, day or week read in time zones with whole-hour offsets (4x fewer rows)."""
 
@@ -57,25 +63,9 @@ class ReportContactHour(Base):
     team: Mapped[str] = mapped_column(String(64), primary_key=True)
     channel: Mapped[str] = mapped_column(String(8), primary_key=True)
     tier: Mapped[str] = mapped_column(String(16), primary_key=True)
-    contacts: Mapped[int] = mapped_column(Integer, default=0)
-    offered: Mapped[int] = mapped_column(Integer, default=0)
-    answered: Mapped[int] = mapped_column(Integer, default=0)
-    answered_in_sl: Mapped[int] = mapped_column(Integer, default=0)
-    abandoned: Mapped[int] = mapped_column(Integer, default=0)
-    short_abandoned: Mapped[int] = mapped_column(Integer, default=0)
-    wait_answered_s: Mapped[float] = mapped_column(Float, default=0.0)
-    handled: Mapped[int] = mapped_column(Integer, default=0)
-    talk_s: Mapped[float] = mapped_column(Float, default=0.0)
-    wrap_s: Mapped[float] = mapped_column(Float, default=0.0)
-    transferred: Mapped[int] = mapped_column(Integer, default=0)
-    repeats: Mapped[int] = mapped_column(Integer, default=0)
-    fcr: Mapped[int] = mapped_column(Integer, default=0)
-    csat_sum: Mapped[int] = mapped_column(Integer, default=0)
-    csat_n: Mapped[int] = mapped_column(Integer, default=0)
-    csat_good: Mapped[int] = mapped_column(Integer, default=0)
 
 
-class ReportContactDay(Base):
+class ReportContactDay(ContactMeasures, Base):
     """The same counters per day (slot: floor((epoch - shift h) / 86400)) without agent or
     disposition, kept for days starting at 0, 6, 12 and 18 h UTC: what long ranges read."""
 
@@ -87,25 +77,9 @@ class ReportContactDay(Base):
     team: Mapped[str] = mapped_column(String(64), primary_key=True)
     channel: Mapped[str] = mapped_column(String(8), primary_key=True)
     tier: Mapped[str] = mapped_column(String(16), primary_key=True)
-    contacts: Mapped[int] = mapped_column(Integer, default=0)
-    offered: Mapped[int] = mapped_column(Integer, default=0)
-    answered: Mapped[int] = mapped_column(Integer, default=0)
-    answered_in_sl: Mapped[int] = mapped_column(Integer, default=0)
-    abandoned: Mapped[int] = mapped_column(Integer, default=0)
-    short_abandoned: Mapped[int] = mapped_column(Integer, default=0)
-    wait_answered_s: Mapped[float] = mapped_column(Float, default=0.0)
-    handled: Mapped[int] = mapped_column(Integer, default=0)
-    talk_s: Mapped[float] = mapped_column(Float, default=0.0)
-    wrap_s: Mapped[float] = mapped_column(Float, default=0.0)
-    transferred: Mapped[int] = mapped_column(Integer, default=0)
-    repeats: Mapped[int] = mapped_column(Integer, default=0)
-    fcr: Mapped[int] = mapped_column(Integer, default=0)
-    csat_sum: Mapped[int] = mapped_column(Integer, default=0)
-    csat_n: Mapped[int] = mapped_column(Integer, default=0)
-    csat_good: Mapped[int] = mapped_column(Integer, default=0)
 
 
-class ReportContactAgentDay(Base):
+class ReportContactAgentDay(ContactMeasures, Base):
     """Per UTC day and agent (with team and queue for the scope): long ranges by agent."""
 
     __tablename__ = "report_contacts_agent_day"
@@ -114,25 +88,9 @@ class ReportContactAgentDay(Base):
     agent_id: Mapped[int] = mapped_column(IdType, primary_key=True)
     queue: Mapped[str] = mapped_column(String(64), primary_key=True)
     team: Mapped[str] = mapped_column(String(64), primary_key=True)
-    contacts: Mapped[int] = mapped_column(Integer, default=0)
-    offered: Mapped[int] = mapped_column(Integer, default=0)
-    answered: Mapped[int] = mapped_column(Integer, default=0)
-    answered_in_sl: Mapped[int] = mapped_column(Integer, default=0)
-    abandoned: Mapped[int] = mapped_column(Integer, default=0)
-    short_abandoned: Mapped[int] = mapped_column(Integer, default=0)
-    wait_answered_s: Mapped[float] = mapped_column(Float, default=0.0)
-    handled: Mapped[int] = mapped_column(Integer, default=0)
-    talk_s: Mapped[float] = mapped_column(Float, default=0.0)
-    wrap_s: Mapped[float] = mapped_column(Float, default=0.0)
-    transferred: Mapped[int] = mapped_column(Integer, default=0)
-    repeats: Mapped[int] = mapped_column(Integer, default=0)
-    fcr: Mapped[int] = mapped_column(Integer, default=0)
-    csat_sum: Mapped[int] = mapped_column(Integer, default=0)
-    csat_n: Mapped[int] = mapped_column(Integer, default=0)
-    csat_good: Mapped[int] = mapped_column(Integer, default=0)
 
 
-class ReportContactDispositionDay(Base):
+class ReportContactDispositionDay(ContactMeasures, Base):
     """Per UTC day and disposition (with team and queue for the scope): long ranges by disposition."""
 
     __tablename__ = "report_contacts_disposition_day"
@@ -141,22 +99,6 @@ class ReportContactDispositionDay(Base):
     disposition: Mapped[str] = mapped_column(String(64), primary_key=True)
     queue: Mapped[str] = mapped_column(String(64), primary_key=True)
     team: Mapped[str] = mapped_column(String(64), primary_key=True)
-    contacts: Mapped[int] = mapped_column(Integer, default=0)
-    offered: Mapped[int] = mapped_column(Integer, default=0)
-    answered: Mapped[int] = mapped_column(Integer, default=0)
-    answered_in_sl: Mapped[int] = mapped_column(Integer, default=0)
-    abandoned: Mapped[int] = mapped_column(Integer, default=0)
-    short_abandoned: Mapped[int] = mapped_column(Integer, default=0)
-    wait_answered_s: Mapped[float] = mapped_column(Float, default=0.0)
-    handled: Mapped[int] = mapped_column(Integer, default=0)
-    talk_s: Mapped[float] = mapped_column(Float, default=0.0)
-    wrap_s: Mapped[float] = mapped_column(Float, default=0.0)
-    transferred: Mapped[int] = mapped_column(Integer, default=0)
-    repeats: Mapped[int] = mapped_column(Integer, default=0)
-    fcr: Mapped[int] = mapped_column(Integer, default=0)
-    csat_sum: Mapped[int] = mapped_column(Integer, default=0)
-    csat_n: Mapped[int] = mapped_column(Integer, default=0)
-    csat_good: Mapped[int] = mapped_column(Integer, default=0)
 
 
 class ReportAgentTime(Base):
@@ -237,6 +179,17 @@ class ReportSubscription(Base):
     last_day: Mapped[str | None] = mapped_column(String(10), default=None)
 
 
+class ReportPending(Base):
+    """An ended interaction whose counters are not in the rollups yet (or must be added again
+    after a change): folded in batches, off the interaction's own write (crm_core/reports.py).
+    `marked`: epoch seconds when it was queued (the background folds only older ones)."""
+
+    __tablename__ = "report_pending"
+
+    interaction_id: Mapped[int] = mapped_column(IdType, primary_key=True, autoincrement=False)
+    marked: Mapped[float] = mapped_column(Float, default=0.0)
+
+
 __all__ = [
     "ReportAgentTime",
     "ReportAgentTimeDay",
@@ -248,5 +201,6 @@ __all__ = [
     "ReportCustomerCount",
     "ReportCustomerMove",
     "ReportCustomerState",
+    "ReportPending",
     "ReportSubscription",
 ]
