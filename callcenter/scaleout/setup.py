@@ -42,10 +42,15 @@ from crm_core.fencing import StaleToken
 
 log = logging.getLogger(__name__)
 SCALEOUT = web.AppKey("scaleout", object)
-# console messages about a call: when this process does not know the call, its owner may
+# console messages about a contact: when this process does not know the contact, its owner may
+# (a call belongs to the process of its FastAGI session, a chat to the one holding the widget, a
+# mail to the one that took it over SMTP; the agent's console may be on any process)
 CALL_MESSAGES = frozenset({"ack_offer", "decline_offer", "submit_wrapup", "answer", "hangup", "hold",
                            "retrieve", "transfer", "recording", "consult", "consult_complete",
-                           "consult_cancel", "consult_conference", "conference_leave", "escalate"})
+                           "consult_cancel", "consult_conference", "conference_leave", "escalate",
+                           "chat_accept", "chat_decline", "chat_send", "chat_typing", "chat_seen",
+                           "chat_end", "chat_wrapup", "chat_transfer", "chat_escalate",
+                           "email_accept", "email_reply", "email_done"})
 
 
 def routing_store(settings: Any) -> Any:
@@ -103,6 +108,7 @@ class ScaleOut:
         loop = asyncio.get_running_loop()
         hub = self.center.hub
         hub.remote = self
+        self.center.scaleout = self  # services take leases and claims through it (campaigns, sla, ...)
         self.center.forward = self.forward_decisions
         self.center.forward_console = self.forward_console
         self.tel.forward = self.forward_event
@@ -315,6 +321,15 @@ class ScaleOut:
             board = getattr(self.center, "wallboard", None)
             if board is not None:
                 board.receive(msg["e"])
+
+    async def claim_once(self, key: str, ttl_s: float = 60.0) -> bool:
+        """True for the one process of the center that claims `key` first (for `ttl_s`); Redis
+        away: True (the work is done by each process rather than by none)."""
+        try:
+            return bool(await self.client.set(f"{self.prefix}once:{key}", self.origin, nx=True,
+                                              px=max(1, int(ttl_s * 1000))))
+        except (RedisError, OSError):
+            return True
 
     async def _claim_alert(self, key: str) -> bool:
         """A wallboard alert is stored and sent once for the center: by the process that claims
