@@ -309,6 +309,10 @@ class VoiceService:
         self._forget(call)
 
     # ------------------------------------------------------------------ AGI: after the dial
+    # async (session, interaction id, DIALSTATUS) -> bool: continue a call another process held
+    # (several processes: scaleout/setup.py sets it to voice_resume.continue_call)
+    adopt: Callable[[AgiSession, int, str], Awaitable[bool]] | None = None
+
     async def agi_after_dial(self, session: AgiSession) -> None:
         iid = await self._interaction_id(session)
         call = self.calls.get(iid) if iid is not None else None
@@ -323,6 +327,9 @@ class VoiceService:
             else:
                 await session.set_variable("ROUTE_TO", "")  # no survey: the dialplan hangs up, never redials
             return
+        if call is None and iid is not None and self.adopt is not None \
+                and await self.adopt(session, iid, status or "NOANSWER"):
+            return  # another process held the call: continued here (voice_resume.py)
         if call is None:
             await session.set_variable("ROUTE_TO", "")  # nothing more to dial (never redial a stale target)
             return
