@@ -14,11 +14,21 @@ Agents who join are not-ready for inbound routing (reason `campaign`) until they
 dial passes the rules (dialer_rules.py) first; a stopped or paused campaign dials nothing more.
 Supervisors control campaigns (`campaign_control`) and watch their progress (`campaign_watch` ->
 `campaign_progress`).
+
+Several processes (scale-out, `center.scaleout` set): exactly one process dials a progressive or
+predictive campaign at a time. It needs the AMI connection (the dialer listens to the PBX's
+events), so the AMI leader dials, and it holds the lease ``campaign:<id>`` (scaleout/lease.py)
+while it does; a start on another process only marks the campaign running, and the leader picks
+it up (`adopt`, every poll). Each round the holder re-reads the campaign (a pause or stop on any
+process is seen) and renews its lease; if it cannot (lease lost, AMI lost), it places nothing
+more, lets the calls in the air end (their outcomes are recorded by the hooks, once) and lets go.
+When the holder dies its lease expires and the new AMI leader takes the campaign over.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import time
@@ -26,6 +36,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
+
+from redis.exceptions import RedisError
 
 from callcenter.facade import MessageRefused, WebUser
 from callcenter.services.dialer import Dial, Dialer
@@ -69,6 +81,7 @@ class Run:
         self.dialer: Dialer | None = None
         self.wake = asyncio.Event()
         self.task: asyncio.Task[None] | None = None
+        self.lease: Any = None  # scale-out: this process's lease on dialing the campaign
 
     @property
     def status(self) -> str:
@@ -158,8 +171,13 @@ class CampaignService:
         self._pending_progress: set[int] = set()
         self.email: Any = None  # EmailCampaigns (email_campaigns.py), set by install()
         self._tasks: set[asyncio.Task[Any]] = set()
+        self.wall: Callable[[], float] = time.time  # lease times: the center's common time base
+        self._adopter: asyncio.Task[None] | None = None
 
     async def close(self) -> None:
+        if self._adopter is not None:
+            self._adopter.cancel()
+            await asyncio.gather(self._adopter, return_exceptions=True)
         for run in list(self.runs.values()):
             await self._halt(run)
         for t in list(self._tasks):
@@ -193,7 +211,11 @@ class CampaignService:
         run.campaign = await self.store.set_status(campaign_id, new)  # stop: nothing stays claimed
         await self.crm_audit(by, f"campaign_{action}", campaign_id)
         if new == "running":
-            self._start(run)
+            if self._shared() is None or run.campaign.mode not in ("progressive", "predictive"):
+                self._start(run)
+            elif self._can_dial() and await self._hold(run):
+                self._start(run)
+            # else: another process dials it (the AMI leader picks it up: adopt)
         else:
             run.wake.set()  # the loop sees the status at once and dials nothing more
         self.progress_soon(run)
@@ -234,11 +256,109 @@ class CampaignService:
             await asyncio.gather(run.task, return_exceptions=True)
         if run.dialer is not None:
             await run.dialer.close()
+        if run.lease is not None:
+            await run.lease.release()
+
+    # ------------------------------------------------------------------ scale-out: one dialer
+    def _shared(self) -> Any:
+        return getattr(self.center, "scaleout", None)
+
+    def _can_dial(self) -> bool:
+        """This process holds the PBX connection itself (not the proxy to the AMI leader)."""
+        ami = self.voice.ami
+        return ami is not None and hasattr(ami, "subscribe")
+
+    async def _hold(self, run: Run) -> bool:
+        """Take or renew this process's lease on dialing `run` (True: dial). Without scale-out:
+        always. Redis away: only while the lease taken is surely still live."""
+        so = self._shared()
+        if so is None:
+            return True
+        from callcenter.scaleout.lease import Lease
+
+        if run.lease is None:
+            run.lease = Lease(so.client, so.prefix, f"campaign:{run.campaign.id}", so.origin,
+                              so.settings.scaleout.lease_ttl_s)
+        lease, now = run.lease, self.wall()
+        try:
+            if lease.token and await lease.renew(now):
+                return True
+            return bool(await lease.acquire(now))
+        except (RedisError, OSError) as e:
+            log.warning("campaign %s: lease not renewed (%s)", run.campaign.id, e)
+            return bool(lease.token) and now < lease.until - lease.ttl_s / 2
+
+    async def adopt(self) -> list[int]:
+        """Scale-out, on the process holding the AMI connection: start dialing the running
+        progressive/predictive campaigns nobody dials (started elsewhere, or their holder died).
+        Returns the campaigns taken."""
+        if self._shared() is None or not self._can_dial():
+            return []
+        taken = []
+        for camp in await self.store.all():
+            if camp.status != "running" or camp.mode not in ("progressive", "predictive"):
+                continue
+            run = self.runs.get(camp.id)
+            if run is not None and run.task is not None and not run.task.done():
+                continue
+            run = await self.run_of(camp.id)
+            run.campaign = camp
+            if await self._hold(run):
+                if run.dialer is not None and run.dialer.ami is not self.voice.ami:
+                    await run.dialer.close()  # of an earlier AMI connection
+                    run.dialer = None
+                self._start(run)
+                taken.append(camp.id)
+                log.info("campaign %s: dialled by this process from now on", camp.id)
+        return taken
+
+    def start_adopting(self, every_s: float = 2.0) -> None:
+        async def loop() -> None:
+            while True:
+                try:
+                    await self.adopt()
+                except asyncio.CancelledError:
+                    raise
+                except Exception:  # noqa: BLE001 - the next pass tries again
+                    log.exception("campaign adoption failed")
+                await asyncio.sleep(every_s)
+
+        if self._adopter is None:
+            self._adopter = asyncio.get_running_loop().create_task(loop())
+
+    async def _still_mine(self, run: Run) -> bool:
+        """Scale-out, every round: the campaign as stored (paused or stopped anywhere), and this
+        process still the one that dials it."""
+        with contextlib.suppress(CrmError, OSError):
+            fresh = await self.store.get(run.campaign.id)
+            if fresh.status != run.campaign.status:
+                run.campaign = fresh
+        dialer = run.dialer
+        return (run.status == "running" and dialer is not None and self._can_dial()
+                and dialer.ami is self.voice.ami and await self._hold(run))
+
+    async def _let_go(self, run: Run) -> None:
+        """Stop dialing here: the calls in the air end first (their outcomes are recorded here),
+        unless the PBX connection they were placed on is gone."""
+        dialer = run.dialer
+        while dialer is not None and dialer.in_air and dialer.ami is self.voice.ami:
+            await asyncio.sleep(self.poll_s)
+        if dialer is not None and run.dialer is dialer:
+            run.dialer = None
+            await dialer.close()
+        if run.lease is not None:
+            await run.lease.release()
+        log.info("campaign %s: no longer dialled by this process", run.campaign.id)
 
     async def _loop(self, run: Run) -> None:
         """Progressive/predictive: place what the pacing asks, every change or poll."""
         while run.status == "running":
             try:
+                if self._shared() is not None and not await self._still_mine(run):
+                    if run.status == "running":  # another process dials it now
+                        await self._let_go(run)
+                        return
+                    break
                 if run.dialer is not None:
                     n = run.dialer.wanted()
                     if n > 0:
@@ -694,6 +814,9 @@ def install(center: Any, settings: Any = None, **kw: Any) -> CampaignService:
     svc.email = EmailCampaigns(center, base_url=str(base))
     center.campaigns = svc
     center.console.handlers.update(svc.handlers())
+    scaleout = getattr(settings, "scaleout", None)
+    if scaleout is not None and scaleout.enabled and settings.redis.url:
+        svc.start_adopting()  # the AMI leader dials the running campaigns (docs/campaigns.md)
     return svc
 
 

@@ -15,7 +15,12 @@ import redis.asyncio as aioredis
 
 from callcenter.api.routes import RATE_LIMITER
 from callcenter.app import build_store, init_app
+from callcenter.asterisk.simulator import Simulator
+from callcenter.keys import CENTER, TELEPHONY
+from callcenter.scaleout.setup import SCALEOUT
 from callcenter.settings import load_settings
+from crm_core.campaigns import CampaignStore
+from tests.callcenter.scaleout.test_two_processes import until
 from tests.callcenter.voice_harness import WEEKDAY_NOON_NY
 from tests.http import serve
 
@@ -83,3 +88,69 @@ async def test_the_api_rate_limit_holds_across_processes(database, redis_prefix)
         assert [(await me(base_a, one)).status for _ in range(4)] == [200, 200, 200, 429]
         assert [(await me(base_b, one)).status for _ in range(4)] == [200, 200, 200, 429]
         assert a[RATE_LIMITER].fallbacks == 4
+
+
+# ---------------------------------------------------------------------------------- campaigns
+def ami_env(redis_prefix: tuple[str, str], sim) -> dict[str, str]:
+    return scaleout_env(redis_prefix, CC_AMI__ENABLED="true", CC_AMI__HOST="127.0.0.1",
+                        CC_AMI__PORT=str(sim.ami_port), CC_AMI__USERNAME="cc", CC_AMI__SECRET="secret",
+                        CC_CALLBACKS__POLL_S="0")
+
+
+async def _lease_owner(app, campaign_id: int) -> str | None:
+    so = app[SCALEOUT]
+    owner = await so.client.hget(f"{so.prefix}lease:campaign:{campaign_id}", "owner")
+    return owner.decode() if isinstance(owner, bytes) else owner
+
+
+def _dialing(app, campaign_id: int) -> bool:
+    run = app[CENTER].campaigns.runs.get(campaign_id)
+    return run is not None and run.dialer is not None and run.task is not None and not run.task.done()
+
+
+async def test_one_process_dials_a_campaign_and_the_next_leader_takes_it_over(database, redis_prefix):
+    if database.is_sqlite:
+        pytest.skip("several processes share PostgreSQL")
+    cs = CampaignStore(database)
+    camp = await cs.create(name="winback", mode="progressive", script="Hello {name}",
+                           dispositions=["sale", "no_sale"], schedule={"hours": ["09:00", "20:00"]})
+    async with Simulator(time_scale=0.05, ami_users={"cc": "secret"}) as sim, \
+            AsyncExitStack() as stack_a, AsyncExitStack() as stack_b:
+        env = ami_env(redis_prefix, sim)
+        a, _ = await stack_a.enter_async_context(process(database, env))
+        b, _ = await stack_b.enter_async_context(process(database, env))
+        for app in (a, b):
+            app[CENTER].campaigns.poll_s = 0.05
+
+        async def one_leader() -> bool:
+            return [app[SCALEOUT].ami_token > 0 and app[TELEPHONY].ami is not None
+                    for app in (a, b)].count(True) == 1
+        await until(one_leader)
+        leader, other, leader_stack = (a, b, stack_a) if a[SCALEOUT].ami_token else (b, a, stack_b)
+
+        # a start on the process without the PBX connection only marks the campaign running
+        await other[CENTER].campaigns.control(camp.id, "start", by="sup")
+        assert not _dialing(other, camp.id)
+        assert await other[CENTER].campaigns.adopt() == []  # it cannot dial: no AMI here
+        # the AMI leader picks it up, under the campaign's lease
+        await until(lambda: _true(_dialing(leader, camp.id)))
+        assert await _lease_owner(leader, camp.id) == leader[SCALEOUT].origin
+        # the lease is held: no other process could dial it too
+        orun = other[CENTER].campaigns.runs[camp.id]
+        assert await other[CENTER].campaigns._hold(orun) is False
+        # a pause on the other process stops the leader's dialing (it reads the stored status)
+        await other[CENTER].campaigns.control(camp.id, "pause", by="sup")
+        await until(lambda: _true(not _dialing(leader, camp.id)))
+        await other[CENTER].campaigns.control(camp.id, "resume", by="sup")
+        await until(lambda: _true(_dialing(leader, camp.id)))
+        assert not _dialing(other, camp.id)
+
+        # the leader goes away: the other process becomes the AMI leader and dials the campaign
+        await leader_stack.aclose()
+        await until(lambda: _true(other[SCALEOUT].ami_token > 0 and other[TELEPHONY].ami is not None))
+        await until(lambda: _true(_dialing(other, camp.id)))
+        assert await _lease_owner(other, camp.id) == other[SCALEOUT].origin
+
+
+async def _true(v: bool) -> bool:
+    return v
