@@ -12,7 +12,6 @@ consumer died between its write and its XACK) is skipped, so each entry is writt
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
-from datetime import datetime
 from typing import Any, TypeVar
 
 from sqlalchemy import insert, select, update
@@ -23,8 +22,7 @@ from crm_core.db import Database
 from crm_core.enums import InteractionState
 from crm_core.errors import CrmError
 from crm_core.fencing_models import Fence
-from crm_core.interactions import STAMPS, TERMINAL, TRANSITIONS
-from crm_core.models import Interaction, InteractionEvent
+from crm_core.interactions import TERMINAL
 from crm_core.types import utcnow
 
 T = TypeVar("T")
@@ -89,64 +87,12 @@ async def fence_token(db: Database, name: str) -> int:
 
 
 # ---- interaction writes as data (what the outbox carries) ------------------------------------------
-async def apply_interaction_op(s: AsyncSession, op: Mapping[str, Any]) -> int | None:
-    """Apply one interaction write, keyed by its PBX/provider id (`external_id`), so that the
-    outbox can carry it before the database has given the interaction its id.
+async def apply_interaction_op(s: AsyncSession, op: Mapping[str, Any], store: Any = None) -> int | None:
+    """Apply one interaction write carried by the outbox (crm_core/outbox_ops.py lists the ops),
+    keyed by its interaction id or its PBX/provider id (`external_id`). Returns the interaction id."""
+    from crm_core.outbox_ops import apply_op
 
-    `open`: create it unless one with this external_id exists. `state`: move it (a transition
-    the lifecycle does not allow, e.g. out of a final state, is skipped and logged on the
-    timeline as not ok). `event`: append a timeline event. Returns the interaction id."""
-    kind = op["op"]
-    at = datetime.fromisoformat(op["at"]) if op.get("at") else utcnow()
-    if op.get("interaction_id") is not None:  # a write buffered while the database was away
-        ext = str(op.get("external_id") or "")
-        found = await s.get(Interaction, int(op["interaction_id"]))
-    else:
-        ext = str(op["external_id"])
-        found = (await s.execute(select(Interaction).where(Interaction.external_id == ext)
-                                 .order_by(Interaction.id.desc()).limit(1))).scalar_one_or_none()
-    if kind == "open":
-        if found is not None:
-            return found.id
-        state = op.get("state", "new")
-        i = Interaction(channel=op.get("channel", "voice"), direction=op.get("direction", "inbound"),
-                        state=state, external_id=ext, from_address=op.get("from"),
-                        queue=op.get("queue"), skills={}, ivr_path=[], escalation_steps=[],
-                        created_at=at, updated_at=at)
-        s.add(i)
-        await s.flush()
-        s.add(InteractionEvent(interaction_id=i.id, at=at, kind="opened",
-                               data={"channel": i.channel, "direction": i.direction, "state": state,
-                                     "via": "outbox"}))
-        return i.id
-    if found is None:
-        raise CrmError(f"outbox: no interaction {ext!r} for {kind!r}")
-    if kind == "state":
-        new, cur = InteractionState(op["state"]), InteractionState(found.state)
-        ok = new in TRANSITIONS[cur]
-        if ok:
-            found.state = new.value
-            stamp = STAMPS.get(new)
-            if stamp and getattr(found, stamp) is None:
-                setattr(found, stamp, at)
-            if op.get("agent_id") is not None:
-                found.agent_id = int(op["agent_id"])
-            if op.get("queue") is not None:
-                found.queue = str(op["queue"])
-            found.updated_at = at
-        s.add(InteractionEvent(interaction_id=found.id, at=at, kind="state", ok=ok,
-                               data={**dict(op.get("data") or {}), "from": cur.value, "to": new.value,
-                                     "via": "outbox",
-                                     **({} if ok else {"refused": "transition not allowed"})}))
-        for ev_kind, ev_data in op.get("events") or ():
-            s.add(InteractionEvent(interaction_id=found.id, at=at, kind=str(ev_kind)[:64],
-                                   data=dict(ev_data or {})))
-        return found.id
-    if kind == "event":
-        s.add(InteractionEvent(interaction_id=found.id, at=at, kind=str(op["kind"])[:64],
-                               ok=bool(op.get("ok", True)), data=dict(op.get("data") or {})))
-        return found.id
-    raise CrmError(f"outbox: unknown op {kind!r}")
+    return await s.run_sync(lambda sync: apply_op(sync, op, store))
 
 
 def is_final(state: str) -> bool:

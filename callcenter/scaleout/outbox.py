@@ -1,9 +1,10 @@
 """The interaction outbox: interaction writes go to Redis Streams first, and are written to the
 database in order by exactly one process, so a database outage delays writes but loses none.
 
-- `Outbox.put(op)` appends one write (crm_core.fencing.apply_interaction_op: open / state /
-  event, keyed by the interaction's external id) to partition ``crc32(external_id) % P``: one
-  call's writes stay in one stream, in order.
+- `Outbox.put(op)` appends one write (crm_core/outbox_ops.py: open, state, event, update, link,
+  disposition, survey, ticket; keyed by the interaction's id or its external id) to partition
+  ``crc32(key) % P`` (``key``: ``i<interaction id>``, else the external id): one interaction's
+  writes stay in one stream, in order.
 - Each process runs an `OutboxWorker`. A partition is worked by the holder of its lease
   (lease.Lease, ``outbox:<p>``) as a consumer of the stream's consumer group: entries are read
   with XREADGROUP, written (crm_core.fencing.fenced_write: in one transaction with the
@@ -23,12 +24,12 @@ import json
 import logging
 import time
 import zlib
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from functools import partial
 from typing import Any
 
 from redis.exceptions import RedisError, ResponseError
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalError
 
 from callcenter.scaleout.lease import Lease
 from crm_core.db import Database
@@ -38,6 +39,7 @@ from crm_core.fencing import StaleToken, apply_interaction_op, fenced_write
 log = logging.getLogger(__name__)
 GROUP = "writers"
 DB_DOWN = (OperationalError, DBAPIError, OSError, ConnectionError, asyncio.TimeoutError)
+REFUSED = (CrmError, ValueError, KeyError, TypeError, IntegrityError, DataError)  # for good: not retried
 
 
 def _s(v: Any) -> str:
@@ -47,6 +49,9 @@ def _s(v: Any) -> str:
 class Outbox:
     def __init__(self, client: Any, prefix: str, partitions: int = 4) -> None:
         self.client, self.prefix, self.partitions = client, prefix, partitions
+        self.store: Any = None  # a CrmStore (buffered.py sets it): the writer uses its rules
+        # jobs that run alongside this process's writer (buffered.py: keeping interaction ids reserved)
+        self.background: list[Callable[[], Awaitable[None]]] = []
 
     def stream(self, p: int) -> str:
         return f"{self.prefix}outbox:{p}"
@@ -56,7 +61,7 @@ class Outbox:
 
     async def put(self, op: Mapping[str, Any]) -> str:
         """Append one interaction write; returns its entry id. Raises if Redis is unavailable."""
-        p = self.partition(str(op["external_id"]))
+        p = self.partition(str(op.get("key") or op["external_id"]))
         return _s(await self.client.xadd(self.stream(p), {"op": json.dumps(dict(op))}))
 
     async def backlog(self) -> int:
@@ -82,9 +87,11 @@ class OutboxWorker:
         self.skipped = 0
         self.db_down = False  # metrics: is this worker waiting for the database now
         self.on_written: list[Callable[[str, Mapping[str, Any]], None]] = []
+        self.store: Any = None  # a CrmStore (else the outbox's): re-derives a customer's activity
 
     async def run(self) -> None:
-        await asyncio.gather(*(self._partition(p) for p in range(self.outbox.partitions)))
+        await asyncio.gather(*(self._partition(p) for p in range(self.outbox.partitions)),
+                             *(job() for job in self.outbox.background))
 
     async def _partition(self, p: int) -> None:
         client = self.outbox.client
@@ -171,8 +178,8 @@ class OutboxWorker:
         while True:
             try:
                 op = json.loads(_s(raw))
-                wrote, _ = await fenced_write(self.db, f"outbox:{p}", lease.token,
-                                              partial(apply_op, op=op), entry_id=entry_id)
+                write = partial(apply_op, op=op, store=self.store or self.outbox.store)
+                wrote, _ = await fenced_write(self.db, f"outbox:{p}", lease.token, write, entry_id=entry_id)
                 self.db_down = False
                 if wrote:
                     self.written += 1
@@ -185,7 +192,7 @@ class OutboxWorker:
                 log.warning("outbox %d: lease lost to a newer holder; stopping", p)
                 lease.token = 0
                 return False
-            except (CrmError, ValueError, KeyError, TypeError) as e:
+            except REFUSED as e:
                 log.error("outbox %d: entry %s refused (%s); moved to outbox:dead", p, entry_id, e)
                 await client.xadd(f"{self.outbox.prefix}outbox:dead",
                                   {"op": _s(raw), "entry": entry_id, "error": str(e)[:500]})
@@ -204,5 +211,5 @@ class OutboxWorker:
         return True
 
 
-async def apply_op(s: Any, *, op: Mapping[str, Any]) -> int | None:
-    return await apply_interaction_op(s, op)
+async def apply_op(s: Any, *, op: Mapping[str, Any], store: Any = None) -> int | None:
+    return await apply_interaction_op(s, op, store)

@@ -125,3 +125,109 @@ async def test_outbox_writes_in_order_once_and_a_dead_consumers_entries_are_clai
     assert sorted(r.external_id for r in rows) == sorted(ids)
     assert {r.state for r in rows} == {"ended"} and not refused  # in order: no refused transition
     assert worker.written == 60
+
+
+# ---- BufferedWrites: a whole call while the database is away, written afterwards -----------------
+async def test_a_call_opened_and_wrapped_up_during_an_outage_is_written_afterwards(redis_prefix):
+    """The store's database is unreachable (a closed port: real connection refusals): the call
+    opens with a reserved id, every write (states, IVR path, wrap-up, ticket, survey) goes to the
+    outbox, and the outbox's writer, on the database once it is back, writes them in order; the
+    caller, unidentified during the outage, is identified by the phone number when written."""
+    from callcenter.scaleout.buffered import BufferedWrites, CrmUnavailable
+    from crm_core.db import Database
+    from crm_core.models import SurveyResult, Ticket, ticket_interactions
+    from crm_core.store import CrmStore
+    from tests.callcenter.voice_harness import REGULAR_PHONE, seed_people
+    from tests.conftest import need_postgres, unique_name
+    from tests.faults.cluster import free_port
+
+    url, prefix = redis_prefix
+    pg, schema = need_postgres(), unique_name()
+    up = Database(pg, schema=schema)
+    await up.upgrade()
+    client = aioredis.from_url(url)
+    dead_port = free_port()
+    down = Database(pg.replace("127.0.0.1:5432", f"127.0.0.1:{dead_port}"), schema=schema)
+    try:
+        live = CrmStore(up)
+        people = await seed_people(live)
+        agent = await live.get_user("agent1")
+        before = await live.open_interaction("voice", "inbound", external_id="L0", state="queued")
+        box = Outbox(client, prefix, partitions=2)
+        store = CrmStore(down)  # this process's store: its database is away
+        buf = BufferedWrites(store, box, reserve=5, reserve_tickets=2)
+        buf.install()
+        for block in (buf.ids, buf.ticket_ids):
+            block.db = up  # reserved while the database was up
+            await block.fill()
+        reserved = list(buf.ids.ids)
+        assert len(reserved) == 5 and min(reserved) > before.id
+
+        # the call that was answered before the outage ends during it
+        await store.set_state(before.id, "answered", agent_id=agent.id)
+        await store.set_state(before.id, "ended", events=(("hangup", {"who": "caller"}),))
+        await store.set_disposition(before.id, "resolved", "during the outage", agent_id=agent.id)
+        await store.set_state(before.id, "wrapup_done", agent_id=agent.id)
+
+        # a call that starts during the outage
+        i = await store.open_interaction("voice", "inbound", None, external_id="L1",
+                                         from_address=REGULAR_PHONE,
+                                         events=(("arrive", {"caller": REGULAR_PHONE}),))
+        assert i.id == reserved[0]
+        with pytest.raises(CrmUnavailable):
+            await store.identify(phone=REGULAR_PHONE)
+        await store.set_state(i.id, "ivr")
+        await store.update_interaction(i.id, ivr_path=[{"node": "menu"}], events=(("ivr", {"ok": 1}),))
+        await store.set_state(i.id, "queued", queue="support", events=(("queue", {"queue": "support"}),))
+        await store.set_state(i.id, "offered", agent_id=agent.id)
+        await store.set_state(i.id, "answered", agent_id=agent.id, events=(("answer", {}),))
+        await store.set_state(i.id, "ended", events=(("hangup", {"who": "agent"}),))
+        await store.set_disposition(i.id, "resolved", "wrapped up during the outage", agent_id=agent.id)
+        t = await store.create_ticket(people["regular"].id, "inquiry", "Call back about the bill",
+                                      interaction_ids=[i.id])
+        assert t.number.startswith("T-") and t.status == "open"
+        await store.set_state(i.id, "wrapup_done", agent_id=agent.id)
+        await store.append_event(i.id, "wrapup", data={"disposition": "resolved", "ticket": t.number})
+        # another process (the database back for it) records the survey: the interaction is not
+        # written yet, so its survey queues behind the outbox's entries
+        other = CrmStore(up)
+        BufferedWrites(other, Outbox(client, prefix, partitions=2), reserve=0).install()
+        await other.record_survey(5, interaction_id=i.id, channel="voice", events=(("survey", {"score": 5}),))
+
+        worker = OutboxWorker(box, up, "w1", block_ms=50)
+        task = asyncio.get_running_loop().create_task(worker.run())
+        try:
+            for _ in range(400):
+                if await box.backlog() == 0:
+                    break
+                await asyncio.sleep(0.05)
+            assert await box.backlog() == 0
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        assert not await client.xlen(f"{prefix}outbox:dead")
+        got = await live.get_interaction(i.id)
+        assert (got.external_id, got.state, got.customer_id) == ("L1", "wrapup_done", people["regular"].id)
+        assert (got.disposition_code, got.csat_score, got.queue, got.agent_id) == ("resolved", 5, "support",
+                                                                                   agent.id)
+        assert got.answered_at and got.ended_at and got.wrapup_done_at and got.ivr_path == [{"node": "menu"}]
+        kinds = [(e.kind, e.ok) for e in await live.timeline(i.id)]
+        assert [k for k, _ in kinds] == [
+            "opened", "arrive", "identify", "state", "ivr", "state", "queue", "state", "state",
+            "answer", "state", "hangup", "disposition", "ticket", "state", "wrapup", "csat", "survey"], kinds
+        assert all(ok for _, ok in kinds), kinds
+        b = await live.get_interaction(before.id)
+        assert (b.state, b.disposition_code, b.notes) == ("wrapup_done", "resolved", "during the outage")
+        async with up.session() as s:
+            ticket = (await s.execute(select(Ticket).where(Ticket.number == t.number))).scalar_one()
+            linked = (await s.execute(select(ticket_interactions.c.interaction_id).where(
+                ticket_interactions.c.ticket_id == ticket.id))).scalars().all()
+            surveys = (await s.execute(select(SurveyResult).where(
+                SurveyResult.interaction_id == i.id))).scalars().all()
+        assert ticket.id == t.id and linked == [i.id] and ticket.sla_due_at is not None
+        assert [(r.score, r.customer_id) for r in surveys] == [(5, people["regular"].id)]
+    finally:
+        await client.aclose()
+        await down.close()
+        await up.drop_schema()
+        await up.close()
