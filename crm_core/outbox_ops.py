@@ -25,6 +25,7 @@ from typing import Any
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
+from crm_core import reports
 from crm_core.enums import InteractionState
 from crm_core.errors import CrmError
 from crm_core.interactions import STAMPS, TERMINAL, TRANSITIONS
@@ -38,7 +39,6 @@ from crm_core.models import (
     Ticket,
     ticket_interactions,
 )
-from crm_core.reports import rollup_interaction_sync
 from crm_core.types import utcnow
 
 S = InteractionState
@@ -145,9 +145,8 @@ def _state(s: Session, i: Interaction, op: Mapping[str, Any], at: datetime, _sto
             "via": "outbox", **({} if ok else {"refused": "transition not allowed"})}
     _event(s, i, at, "state", data, ok=ok)
     _events(s, i, at, op)
-    if ok and new in TERMINAL:  # the reports' rollup, as the store does
-        s.flush()
-        rollup_interaction_sync(s, i.id)
+    if ok and new in TERMINAL:
+        _ended(s, i)
 
 
 def _append(s: Session, i: Interaction, op: Mapping[str, Any], at: datetime, _store: Any) -> None:
@@ -173,18 +172,35 @@ def _link(s: Session, i: Interaction, op: Mapping[str, Any], at: datetime, store
     _activity(s, store, c, at)
 
 
+# the reports' rollups, as the store keeps them: an ended interaction queued to be folded in
+# (crm_core/reports.py mark_pending_sync), or, without that queue, added in the same transaction
+def _ended(s: Session, i: Interaction) -> None:
+    mark = getattr(reports, "mark_pending_sync", None)
+    s.flush()
+    if mark is not None:
+        mark(s, i.id)
+    else:
+        reports.rollup_interaction_sync(s, i.id)
+
+
 def _rolled_out(s: Session, i: Interaction) -> bool:
+    """An ended interaction about to change: its counters leave the rollups (True: add them again
+    after the change with _rolled_in; False: nothing to do, or it is queued to be folded again)."""
     if S(i.state) not in TERMINAL:
         return False
     s.flush()
-    rollup_interaction_sync(s, i.id, -1)
+    change = getattr(reports, "change_ended_sync", None)
+    if change is not None:
+        change(s, i.id)
+        return False
+    reports.rollup_interaction_sync(s, i.id, -1)
     return True
 
 
 def _rolled_in(s: Session, i: Interaction, rolled: bool) -> None:
     if rolled:
         s.flush()
-        rollup_interaction_sync(s, i.id)
+        reports.rollup_interaction_sync(s, i.id)
 
 
 def _disposition(s: Session, i: Interaction, op: Mapping[str, Any], at: datetime, _store: Any) -> None:
