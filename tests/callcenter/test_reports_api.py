@@ -21,66 +21,24 @@ from callcenter.settings import load_settings
 from crm_core import reports as R
 from tests.callcenter.email.harness import sink_server
 from tests.callcenter.voice_harness import running_center, seed_people
-from tests.crm_core.test_reports import FIELDS, UTC_DAYS, T, _contact
+from tests.report_data import FIELDS, UTC_DAYS, T, add_agents, add_contacts
 
 pytestmark = pytest.mark.timeout(120)
 
 
 async def scripted(store: Any) -> dict[str, Any]:
-    """The data set of tests/crm_core/test_reports.py (C1..C5), with the shipped catalog."""
+    """The data set of tests/report_data.py (C1..C5), with the shipped catalog."""
     await seed_people(store, agents=0)
-    await store.create_team("north")
-    await store.create_team("south")
-    a1 = await store.create_user("a1", "agent-password-1", team="north")
-    a2 = await store.create_user("a2", "agent-password-2", team="south")
+    ids = await add_agents(store)
     await store.upsert_queue("support", teams=["north"])
-    vip = await store.create_customer("Vera Vip", tier_override="vip", phones=["+12025550101"])
-    reg = await store.create_customer("Rob Regular", phones=["+12025550102"])
-    await _contact(
-        store,
-        cust=vip.id,
-        at=T(11, 10, 23, 50),
-        wait=10,
-        talk=900,
-        wrap=60,
-        agent=a1.id,
-        dispo="resolved",
-        dispo_after=True,
-        csat=5,
-    )
-    await _contact(
-        store,
-        cust=reg.id,
-        at=T(11, 11, 0, 10),
-        wait=30,
-        talk=300,
-        wrap=30,
-        agent=a2.id,
-        dispo="follow_up",
-        transfers=2,
-        csat=2,
-    )
-    await _contact(store, cust=reg.id, at=T(11, 11, 0, 20), wait=3, abandon=True)
-    await _contact(store, cust=reg.id, at=T(11, 11, 0, 30), wait=60, abandon=True)
-    await _contact(
-        store,
-        cust=vip.id,
-        at=T(11, 11, 5, 10),
-        wait=5,
-        talk=100,
-        wrap=20,
-        agent=a1.id,
-        dispo="resolved",
-        channel="chat",
-        queue="support",
-    )
+    ids = await add_contacts(store, ids, dst=False)
     ada = await store.create_user("ada", "admin-password", roles=["admin"])
     sue = await store.create_user("sue", "super-password", roles=["supervisor"], team="north")
     ann = await store.create_user("ann", "agent-password", roles=["agent"], team="north")
     tokens = {}
     for u, role in ((ada, "admin"), (sue, "supervisor"), (ann, "agent")):
         tokens[role] = (await store.create_api_token(u.id, "test", role))[1]
-    return {"vip": vip.id, "reg": reg.id, "a1": a1.id, "sue": sue.id, "tokens": tokens}
+    return {"vip": ids["vip"], "reg": ids["reg"], "a1": ids["a1"], "sue": sue.id, "tokens": tokens}
 
 
 async def test_api_serves_the_same_figures_as_json_and_csv(database) -> None:
