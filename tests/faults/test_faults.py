@@ -303,6 +303,69 @@ async def test_postgres_restart_mid_call_buffers_the_writes_and_loses_none(serve
         await agent.close()
 
 
+# ---- PostgreSQL outage mid-traffic: calls start, end and are wrapped up while it is down ----------------
+async def test_postgres_outage_mid_traffic_calls_opened_and_wrapped_up_during_it_are_all_logged(servers):
+    """PostgreSQL stops (a crash) with a call in progress; calls arrive while it is down: each is
+    opened with a reserved interaction id, routed as usual (not to the PBX's fallback queue),
+    answered, and wrapped up by its agent, all through the outbox. Once PostgreSQL is back,
+    every call the PBX saw has exactly one interaction with its whole timeline, disposition and
+    final state; the unidentified callers are identified when their interactions are written."""
+    async with center(servers, agents=2) as c:
+        sim, (w1, w2), db, pg = c["sim"], c["workers"], c["db"], c["pg"]
+        for n in ("1001", "1002"):
+            sim.agent(n, answer_after=0.2, talk_time=14)  # 0.7 s real
+        a1, a2 = AutoAgent("agent1"), AutoAgent("agent2")
+        await a1.connect(w1.base)
+        await a2.connect(w2.base)  # an agent on each process: offers cross processes
+        await a1.wait_ready()
+        await a2.wait_ready()
+        first = sim.call(REGULAR_PHONE, digits=["1"])
+        await until(lambda: _is(state_of(db, first.linkedid), "answered"), 40)
+        await asyncio.to_thread(pg.stop, "immediate")  # PostgreSQL goes away mid-call
+        during = []
+        for _ in range(4):  # calls that start while it is down
+            during.append(sim.call(REGULAR_PHONE, digits=["1"]))
+            await asyncio.sleep(0.5)
+        for call in [first, *during]:
+            await call.wait_hangup(60)
+
+        async def wrapped_up() -> bool:
+            return a1.unsaved is None and a2.unsaved is None and len(a1.wrapups) + len(a2.wrapups) >= 5
+        await until(wrapped_up, 30)  # wrap-ups submitted (and saved) while it is down
+        assert w1.proc.poll() is None and w2.proc.poll() is None
+        await asyncio.to_thread(pg.start)
+        after = [sim.call(REGULAR_PHONE, digits=["1"]) for _ in range(2)]
+        calls = [first, *during, *after]
+        for call in after:
+            await call.wait_hangup(60)
+        found = await consistent(db, calls, 60)  # exactly one each, answered and wrapped up
+        regular = await c["store"].identify(phone=REGULAR_PHONE)
+        store = c["store"]
+        for call in calls:
+            i = found[call.linkedid]
+            assert i.disposition_code == "resolved" and i.notes == "fault test", (call.linkedid, i.id)
+            assert i.customer_id == regular.id  # identified when written, for those opened during it
+            events = await store.timeline(i.id)
+            kinds = [e.kind for e in events]
+            for kind in ("opened", "arrive", "queue", "offer", "answer", "disposition", "wrapup"):
+                assert kinds.count(kind) == 1, (call.linkedid, kinds)
+            assert kinds.index("arrive") < kinds.index("answer") < kinds.index("disposition") \
+                < kinds.index("wrapup"), kinds
+            refused = [(e.kind, e.data) for e in events if e.kind in ("state", "state_failed") and not e.ok]
+            assert not refused, (call.linkedid, refused)
+            if call in during:  # opened with a reserved id, through the outbox
+                assert events[0].data.get("via") == "outbox", events[0].data
+        assert not any(w.saw("fallback_queue") for w in (w1, w2))
+        assert sum(w.count("opened through the outbox") for w in (w1, w2)) == len(during)
+        client = aioredis.from_url(c["redis"].url)
+        try:
+            assert await client.xlen(f"{c['prefix']}outbox:dead") == 0
+        finally:
+            await client.aclose()
+        await a1.close()
+        await a2.close()
+
+
 # ---- PostgreSQL restart mid-traffic: the outbox holds the writes ------------------------------------
 async def test_postgres_restart_and_a_killed_writer_lose_no_interaction_write(servers):
     import subprocess
