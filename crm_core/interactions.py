@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
@@ -13,12 +15,12 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.orm import Session
 
+from crm_core import reports
 from crm_core._base import UNSET, StoreBase
 from crm_core.enums import Channel, Direction, InteractionState
 from crm_core.errors import CrmError, InvalidTransition, NotFound, UnknownValue, ValidationError
 from crm_core.models import Customer, DispositionCode, Interaction, InteractionEvent, SurveyResult, User
 from crm_core.normalize import check_text, enum_value
-from crm_core.reports import rollup_interaction_sync
 
 S = InteractionState
 T = TypeVar("T")
@@ -47,6 +49,9 @@ STAMPS: dict[InteractionState, str] = {
     S.WRAPUP_DONE: "wrapup_done_at",
 }
 MAX_EVENT_KIND = 64
+log = logging.getLogger(__name__)
+FOLD_EVERY_S = 1.0  # the background fold of ended interactions into the reports' rollups
+FOLD_LIMIT = 100  # interactions per background fold transaction (a short step on SQLite's loop)
 BUSY_MS = 5000  # SQLite: how long a batch that found the write lock taken waits for it
 _EVENTS = "crm_core.pending_events"  # Session.info key: the batch's timeline events
 
@@ -90,6 +95,8 @@ class _GroupCommit:
         self._held_ok = not (getattr(db, "is_sqlite", True))
         self.batches = 0  # transactions written, and the writes they carried (stats)
         self.writes = 0
+        self.fold_task: asyncio.Task[None] | None = None  # folds queued interactions into the rollups
+        self._last_mark = 0.0
 
     async def run(self, fn: Callable[[Session], T], *, keys: Sequence[tuple[type[Any], Any]] = (),
                   missing: Callable[[], Exception] | None = None) -> T:
@@ -146,9 +153,34 @@ class _GroupCommit:
                 await conn.invalidate()
             raise
 
+    def fold_later(self) -> None:
+        """An interaction was queued for the reports' rollup: fold it in the background once it
+        is FOLD_AGE_S old (reports fold what is queued before they read, so they never wait)."""
+        self._last_mark = time.monotonic()
+        if self.fold_task is None or self.fold_task.done():
+            self.fold_task = asyncio.ensure_future(self._fold_loop())
+
+    async def _fold_loop(self) -> None:
+        while True:
+            await asyncio.sleep(FOLD_EVERY_S)
+            try:
+                n = await reports.fold_pending(self.db, older_than=time.time() - reports.FOLD_AGE_S,
+                                               limit=FOLD_LIMIT)
+            except Exception:  # noqa: BLE001 - left queued: the next fold (or report read) retries
+                log.exception("background fold of the report rollups failed")
+                n = 0
+            if n < FOLD_LIMIT and time.monotonic() - self._last_mark > reports.FOLD_AGE_S + FOLD_EVERY_S:
+                return  # nothing queued is left to wait for
+
     async def close(self) -> None:
         """Give the held connection back (Database.close calls this), once the batch being
-        written is done (never two statements on one connection at once)."""
+        written is done (never two statements on one connection at once). The background
+        fold stops (what it had not folded stays queued)."""
+        fold = self.fold_task
+        if fold is not None and not fold.done():
+            fold.cancel()
+            with contextlib.suppress(BaseException):
+                await fold
         task = self.task
         if task is not None and not task.done():
             with contextlib.suppress(BaseException):
@@ -284,20 +316,11 @@ def _read_interaction(conn: Connection, interaction_id: int) -> Interaction | No
         return s.get(Interaction, interaction_id)
 
 
-def _rollup_out(s: Session, i: Interaction) -> bool:
-    """An ended interaction about to change (disposition, CSAT): take its counters out of the
-    reports' rollup; _rollup_in puts them back as they are after the change."""
-    if InteractionState(i.state) not in TERMINAL:
-        return False
-    s.flush()
-    rollup_interaction_sync(s, i.id, -1)
-    return True
-
-
-def _rollup_in(s: Session, i: Interaction, rolled: bool) -> None:
-    if rolled:
-        s.flush()
-        rollup_interaction_sync(s, i.id)
+def _rollup_out(s: Session, i: Interaction) -> None:
+    """An ended interaction about to change (disposition, CSAT): its counters leave the
+    reports' rollup now if they are in it, and it is queued to be folded in again."""
+    if InteractionState(i.state) in TERMINAL:
+        reports.change_ended_sync(s, i.id)
 
 
 def _checked_events(events: Sequence[tuple[str, Mapping[str, Any]]]) -> list[tuple[str, Mapping[str, Any]]]:
@@ -448,15 +471,18 @@ class InteractionsMixin(StoreBase):
             _event(s, i.id, when, "state", data=payload)
             for kind, d in events:
                 _event(s, interaction_id, when, kind.strip(), data=d)
-            if new in TERMINAL:  # the reports' rollup, in the same transaction (crm_core/reports.py)
-                s.flush()
-                rollup_interaction_sync(s, i.id)
+            if new in TERMINAL:  # queued for the reports' rollup (folded later, crm_core/reports.py)
+                reports.mark_pending_sync(s, i.id)
             return i
 
         keys: list[tuple[type[Any], int]] = [(Interaction, interaction_id)]
         if check_agent:
             keys.append((User, agent_id))
-        return await self._writes().run(change, keys=keys)
+        writes = self._writes()
+        out = await writes.run(change, keys=keys)
+        if new in TERMINAL:
+            writes.fold_later()
+        return out
 
     def _writes(self) -> _GroupCommit:
         if self._events is None:  # one per Database: SQLite's writer connection is held between batches
@@ -570,20 +596,22 @@ class InteractionsMixin(StoreBase):
                 ).scalars().all()
                 raise UnknownValue("disposition code", code, list(active))
             i = _get_sync(s, Interaction, interaction_id)
-            rolled = _rollup_out(s, i)
+            _rollup_out(s, i)
             i.disposition_code = code
             if notes is not None:
                 i.notes = notes
             if agent_id is not None:
                 i.agent_id = agent_id
             i.updated_at = when
-            _rollup_in(s, i, rolled)
             _event(s, i.id, when, "disposition", data={"code": code, "agent_id": agent_id,
                                                        "notes_chars": len(notes or "")})
             return i
 
-        return await self._writes().run(dispose,
-                                        keys=[(DispositionCode, code), (Interaction, interaction_id)])
+        writes = self._writes()
+        out = await writes.run(dispose, keys=[(DispositionCode, code), (Interaction, interaction_id)])
+        if InteractionState(out.state) in TERMINAL:
+            writes.fold_later()
+        return out
 
     # ------------------------------------------------------------------ timeline
     async def append_event(
@@ -659,12 +687,11 @@ class InteractionsMixin(StoreBase):
                 channel_ = channel_ or i.channel
             customer = None if cid is None else _get_sync(s, Customer, cid)
             if i is not None:
-                rolled = _rollup_out(s, i)
+                _rollup_out(s, i)
                 i.csat_score = score
                 _event(s, i.id, when, "csat", data={"score": score})
                 for kind, d in events:
                     _event(s, i.id, when, kind, data=d)
-                _rollup_in(s, i, rolled)
             if customer is not None:  # SET csat_sum = csat_sum + score: no lost update
                 customer.csat_sum = Customer.csat_sum + score  # type: ignore[assignment]
                 customer.csat_count = Customer.csat_count + 1  # type: ignore[assignment]
@@ -678,7 +705,11 @@ class InteractionsMixin(StoreBase):
             keys.append((Interaction, interaction_id))
         if customer_id is not None:
             keys.append((Customer, customer_id))
-        return await self._writes().run(record, keys=keys)
+        writes = self._writes()
+        out = await writes.run(record, keys=keys)
+        if interaction_id is not None:
+            writes.fold_later()
+        return out
 
     async def set_csat(
         self, interaction_id: int, score: int, comment: str | None = None

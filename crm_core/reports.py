@@ -8,15 +8,17 @@ backfill runs that statement over every ended interaction at once, and a report 
 
 from __future__ import annotations
 
+import asyncio
 import bisect
 import logging
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from sqlalchemy import text
+from sqlalchemy import bindparam, text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
@@ -225,11 +227,130 @@ def rollup_interaction_sync(s: Session, interaction_id: int, sign: int = 1) -> N
         )
 
 
+# ============================================================================ pending rollups
+# An interaction that ends only queues its id in report_pending (one statement in its own
+# transaction); fold_pending adds the counters of many queued interactions to the rollups at
+# once: in the background (mark_pending's caller schedules it) and before every report read.
+FOLD_BATCH = 200  # interactions folded per transaction
+FOLD_AGE_S = 20.0  # the background folds interactions queued at least this long ago (a survey
+# score arriving soon after the end then changes a queued interaction: nothing to take out)
+_MARK_SQL = (
+    "INSERT INTO report_pending (interaction_id, marked) VALUES (:iid, :at) "
+    "ON CONFLICT (interaction_id) DO NOTHING RETURNING interaction_id"
+)
+
+
+def mark_pending_sync(s: Session, interaction_id: int) -> bool:
+    """Queue an ended interaction for the rollups, in the caller's transaction. False when it
+    was queued already (its counters are not in the rollups yet)."""
+    return s.execute(text(_MARK_SQL), {"iid": interaction_id, "at": time.time()}).first() is not None
+
+
+def change_ended_sync(s: Session, interaction_id: int) -> None:
+    """An ended interaction is about to change (disposition, CSAT score): if its counters are
+    in the rollups already, take them out now (as they are before the change) and queue it to
+    be added again as it is after; if it is still queued, nothing to do."""
+    if mark_pending_sync(s, interaction_id):
+        s.flush()
+        rollup_interaction_sync(s, interaction_id, -1)
+
+
+def _ids_param(sql: str) -> Any:
+    return text(sql).bindparams(bindparam("ids", expanding=True))
+
+
+def fold_pending_sync(conn: Any, limit: int = FOLD_BATCH, older_than: float | None = None) -> int:
+    """Fold up to `limit` queued interactions (queued before `older_than`, epoch seconds, when
+    given) into the rollups, in the caller's transaction; returns how many. Exactly once: the
+    queue rows are deleted in the same transaction, and only those this transaction deleted
+    are counted (on PostgreSQL the interactions are locked first, as their writers lock them,
+    so a second folder waits and then finds them gone; SQLite has one writer at a time)."""
+    dialect = (conn.get_bind() if isinstance(conn, Session) else conn).dialect.name
+    where, params = "", {"n": limit}
+    if older_than is not None:
+        where, params["old"] = " WHERE marked <= :old", older_than
+    ids = list(
+        conn.execute(
+            text(f"SELECT interaction_id FROM report_pending{where} ORDER BY interaction_id LIMIT :n"), params
+        ).scalars()
+    )
+    if not ids:
+        return 0
+    if dialect != "sqlite":
+        lock = "SELECT id FROM interactions WHERE id IN :ids ORDER BY id FOR UPDATE"
+        conn.execute(_ids_param(lock), {"ids": ids})
+    ids = list(
+        conn.execute(
+            _ids_param("DELETE FROM report_pending WHERE interaction_id IN :ids RETURNING interaction_id"),
+            {"ids": ids},
+        ).scalars()
+    )
+    if not ids:
+        return 0
+    sql = _ids_param(rollup_sql(dialect, "i.id IN :ids", 1, ""))
+    rows = conn.execute(sql, {**_params(), "ids": ids}).mappings().all()
+    for table, (size, keys) in TABLES.items():
+        sums: dict[tuple[Any, ...], list[Any]] = {}
+        for row in rows:
+            for shift in SHIFTS if "shift" in keys else (0,):
+                slot = (row["slot"] * SLOT_S - shift * 3600) // size
+                key = tuple(slot if k == "slot" else shift if k == "shift" else row[k] for k in keys)
+                acc = sums.get(key)
+                if acc is None:
+                    sums[key] = [row[m] for m in MEASURES]
+                else:
+                    for n, m in enumerate(MEASURES):
+                        acc[n] += row[m]
+        conn.execute(  # one statement, the rows in key order (two folders never lock crosswise)
+            text(_upsert_sql(table, keys)),
+            [
+                {**dict(zip(keys, k, strict=True)), **dict(zip(MEASURES, v, strict=True))}
+                for k, v in sorted(sums.items())
+            ],
+        )
+    return len(ids)
+
+
+def _fold_on(writer: Any, limit: int, older_than: float | None) -> int:
+    with writer.connect() as conn:
+        conn.connection.driver_connection.execute("PRAGMA busy_timeout = 5000")
+        with conn.begin():  # the writer engine begins with BEGIN IMMEDIATE (crm_core/db.py)
+            return fold_pending_sync(conn, limit, older_than)
+
+
+async def fold_pending(db: Any, *, older_than: float | None = None, limit: int = FOLD_BATCH) -> int:
+    """Fold the queued interactions into the rollups (`limit` per transaction); returns how
+    many. A report reads after this, so it includes every interaction ended before the read.
+    On a SQLite file it runs on the store's batched writer (no second writer fighting for the
+    write lock). A failure is logged and left queued (the next fold retries it)."""
+    total = 0
+    writes = getattr(db, "group_commit", None)
+    writer = db.sync_writer() if hasattr(db, "sync_writer") else None
+    while True:
+        try:
+            if writes is not None and getattr(writes, "writer", None) is not None:
+                n = await writes.run(lambda s: fold_pending_sync(s, limit, older_than))
+            elif writer is not None:  # no store writes here yet: BEGIN IMMEDIATE in a thread
+                n = await asyncio.to_thread(_fold_on, writer, limit, older_than)
+            else:
+                async with db.engine.begin() as conn:
+                    n = await conn.run_sync(fold_pending_sync, limit, older_than)
+        except SQLAlchemyError:
+            log.exception("folding queued interactions into the report rollups failed (retried later)")
+            return total
+        total += n
+        if n < limit:
+            return total
+
+
 async def rebuild(db: Any) -> dict[str, int]:
     """Recompute report_contacts from every ended interaction (the backfill), and take a
     customer snapshot; in one transaction."""
     dialect = "sqlite" if db.is_sqlite else "postgresql"
     async with db.engine.begin() as conn:
+        if not db.is_sqlite:  # an interaction ending meanwhile waits, then is queued to be folded
+            await conn.execute(text("LOCK TABLE report_pending IN SHARE ROW EXCLUSIVE MODE"))
+        await conn.execute(text("DELETE FROM report_pending"))  # every ended interaction is counted below
         for table in TABLES:
             await conn.execute(text(f"DELETE FROM {table}"))
         await conn.execute(text(rollup_sql(dialect, "1 = 1")), _params())
@@ -690,6 +811,7 @@ async def contact_report(
     rng.check()
     if by is not None and by not in _DIM_SQL:
         raise ReportError(f"by must be one of {', '.join(DIMENSIONS)}")
+    await fold_pending(db)  # read your writes: every interaction ended so far is counted
     fine, size = "report_contacts", SLOT_S
     if (rng.interval != "15m" or totals) and by != "disposition":
         if all(o % 3600 == 0 for _s, o in rng.offsets(3600)):  # local hours are UTC hours
@@ -1053,6 +1175,7 @@ __all__ = [
     "customer_movement",
     "customers_at_risk",
     "derive",
+    "fold_pending",
     "not_ready_report",
     "rebuild",
     "rollup_interaction_sync",
