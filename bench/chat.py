@@ -23,7 +23,6 @@ import contextlib
 import json
 import os
 import re
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -31,9 +30,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import git_sha, pct, write_result  # noqa: E402
+from bench.common import Child, cpu_s, git_sha, log, pct, sqlite_url, write_result  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
 PG = os.environ.get("CC_BENCH_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
 SCHEMA = "bench_chat"
 PASSWORD = "bench-agent-password"
@@ -41,17 +39,9 @@ ORIGIN = "http://shop.bench.invalid"
 CSRF_RE = re.compile(r'name="csrf" value="([^"]+)"')
 
 
-def log(msg: str) -> None:
-    print(f"# {time.strftime('%H:%M:%S')} {msg}", file=sys.stderr, flush=True)
-
-
 def target(backend: str) -> tuple[str, str | None]:
     if backend == "sqlite":
-        path = ROOT / "var" / "bench" / "chat.db"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        for suffix in ("", "-wal", "-shm"):
-            Path(str(path) + suffix).unlink(missing_ok=True)
-        return f"sqlite+aiosqlite:///{path}", None
+        return sqlite_url("chat.db"), None
     return PG, SCHEMA
 
 
@@ -324,45 +314,15 @@ async def load_main(args: argparse.Namespace) -> None:
 
 
 # ============================================================================ orchestration
-def cpu_s(pid: int) -> float:
-    """User + system CPU seconds of a process so far (Linux /proc)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except (OSError, ValueError):
-        return float("nan")
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-class Child:
-    def __init__(self, role: str, *extra: str) -> None:
-        cmd = [sys.executable, str(Path(__file__).resolve()), "--role", role, *extra]
-        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=ROOT)
-
-    def line(self) -> str:
-        out = self.proc.stdout.readline()  # type: ignore[union-attr]
-        if not out:
-            raise RuntimeError(f"child {self.proc.args} exited ({self.proc.poll()})")
-        return out
-
-    def stop(self) -> None:
-        with contextlib.suppress(Exception):
-            self.proc.stdin.close()  # type: ignore[union-attr]
-        try:
-            self.proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-
-
 def run_backend(backend: str, args: argparse.Namespace) -> dict[str, Any]:
     url, schema = target(backend)
     log(f"{backend}: setting up")
     asyncio.run(setup_db(url, schema, args.agents, args.capacity))
     extra = ["--url", url] + (["--schema", schema] if schema else [])
-    server = Child("server", *extra)
+    server = Child(__file__, "server", *extra)
     try:
         port = int(server.line().split()[1])
-        load = Child("load", "--port", str(port), "--server-pid", str(server.proc.pid),
+        load = Child(__file__, "load", "--port", str(port), "--server-pid", str(server.proc.pid),
                      "--agents", str(args.agents), "--chats", str(args.chats),
                      "--rates", *[str(r) for r in args.rates], "--duration", str(args.duration),
                      "--drain", str(args.drain))
@@ -426,10 +386,7 @@ def main() -> None:
                  "duration_s_per_rate": args.duration, "drain_s": args.drain},
         "runs": runs,
     }
-    if args.no_write:
-        print(json.dumps(result))
-    else:
-        write_result("chat", result)
+    write_result("chat", result, write=not args.no_write)
 
 
 if __name__ == "__main__":

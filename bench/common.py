@@ -1,16 +1,86 @@
-"""Shared benchmark helpers: open-loop HTTP load from a separate process, percentiles, result files."""
+"""Shared benchmark helpers: open-loop HTTP load from a separate process, percentiles, result files,
+child processes, CPU time, logging."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import multiprocessing as mp
+import os
 import statistics
 import subprocess
+import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+ROOT = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def log(msg: str) -> None:
+    """A progress line on stderr (stdout carries the result)."""
+    print(f"# {time.strftime('%H:%M:%S')} {msg}", file=sys.stderr, flush=True)
+
+
+def sqlite_url(name: str, fresh: bool = True) -> str:
+    """The URL of var/bench/NAME; with `fresh`, the file and its -wal/-shm are removed first."""
+    path = ROOT / "var" / "bench" / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if fresh:
+        for suffix in ("", "-wal", "-shm"):
+            Path(str(path) + suffix).unlink(missing_ok=True)
+    return f"sqlite+aiosqlite:///{path}"
+
+
+def cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process so far (Linux /proc); NaN if it cannot be read."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, ValueError):
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class Child:
+    """A bench script run again in another role (`script --role ROLE ...`): lines from its stdout,
+    lines to its stdin; closing its stdin asks it to stop."""
+
+    def __init__(self, script: str | Path, role: str, *extra: str) -> None:
+        cmd = [sys.executable, str(Path(script).resolve()), "--role", role, *extra]
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=ROOT)
+
+    def line(self) -> str:
+        out = self.proc.stdout.readline()  # type: ignore[union-attr]
+        if not out:
+            raise RuntimeError(f"child {self.proc.args} exited ({self.proc.poll()})")
+        return out
+
+    def say(self, text: str) -> None:
+        self.proc.stdin.write(text + "\n")  # type: ignore[union-attr]
+        self.proc.stdin.flush()  # type: ignore[union-attr]
+
+    def stop(self, timeout: float = 60) -> None:
+        with contextlib.suppress(Exception):
+            self.proc.stdin.close()  # type: ignore[union-attr]
+        try:
+            self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def in_process(target: Callable[..., None], *args: Any) -> Any:
+    """Run target(*args, out) in a spawned process and return the one object it sends on `out`."""
+    ctx = mp.get_context("spawn")
+    recv, send = ctx.Pipe(duplex=False)
+    p = ctx.Process(target=target, args=(*args, send))
+    p.start()
+    send.close()
+    res = recv.recv()
+    p.join()
+    return res
 
 
 def git_sha() -> str:
@@ -39,7 +109,11 @@ def summary(lat_ms: list[float]) -> dict[str, float]:
     }
 
 
-def write_result(name: str, result: dict[str, Any]) -> Path:
+def write_result(name: str, result: dict[str, Any], write: bool = True) -> Path | None:
+    """Print the result as one JSON line and (unless `write` is false) save bench/results/NAME.json."""
+    if not write:
+        print(json.dumps(result))
+        return None
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"{name}.json"
     path.write_text(json.dumps(result, indent=2, sort_keys=False) + "\n")
@@ -91,11 +165,4 @@ def _load_proc(urls: list[str], rate: float, warmup: int, out: Any) -> None:
 
 def open_loop_load(urls: list[str], rate: float, warmup: int = 50) -> dict[str, Any]:
     """GET each URL at a fixed rate from a separate process; latencies are taken at that client."""
-    ctx = mp.get_context("spawn")
-    recv, send = ctx.Pipe(duplex=False)
-    p = ctx.Process(target=_load_proc, args=(urls, rate, warmup, send))
-    p.start()
-    send.close()
-    res = recv.recv()
-    p.join()
-    return res
+    return in_process(_load_proc, urls, rate, warmup)  # type: ignore[no-any-return]

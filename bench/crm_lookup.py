@@ -21,10 +21,9 @@ from urllib.parse import quote
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import git_sha, open_loop_load, summary, write_result  # noqa: E402
+from bench.common import ROOT, git_sha, open_loop_load, sqlite_url, summary, write_result  # noqa: E402
 from crm_core.db import Database  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
 PG = os.environ.get("CC_BENCH_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
 
 
@@ -33,12 +32,7 @@ SEED_LOG = ROOT / "var" / "bench" / "seed_times.json"
 
 def target(backend: str, size: int, fresh: bool) -> tuple[str, str | None]:
     if backend == "sqlite":
-        path = ROOT / "var" / "bench" / f"crm_{size}.db"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        for suffix in ("", "-wal", "-shm"):
-            if fresh:
-                Path(str(path) + suffix).unlink(missing_ok=True)
-        return f"sqlite+aiosqlite:///{path}", None
+        return sqlite_url(f"crm_{size}.db", fresh), None
     return PG, f"bench_crm_{size}"
 
 

@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import multiprocessing as mp
 import os
 import random
 import re
@@ -40,7 +39,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import git_sha, pct, write_result  # noqa: E402
+from bench.common import git_sha, in_process, pct, write_result  # noqa: E402
 
 PG = os.environ.get("CC_BENCH_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
 PASSWORD = "bench-agent-password"
@@ -258,13 +257,7 @@ async def run_backend(backend: str, args: argparse.Namespace) -> dict[str, Any]:
                "baseline_port": bare.sockets[0].getsockname()[1], "threads": args.threads,
                "drain_s": args.drain_s}
         log(f"{backend}: {n} messages, {args.agents} agents; load process starting")
-        ctx = mp.get_context("spawn")
-        recv, send = ctx.Pipe(duplex=False)
-        proc = ctx.Process(target=_load_proc, args=(cfg, send))
-        proc.start()
-        send.close()
-        res = await loop.run_in_executor(None, recv.recv)
-        await loop.run_in_executor(None, proc.join)
+        res = await loop.run_in_executor(None, in_process, _load_proc, cfg)
         processed = app[EMAIL].processed
     sink.close()
     bare.close()

@@ -24,16 +24,11 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import git_sha, pct, write_result  # noqa: E402
+from bench.common import ROOT, git_sha, log, pct, write_result  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
 PG = os.environ.get("CC_BENCH_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
 SQLITE = ROOT / "var" / "bench" / "reports_1m.db"
 SCHEMA = "bench_reports"
-
-
-def log(msg: str) -> None:
-    print(f"# {time.strftime('%H:%M:%S')} {msg}", file=sys.stderr, flush=True)
 
 
 def target(backend: str) -> tuple[str, str | None]:

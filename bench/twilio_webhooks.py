@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import multiprocessing as mp
 import os
 import random
 import sys
@@ -36,7 +35,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from common import git_sha, summary, write_result  # noqa: E402
+from common import git_sha, in_process, summary, write_result  # noqa: E402
 
 RATES = [5, 10, 20, 40]  # calls per second (four webhooks each)
 STEP_SECONDS = 4.0
@@ -103,14 +102,7 @@ def _load_proc(base: str, callers: list[str], rate: float, offset: int, out: Any
 
 
 def _load(base: str, callers: list[str], rate: float, offset: int) -> dict[str, Any]:
-    ctx = mp.get_context("spawn")
-    recv, send = ctx.Pipe(duplex=False)
-    proc = ctx.Process(target=_load_proc, args=(base, callers, rate, offset, send))
-    proc.start()
-    send.close()
-    res: dict[str, Any] = recv.recv()
-    proc.join()
-    return res
+    return in_process(_load_proc, base, callers, rate, offset)  # type: ignore[no-any-return]
 
 
 # --------------------------------------------------------------------------- the servers
@@ -231,9 +223,4 @@ if __name__ == "__main__":
     ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args()
     result = asyncio.run(main(args.rates, args.seconds))
-    if args.no_write:
-        import json
-
-        print(json.dumps(result))
-    else:
-        write_result("twilio_webhooks", result)
+    write_result("twilio_webhooks", result, write=not args.no_write)

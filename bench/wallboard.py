@@ -23,10 +23,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import bisect
-import contextlib
 import json
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -34,20 +32,10 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import git_sha, pct, write_result  # noqa: E402
+from bench.common import ROOT, Child, cpu_s, git_sha, log, pct, sqlite_url, write_result  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
 PASSWORD = "bench-supervisor-password"
 PREFIX = b'{"type":"wallboard","v":1,"seq":'
-
-
-def log(msg: str) -> None:
-    print(f"# {time.strftime('%H:%M:%S')} {msg}", file=sys.stderr, flush=True)
-
-
-def cpu_s(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 async def setup_db(url: str, agents: int) -> None:
@@ -270,31 +258,6 @@ class Client(asyncio.Protocol):
 
 
 # ============================================================================ orchestration
-class Child:
-    def __init__(self, role: str, *extra: str) -> None:
-        cmd = [sys.executable, str(Path(__file__).resolve()), "--role", role, *extra]
-        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=ROOT)
-
-    def line(self) -> str:
-        out = self.proc.stdout.readline()  # type: ignore[union-attr]
-        if not out:
-            raise RuntimeError(f"child {self.proc.args} exited ({self.proc.poll()})")
-        return out
-
-    def say(self, text: str) -> None:
-        self.proc.stdin.write(text + "\n")  # type: ignore[union-attr]
-        self.proc.stdin.flush()  # type: ignore[union-attr]
-
-    def stop(self) -> None:
-        with contextlib.suppress(Exception):
-            self.proc.stdin.close()  # type: ignore[union-attr]
-        try:
-            self.proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-
-
 def latencies(events: list[list[float]], seen: list[list[list[float]]]) -> tuple[list[float], int]:
     """ms from each event's due time to the first frame at each client that includes it."""
     out: list[float] = []
@@ -312,7 +275,8 @@ def latencies(events: list[list[float]], seen: list[list[list[float]]]) -> tuple
 
 def run_step(server: Child, port: int, clients: int, rate: float, seconds: float,
              procs: int) -> dict[str, Any]:
-    loads = [Child("load", "--port", str(port), "--clients", str(clients // procs)) for _ in range(procs)]
+    loads = [Child(__file__, "load", "--port", str(port), "--clients", str(clients // procs))
+             for _ in range(procs)]
     seen: list[Any] = []
     try:
         for load in loads:
@@ -382,14 +346,10 @@ def main() -> None:
     if args.role == "load":
         asyncio.run(load_main(args))
         return
-    path = ROOT / "var" / "bench" / "wallboard.db"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    for suffix in ("", "-wal", "-shm"):
-        Path(str(path) + suffix).unlink(missing_ok=True)
-    url = f"sqlite+aiosqlite:///{path}"
+    url = sqlite_url("wallboard.db")
     load_before = os.getloadavg()
     asyncio.run(setup_db(url, args.agents))
-    server = Child("server", "--url", url)
+    server = Child(__file__, "server", "--url", url)
     try:
         port = int(server.line().split()[1])
         steps = [run_step(server, port, c, args.rate, args.seconds, args.load_procs)
@@ -417,10 +377,7 @@ def main() -> None:
                  "100 ms "
                  "of coalescing by design.",
     }
-    if args.no_write:
-        print(json.dumps(result))
-    else:
-        write_result("wallboard", result)
+    write_result("wallboard", result, write=not args.no_write)
 
 
 if __name__ == "__main__":
