@@ -6,7 +6,6 @@ AttendedTransfer Result Fail; unknown extension: unhold only) and the error resp
 The captured success path is compared event by event in test_conformance.py."""
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
@@ -14,7 +13,7 @@ import pytest
 from callcenter.asterisk.ami import Event
 from callcenter.asterisk.ami_client import AMIClient
 from callcenter.asterisk.simulator import Dialplan, Simulator
-from callcenter.asterisk.tracker import CallTracker
+from tests.callcenter.asterisk.watched import Env, until, watched_sim
 
 DIALPLAN = """
 [caller]
@@ -34,38 +33,14 @@ exten => _X.,1,Dial(PJSIP/${EXTEN},5)
 
 
 @pytest.fixture
-async def env() -> AsyncIterator[tuple[Simulator, AMIClient, list[Event], CallTracker]]:
+async def env() -> AsyncIterator[Env]:
     sim = Simulator(dialplan=Dialplan.parse(DIALPLAN), agi_target=None, time_scale=0.01)
     sim.agent("1001", answer_after=0.2, talk_time=None)
     sim.agent("1002", never_answer=True)
     sim.agent("1003", busy=True)
     sim.agent("1004", answer_after=0.5, talk_time=None)
-    await sim.start()
-    client = AMIClient("127.0.0.1", sim.ami_port, "cc", "ccsecret", ping_interval=None, reconnect=False)
-    await client.start()
-    seen: list[Event] = []
-    tracker = CallTracker()
-
-    def keep(ev: object) -> None:
-        if isinstance(ev, Event):
-            seen.append(ev)
-            tracker.feed(ev)
-
-    client.subscribe(callback=keep)
-    yield sim, client, seen, tracker
-    await client.close()
-    await sim.close()
-
-
-async def until(seen: list[Event], pred, timeout: float = 5.0) -> Event:  # type: ignore[no-untyped-def]
-    loop = asyncio.get_running_loop()
-    end = loop.time() + timeout
-    while loop.time() < end:
-        for e in seen:
-            if pred(e):
-                return e
-        await asyncio.sleep(0.01)
-    raise AssertionError("event not seen")
+    async with watched_sim(sim) as env:
+        yield env
 
 
 async def bridged_call(sim: Simulator, client: AMIClient, seen: list[Event]) -> tuple[str, str]:

@@ -5,7 +5,6 @@ documented ones (no capture has ConfBridge), a member may leave first, and the c
 ends the conference.  The tracker follows along."""
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
@@ -13,7 +12,7 @@ import pytest
 from callcenter.asterisk.ami import Event
 from callcenter.asterisk.ami_client import AMIClient
 from callcenter.asterisk.simulator import Simulator
-from callcenter.asterisk.tracker import CallTracker
+from tests.callcenter.asterisk.watched import Env, until, watched_sim
 
 BRIDGE = ("BridgeUniqueid", "BridgeType", "BridgeTechnology", "BridgeCreator", "BridgeName", "BridgeNumChannels",
           "BridgeVideoSourceMode")
@@ -28,34 +27,10 @@ KEYS = {
 
 
 @pytest.fixture
-async def env() -> AsyncIterator[tuple[Simulator, AMIClient, list[Event], CallTracker]]:
+async def env() -> AsyncIterator[Env]:
     sim = Simulator(agi_target=None, time_scale=0.01)
-    await sim.start()
-    client = AMIClient("127.0.0.1", sim.ami_port, "cc", "ccsecret", ping_interval=None, reconnect=False)
-    await client.start()
-    seen: list[Event] = []
-    tracker = CallTracker()
-
-    def keep(ev: object) -> None:
-        if isinstance(ev, Event):
-            seen.append(ev)
-            tracker.feed(ev)
-
-    client.subscribe(callback=keep)
-    yield sim, client, seen, tracker
-    await client.close()
-    await sim.close()
-
-
-async def until(seen: list[Event], pred, timeout: float = 5.0) -> Event:  # type: ignore[no-untyped-def]
-    loop = asyncio.get_running_loop()
-    end = loop.time() + timeout
-    while loop.time() < end:
-        for e in seen:
-            if pred(e):
-                return e
-        await asyncio.sleep(0.01)
-    raise AssertionError(f"event not seen; last: {[e.name for e in seen[-10:]]}")
+    async with watched_sim(sim) as env:
+        yield env
 
 
 async def join(client: AMIClient, seen: list[Event], role: str, conf: str) -> str:
