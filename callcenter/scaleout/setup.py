@@ -102,6 +102,7 @@ class ScaleOut:
         self._work_out: asyncio.Queue[tuple[str, bytes, asyncio.Future[int] | None]] = asyncio.Queue()
         self._sender: asyncio.Task[Any] | None = None
         self.lclient: Any = None  # the AMI lease's own connection (renewals never wait on the pool)
+        self.chats: Any = None  # channels/chat/shared.py, when web chat is on
 
     # ---- start / stop ---------------------------------------------------------------------------
     async def start(self) -> None:
@@ -115,12 +116,18 @@ class ScaleOut:
         self.ami_proxy = AmiProxy(self)
         self.center.on_console_connect.append(self._resume_elsewhere)
         self.tel.voice.ami = self.ami_proxy  # call controls go to the AMI leader until this one leads
+        self.tel.voice.adopt = self._adopt_call  # an after-dial AGI for another process's call
         from callcenter.scaleout.buffered import BufferedWrites
 
         self.buffer = BufferedWrites(self.center.store, self.outbox)  # interaction writes survive
         self.buffer.install()  # a database outage (through the outbox)
         await self._heartbeat_once()
         spawn = [self.live.run(), self._heartbeat(), self._work(), self.outbox_worker.run()]
+        from callcenter.channels.chat.shared import install as share_chats
+
+        self.chats = await share_chats(self)  # web chats any process can take over
+        if self.chats is not None:
+            spawn.append(self.chats.run())
         s = self.settings
         if s.ami.enabled:
             import redis.asyncio as aioredis
@@ -321,6 +328,8 @@ class ScaleOut:
             board = getattr(self.center, "wallboard", None)
             if board is not None:
                 board.receive(msg["e"])
+        elif kind == "chat" and self.chats is not None:
+            self.chats.on_live(msg)
 
     async def claim_once(self, key: str, ttl_s: float = 60.0) -> bool:
         """True for the one process of the center that claims `key` first (for `ttl_s`); Redis
@@ -503,6 +512,43 @@ class ScaleOut:
             await self._ami_request(payload)
         elif kind == "resume":
             self._resume(int(payload))
+        elif kind == "handover":
+            await self._handover(payload)
+
+    # ---- an after-dial AGI session for a call another process holds (voice_resume.py) ------------
+    async def _adopt_call(self, session: Any, iid: int, status: str) -> bool:
+        from callcenter.services.voice_resume import continue_call
+
+        return await continue_call(self.center.voice, session, iid, status, self.handover_call)
+
+    async def handover_call(self, iid: int, linkedid: str) -> dict[str, Any] | None:
+        """Ask the live processes for the call (its holder hands it over and forgets it); the
+        calls lists of every other process lose it (the leader's sweep must not complete it)."""
+        reply = f"{self.prefix}reply:{uuid.uuid4().hex}"
+        n = await self._broadcast("handover", (iid, reply))
+        snap, deadline = None, time.monotonic() + 3.0
+        for _ in range(n):
+            left = deadline - time.monotonic()
+            got = await self.bclient.blpop([reply], timeout=max(1, int(left))) if left > 0 else None
+            if got is None:
+                break
+            snap = snap or pickle.loads(got[1])  # noqa: S301 - our own Redis
+        for k in await self.client.hkeys(self.procs_key):
+            origin = k.decode() if isinstance(k, bytes) else k
+            if origin != self.origin:
+                await self.client.hdel(f"{self.prefix}calls:{origin}", linkedid)
+        await self.client.delete(reply)
+        return snap
+
+    async def _handover(self, payload: Any) -> None:
+        from callcenter.services.voice_resume import release
+
+        iid, reply = payload
+        snap = release(self.center.voice, int(iid))
+        async with self.client.pipeline(transaction=False) as pipe:
+            pipe.rpush(reply, pickle.dumps(snap))
+            pipe.expire(reply, 30)
+            await pipe.execute()
 
     # ---- console actions on another process's call ----------------------------------------------
     async def forward_console(self, user: Any, message: dict[str, Any], refused: Exception) -> Any:
@@ -542,6 +588,8 @@ class ScaleOut:
 
     def _resume(self, user_id: int) -> None:
         center = self.center
+        if self.chats is not None:  # this process's chats of that agent
+            self._spawn(self.chats.console_resume(user_id))
         agent = center.directory.by_user(user_id)
         call = center.voice.current_for(agent.agent_id) if agent is not None else None
         if call is None:

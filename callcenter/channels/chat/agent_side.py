@@ -34,6 +34,12 @@ class AgentSide:
     _end: Any
     _to_widgets: Any
     offer_message: Any
+    shared: Any = None  # shared.py: the chats' snapshots, when several processes form the center
+
+    def _mirror(self, chat: Chat) -> None:
+        """After a transition: the chat's snapshot for the other processes (in order, async)."""
+        if self.shared is not None:
+            self.shared.save(chat)
 
     # ------------------------------------------------------------------ agent side
     def _own(self, user: WebUser, iid: Any, states: tuple[str, ...] = ("active",)) -> Chat:
@@ -56,6 +62,7 @@ class AgentSide:
         chat.offer_id = None
         await self.runner.handle(OfferAccepted(chat.contact_id, agent.agent_id))
         chat.state = "active"
+        self._mirror(chat)
         if not chat.transferred:
             await self._state(chat, "answered", agent_id=agent.user_id)
         await self._event(chat, "answer", agent=agent.username)
@@ -132,6 +139,7 @@ class AgentSide:
                       ticket=None)
         await self._store(chat, "system", "You are being transferred to another agent.")
         chat.transferred, chat.state, chat.agent_id, chat.queue = True, "queued", None, queue
+        self._mirror(chat)
         contact = Contact(chat.contact_id, Channel.CHAT, queue, self.mono(),
                           customer_id=str(chat.customer_id or ""), tier=Tier(chat.tier),
                           preferred_agent=preferred, sticky_s=60.0 if preferred else None)
@@ -194,6 +202,7 @@ class AgentSide:
         await self.store.append_event(chat.interaction_id, "wrapup", data={
             "disposition": code, "ticket": ticket.number if ticket else None, "agent": user.username})
         chat.wrapped_up = True
+        self._mirror(chat)
         tview = {"number": ticket.number, "type": ticket.type, "status": ticket.status} if ticket else None
         self.hub.send(user.id, "wrapup_saved", interaction_id=chat.interaction_id, disposition=code,
                       ticket=tview)

@@ -289,6 +289,10 @@ class ChatService(AgentSide):
         chat.links.discard(link)
         if chat.links or chat.state in ("ended", "done"):
             return
+        self._arm_gone(chat)
+
+    def _arm_gone(self, chat: Chat) -> None:
+        """The customer has `resume_s` to come back (to any process: shared.py)."""
         if chat.gone is not None:
             chat.gone.cancel()
         loop = asyncio.get_running_loop()
@@ -348,6 +352,7 @@ class ChatService(AgentSide):
         link.chat = chat
         await self._event(chat, "arrive", site=site.id, origin=link.origin, verified=verified,
                           customer_id=customer.id)
+        self._mirror(chat)
         link.put(_msg("welcome", chat_id=chat.interaction_id, token=chat.token, name=chat.name,
                       state="new", last_seq=0, resumed=False))
         if self.bot is not None:
@@ -372,6 +377,9 @@ class ChatService(AgentSide):
             raise MessageRefused("conflict", "this connection already has a chat")
         iid, token = msg.get("chat_id"), str(msg.get("token") or "")
         chat = self.chats.get(iid) if isinstance(iid, int) else None
+        if chat is None and self.shared is not None and isinstance(iid, int) \
+                and hmac.compare_digest(self._token(iid), token):
+            chat = await self.shared.adopt(iid, link.site)  # its process died, or the balancer moved it
         if chat is None or not hmac.compare_digest(chat.token, token) or chat.site != link.site:
             raise MessageRefused("not_found", "that chat is over or unknown; start a new one")
         if chat.gone is not None:
@@ -469,6 +477,7 @@ class ChatService(AgentSide):
                                        interaction_id=chat.interaction_id,
                                        comment=comment if isinstance(comment, str) and comment else None)
         chat.surveyed = True
+        self._mirror(chat)
         link.put(_msg("survey_saved", score=score))
         self._forget_if_done(chat)
 
@@ -565,6 +574,7 @@ class ChatService(AgentSide):
                                    events=(("queue", {"queue": queue, "skills": skills,
                                                       "priority": boost}),))
         chat.routed = True
+        self._mirror(chat)
         contact = Contact(chat.contact_id, Channel.CHAT, queue, self.mono(),
                           customer_id=str(chat.customer_id or ""), tier=Tier(chat.tier), skills=skills,
                           priority=boost)
@@ -612,6 +622,7 @@ class ChatService(AgentSide):
         if not chat.transferred:
             await self._state(chat, "offered", agent_id=agent.user_id)
         await self._event(chat, "offer", agent=agent.username, reasons=chat.reasons)
+        self._mirror(chat)
         delivered = self.hub.send(agent.user_id, "chat_offer", **await self.offer_message(chat))
         offer_id = chat.offer_id
         if not delivered:
@@ -645,6 +656,7 @@ class ChatService(AgentSide):
             return
         aid = chat.agent_id
         chat.offer_id = None
+        self._mirror(chat)
         self._to_agent(chat, "chat_withdrawn", offer_id=offer_id, reason=why)
         await self._event(chat, "requeue", ok=False, reason=why)
         try:
@@ -656,6 +668,7 @@ class ChatService(AgentSide):
     async def _requeued(self, chat: Chat, agent_id: str, reason: str) -> None:
         if chat.state == "offered":
             chat.state, chat.offer_id, chat.agent_id = "queued", None, None
+            self._mirror(chat)
             if not chat.transferred:
                 await self._state(chat, "queued")
 
@@ -713,6 +726,7 @@ class ChatService(AgentSide):
             return
         chat.state, chat.ended_by = "ended", by
         aid = chat.agent_id
+        self._mirror(chat)
         if chat.routed:
             try:
                 if was == "active" and aid:
@@ -743,6 +757,7 @@ class ChatService(AgentSide):
             await self._event(chat, "end", ok=False, by=by, detail=f"left while {was}")
             chat.wrapped_up = True
             chat.agent_id = None
+            self._mirror(chat)
         self._forget_if_done(chat)
 
     def _forget_if_done(self, chat: Chat) -> None:
@@ -752,9 +767,16 @@ class ChatService(AgentSide):
         if chat.links and not chat.surveyed:
             return
         chat.state = "done"
+        self._mirror(chat)
         loop = asyncio.get_running_loop()
         # kept a little longer so that a customer reloading the page still sees the transcript
-        loop.call_later(self.options.resume_s, lambda: self.chats.pop(chat.interaction_id, None))
+        loop.call_later(self.options.resume_s, lambda: self._drop(chat))
+
+    def _drop(self, chat: Chat) -> None:
+        if self.chats.get(chat.interaction_id) is chat:
+            del self.chats[chat.interaction_id]
+            if self.shared is not None:
+                self.shared.forget(chat.interaction_id)
 
     def status(self) -> dict[str, Any]:
         return {"agents_available": self.agents_available(), "open": self.is_open(),
