@@ -142,6 +142,45 @@ async def test_kill9_of_the_chat_holder_widgets_resume_elsewhere(servers):  # no
             await w.close()
 
 
+async def test_kill9_a_queued_chat_whose_widget_is_away_is_offered_by_the_survivor(servers):  # noqa: F811
+    """The widget does not come back at once: the survivor takes the dead process's chat over when
+    its heartbeat is gone, and the chat, still queued with its place, is offered to the agent."""
+    async with chat_cluster(servers) as c:
+        holder, survivor = c["workers"]
+        agent = await open_agent(survivor.base, await cookie_for(survivor.base, "agent1"))
+        await agent.next("hello")  # signed in, not ready yet: the chat waits
+        w = await open_widget(holder.base)
+        await w.next("status")
+        await w.send("start", name="Carla Customer", email="carla@example.com")
+        welcome = await w.next("welcome")
+        iid, token = welcome["chat_id"], welcome["token"]
+        await w.send("send", client_id="c0", text="anyone there?")
+        await w.next("message", client_id="c0")
+        holder.kill9()
+        await agent.send("set_state", state="ready")
+        offer = await agent.next("chat_offer", timeout=30, interaction_id=iid)
+        await agent.send("chat_accept", offer_id=offer["offer_id"])
+        started = await agent.next("chat_started", timeout=20, interaction_id=iid)
+        assert [m["text"] for m in started["messages"]] == ["anyone there?"]
+        await agent.send("chat_send", interaction_id=iid, client_id="a0", text="hello Carla")
+        await agent.next("chat_message", timeout=20, interaction_id=iid, client_id="a0")
+        # the customer's page comes back: the agent's answer is waiting
+        w = await open_widget(survivor.base)
+        await w.next("status")
+        await w.send("resume", chat_id=iid, token=token, last_seq=1)
+        back = await w.next("welcome", timeout=20)
+        assert back["resumed"] is True and back["state"] == "active"
+        assert (await w.next("message", timeout=20))["text"] == "hello Carla"
+        await w.send("end")
+        await w.next("ended", timeout=20)
+        await agent.send("chat_wrapup", interaction_id=iid, disposition="resolved", notes="failover")
+        await agent.next("wrapup_saved", timeout=20, interaction_id=iid)
+        await consistent_chats(c["db"], {iid: ["anyone there?", "hello Carla"]})
+        assert survivor.saw("taken over")
+        for x in (w, agent):
+            await x.close()
+
+
 async def consistent_chats(db: Database, said: dict[int, list[str]]) -> None:
     """Every chat: exactly one interaction, wrapped up; its transcript numbered 1..n without a gap,
     each message once, with everything each side said, in order."""
