@@ -101,30 +101,27 @@ class ReportContactDispositionDay(ContactMeasures, Base):
     team: Mapped[str] = mapped_column(String(64), primary_key=True)
 
 
-class ReportAgentTime(Base):
+class AgentTimeColumns:
+    """The key and the seconds of both report_agent_time* tables."""
+
+    slot: Mapped[int] = mapped_column(Integer, primary_key=True)
+    agent_id: Mapped[int] = mapped_column(IdType, primary_key=True)
+    team: Mapped[str] = mapped_column(String(64), primary_key=True)
+    state: Mapped[str] = mapped_column(String(16), primary_key=True)
+    reason: Mapped[str] = mapped_column(String(64), primary_key=True)
+    seconds: Mapped[float] = mapped_column(Float, default=0.0)
+
+
+class ReportAgentTime(AgentTimeColumns, Base):
     """Seconds agents spent in each state (ready, busy, wrap_up, not_ready with its reason) per slot."""
 
     __tablename__ = "report_agent_time"
 
-    slot: Mapped[int] = mapped_column(Integer, primary_key=True)
-    agent_id: Mapped[int] = mapped_column(IdType, primary_key=True)
-    team: Mapped[str] = mapped_column(String(64), primary_key=True)
-    state: Mapped[str] = mapped_column(String(16), primary_key=True)
-    reason: Mapped[str] = mapped_column(String(64), primary_key=True)
-    seconds: Mapped[float] = mapped_column(Float, default=0.0)
 
-
-class ReportAgentTimeDay(Base):
+class ReportAgentTimeDay(AgentTimeColumns, Base):
     """The same seconds per UTC day (slot: floor(epoch / 86400))."""
 
     __tablename__ = "report_agent_time_day"
-
-    slot: Mapped[int] = mapped_column(Integer, primary_key=True)
-    agent_id: Mapped[int] = mapped_column(IdType, primary_key=True)
-    team: Mapped[str] = mapped_column(String(64), primary_key=True)
-    state: Mapped[str] = mapped_column(String(16), primary_key=True)
-    reason: Mapped[str] = mapped_column(String(64), primary_key=True)
-    seconds: Mapped[float] = mapped_column(Float, default=0.0)
 
 
 class ReportCustomerState(Base):
