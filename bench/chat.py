@@ -30,7 +30,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import Child, cpu_s, git_sha, log, pct, sqlite_url, write_result  # noqa: E402
+from bench.common import Child, cpu_s, git_sha, log, pct, run_role, sqlite_url, write_result  # noqa: E402
 
 PG = os.environ.get("CC_BENCH_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
 SCHEMA = "bench_chat"
@@ -356,11 +356,7 @@ def main() -> None:
     ap.add_argument("--drain", type=float, default=5.0)
     ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args()
-    if args.role == "server":
-        asyncio.run(server_main(args))
-        return
-    if args.role == "load":
-        asyncio.run(load_main(args))
+    if run_role(args, server=server_main, load=load_main):
         return
     runs = [run_backend(b, args) for b in args.backend]
     first = runs[0]

@@ -11,7 +11,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +69,15 @@ class Child:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
+
+
+def run_role(args: Any, **roles: Callable[[Any], Awaitable[None]]) -> bool:
+    """Run the child role that `args.role` names (server=..., load=...) to its end; False for "main"."""
+    main = roles.get(args.role)
+    if main is None:
+        return False
+    asyncio.run(main(args))
+    return True
 
 
 def in_process(target: Callable[..., None], *args: Any) -> Any:

@@ -32,7 +32,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import ROOT, Child, cpu_s, git_sha, log, pct, sqlite_url, write_result  # noqa: E402
+from bench.common import ROOT, Child, cpu_s, git_sha, log, pct, run_role, sqlite_url, write_result  # noqa: E402
 
 PASSWORD = "bench-supervisor-password"
 PREFIX = b'{"type":"wallboard","v":1,"seq":'
@@ -340,11 +340,7 @@ def main() -> None:
     ap.add_argument("--load-procs", type=int, default=1)
     ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args()
-    if args.role == "server":
-        asyncio.run(server_main(args))
-        return
-    if args.role == "load":
-        asyncio.run(load_main(args))
+    if run_role(args, server=server_main, load=load_main):
         return
     url = sqlite_url("wallboard.db")
     load_before = os.getloadavg()
