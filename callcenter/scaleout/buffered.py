@@ -14,8 +14,9 @@ instead of failing, and are written in order once it is back:
 
 After the first buffered write of an interaction, its later writes go to the outbox too, so they
 stay in order (one interaction's writes share one outbox partition). Another process writing to
-an interaction whose writes are still in the outbox (a survey taken there) finds it missing in the
-database and, seeing its `held` marker in Redis, queues its write behind them.
+an interaction whose writes are still in the outbox (a survey taken there, a call handed over)
+finds it missing in the database (or the transition not allowed yet) and, seeing its `held`
+marker in Redis, queues that write and its later ones behind them.
 
 Reads on the call path (identify, the pop's card, an interaction) raise `CrmUnavailable` (a
 CrmError: the voice path logs it and goes on) instead of a driver error.
@@ -34,7 +35,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 
 from callcenter.scaleout.outbox import Outbox
 from crm_core._base import UNSET
-from crm_core.errors import CrmError, NotFound, UnknownValue, ValidationError
+from crm_core.errors import CrmError, InvalidTransition, NotFound, UnknownValue, ValidationError
 
 log = logging.getLogger(__name__)
 DB_UNAVAILABLE = (OperationalError, DBAPIError, OSError, TimeoutError)
@@ -105,7 +106,7 @@ class IdBlock:
 
 
 class BufferedWrites:
-    def __init__(self, store: Any, outbox: Outbox, *, reserve: int = 100, reserve_tickets: int = 20) -> None:
+    def __init__(self, store: Any, outbox: Outbox, *, reserve: int = 500, reserve_tickets: int = 50) -> None:
         self.store, self.outbox = store, outbox
         self.buffered: set[int] = set()  # interactions with writes in the outbox (this process)
         self.count = 0
@@ -164,8 +165,11 @@ class BufferedWrites:
             except DB_UNAVAILABLE as e:
                 log.warning("interaction %s: database unavailable (%s); %s goes to the outbox",
                             iid, type(e).__name__, op.get("kind") or op.get("state") or op["op"])
-            except NotFound as e:
-                if e.entity != "Interaction" or not await self._held_elsewhere(iid):
+            except (NotFound, InvalidTransition) as e:
+                # another process's writes of it may still be in the outbox (not written yet, or
+                # its earlier states): queue this one behind them
+                if getattr(e, "entity", "Interaction") != "Interaction" \
+                        or not await self._held_elsewhere(iid):
                     raise
                 log.info("interaction %s: its writes are still in the outbox; %s queued behind them",
                          iid, op["op"])

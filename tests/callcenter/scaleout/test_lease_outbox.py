@@ -167,7 +167,6 @@ async def test_a_call_opened_and_wrapped_up_during_an_outage_is_written_afterwar
         await store.set_state(before.id, "answered", agent_id=agent.id)
         await store.set_state(before.id, "ended", events=(("hangup", {"who": "caller"}),))
         await store.set_disposition(before.id, "resolved", "during the outage", agent_id=agent.id)
-        await store.set_state(before.id, "wrapup_done", agent_id=agent.id)
 
         # a call that starts during the outage
         i = await store.open_interaction("voice", "inbound", None, external_id="L1",
@@ -193,6 +192,12 @@ async def test_a_call_opened_and_wrapped_up_during_an_outage_is_written_afterwar
         other = CrmStore(up)
         BufferedWrites(other, Outbox(client, prefix, partitions=2), reserve=0).install()
         await other.record_survey(5, interaction_id=i.id, channel="voice", events=(("survey", {"score": 5}),))
+        # and the call answered before the outage is wrapped up there (handed over): queued -> wrap-up
+        # done is not allowed yet (its answered and ended are in the outbox): queued behind them
+        third = CrmStore(up)
+        BufferedWrites(third, Outbox(client, prefix, partitions=2), reserve=0).install()
+        await third.set_state(before.id, "wrapup_done", agent_id=agent.id)
+        await third.append_event(before.id, "wrapup", data={"disposition": "resolved"})
 
         worker = OutboxWorker(box, up, "w1", block_ms=50)
         task = asyncio.get_running_loop().create_task(worker.run())
@@ -218,6 +223,9 @@ async def test_a_call_opened_and_wrapped_up_during_an_outage_is_written_afterwar
         assert all(ok for _, ok in kinds), kinds
         b = await live.get_interaction(before.id)
         assert (b.state, b.disposition_code, b.notes) == ("wrapup_done", "resolved", "during the outage")
+        kinds = [(e.kind, e.ok) for e in await live.timeline(before.id)]
+        assert [k for k, _ in kinds][-6:] == ["state", "state", "hangup", "disposition", "state", "wrapup"]
+        assert all(ok for _, ok in kinds), kinds
         async with up.session() as s:
             ticket = (await s.execute(select(Ticket).where(Ticket.number == t.number))).scalar_one()
             linked = (await s.execute(select(ticket_interactions.c.interaction_id).where(
