@@ -30,6 +30,7 @@ from typing import Any
 from redis.exceptions import RedisError
 
 from callcenter.channels.chat.state import REPLAY_LIMIT, Chat
+from callcenter.channels.chat.state import msg as _msg
 from routing import ContactStatus
 
 log = logging.getLogger(__name__)
@@ -167,6 +168,8 @@ class SharedChats:
         await self._resume_agent(chat)
         if not chat.links and chat.state not in ("ended", "done"):
             svc._arm_gone(chat)  # the customer has `resume_s` to come back
+        elif chat.state == "done":  # kept a while for a page reload, as the owner would have
+            asyncio.get_running_loop().call_later(svc.options.resume_s, lambda: svc._drop(chat))
         if chat.state in ("queued", "offered"):
             svc._ensure_refresher()
         return chat
@@ -229,18 +232,20 @@ class SharedChats:
             await svc._send_started(chat, agent.user_id)
 
     async def console_resume(self, user_id: int) -> None:
-        """A console opened on another process: this process's chats of that agent go to it."""
+        """A console opened on another process: this process's chats of that agent go to it, on
+        the live channel to every process (this one may not know yet where the console is)."""
         svc = self.service
         agent = svc.directory.by_user(user_id)
         if agent is None:
             return
+        there = _Everywhere(self.publish, user_id)
         for chat in list(svc.chats.values()):
             if chat.agent_id != agent.agent_id:
                 continue
             if chat.state == "offered" and chat.offer_id:
-                svc.hub.send(user_id, "chat_offer", **await svc.offer_message(chat))
+                there.put(_msg("chat_offer", **await svc.offer_message(chat)))
             elif chat.state == "active" or (chat.state == "ended" and not chat.wrapped_up):
-                await svc._send_started(chat, user_id)
+                await svc._send_started(chat, user_id, there)
 
     def on_live(self, message: dict[str, Any]) -> None:
         """`chat moved`: another process took one of this process's chats over; let it go."""
@@ -286,10 +291,23 @@ class SharedChats:
             owner = v.decode() if isinstance(v, bytes) else v
             if owner in alive or owner == self.origin or iid in self.service.chats:
                 continue
+            if not await self.client.exists(self.key(iid)):  # its snapshot expired: nothing to take
+                await self.client.eval(_FORGET, 2, self.owners, self.key(iid), iid, owner, 3600)
+                continue
             if await self.adopt(iid, only_from=owner) is not None:
                 n += 1
                 log.info("chat %s: its process %s is gone; taken over", iid, owner)
         return n
+
+
+class _Everywhere:
+    """A console link's `put` for a console on some other process (the live channel)."""
+
+    def __init__(self, publish: Callable[[dict[str, Any]], None], user_id: int) -> None:
+        self.publish, self.user_id = publish, user_id
+
+    def put(self, message: dict[str, Any]) -> None:
+        self.publish({"k": "msg", "u": self.user_id, "m": message})
 
 
 async def install(so: Any) -> SharedChats | None:

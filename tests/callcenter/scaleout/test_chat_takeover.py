@@ -1,7 +1,8 @@
 """A web chat moves between two live processes (issue 18): the widget's socket drops and the
 balancer sends the reconnect to the other process. That process takes the chat over from the
 live owner, which lets it go (the live channel): one owner at a time, the agent's console (on the
-first process) goes on with the chat through the new owner, nothing lost or duplicated."""
+first process, reloaded there) goes on with the chat through the new owner, nothing lost or
+duplicated."""
 from __future__ import annotations
 
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -65,7 +66,14 @@ async def test_the_widget_reconnects_to_the_other_process_which_takes_the_chat_o
         assert back["resumed"] is True and back["state"] == "active"
         await until(lambda: _true(iid not in a[CENTER].chat.chats))  # A let it go
         assert iid in b[CENTER].chat.chats
-        # the agent's console stays on A: its messages go to the chat's new owner
+        # the agent's console reloads, on A again: the chat's new owner sends it the chat
+        cookie = await cookie_for(base_a, "agent1")
+        await agent.close()
+        agent = await open_agent(base_a, cookie)
+        await agent.next("hello")
+        started = await agent.next("chat_started", interaction_id=iid)
+        assert [m["text"] for m in started["messages"]] == ["first"]
+        # the console on A: its messages go to the chat's new owner
         await agent.send("chat_send", interaction_id=iid, client_id="a0", text="second")
         await agent.next("chat_message", interaction_id=iid, client_id="a0")
         assert (await w.next("message", client_id="a0"))["text"] == "second"
