@@ -8,12 +8,21 @@
 Each callback has one outbound interaction; every step and attempt is on its timeline. Time
 comes from the injected UTC clock (`utc`); `tick()` routes the callbacks that are due (the
 background loop calls it every `poll_s`; tests call it themselves with `poll_s=0`).
+
+Several processes (scale-out, `center.scaleout`): a due callback is claimed in the database (one
+process routes it). At start, callbacks left routing/offered are put back to wait only when no
+other process of the center is alive (else they are theirs, in flight). Each process keeps the
+callbacks it has in flight in Redis (``P cbs``: process -> contact ids); when a process is gone
+(no fresh heartbeat), one other process (`recover`, every tick) puts its callbacks back to wait
+and takes their contacts out of the shared routing state: they are routed again, once.
 """
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import secrets
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -40,6 +49,7 @@ from routing import (
     Contact,
     ContactArrived,
     ContactFinished,
+    ContactHungUp,
     ContactStatus,
     Decision,
     Ended,
@@ -98,6 +108,7 @@ class CallbackService:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._ticking = asyncio.Lock()
         self._watching: dict[int, tuple[Live, Any]] = {}  # interaction -> the attempt it watches
+        self.scaleout_expected = False  # install(): scale-out is on, `center.scaleout` comes later
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
@@ -109,8 +120,8 @@ class CallbackService:
         while True:
             try:
                 if first:
-                    await self.store.reset_in_flight()
-                    first = False
+                    first = not await self.startup_reset()
+                await self.recover()
                 await self.tick()
             except asyncio.CancelledError:
                 raise
@@ -133,6 +144,74 @@ class CallbackService:
         task = asyncio.ensure_future(aw)
         self._tasks.add(task)
         task.add_done_callback(self._done)
+
+    # ------------------------------------------------------------------ several processes
+    def _shared(self) -> Any:
+        return getattr(self.center, "scaleout", None)
+
+    async def startup_reset(self) -> bool:
+        """Callbacks left routing/offered wait again, unless other processes of the center are
+        alive (they hold those). False: not done yet (scale-out still starting)."""
+        if self.scaleout_expected and self._shared() is None:
+            return False
+        so = self._shared()
+        if so is not None and await so.others():
+            log.info("callbacks in flight are left to the other processes of the center")
+            return True
+        await self.store.reset_in_flight()
+        return True
+
+    async def _track(self) -> None:
+        """Scale-out: this process's callbacks in flight, for `recover` if it dies."""
+        so = self._shared()
+        if so is None:
+            return
+        try:
+            if self.live:
+                await so.client.hset(f"{so.prefix}cbs", so.origin, json.dumps(sorted(self.live)))
+            else:
+                await so.client.hdel(f"{so.prefix}cbs", so.origin)
+        except Exception as e:  # noqa: BLE001 - Redis away: tracked at the next tick
+            log.warning("callbacks in flight not tracked (%s)", e)
+
+    async def recover(self) -> int:
+        """Scale-out: the callbacks in flight on processes that are gone wait again (one process
+        of the center does it); returns how many."""
+        so = self._shared()
+        if so is None:
+            return 0
+        key, now, n = f"{so.prefix}cbs", time.time(), 0
+        beats = {_s(k): float(v) for k, v in (await so.client.hgetall(so.procs_key)).items()}
+        for k, v in (await so.client.hgetall(key)).items():
+            origin = _s(k)
+            if origin == so.origin or now - beats.get(origin, 0.0) < so.dead_after_s:
+                continue
+            if not await so.claim_once(f"cbs-recover:{origin}", ttl_s=so.dead_after_s):
+                continue
+            for cid in json.loads(v):
+                parts = cid.split("-")
+                if len(parts) != 3 or not parts[1].isdigit():
+                    continue
+                cb_id = int(parts[1])
+                back = False
+                for status in (CallbackStatus.ROUTING.value, CallbackStatus.OFFERED.value):
+                    back = back or await self.store.claim(cb_id, CallbackStatus.SCHEDULED.value,
+                                                          expect=status)
+                try:  # out of the shared routing state (its process will not finish it)
+                    await self.runner.handle(ContactHungUp(cid))
+                except RoutingError:
+                    pass
+                if back:
+                    cb = await self.store.get(cb_id)
+                    await self.crm.append_event(cb.interaction_id, "callback_owner_lost", ok=False, data={
+                        "callback_id": cb_id, "process": origin,
+                        "detail": "the process routing it is gone; it waits to be routed again"})
+                    n += 1
+            await so.client.hdel(key, origin)
+        if n:
+            log.info("%d callbacks of processes that are gone wait again", n)
+            self._wake.set()
+        return n
 
     def _done(self, task: asyncio.Task[Any]) -> None:
         self._tasks.discard(task)
@@ -216,12 +295,14 @@ class CallbackService:
                     continue  # another process took it, or it was cancelled
                 await self._route(cb)
                 n += 1
+            await self._track()
             return n
 
     async def _route(self, cb: Callback) -> None:
         cid = f"{PREFIX}{cb.id}-{secrets.token_hex(4)}"  # unique across processes and attempts
         live = Live(cb, cid)
         self.live[cid] = live
+        await self._track()
         tier = Tier.REGULAR
         if cb.customer_id is not None:
             try:
@@ -249,6 +330,7 @@ class CallbackService:
         except CrmError:
             return None
         live = self.live[cid] = Live(cb, cid)
+        self._spawn(self._track())
         return live
 
     async def _set_state(self, interaction_id: int, state: str, **kw: Any) -> None:
@@ -596,6 +678,8 @@ def install(center: Any, settings: Any = None, *,
     if utc is not None:
         kwargs["utc"] = utc
     svc = CallbackService(center, **kwargs)
+    so_conf = getattr(settings, "scaleout", None)
+    svc.scaleout_expected = bool(so_conf is not None and so_conf.enabled and settings.redis.url)
     center.callbacks = svc
     center.performers.append(svc)
     center.voice.on_callback = svc.from_ivr
@@ -640,3 +724,7 @@ def _valid_phone(raw: str, region: str) -> str | None:
         return normalize_phone(raw, region)
     except CrmError:
         return None
+
+
+def _s(v: Any) -> str:
+    return v.decode() if isinstance(v, bytes) else str(v)

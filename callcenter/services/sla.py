@@ -10,6 +10,10 @@ become alerts the same way. Time comes from the injected UTC clock.
 Team scope: an alert about a queue that teams own goes only to the supervisors of those teams
 (and to admins); only they may acknowledge it (others get `not_found`, as for an unknown alert).
 Alerts about a queue no team owns, or about no queue, go to every supervisor.
+
+Several processes (scale-out): the ticket escalation is claimed in the database (one process
+escalates a ticket); a routing alert about a contact reaches every process (the decisions about
+another process's contact are forwarded), so it is stored by the one that claims it in Redis.
 """
 from __future__ import annotations
 
@@ -33,6 +37,7 @@ SUPERVISORS = frozenset({"supervisor", "admin"})
 class SlaService:
     def __init__(self, center: Any, *, policy: SlaPolicy = SlaPolicy(),
                  utc: Callable[[], datetime] = lambda: datetime.now(UTC), poll_s: float = 60.0) -> None:
+        self.center = center
         self.crm = center.store
         self.store = CallbackStore(center.store.db)
         self.hub = center.hub
@@ -87,6 +92,10 @@ class SlaService:
     async def perform(self, decisions: list[Decision]) -> set[str]:
         for d in decisions:
             if isinstance(d, RoutingAlert):
+                so = getattr(self.center, "scaleout", None)
+                if so is not None and not await so.claim_once(
+                        f"sla:{d.contact_id}:{d.queue}:{d.message}", ttl_s=3600):
+                    continue  # another process of the center stores and sends it
                 try:
                     alert = await self.store.add_alert("routing", d.message, at=self.utc(), queue=d.queue,
                                                        data={"contact_id": d.contact_id})

@@ -154,3 +154,76 @@ async def test_one_process_dials_a_campaign_and_the_next_leader_takes_it_over(da
 
 async def _true(v: bool) -> bool:
     return v
+
+
+# ---------------------------------------------------------------------- email campaign send rate
+async def test_the_email_campaign_send_rate_is_center_wide(database, redis_prefix):
+    if database.is_sqlite:
+        pytest.skip("several processes share PostgreSQL")
+    camp = await CampaignStore(database).create(name="news", mode="email", subject="Hi", body="News",
+                                                rate_per_min=60)  # 1 a second, 10 at once
+    clock = Clock()
+    async with AsyncExitStack() as stack:
+        a, _ = await stack.enter_async_context(process(database, scaleout_env(redis_prefix)))
+        b, _ = await stack.enter_async_context(process(database, scaleout_env(redis_prefix)))
+        mail_a, mail_b = a[CENTER].campaigns.email, b[CENTER].campaigns.email
+        for m in (mail_a, mail_b):
+            m.wall = clock
+        assert await mail_a._allowance(camp) == 10
+        assert await mail_b._allowance(camp) == 0  # per process it would be 10 more
+        clock.t += 3
+        assert await mail_b._allowance(camp) + await mail_a._allowance(camp) == 3
+
+
+# ----------------------------------------------------------------------------- routing alerts
+async def test_a_routing_alert_is_stored_once_for_the_center(database, redis_prefix):
+    if database.is_sqlite:
+        pytest.skip("several processes share PostgreSQL")
+    from routing import Alert as RoutingAlert
+
+    async with AsyncExitStack() as stack:
+        a, _ = await stack.enter_async_context(process(database, scaleout_env(redis_prefix)))
+        b, _ = await stack.enter_async_context(process(database, scaleout_env(redis_prefix)))
+        alert = RoutingAlert("77", "support", "contact waiting too long")
+        # the decision reaches both processes (forwarded): one stores it
+        for app in (a, b, a):
+            await app[CENTER].sla.perform([alert])
+        await b[CENTER].sla.perform([RoutingAlert("78", "support", "contact waiting too long")])
+    alerts = [x for x in await a[CENTER].sla.store.open_alerts(50) if x.kind == "routing"]
+    assert sorted((x.data or {}).get("contact_id") for x in alerts) == ["77", "78"]
+
+
+# ----------------------------------------------------------------------------------- callbacks
+async def test_callbacks_in_flight_stay_with_their_process_and_come_back_when_it_dies(
+        database, redis_prefix):
+    if database.is_sqlite:
+        pytest.skip("several processes share PostgreSQL")
+    from crm_core.callbacks import CallbackStore
+    from tests.callcenter.voice_harness import REGULAR_PHONE, seed_people
+
+    store = build_store(load_settings(env={}), database)
+    await seed_people(store)
+    cbs = CallbackStore(database)
+    env = scaleout_env(redis_prefix, CC_CALLBACKS__POLL_S="0")
+    async with AsyncExitStack() as stack_b:
+        b, _ = await stack_b.enter_async_context(process(database, env))
+        async with AsyncExitStack() as stack_a:
+            a, _ = await stack_a.enter_async_context(process(database, env))
+            cb_a = a[CENTER].callbacks
+            cb = await cb_a.schedule(number=REGULAR_PHONE, origin="console", queue="support")
+            assert await cb_a.tick() == 1  # A routes it: it waits in the shared queue
+            assert (await cbs.get(cb.id)).status == "routing"
+            # a process starting now leaves A's callback alone (A is alive)
+            assert await b[CENTER].callbacks.startup_reset() is True
+            assert (await cbs.get(cb.id)).status == "routing"
+            assert await b[CENTER].callbacks.tick() == 0
+            assert await b[CENTER].callbacks.recover() == 0  # A is alive
+        # A is gone (its heartbeat with it): B puts its callback back, then routes it, once
+        cb_b = b[CENTER].callbacks
+        assert await cb_b.recover() == 1
+        assert await cb_b.recover() == 0
+        assert (await cbs.get(cb.id)).status == "scheduled"
+        assert await cb_b.tick() == 1
+        assert await cb_b.tick() == 0
+        kinds = [e.kind for e in await store.timeline(cb.interaction_id)]
+        assert kinds.count("callback_due") == 2 and "callback_owner_lost" in kinds
