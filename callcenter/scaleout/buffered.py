@@ -19,14 +19,15 @@ finds it missing in the database (or the transition not allowed yet) and, seeing
 marker in Redis, queues that write and its later ones behind them.
 
 Reads on the call path (identify, the pop's card, an interaction) raise `CrmUnavailable` (a
-CrmError: the voice path logs it and goes on) instead of a driver error.
+CrmError: the voice path logs it and goes on) instead of a driver error; a caller identified (or
+a card read) by this process before the outage is answered from memory (the last 2,000 of each).
 """
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
-from collections import deque
+from collections import OrderedDict, deque
 from datetime import UTC, datetime
 from typing import Any
 
@@ -114,12 +115,18 @@ class BufferedWrites:
         self.ids = IdBlock(store.db, "interactions", reserve) if pg and reserve else None
         self.ticket_ids = IdBlock(store.db, "tickets", reserve_tickets) if pg and reserve_tickets else None
         self._dispositions: dict[bool, Any] = {}  # the last list read (a console opened during an outage)
+        # the last callers identified and cards read: during an outage a recent caller is still
+        # recognized (tier for routing, the pop's card as last read)
+        self._known: dict[str, OrderedDict[str, Any]] = {n: OrderedDict() for n in self.REMEMBERED}
         self.orig: dict[str, Any] = {}
 
     WRITES = ("open_interaction", "set_state", "append_event", "update_interaction", "link_customer",
               "set_disposition", "record_survey", "create_ticket")
     READS = ("identify", "identify_card", "customer_card", "get_interaction", "find_interaction",
              "get_ticket", "timeline")
+
+    REMEMBERED = ("identify", "identify_card", "customer_card")
+    KNOWN = 2000  # results remembered per read
 
     def install(self) -> None:
         for name in (*self.WRITES, "list_disposition_codes"):
@@ -179,11 +186,22 @@ class BufferedWrites:
         return None
 
     def _read(self, name: str, fn: Any) -> Any:
+        known = self._known.get(name)
+
         async def read(*args: Any, **kw: Any) -> Any:
+            key = repr((args, sorted(kw.items()))) if known is not None else ""
             try:
-                return await fn(*args, **kw)
+                got = await fn(*args, **kw)
             except DB_UNAVAILABLE as e:
+                if known is not None and key in known:  # what was known before the outage
+                    known.move_to_end(key)
+                    return known[key]
                 raise CrmUnavailable(f"CRM unavailable ({type(e).__name__}); try again shortly") from e
+            if known is not None and got is not None:
+                known[key] = got
+                if len(known) > self.KNOWN:
+                    known.popitem(last=False)
+            return got
         read.__name__ = name
         return read
 

@@ -357,6 +357,10 @@ async def test_postgres_outage_mid_traffic_calls_opened_and_wrapped_up_during_it
             if call in during:  # opened with a reserved id, through the outbox
                 assert events[0].data.get("via") == "outbox", events[0].data
         assert sum(w.count("opened through the outbox") for w in (w1, w2)) == len(during)
+        # the caller, identified by this worker before the outage, is recognized during it: the
+        # pop shows the card as last read
+        pops = {o["interaction_id"]: o["pop"] for o in a1.offers + a2.offers}
+        assert all(pops[found[call.linkedid].id]["known"] for call in calls), pops
         client = aioredis.from_url(c["redis"].url)
         try:
             assert await client.xlen(f"{c['prefix']}outbox:dead") == 0
