@@ -42,10 +42,21 @@ expires again. Nothing is lost.
 
 All processes sharing a prefix must use one time base (wall-clock seconds), since leases and
 timers are compared across processes.
+
+Threads. The routing runner (services/routing_runner.py) runs engine steps in a worker thread
+inside :meth:`RedisStore.stepping`. While a step runs, a read from another thread (the event
+loop: an agent's state for a console, a contact for a supervisor) is a *view*: it never sends the
+step's pending save, never uses the step's pool snapshot and never updates the records the engine
+holds (it did, and an engine step could see its own record changed under it). Callers on the event
+loop that read many agents or contacts use the batch reads (``capacity``, ``waiting_queues``) or
+their ``a``-prefixed asyncio forms, which never block the loop.
 """
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
+import threading
 from collections import OrderedDict
 from collections.abc import Callable, Collection, Iterator, Sequence
 from typing import Any, TypeVar
@@ -407,6 +418,40 @@ return out
 """
 
 
+# The capacity of a channel over some agents: the sum of their profile's capacity for it, over
+# those signed in (not offline, not not-ready); stops once `enough` is reached (-1: never).
+# KEYS: none (one slot: every key is under the base). ARGV: base, channel, enough, agent ids...
+_CAPACITY = r"""
+local total, enough = 0, tonumber(ARGV[3])
+for i = 4, #ARGV do
+  local f = redis.call('HMGET', ARGV[1] .. 'a:' .. ARGV[i], 'pr', 'cap')
+  if f[1] and f[1] ~= 'offline' and f[1] ~= 'not_ready' and f[2] and f[2] ~= '' then
+    total = total + (tonumber(cjson.decode(f[2])[ARGV[2]]) or 0)
+    if enough >= 0 and total >= enough then return total end
+  end
+end
+return total
+"""
+
+# Every registered bucket's first `limit` waiting contacts with their queue, in bucket order then
+# best first: contact, score (-key), queue (or the engine JSON when the queue is not plain).
+# KEYS: bucket list. ARGV: base, limit
+_WAITING = r"""
+local out = {}
+for _, b in ipairs(redis.call('LRANGE', KEYS[1], 0, -1)) do
+  local rows = redis.call('ZRANGE', ARGV[1] .. 'q:' .. b, 0, tonumber(ARGV[2]) - 1, 'WITHSCORES')
+  for i = 1, #rows, 2 do
+    local cid = string.sub(rows[i], 14)
+    local ej = redis.call('HGET', ARGV[1] .. 'c:' .. cid, 'ej') or ''
+    out[#out + 1] = cid
+    out[#out + 1] = rows[i + 1]
+    out[#out + 1] = string.match(ej, '^{"q":"([^"\\]*)","eq":') or ej
+  end
+end
+return out
+"""
+
+
 class _Script:
     """A Lua script loaded once and called with EVALSHA; reloaded after NOSCRIPT (a restarted or
     flushed server)."""
@@ -424,6 +469,26 @@ class _Script:
         except NoScriptError:
             client.script_load(self.source)
             return client.evalsha(self.sha, len(keys), *keys, *args)
+
+    async def acall(self, client: Any, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        """The same on a redis.asyncio client."""
+        try:
+            return await client.evalsha(self.sha, len(keys), *keys, *args)
+        except NoScriptError:
+            await client.script_load(self.source)
+            return await client.evalsha(self.sha, len(keys), *keys, *args)
+
+
+def _waiting_rows(flat: Sequence[str]) -> list[tuple[str, float, str]]:
+    """_WAITING's reply as (contact, key, queue), best first (in Engine.waiting's order)."""
+    rows = []
+    for i in range(0, len(flat), 3):
+        q = flat[i + 2]
+        if q.startswith("{"):
+            q = json.loads(q)["q"]
+        rows.append((flat[i], -float(flat[i + 1]), q))
+    rows.sort(key=lambda r: -r[1])
+    return rows
 
 
 def _rules_json(rules: MixingRules) -> str:
@@ -508,6 +573,9 @@ class _Avail(frozenset[str]):
 
     def __iter__(self) -> Iterator[str]:
         store = self._store
+        if store._foreign():  # not the engine step's thread: no snapshot for agent()
+            yield from frozenset.__iter__(self)
+            return
         outer = store._in_pool
         store._in_pool = self
         try:
@@ -537,7 +605,7 @@ class RedisStore:
     def __init__(
         self, client: redis.Redis, prefix: str = "cc:", rules: MixingRules = DEFAULT_MIXING, *,
         tag: str | None = None, lease_grace_s: float = 5.0,
-        max_tracked_contacts: int = 50_000,
+        max_tracked_contacts: int = 50_000, url: str | None = None,
     ) -> None:
         self._r = client
         self._rules = rules
@@ -587,11 +655,19 @@ class RedisStore:
         self._s_pop_due = s(_POP_DUE)
         self._s_reclaim = s(_RECLAIM)
         self._s_pool = s(_POOL)
+        self._s_capacity = s(_CAPACITY)
+        self._s_waiting = s(_WAITING)
+        # the thread running an engine step (RoutingRunner, in a worker thread), or None
+        self._stepper: int | None = None
+        self._save_lock = threading.Lock()
+        self.url = url  # for the asyncio client of the event loop's reads (None: a worker thread)
+        self._aio: Any = None
+        self._aio_loop: Any = None
 
     @classmethod
     def from_url(cls, url: str, prefix: str = "cc:", rules: MixingRules = DEFAULT_MIXING,
                  **kw: Any) -> RedisStore:
-        return cls(connect(url), prefix, rules, **kw)
+        return cls(connect(url), prefix, rules, url=url, **kw)
 
     @property
     def rules(self) -> MixingRules:
@@ -609,8 +685,22 @@ class RedisStore:
 
     # -- plumbing --------------------------------------------------------------------------------
 
+    @contextlib.contextmanager
+    def stepping(self) -> Iterator[None]:
+        """Mark the calling thread as the one running an engine step (see the module docstring)."""
+        self._stepper = threading.get_ident()
+        try:
+            yield
+        finally:
+            self._stepper = None
+
+    def _foreign(self) -> bool:
+        """Is an engine step running in another thread than the caller's?"""
+        s = self._stepper
+        return s is not None and s != threading.get_ident()
+
     def _io(self, fn: Callable[[], T]) -> T:
-        if self._pending_save is not None:
+        if self._pending_save is not None and not self._foreign():
             self._flush_save()
         try:
             return fn()
@@ -664,7 +754,7 @@ class RedisStore:
 
     def agent(self, agent_id: str) -> AgentRecord | None:
         pool = self._in_pool
-        if pool is not None:
+        if pool is not None and not self._foreign():
             rec = pool._snap.get(agent_id)
             if rec is not None:
                 return rec
@@ -684,6 +774,79 @@ class RedisStore:
             return pipe.execute()
 
         return {aid: self._agent_from(h) for aid, h in zip(ids, self._io(read), strict=True) if h}
+
+    def capacity(self, channel: Channel, agent_ids: Sequence[str], enough: int | None = None) -> int:
+        """The `channel` capacity of these agents' profiles, over those signed in (not offline,
+        not not-ready), in one round trip per 2,000 agents; stops once `enough` is reached."""
+        ids, total = list(agent_ids), 0
+        for i in range(0, len(ids), 2000):
+            left = -1 if enough is None else enough - total
+            total += int(self._io(lambda i=i, left=left: self._s_capacity(
+                self._r, [], [self.base, channel.value, left, *ids[i:i + 2000]])))
+            if enough is not None and total >= enough:
+                break
+        return total
+
+    def waiting_queues(self, limit: int = 100) -> list[tuple[str, float, str]]:
+        """Waiting contacts as (id, key, queue), best first across buckets (Engine.waiting with
+        each contact's queue), in one round trip."""
+        return _waiting_rows(self._io(lambda: self._s_waiting(self._r, [self._k_bl], [self.base, limit])))
+
+    # -- asyncio reads (for callers on the event loop) --------------------------------------------
+
+    def _aclient(self) -> Any:
+        loop = asyncio.get_running_loop()
+        if self._aio is None or self._aio_loop is not loop:
+            import redis.asyncio as aioredis
+
+            assert self.url is not None
+            self._aio = aioredis.Redis.from_url(self.url, decode_responses=True, socket_timeout=5.0,
+                                                socket_connect_timeout=5.0)
+            self._aio_loop = loop
+        return self._aio
+
+    async def _aio_call(self, script: _Script, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        """Run a read script on the asyncio client."""
+        try:
+            return await script.acall(self._aclient(), keys, args)
+        except _UNAVAILABLE as e:
+            raise RoutingStoreUnavailable(f"routing store: Redis is unavailable ({e})") from e
+
+    async def acapacity(self, channel: Channel, agent_ids: Sequence[str], enough: int | None = None) -> int:
+        """`capacity` without blocking the event loop."""
+        if self.url is None:
+            return await asyncio.to_thread(self.capacity, channel, agent_ids, enough)
+        ids, total = list(agent_ids), 0
+        for i in range(0, len(ids), 2000):
+            left = -1 if enough is None else enough - total
+            total += int(await self._aio_call(self._s_capacity, [],
+                                              [self.base, channel.value, left, *ids[i:i + 2000]]))
+            if enough is not None and total >= enough:
+                break
+        return total
+
+    async def awaiting_queues(self, limit: int = 100) -> list[tuple[str, float, str]]:
+        """`waiting_queues` without blocking the event loop."""
+        if self.url is None:
+            return await asyncio.to_thread(self.waiting_queues, limit)
+        return _waiting_rows(await self._aio_call(self._s_waiting, [self._k_bl], [self.base, limit]))
+
+    async def aagent(self, agent_id: str) -> AgentRecord | None:
+        """An agent's record without blocking the event loop."""
+        if self.url is None:
+            return await asyncio.to_thread(self.agent, agent_id)
+        try:
+            h = await self._aclient().hgetall(self._ak(agent_id))
+        except _UNAVAILABLE as e:
+            raise RoutingStoreUnavailable(f"routing store: Redis is unavailable ({e})") from e
+        return self._agent_from(h) if h else None
+
+    async def aclose(self) -> None:
+        """Close the asyncio client (the synchronous one is the caller's)."""
+        aio, self._aio = self._aio, None
+        if aio is not None:
+            with contextlib.suppress(Exception):
+                await aio.aclose()
 
     def _unpack(self, packed: str) -> tuple[str, AgentRecord | None]:
         aid, _, rest = packed.partition("\x1f")
@@ -753,10 +916,20 @@ class RedisStore:
 
     def contact(self, contact_id: str) -> ContactRecord | None:
         h = self._io(lambda: self._r.hgetall(self._ck(contact_id)))
+        if self._foreign():  # a view: the records the running step holds are not touched
+            return self._view_record(contact_id, h) if h else None
         if not h:
             self._recs.pop(contact_id, None)
             return None
         return self._record_from(contact_id, h)
+
+    def _view_record(self, cid: str, h: dict[str, str]) -> ContactRecord:
+        rec = ContactRecord(contact=_contact_from(h["cj"]), queue="", entered_queue_at=0.0, weight=0.0,
+                            requirement=Requirement(((),)))
+        _apply_engine_json(rec, h["ej"])
+        rec.status, rec.agent_id = _STATUSES[h["st"]], h["ag"] or None
+        rec.bucket, rec.key, rec.seq = h["b"], float(h["k"]), int(h["sq"])
+        return rec
 
     def _record_from(self, cid: str, h: dict[str, str]) -> ContactRecord:
         tracked = self._recs.get(cid)
@@ -782,11 +955,19 @@ class RedisStore:
         self._track(rec, cj, ej)
         return rec
 
+    def _take_save(self, cid: str | None = None) -> tuple[str, str] | None:
+        """Take the pending save (only `cid`'s, when given): atomic, whatever thread asks."""
+        with self._save_lock:
+            p = self._pending_save
+            if p is None or (cid is not None and p[0] != cid):
+                return None
+            self._pending_save = None
+            return p
+
     def _flush_save(self) -> None:
-        assert self._pending_save is not None
-        cid, ej = self._pending_save
-        self._pending_save = None
-        self._run(self._s_save, [self._ck(cid)], [ej])
+        p = self._take_save()
+        if p is not None:
+            self._run(self._s_save, [self._ck(p[0])], [p[1]])
 
     def save_contact(self, record: ContactRecord) -> None:
         cid = record.contact.id
@@ -802,10 +983,8 @@ class RedisStore:
         return None if t is None else t[0]
 
     def enqueue(self, contact_id: str, bucket: str, key: float) -> None:
-        ej = ""
-        if self._pending_save is not None and self._pending_save[0] == contact_id:
-            ej = self._pending_save[1]
-            self._pending_save = None
+        mine = self._take_save(contact_id)
+        ej = "" if mine is None else mine[1]
         try:
             self._run(self._s_enqueue, [self._ck(contact_id), self._k_nw],
                       [self.base, bucket, float(key), float(-key), ej])

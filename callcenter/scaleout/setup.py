@@ -166,6 +166,9 @@ class ScaleOut:
         if self.lclient is not None:
             with contextlib.suppress(Exception):
                 await self.lclient.aclose()
+        aclose = getattr(self.center.engine.store, "aclose", None)
+        if aclose is not None:  # the routing store's asyncio client (the event loop's reads)
+            await aclose()
         with contextlib.suppress(RedisError, OSError):
             await self.client.hdel(self.procs_key, self.origin)
 

@@ -49,8 +49,17 @@ class RoutingRunner:
 
     async def _call(self, fn: Callable[..., T], *args: object) -> T:
         if self._in_thread:
-            return await asyncio.to_thread(fn, *args)
+            return await asyncio.to_thread(self._step, fn, *args)
         return fn(*args)
+
+    def _step(self, fn: Callable[..., T], *args: object) -> T:
+        """One engine step in the worker thread, marked on the store (the Redis store then answers
+        reads from other threads, e.g. the event loop's, as views: routing_redis.py)."""
+        stepping = getattr(self.engine.store, "stepping", None)
+        if stepping is None:
+            return fn(*args)
+        with stepping():
+            return fn(*args)
 
     async def add_agent(self, profile: AgentProfile) -> None:
         async with self._lock:

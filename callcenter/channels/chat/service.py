@@ -52,7 +52,7 @@ from routing import (
 from routing import Offer as RoutingOffer
 
 log = logging.getLogger(__name__)
-
+REFRESH_GAP_S = 0.25  # shared routing store: the wait positions are refreshed at most this often
 
 
 class WidgetLink:
@@ -133,6 +133,8 @@ class ChatService(AgentSide):
         self._secret = secrets.token_bytes(32)  # resume tokens of this process's chats
         self._tasks: set[asyncio.Task[Any]] = set()
         self._refresher: asyncio.Task[None] | None = None
+        self._refreshing = False  # one position refresh at a time (see _refresh_positions)
+        self._refresh_again = False
         # chat starts write a customer and an interaction: a few at a time, so that a burst of
         # visitors queues here instead of piling up on the database's write lock
         self._starting = asyncio.Semaphore(4)
@@ -251,10 +253,13 @@ class ChatService(AgentSide):
 
     def _chat_capacity(self, enough: int | None = None) -> int:
         """Chat slots of the agents signed in (stops once `enough` is reached). A shared store
-        (Redis) is read in pipelined batches: one round trip per 200 agents, not one per agent
-        (2,000 agents x every widget opened blocked the event loop)."""
+        (Redis) sums them in one script, one round trip per 2,000 agents (one blocking round trip
+        per agent x every widget opened stalled the event loop)."""
         store = self.runner.engine.store
         ids = list(self.directory.agents)
+        summed = getattr(store, "capacity", None)
+        if summed is not None:
+            return int(summed(Channel.CHAT, ids, enough))
         many = getattr(store, "agents", None)
         total, step = 0, (200 if many is not None else 1)
         for i in range(0, len(ids), step):
@@ -675,29 +680,64 @@ class ChatService(AgentSide):
     def _waiting_chats(self) -> list[Chat]:
         return [c for c in self.chats.values() if c.state in ("queued", "offered") and c.links]
 
-    def _eta_capacity(self) -> int:
+    async def _eta_capacity(self) -> int:
         """The capacity behind the wait estimates: with many agents, read at most once a second
-        (every chat queued refreshes every waiting chat's position)."""
-        if len(self.directory.agents) < 100:
-            return self._chat_capacity()
+        (every chat queued refreshes every waiting chat's position); off the event loop on a
+        shared store."""
+        many = len(self.directory.agents) >= 100
         at, cap = getattr(self, "_eta_cap", (-1e9, 0))
-        if time.monotonic() - at >= 1.0:
+        if many and time.monotonic() - at < 1.0:
+            return int(cap)
+        store = self.runner.engine.store
+        summed = getattr(store, "acapacity", None)
+        if summed is not None:
+            cap = int(await summed(Channel.CHAT, list(self.directory.agents)))
+        else:
             cap = self._chat_capacity()
+        if many:
             self._eta_cap = (time.monotonic(), cap)
-        return cap
+        return int(cap)
 
-    async def _refresh_positions(self) -> None:
-        chats = self._waiting_chats()
-        if not chats:
-            return
+    async def _waiting_order(self) -> list[tuple[str, str]]:
+        """(contact, queue) of every waiting contact, best first. A shared store answers in one
+        round trip off the event loop (it was one blocking read per waiting contact)."""
         engine = self.runner.engine
+        batch = getattr(engine.store, "awaiting_queues", None)
+        if batch is not None:
+            return [(cid, queue) for cid, _key, queue in await batch(100_000)]
         order = []
         for cid, _key in engine.waiting(limit=100_000):
             rec = engine.store.contact(cid)
             if rec is not None:
                 order.append((cid, rec.queue))
+        return order
+
+    async def _refresh_positions(self) -> None:
+        """Send each waiting chat's position and estimated wait when they changed. One refresh at
+        a time: asked for meanwhile (every routing step asks), it runs once more afterwards, on a
+        shared store no sooner than REFRESH_GAP_S later."""
+        if self._refreshing:
+            self._refresh_again = True
+            return
+        self._refreshing = True
+        try:
+            while True:
+                self._refresh_again = False
+                await self._refresh_once()
+                if not self._refresh_again:
+                    return
+                if hasattr(self.runner.engine.store, "awaiting_queues"):
+                    await asyncio.sleep(REFRESH_GAP_S)
+        finally:
+            self._refreshing = False
+
+    async def _refresh_once(self) -> None:
+        if not self._waiting_chats():
+            return
+        order = await self._waiting_order()
         pos = waiting.positions(order)
-        capacity = self._eta_capacity()
+        capacity = await self._eta_capacity()
+        chats = self._waiting_chats()
         for chat in chats:
             p = 0 if chat.state == "offered" else pos.get(chat.contact_id, 0)
             eta = waiting.estimated_wait_s(p, capacity, self.options.handle_s)
