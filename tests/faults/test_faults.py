@@ -27,7 +27,7 @@ from callcenter.settings import load_settings
 from crm_core.db import Database
 from crm_core.models import Interaction, InteractionEvent
 from tests.callcenter.test_console_ws import cookie_for
-from tests.callcenter.voice_harness import REGULAR_PHONE, seed_people
+from tests.callcenter.voice_harness import REGULAR_PHONE, VIP_PHONE, seed_people
 from tests.conftest import unique_name
 from tests.faults.cluster import PgCluster, RedisServer, Worker, available
 
@@ -322,9 +322,11 @@ async def test_postgres_outage_mid_traffic_calls_opened_and_wrapped_up_during_it
         first = sim.call(REGULAR_PHONE, digits=["1"])
         await until(lambda: _is(state_of(db, first.linkedid), "answered"), 40)
         await asyncio.to_thread(pg.stop, "immediate")  # PostgreSQL goes away mid-call
-        during = []
-        for _ in range(4):  # calls that start while it is down
-            during.append(sim.call(REGULAR_PHONE, digits=["1"]))
+        during, phone = [], {first.linkedid: REGULAR_PHONE}
+        for k in range(4):  # calls that start while it is down
+            # the regular caller was identified by this worker before the outage, the VIP never
+            during.append(sim.call(VIP_PHONE if k % 2 else REGULAR_PHONE, digits=["1"]))
+            phone[during[-1].linkedid] = VIP_PHONE if k % 2 else REGULAR_PHONE
             await asyncio.sleep(0.5)
         for call in [first, *during]:
             await call.wait_hangup(60)
@@ -334,17 +336,18 @@ async def test_postgres_outage_mid_traffic_calls_opened_and_wrapped_up_during_it
         await until(wrapped_up, 30)  # wrap-ups submitted (and saved) while it is down
         assert w1.proc.poll() is None and w2.proc.poll() is None
         await asyncio.to_thread(pg.start)
-        after = [sim.call(REGULAR_PHONE, digits=["1"]) for _ in range(2)]
+        after = [sim.call(p, digits=["1"]) for p in (REGULAR_PHONE, VIP_PHONE)]
+        phone.update({after[0].linkedid: REGULAR_PHONE, after[1].linkedid: VIP_PHONE})
         calls = [first, *during, *after]
         for call in after:
             await call.wait_hangup(60)
         found = await consistent(db, calls, 60)  # exactly one each, answered and wrapped up
-        regular = await c["store"].identify(phone=REGULAR_PHONE)
         store = c["store"]
+        customers = {p: (await store.identify(phone=p)).id for p in (REGULAR_PHONE, VIP_PHONE)}
         for call in calls:
             i = found[call.linkedid]
             assert i.disposition_code == "resolved" and i.notes == "fault test", (call.linkedid, i.id)
-            assert i.customer_id == regular.id  # identified when written, for those opened during it
+            assert i.customer_id == customers[phone[call.linkedid]]  # the VIP: identified when written
             events = await store.timeline(i.id)
             kinds = [e.kind for e in events]
             for kind in ("opened", "arrive", "queue", "offer", "answer", "disposition", "wrapup"):
@@ -357,10 +360,12 @@ async def test_postgres_outage_mid_traffic_calls_opened_and_wrapped_up_during_it
             if call in during:  # opened with a reserved id, through the outbox
                 assert events[0].data.get("via") == "outbox", events[0].data
         assert sum(w.count("opened through the outbox") for w in (w1, w2)) == len(during)
-        # the caller, identified by this worker before the outage, is recognized during it: the
-        # pop shows the card as last read
+        # the regular caller, identified by this worker before the outage, is recognized during
+        # it (the pop shows the card as last read); the VIP shows as an unknown number
         pops = {o["interaction_id"]: o["pop"] for o in a1.offers + a2.offers}
-        assert all(pops[found[call.linkedid].id]["known"] for call in calls), pops
+        for call in calls:
+            unknown = call in during and phone[call.linkedid] == VIP_PHONE
+            assert pops[found[call.linkedid].id]["known"] is not unknown, (call in during, pops)
         client = aioredis.from_url(c["redis"].url)
         try:
             assert await client.xlen(f"{c['prefix']}outbox:dead") == 0
