@@ -39,8 +39,14 @@ class ReportFeed:
     def start(self) -> None:
         self.center.directory.on_change.append(self.agent_changed)
         self.daily = asyncio.get_running_loop().create_task(
-            report_mail.run_daily(self.center.store, self.settings, self.utc, self.every_s, self.stop)
+            report_mail.run_daily(self.center.store, self.settings, self.utc, self.every_s, self.stop,
+                                  claim=self._claim)
         )
+
+    async def _claim(self, key: str, ttl_s: float) -> bool:
+        """Work done once for the center: with scale-out, by the process that claims it."""
+        so = getattr(self.center, "scaleout", None)
+        return True if so is None else bool(await so.claim_once(key, ttl_s))
 
     def agent_changed(self, agent_id: str) -> None:
         st = self.center.directory.status(agent_id)

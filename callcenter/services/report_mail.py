@@ -6,6 +6,8 @@ teams: contacts, SL, ASA, AHT, abandonment, transfers, FCR and CSAT in total and
 It goes out through the email channel's smarthost (callcenter/channels/email/outbound.py);
 `last_day` records the local day sent, so a summary goes once even with several processes
 (the row is claimed with a conditional UPDATE before sending). The clock is injected.
+The daily customer snapshot is taken by one process of the center too (`claim`: in Redis with
+scale-out; the snapshot itself skips a day already taken).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -182,9 +184,11 @@ async def run_daily(
     utc: Callable[[], datetime],
     every_s: float = 60.0,
     stop: asyncio.Event | None = None,
+    claim: Callable[[str, float], Awaitable[bool]] | None = None,
 ) -> None:
     """Tick every `every_s`: send the summaries that are due. Also snapshots the customers once a
-    UTC day (the movement report's data)."""
+    UTC day (the movement report's data); with several processes only the one that claims the
+    day does (`claim(key, ttl_s)`; the others try again later, in case it died)."""
     stop = stop or asyncio.Event()
     snap_day = None
     while not stop.is_set():
@@ -196,7 +200,9 @@ async def run_daily(
         now = utc()
         try:
             await send_due(store, settings, now=now)
-            if snap_day != now.date():
+            if snap_day != now.date() and (
+                claim is None or await claim(f"snapshot:{now.date().isoformat()}", 600.0)
+            ):
                 await R.snapshot_customers(store.db, now, once=True)
                 snap_day = now.date()
         except asyncio.CancelledError:

@@ -227,3 +227,16 @@ async def test_callbacks_in_flight_stay_with_their_process_and_come_back_when_it
         assert await cb_b.tick() == 0
         kinds = [e.kind for e in await store.timeline(cb.interaction_id)]
         assert kinds.count("callback_due") == 2 and "callback_owner_lost" in kinds
+
+
+# ------------------------------------------------------------------------------- daily reports
+async def test_the_daily_customer_snapshot_is_claimed_by_one_process(database, redis_prefix):
+    if database.is_sqlite:
+        pytest.skip("several processes share PostgreSQL")
+    async with AsyncExitStack() as stack:
+        a, _ = await stack.enter_async_context(process(database, scaleout_env(redis_prefix)))
+        b, _ = await stack.enter_async_context(process(database, scaleout_env(redis_prefix)))
+        feed_a, feed_b = a[CENTER].reports, b[CENTER].reports
+        assert await feed_b._claim("snapshot:2026-11-25", 600) is True
+        assert await feed_a._claim("snapshot:2026-11-25", 600) is False  # B takes that day's
+        assert await feed_a._claim("snapshot:2026-11-26", 600) is True
