@@ -425,7 +425,7 @@ _CAPACITY = r"""
 local total, enough = 0, tonumber(ARGV[3])
 for i = 4, #ARGV do
   local f = redis.call('HMGET', ARGV[1] .. 'a:' .. ARGV[i], 'pr', 'cap')
-  if f[1] and f[1] ~= 'offline' and f[1] ~= 'not_ready' and f[2] and f[2] ~= '' then
+  if f[1] and f[1] ~= 'offline' and f[1] ~= 'not-ready' and f[2] and f[2] ~= '' then
     total = total + (tonumber(cjson.decode(f[2])[ARGV[2]]) or 0)
     if enough >= 0 and total >= enough then return total end
   end
@@ -840,6 +840,20 @@ class RedisStore:
         except _UNAVAILABLE as e:
             raise RoutingStoreUnavailable(f"routing store: Redis is unavailable ({e})") from e
         return self._agent_from(h) if h else None
+
+    async def aagents(self, agent_ids: Sequence[str]) -> dict[str, AgentRecord]:
+        """`agents` without blocking the event loop (one pipeline)."""
+        if self.url is None:
+            return await asyncio.to_thread(self.agents, agent_ids)
+        ids = list(agent_ids)
+        try:
+            async with self._aclient().pipeline(transaction=False) as pipe:
+                for aid in ids:
+                    pipe.hgetall(self._ak(aid))
+                rows = await pipe.execute()
+        except _UNAVAILABLE as e:
+            raise RoutingStoreUnavailable(f"routing store: Redis is unavailable ({e})") from e
+        return {aid: self._agent_from(h) for aid, h in zip(ids, rows, strict=True) if h}
 
     async def aclose(self) -> None:
         """Close the asyncio client (the synchronous one is the caller's)."""

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 
 from callcenter.services.consoles import ConsoleHub
 from routing import AgentProfile, Channel, Engine, Presence, SlotState
+from routing.store import AgentRecord
 
 REASON_CODES = (
     ("break", "Break"), ("lunch", "Lunch"), ("meeting", "Meeting"), ("training", "Training"),
@@ -56,7 +57,10 @@ class AgentDirectory:
 
     def status(self, agent_id: str) -> dict[str, object]:
         """The `agent_state` fields: offline, ready, not_ready, busy or wrap_up."""
-        rec = self.engine.store.agent(agent_id)
+        return self.status_of(agent_id, self.engine.store.agent(agent_id))
+
+    def status_of(self, agent_id: str, rec: AgentRecord | None) -> dict[str, object]:
+        """status() from the agent's routing record, read beforehand (None: no record)."""
         if rec is None:
             # e.g. a supervisor who took a chat over, without a routing profile: offline as of now
             return {"state": "offline", "reason": None, "since": self._iso(self._mono()), "wrapup_until": None}
