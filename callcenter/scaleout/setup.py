@@ -50,7 +50,9 @@ CALL_MESSAGES = frozenset({"ack_offer", "decline_offer", "submit_wrapup", "answe
                            "consult_cancel", "consult_conference", "conference_leave", "escalate",
                            "chat_accept", "chat_decline", "chat_send", "chat_typing", "chat_seen",
                            "chat_end", "chat_wrapup", "chat_transfer", "chat_escalate",
-                           "email_accept", "email_reply", "email_done"})
+                           "email_accept", "email_reply", "email_done",
+                           # a progressive/predictive campaign's agents are on the process dialing it
+                           "campaign_join", "campaign_leave", "campaign_disposition"})
 
 
 def routing_store(settings: Any) -> Any:
