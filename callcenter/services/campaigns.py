@@ -19,7 +19,9 @@ Several processes (scale-out, `center.scaleout` set): exactly one process dials 
 predictive campaign at a time. It needs the AMI connection (the dialer listens to the PBX's
 events), so the AMI leader dials, and it holds the lease ``campaign:<id>`` (scaleout/lease.py)
 while it does; a start on another process only marks the campaign running, and the leader picks
-it up (`adopt`, every poll). Each round the holder re-reads the campaign (a pause or stop on any
+it up (`adopt`, every poll). Its agents are members there: a join, leave or disposition sent to
+another process is forwarded to it (the pops reach the agent's console through the fan-out);
+if it dies, its members join again. Each round the holder re-reads the campaign (a pause or stop on any
 process is seen) and renews its lease; if it cannot (lease lost, AMI lost), it places nothing
 more, lets the calls in the air end (their outcomes are recorded by the hooks, once) and lets go.
 When the holder dies its lease expires and the new AMI leader takes the campaign over.
@@ -503,6 +505,9 @@ class CampaignService:
     # ------------------------------------------------------------------ agents
     async def join(self, user: WebUser, campaign_id: int) -> dict[str, Any]:
         run = await self.run_of(campaign_id)
+        if (self._shared() is not None and run.campaign.mode in ("progressive", "predictive")
+                and not self._can_dial()):  # the center forwards it to the process that dials
+            raise MessageRefused("not_found", "this campaign's agents join on the process that dials it")
         agent = self.directory.by_user(user.id)
         if agent is None:
             raise MessageRefused("forbidden", "only agents join campaigns")

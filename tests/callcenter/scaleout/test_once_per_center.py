@@ -240,3 +240,65 @@ async def test_the_daily_customer_snapshot_is_claimed_by_one_process(database, r
         assert await feed_b._claim("snapshot:2026-11-25", 600) is True
         assert await feed_a._claim("snapshot:2026-11-25", 600) is False  # B takes that day's
         assert await feed_a._claim("snapshot:2026-11-26", 600) is True
+
+
+async def test_an_agent_on_another_process_takes_the_campaign_call_recorded_once(database, redis_prefix):
+    """The AMI leader dials; the agent's console is on the other process: the join and the
+    disposition are forwarded to the leader, the pop comes back through the fan-out, and the
+    attempt's outcome is recorded once."""
+    if database.is_sqlite:
+        pytest.skip("several processes share PostgreSQL")
+    from datetime import UTC, datetime
+
+    from callcenter.asterisk.simulator.outbound import OutboundScript
+    from tests.callcenter.voice_harness import VIP_PHONE, Console, seed_people
+
+    noon_ny = datetime(2026, 11, 25, 17, 0, tzinfo=UTC)
+    store = build_store(load_settings(env={}), database)
+    people = await seed_people(store, agents=1)
+    await store.update_customer(people["regular"].id, type="blacklisted")  # only the VIP is called
+    cs = CampaignStore(database)
+    camp = await cs.create(name="winback", mode="progressive", script="Hello {name}",
+                           dispositions=["sale", "no_sale"], schedule={"hours": ["09:00", "20:00"]})
+    await cs.add_segment(camp.id, {})
+    async with Simulator(time_scale=0.05, ami_users={"cc": "secret"}) as sim, AsyncExitStack() as stack:
+        sim.outbound(OutboundScript(answer=1.0, machine=0, busy=0, ring_s=1, talk_s=3600, seed=1))
+        sim.agent("1001", answer_after=0.2, talk_time=None)
+        env = ami_env(redis_prefix, sim)
+        a, _ = await stack.enter_async_context(process(database, env))
+        b, _ = await stack.enter_async_context(process(database, env))
+        for app in (a, b):
+            app[CENTER].campaigns.utc = lambda: noon_ny
+            app[CENTER].campaigns.poll_s = 0.05
+
+        async def ready() -> bool:
+            leads = [app[SCALEOUT].ami_token > 0 and app[TELEPHONY].ami is not None for app in (a, b)]
+            return leads.count(True) == 1 and all(app[SCALEOUT].live.subscribed.is_set() for app in (a, b))
+        await until(ready)
+        leader, other = (a, b) if a[SCALEOUT].ami_token else (b, a)
+
+        async def sees_leader() -> bool:
+            return leader[SCALEOUT].origin in await other[SCALEOUT].others()
+        await until(sees_leader)
+
+        agent = await Console.open(other[CENTER], store, "agent1")  # the console is on `other`
+        joined = await agent.send("campaign_join", campaign_id=camp.id)
+        assert joined["type"] == "campaign_joined"
+        assert len(leader[CENTER].campaigns.runs[camp.id].members) == 1  # a member on the leader
+        assert not other[CENTER].campaigns.runs[camp.id].members
+        await other[CENTER].campaigns.control(camp.id, "start", by="sup")
+        pop = await agent.next("campaign_record", timeout=30, kind="pop")
+        assert pop["record"]["phone"] == VIP_PHONE
+        iid = pop["interaction_id"]
+        customer = next(ch for ch in sim.pbx.channels.values()
+                        if ch.name.startswith("PJSIP/12025550143@trunk") and not ch.hungup)
+        sim.pbx.request_hangup(customer)
+        await agent.next("campaign_state", timeout=30, state="wrap")
+        done = await agent.send("campaign_disposition", record_id=pop["record"]["id"], code="sale")
+        assert done["state"] == "done"
+    kinds = [e.kind for e in await store.timeline(iid)]
+    assert kinds.count("campaign_connected") == 1 and kinds.count("campaign_disposition") == 1
+    st = await cs.stats(camp.id)
+    assert st["outcomes"] == {"answered": 1} and st["dispositions"] == {"sale": 1}
+    rec = (await cs.records(camp.id))[0]
+    assert (rec.status, rec.disposition, rec.attempts) == ("done", "sale", 1)
