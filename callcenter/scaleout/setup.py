@@ -104,6 +104,7 @@ class ScaleOut:
         self._work_out: asyncio.Queue[tuple[str, bytes, asyncio.Future[int] | None]] = asyncio.Queue()
         self._sender: asyncio.Task[Any] | None = None
         self.lclient: Any = None  # the AMI lease's own connection (renewals never wait on the pool)
+        self._chains: dict[int, asyncio.Task[Any]] = {}  # user -> their last forwarded console action
         self.chats: Any = None  # channels/chat/shared.py, when web chat is on
 
     # ---- start / stop ---------------------------------------------------------------------------
@@ -451,6 +452,34 @@ class ScaleOut:
             return
         self._post("ami", (self.ami_token, ev))
 
+    def _in_order(self, key: int | None, coro: Any) -> None:
+        """Run a forwarded request in its own task, after the earlier ones of the same `key` (one
+        user's console actions keep their order). The work stream is read by one loop: a console
+        action awaited there (its database writes) held up every other one behind it, and under
+        load the acks came after the offers' timeouts (offers withdrawn, agents set not-ready)."""
+        prev = self._chains.get(key) if key is not None else None
+
+        async def run() -> None:
+            if prev is not None and not prev.done():
+                await asyncio.wait([prev])
+            try:
+                await coro
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - one bad request must not stop the others
+                log.exception("forwarded request failed")
+
+        task = asyncio.get_running_loop().create_task(run())
+        self._tasks.append(task)
+        if key is not None:
+            self._chains[key] = task
+
+        def done(t: asyncio.Task[Any]) -> None:
+            self._tasks.remove(t)
+            if key is not None and self._chains.get(key) is t:
+                del self._chains[key]
+        task.add_done_callback(done)
+
     def _spawn(self, coro: Any) -> None:
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.append(task)
@@ -466,15 +495,19 @@ class ScaleOut:
                 got = await self.bclient.xreadgroup(group, self.origin, {stream: ">"}, count=100,
                                                     block=1000)
                 for _s, entries in got or ():
-                    for entry_id, fields in entries:
+                    for _entry_id, fields in entries:
                         try:
                             await self._handle_work(fields)
                         except asyncio.CancelledError:
                             raise
                         except Exception:  # noqa: BLE001 - one bad entry must not stop the stream
                             log.exception("forwarded work failed")
-                        await self.client.xack(stream, group, entry_id)
-                        await self.client.xdel(stream, entry_id)
+                    if entries:  # handled (or, for console and AMI requests, started): one trip
+                        ids = [entry_id for entry_id, _f in entries]
+                        async with self.client.pipeline(transaction=False) as pipe:
+                            pipe.xack(stream, group, *ids)
+                            pipe.xdel(stream, *ids)
+                            await pipe.execute()
                 delay = 0.2
             except asyncio.CancelledError:
                 raise
@@ -511,10 +544,10 @@ class ScaleOut:
             key = ev.get("Linkedid") or ""
             if key in center.voice.by_linkedid:
                 self.tel._lane(key).append(ev)
-        elif kind == "console":
-            await self._console_request(payload)
-        elif kind == "ami_action":
-            await self._ami_request(payload)
+        elif kind == "console":  # each in its own task, a user's in order (see _in_order)
+            self._in_order(int(payload[0]["id"]), self._console_request(payload))
+        elif kind == "ami_action":  # its requester waits for the answer: no order to keep
+            self._in_order(None, self._ami_request(payload))
         elif kind == "resume":
             self._resume(int(payload))
         elif kind == "handover":
