@@ -246,6 +246,7 @@ def _apply(s: Session, batch: list[_Job]) -> list[tuple[bool, Any]]:
         held.extend(s.execute(_prefetch(model), {"ids": sorted(ids)}).scalars())
     out: list[tuple[bool, Any]] = []
     s.info.pop(_EVENTS, None)
+    s.info.pop(reports.AGENT_TIME_ROWS, None)
     for job in batch:
         try:
             out.append((True, job.fn(s)))
@@ -253,6 +254,7 @@ def _apply(s: Session, batch: list[_Job]) -> list[tuple[bool, Any]]:
             out.append((False, e))
     s.flush()
     _insert_events(s)
+    reports.agent_time_flush_sync(s)  # the batch's agent time, summed: one statement per table
     return out
 
 

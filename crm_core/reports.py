@@ -261,7 +261,12 @@ def _ids_param(sql: str) -> Any:
 
 def fold_pending_sync(conn: Any, limit: int = FOLD_BATCH, older_than: float | None = None) -> int:
     """Fold up to `limit` queued interactions (queued before `older_than`, epoch seconds, when
-    given) into the rollups, in the caller's transaction; returns how many. Exactly once: the
+    given) into the rollups, in the caller's transaction; returns how many."""
+    return _fold_sync(conn, limit, older_than)[1]
+
+
+def _fold_sync(conn: Any, limit: int, older_than: float | None) -> tuple[int, int]:
+    """fold_pending_sync: (queued interactions seen, folded here). Exactly once: the
     queue rows are deleted in the same transaction, and only those this transaction deleted
     are counted (on PostgreSQL the interactions are locked first, as their writers lock them,
     so a second folder waits and then finds them gone; SQLite has one writer at a time)."""
@@ -275,7 +280,8 @@ def fold_pending_sync(conn: Any, limit: int = FOLD_BATCH, older_than: float | No
         ).scalars()
     )
     if not ids:
-        return 0
+        return 0, 0
+    seen = len(ids)
     if dialect != "sqlite":
         lock = "SELECT id FROM interactions WHERE id IN :ids ORDER BY id FOR UPDATE"
         conn.execute(_ids_param(lock), {"ids": ids})
@@ -286,7 +292,7 @@ def fold_pending_sync(conn: Any, limit: int = FOLD_BATCH, older_than: float | No
         ).scalars()
     )
     if not ids:
-        return 0
+        return seen, 0
     sql = _ids_param(rollup_sql(dialect, "i.id IN :ids", 1, ""))
     rows = conn.execute(sql, {**_params(), "ids": ids}).mappings().all()
     for table, (size, keys) in TABLES.items():
@@ -308,14 +314,14 @@ def fold_pending_sync(conn: Any, limit: int = FOLD_BATCH, older_than: float | No
                 for k, v in sorted(sums.items())
             ],
         )
-    return len(ids)
+    return seen, len(ids)
 
 
-def _fold_on(writer: Any, limit: int, older_than: float | None) -> int:
+def _fold_on(writer: Any, limit: int, older_than: float | None) -> tuple[int, int]:
     with writer.connect() as conn:
         conn.connection.driver_connection.execute("PRAGMA busy_timeout = 5000")
         with conn.begin():  # the writer engine begins with BEGIN IMMEDIATE (crm_core/db.py)
-            return fold_pending_sync(conn, limit, older_than)
+            return _fold_sync(conn, limit, older_than)
 
 
 async def fold_pending(db: Any, *, older_than: float | None = None, limit: int = FOLD_BATCH) -> int:
@@ -329,17 +335,17 @@ async def fold_pending(db: Any, *, older_than: float | None = None, limit: int =
     while True:
         try:
             if writes is not None and getattr(writes, "writer", None) is not None:
-                n = await writes.run(lambda s: fold_pending_sync(s, limit, older_than))
+                seen, n = await writes.run(lambda s: _fold_sync(s, limit, older_than))
             elif writer is not None:  # no store writes here yet: BEGIN IMMEDIATE in a thread
-                n = await asyncio.to_thread(_fold_on, writer, limit, older_than)
+                seen, n = await asyncio.to_thread(_fold_on, writer, limit, older_than)
             else:
                 async with db.engine.begin() as conn:
-                    n = await conn.run_sync(fold_pending_sync, limit, older_than)
+                    seen, n = await conn.run_sync(_fold_sync, limit, older_than)
         except SQLAlchemyError:
             log.exception("folding queued interactions into the report rollups failed (retried later)")
             return total
         total += n
-        if n < limit:
+        if seen < limit and n == seen:  # all there was (some folded by another folder: look again)
             return total
 
 
@@ -438,14 +444,31 @@ async def add_agent_time(
             )
 
 
+AGENT_TIME_ROWS = "crm_core.reports.agent_time"  # Session.info key: the batch's agent time
+
+
 def _agent_time_sync(s: Session, agent_id: int, team: str | None, state: str, reason: str | None,
                      start: datetime, end: datetime) -> None:
-    """add_agent_time's statements on the group commit's session."""
+    """add_agent_time on the group commit's session: summed with the rest of the batch's agent
+    time and written by agent_time_flush_sync (one statement per table for the whole batch)."""
+    acc: dict[str, dict[tuple[Any, ...], float]] = s.info.setdefault(AGENT_TIME_ROWS, {})
     for table, size in (("report_agent_time", SLOT_S), ("report_agent_time_day", 86400)):
-        rows = [{"slot": slot, "agent_id": agent_id, "team": team or "", "state": state,
-                 "reason": reason or "", "seconds": secs} for slot, secs in split_slots(start, end, size)]
+        rows = acc.setdefault(table, {})
+        for slot, secs in split_slots(start, end, size):
+            key = (slot, agent_id, team or "", state, reason or "")
+            rows[key] = rows.get(key, 0.0) + secs
+
+
+def agent_time_flush_sync(s: Session) -> None:
+    """Write the batch's agent time (the group commit calls this after its writes)."""
+    acc: dict[str, dict[tuple[Any, ...], float]] = s.info.pop(AGENT_TIME_ROWS, {})
+    for table, rows in acc.items():
         if rows:
-            s.execute(text(_AGENT_TIME_SQL.replace("report_agent_time", table)), rows)
+            s.execute(
+                text(_AGENT_TIME_SQL.replace("report_agent_time", table)),
+                [{"slot": k[0], "agent_id": k[1], "team": k[2], "state": k[3], "reason": k[4], "seconds": v}
+                 for k, v in sorted(rows.items())],
+            )
 
 
 # ============================================================================ customer snapshots

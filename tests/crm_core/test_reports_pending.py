@@ -125,3 +125,18 @@ async def test_the_background_folds_what_is_old_enough(store, scripted, monkeypa
                    agent=scripted["a2"], dispo="resolved")
     assert await R.fold_pending(store.db, older_than=time.time() - R.FOLD_AGE_S) == 0
     assert await _count(store.db, "SELECT count(*) FROM report_pending") == 1
+
+
+async def test_agent_time_written_together_is_summed(store, scripted):
+    """Agent state changes that share a group commit batch are summed into one row per key."""
+    a1, a2 = scripted["a1"], scripted["a2"]
+    await asyncio.gather(*(
+        R.add_agent_time(store.db, agent, team, "busy", None, T(11, 13, 9, n), T(11, 13, 9, n, 30))
+        for n in range(6) for agent, team in ((a1, "north"), (a2, "south"))
+    ), R.add_agent_time(store.db, a1, "north", "ready", None, T(11, 13, 9, 50), T(11, 13, 10, 10)))
+    occ = await R.agent_report(store.db, R.Range(date(2026, 11, 13), date(2026, 11, 13), "UTC", "day"))
+    assert sorted(_rows(occ, "key", "ready_s", "busy_s")) == sorted(
+        [(str(a1), 1200.0, 180.0), (str(a2), 0.0, 180.0)])
+    q = await R.agent_report(store.db, R.Range(date(2026, 11, 13), date(2026, 11, 13), "UTC", "15m"))
+    assert [r for r in _rows(q, "interval", "key", "ready_s") if r[1] == str(a1) and r[2]] == [
+        ("2026-11-13 09:45", str(a1), 600.0), ("2026-11-13 10:00", str(a1), 600.0)]
