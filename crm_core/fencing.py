@@ -11,7 +11,7 @@ consumer died between its write and its XACK) is skipped, so each entry is writt
 """
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from sqlalchemy import insert, select, update
@@ -76,6 +76,46 @@ async def fenced_write(db: Database, name: str, token: int, fn: Callable[[AsyncS
                 return True, result
         except IntegrityError:
             if attempt:  # two first writers raced on the insert: read the row again
+                raise
+    raise AssertionError("unreachable")
+
+
+async def fenced_batch(db: Database, name: str, token: int,
+                       items: Sequence[tuple[str, Callable[[AsyncSession], Awaitable[Any]]]]) -> list[str]:
+    """fenced_write for several outbox entries ((entry id, fn), ids increasing) in ONE transaction:
+    the entries not applied yet run in order and the fence row records the last. Returns the ids
+    applied (the others were applied before). Any error rolls the whole batch back."""
+    for attempt in range(2):
+        try:
+            async with db.session() as s, s.begin():
+                q = select(Fence).where(Fence.name == name)
+                if not db.is_sqlite:
+                    q = q.with_for_update()
+                row = (await s.execute(q)).scalar_one_or_none()
+                if row is None:
+                    await s.execute(insert(Fence).values(name=name, token=token, last_id="",
+                                                         updated_at=utcnow()))
+                    newest, last = token, ""
+                else:
+                    newest, last = row.token, row.last_id
+                if token < newest:
+                    raise StaleToken(name, token, newest)
+                applied = []
+                for entry_id, fn in items:
+                    if entry_key(entry_id) <= entry_key(last):
+                        continue
+                    await fn(s)
+                    applied.append(entry_id)
+                    last = entry_id
+                if applied:
+                    done = await s.execute(
+                        update(Fence).where(Fence.name == name, Fence.token <= token)
+                        .values(token=token, last_id=last, updated_at=utcnow()))
+                    if done.rowcount != 1:  # type: ignore[attr-defined]
+                        raise StaleToken(name, token, -1)
+                return applied
+        except IntegrityError:
+            if attempt or row is not None:  # two first writers raced on the insert: read it again
                 raise
     raise AssertionError("unreachable")
 

@@ -239,3 +239,44 @@ async def test_a_call_opened_and_wrapped_up_during_an_outage_is_written_afterwar
         await down.close()
         await up.drop_schema()
         await up.close()
+
+
+async def test_a_batch_is_written_in_one_transaction_and_a_refused_entry_alone_goes_to_dead_letters(
+        client, redis_prefix, database):
+    from crm_core.fencing import fenced_batch
+
+    async def open_(ext, s):
+        return await apply_interaction_op(s, {"op": "open", "external_id": ext, "state": "queued"})
+
+    def item(entry, ext):
+        return entry, lambda s: open_(ext, s)
+
+    first = [item("5-0", "B1"), item("6-0", "B2")]
+    assert await fenced_batch(database, "outbox:9", 2, first) == ["5-0", "6-0"]
+    # delivered again with newer ones (the writer died before its XACK): only the new ones apply
+    assert await fenced_batch(database, "outbox:9", 2, [item("6-0", "B2"), item("7-0", "B3")]) == ["7-0"]
+    with pytest.raises(StaleToken):
+        await fenced_batch(database, "outbox:9", 1, [item("8-0", "B4")])
+
+    _, prefix = redis_prefix
+    box = Outbox(client, prefix, partitions=1)
+    for n in range(6):
+        await box.put({"op": "open", "external_id": f"R{n}", "state": "queued"})
+        if n == 3:  # no such interaction: refused for good
+            await box.put({"op": "state", "external_id": "nobody", "state": "answered"})
+    worker = OutboxWorker(box, database, "w1", block_ms=50)
+    task = asyncio.get_running_loop().create_task(worker.run())
+    try:
+        for _ in range(200):
+            if await box.backlog() == 0:
+                break
+            await asyncio.sleep(0.05)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    dead = await client.xrange(f"{prefix}outbox:dead")
+    assert [b"nobody" in f[b"op"] for _, f in dead] == [True]
+    async with database.session() as s:
+        rows = (await s.execute(select(Interaction.external_id).where(
+            Interaction.external_id.like("R%")))).scalars().all()
+    assert sorted(rows) == [f"R{n}" for n in range(6)] and worker.written == 6
