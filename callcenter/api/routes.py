@@ -724,7 +724,7 @@ def _err(status: int, code: str, message: str, **extra: Any) -> web.Response:
 async def rate_limit_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
     """429 + Retry-After once a caller (API token, else address) is over the limit; before the
     access check, so that guessing tokens is slowed down too (callcenter/api/ratelimit.py)."""
-    limiter = request.app.get(RATE_LIMITER)
+    limiter: Any = request.app.get(RATE_LIMITER)
     if limiter is not None and request.path.startswith(PREFIX + "/"):
         key = ratelimit.caller_key(request.headers.get("Authorization", ""), request.remote)
         take_async = getattr(limiter, "take_async", None)  # center-wide, in Redis (scale-out)
@@ -741,13 +741,14 @@ def setup(app: web.Application) -> None:
     """Mount /api/v1 on `app`, and teach the access middleware to read API tokens."""
     app[access.BEARER] = _bearer(app)
     web_conf = app[SETTINGS].web if SETTINGS in app else None
-    limiter = ratelimit.RateLimiter(getattr(web_conf, "api_rate_per_minute", 1200),
-                                    getattr(web_conf, "api_burst", 300))
+    local = ratelimit.RateLimiter(getattr(web_conf, "api_rate_per_minute", 1200),
+                                  getattr(web_conf, "api_burst", 300))
+    limiter: ratelimit.RateLimiter | ratelimit.SharedRateLimiter = local
     s = app[SETTINGS] if SETTINGS in app else None
     if s is not None and s.scaleout.enabled and s.redis.url:  # several processes: count in Redis
         from callcenter.keys import REDIS
 
-        limiter = ratelimit.SharedRateLimiter(limiter, s.redis.prefix, lambda: app.get(REDIS))
+        limiter = ratelimit.SharedRateLimiter(local, s.redis.prefix, lambda: app.get(REDIS))
     app[RATE_LIMITER] = limiter
     sync.setup(app)  # other processes reload what an admin changed (with Redis)
     app.router.add_get(PREFIX + "/openapi.json", openapi, name="api_openapi")
