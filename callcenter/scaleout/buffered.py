@@ -13,10 +13,11 @@ instead of failing, and are written in order once it is back:
   the satisfaction survey.
 
 After the first buffered write of an interaction, its later writes go to the outbox too, so they
-stay in order (one interaction's writes share one outbox partition). Another process writing to
-an interaction whose writes are still in the outbox (a survey taken there, a call handed over)
-finds it missing in the database (or the transition not allowed yet) and, seeing its `held`
-marker in Redis, queues that write and its later ones behind them.
+stay in order (one interaction's writes share one outbox partition). A process writing to an
+interaction another process buffered (a survey taken there, a call handed over) sees its `held`
+marker in Redis (looked up while the outbox has a backlog, or when the database says the
+interaction is missing or the transition not allowed yet) and queues that write and its later
+ones behind the entries.
 
 Reads on the call path (identify, the pop's card, an interaction) raise `CrmUnavailable` (a
 CrmError: the voice path logs it and goes on) instead of a driver error; a caller identified (or
@@ -111,6 +112,9 @@ class BufferedWrites:
         self.store, self.outbox = store, outbox
         self.buffered: set[int] = set()  # interactions with writes in the outbox (this process)
         self.count = 0
+        # outbox entries not written yet, center-wide (read every second): while there are, a
+        # write to an interaction another process buffered goes behind its entries
+        self.backlog = 0
         pg = not getattr(store.db, "is_sqlite", True)
         self.ids = IdBlock(store.db, "interactions", reserve) if pg and reserve else None
         self.ticket_ids = IdBlock(store.db, "tickets", reserve_tickets) if pg and reserve_tickets else None
@@ -139,10 +143,19 @@ class BufferedWrites:
         self.outbox.background.append(self.run)  # the ids stay reserved while this process writes
 
     async def run(self) -> None:
-        """Keeps the reserved ids topped up (runs with the process's OutboxWorker)."""
-        blocks = [b.run() for b in (self.ids, self.ticket_ids) if b is not None]
-        if blocks:
-            await asyncio.gather(*blocks)
+        """Keeps the reserved ids topped up, and watches the outbox's backlog (runs with the
+        process's OutboxWorker)."""
+        await asyncio.gather(self._watch(), *(b.run() for b in (self.ids, self.ticket_ids) if b is not None))
+
+    async def _watch(self, every_s: float = 1.0) -> None:
+        while True:
+            try:
+                self.backlog = await self.outbox.backlog()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - Redis away: assume entries may be waiting
+                self.backlog = max(self.backlog, 1)
+            await asyncio.sleep(every_s)
 
     # ---- plumbing ----------------------------------------------------------------------------
     def _held_key(self, iid: int) -> str:
@@ -166,6 +179,8 @@ class BufferedWrites:
         """The store's write `name` directly, else (database away, or the interaction still in the
         outbox) `op` to the outbox, once `check()` (what the store would refuse) passes.
         Returns the store's result, or None when buffered."""
+        if iid not in self.buffered and self.backlog and await self._held_elsewhere(iid):
+            self.buffered.add(iid)
         if iid not in self.buffered:
             try:
                 return await self.orig[name](*args, **kw)

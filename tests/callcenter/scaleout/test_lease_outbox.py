@@ -198,6 +198,14 @@ async def test_a_call_opened_and_wrapped_up_during_an_outage_is_written_afterwar
         BufferedWrites(third, Outbox(client, prefix, partitions=2), reserve=0).install()
         await third.set_state(before.id, "wrapup_done", agent_id=agent.id)
         await third.append_event(before.id, "wrapup", data={"disposition": "resolved"})
+        # while the outbox has a backlog, a write to an interaction buffered elsewhere goes behind it
+        # even when the database would take it directly
+        fourth = CrmStore(up)
+        late = BufferedWrites(fourth, Outbox(client, prefix, partitions=2), reserve=0)
+        late.install()
+        late.backlog = await box.backlog()
+        await fourth.append_event(before.id, "note", data={"text": "late"})
+        assert late.count == 1
 
         worker = OutboxWorker(box, up, "w1", block_ms=50)
         task = asyncio.get_running_loop().create_task(worker.run())
@@ -224,7 +232,8 @@ async def test_a_call_opened_and_wrapped_up_during_an_outage_is_written_afterwar
         b = await live.get_interaction(before.id)
         assert (b.state, b.disposition_code, b.notes) == ("wrapup_done", "resolved", "during the outage")
         kinds = [(e.kind, e.ok) for e in await live.timeline(before.id)]
-        assert [k for k, _ in kinds][-6:] == ["state", "state", "hangup", "disposition", "state", "wrapup"]
+        assert [k for k, _ in kinds][-7:] == ["state", "state", "hangup", "disposition", "state", "wrapup",
+                                              "note"]
         assert all(ok for _, ok in kinds), kinds
         async with up.session() as s:
             ticket = (await s.execute(select(Ticket).where(Ticket.number == t.number))).scalar_one()
