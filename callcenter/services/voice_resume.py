@@ -101,7 +101,9 @@ def _from_snapshot(snap: dict[str, Any]) -> VoiceCall:
     call = VoiceCall(**{k: snap[k] for k in _FIELDS})
     o = snap.get("offer")
     if o is not None:
-        call.offer = PendingOffer(o["id"], o["agent_id"], o["reasons"], o["expires_at"], message=o["message"])
+        # the holder sent it to the console (or still does, its _offer goes on): not sent again
+        call.offer = PendingOffer(o["id"], o["agent_id"], o["reasons"], o["expires_at"],
+                                  message=o["message"] or {})
         if o["acked"]:
             call.offer.ack.set()
         call.state = "offered" if call.state == "queued" else call.state
