@@ -245,6 +245,7 @@
     cs.dataset.state = "offered"; cs.textContent = "Offered";
     if (m.pop && m.pop.known && m.pop.card) renderCard(m.pop.card);
     else renderNewCaller(m.caller);
+    if (m.pop && m.pop.crm === "unavailable") toast("CRM unavailable: only the caller's number is known.", "warn");
     renderIvr(m.ivr_path || []);
     renderReasons(m.reasons || []);
     const handoff = $("handoff");

@@ -115,6 +115,7 @@ class BufferedWrites:
         # outbox entries not written yet, center-wide (read every second): while there are, a
         # write to an interaction another process buffered goes behind its entries
         self.backlog = 0
+        store.crm_unavailable = False  # as last seen (the pop says "CRM unavailable" while it is)
         pg = not getattr(store.db, "is_sqlite", True)
         self.ids = IdBlock(store.db, "interactions", reserve) if pg and reserve else None
         self.ticket_ids = IdBlock(store.db, "tickets", reserve_tickets) if pg and reserve_tickets else None
@@ -183,8 +184,11 @@ class BufferedWrites:
             self.buffered.add(iid)
         if iid not in self.buffered:
             try:
-                return await self.orig[name](*args, **kw)
+                got = await self.orig[name](*args, **kw)
+                self.store.crm_unavailable = False
+                return got
             except DB_UNAVAILABLE as e:
+                self.store.crm_unavailable = True
                 log.warning("interaction %s: database unavailable (%s); %s goes to the outbox",
                             iid, type(e).__name__, op.get("kind") or op.get("state") or op["op"])
             except (NotFound, InvalidTransition) as e:
@@ -207,7 +211,9 @@ class BufferedWrites:
             key = repr((args, sorted(kw.items()))) if known is not None else ""
             try:
                 got = await fn(*args, **kw)
+                self.store.crm_unavailable = False
             except DB_UNAVAILABLE as e:
+                self.store.crm_unavailable = True
                 if known is not None and key in known:  # what was known before the outage
                     known.move_to_end(key)
                     return known[key]
@@ -224,8 +230,11 @@ class BufferedWrites:
     async def open_interaction(self, channel: str, direction: str, customer_id: int | None = None,
                                **kw: Any) -> Any:
         try:
-            return await self.orig["open_interaction"](channel, direction, customer_id, **kw)
+            got = await self.orig["open_interaction"](channel, direction, customer_id, **kw)
+            self.store.crm_unavailable = False
+            return got
         except DB_UNAVAILABLE as e:
+            self.store.crm_unavailable = True
             iid = self.ids.take() if self.ids is not None else None
             if iid is None:
                 log.error("database unavailable (%s) and no interaction id reserved: not opened",

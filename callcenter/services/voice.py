@@ -443,9 +443,12 @@ class VoiceService:
         assert call.offer is not None
         if card is ...:
             card = call.pop_card if call.pop_card is not None else await self._card(call)
+        pop: dict[str, Any] = {"known": card is not None, "card": card}
+        if card is None and getattr(self.store, "crm_unavailable", False):  # scaleout/buffered.py
+            pop["crm"] = "unavailable"  # a database outage: only the caller's number is known
         return {"offer_id": call.offer.id, "interaction_id": call.interaction_id, "channel": "voice",
                 "queue": call.queue, "caller": call.caller or "anonymous",
-                "pop": {"known": card is not None, "card": card}, "ivr_path": pop_path(call.ivr_path),
+                "pop": pop, "ivr_path": pop_path(call.ivr_path),
                 "reasons": call.offer.reasons, "expires_at": call.offer.expires_at,
                 **({"transfer": call.handoff} if call.handoff else {})}
 
