@@ -21,10 +21,12 @@ events), so the AMI leader dials, and it holds the lease ``campaign:<id>`` (scal
 while it does; a start on another process only marks the campaign running, and the leader picks
 it up (`adopt`, every poll). Its agents are members there: a join, leave or disposition sent to
 another process is forwarded to it (the pops reach the agent's console through the fan-out);
-if it dies, its members join again. Each round the holder re-reads the campaign (a pause or stop on any
-process is seen) and renews its lease; if it cannot (lease lost, AMI lost), it places nothing
-more, lets the calls in the air end (their outcomes are recorded by the hooks, once) and lets go.
-When the holder dies its lease expires and the new AMI leader takes the campaign over.
+if it dies, its members join again. Each round the holder re-reads the campaign (a pause or stop
+on any process is seen) and renews its lease; if it cannot, it places nothing more, lets the
+calls in the air end (their outcomes are recorded by the hooks, once) and lets go. If it lost the
+AMI connection, those calls' events go to the next leader: each call not yet connected to an
+agent is recorded at once, as failed (abandoned if it waited for an agent), and retried later by
+the rules. When the holder dies its lease expires and the new AMI leader takes the campaign over.
 """
 
 from __future__ import annotations
@@ -345,6 +347,11 @@ class CampaignService:
         dialer = run.dialer
         while dialer is not None and dialer.in_air and dialer.ami is self.voice.ami:
             await asyncio.sleep(self.poll_s)
+        if dialer is not None and dialer.ami is not self.voice.ami:
+            dropped = await dialer.drop()  # their outcomes would never come: recorded now, once
+            if dropped:
+                log.warning("campaign %s: %d calls in the air lost with the PBX connection",
+                            run.campaign.id, dropped)
         if dialer is not None and run.dialer is dialer:
             run.dialer = None
             await dialer.close()

@@ -305,6 +305,21 @@ class Dialer:
         self.dials.pop(dial.attempt_id, None)
         await self.hooks.outcome(dial, outcome)
 
+    async def drop(self) -> int:
+        """The PBX connection these calls were placed on is gone (scale-out: the AMI leader
+        changed): their events will not come here. Each call not connected to an agent is settled
+        now, once: abandoned if it was waiting for an agent, else failed (retried later by the
+        rules). A connected call stays with its agent (the disposition ends it)."""
+        n = 0
+        for dial in list(self.dials.values()):
+            if dial.outcome is None and dial.agent is None:
+                held = dial in self.holding
+                if held:
+                    self.holding.remove(dial)
+                await self._settle(dial, ABANDONED if held else FAILED)
+                n += 1
+        return n
+
     async def _action(self, name: str, **fields: Any) -> bool:
         with contextlib.suppress(Exception):
             result = await self.ami.send_action(name, **fields)

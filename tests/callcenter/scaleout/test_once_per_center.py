@@ -302,3 +302,65 @@ async def test_an_agent_on_another_process_takes_the_campaign_call_recorded_once
     assert st["outcomes"] == {"answered": 1} and st["dispositions"] == {"sale": 1}
     rec = (await cs.records(camp.id))[0]
     assert (rec.status, rec.disposition, rec.attempts) == ("done", "sale", 1)
+
+
+async def test_a_call_in_the_air_when_the_dialer_loses_the_pbx_is_recorded_once(database, redis_prefix):
+    """The AMI leader loses its connection (lease lost) while a campaign call rings: the call's
+    events will go to the next leader, so the attempt is recorded now, once, as failed, and the
+    record waits for its retry; the campaign is dialled again once a process leads."""
+    if database.is_sqlite:
+        pytest.skip("several processes share PostgreSQL")
+    from datetime import UTC, datetime
+
+    from callcenter.asterisk.simulator.outbound import OutboundScript
+    from tests.callcenter.voice_harness import seed_people
+
+    noon_ny = datetime(2026, 11, 25, 17, 0, tzinfo=UTC)
+    store = build_store(load_settings(env={}), database)
+    people = await seed_people(store, agents=1)
+    await store.update_customer(people["regular"].id, type="blacklisted")
+    cs = CampaignStore(database)
+    camp = await cs.create(name="winback", mode="progressive", script="Hello {name}",
+                           dispositions=["sale"], schedule={"hours": ["09:00", "20:00"]})
+    await cs.add_segment(camp.id, {})
+    async with Simulator(time_scale=0.05, ami_users={"cc": "secret"}) as sim, AsyncExitStack() as stack:
+        sim.outbound(OutboundScript(answer=1.0, machine=0, busy=0, ring_s=100_000, seed=1))  # rings on
+        env = ami_env(redis_prefix, sim)
+        a, _ = await stack.enter_async_context(process(database, env))
+        b, _ = await stack.enter_async_context(process(database, env))
+        for app in (a, b):
+            svc = app[CENTER].campaigns
+            svc.utc, svc.poll_s, svc.ring_timeout_s = (lambda: noon_ny), 0.05, 100_000
+
+        async def one_leader() -> bool:
+            return [app[SCALEOUT].ami_token > 0 and app[TELEPHONY].ami is not None
+                    for app in (a, b)].count(True) == 1
+        await until(one_leader)
+        leader = a if a[SCALEOUT].ami_token else b
+        svc = leader[CENTER].campaigns
+        agent = await _console(leader, store, "agent1")
+        await agent.send("campaign_join", campaign_id=camp.id)
+        await svc.control(camp.id, "start", by="sup")
+        await until(lambda: _true(_dialing(leader, camp.id) and svc.runs[camp.id].dialer.in_air == 1))
+
+        await leader[SCALEOUT].elector._lose("test: the lease could not be renewed")  # AMI closed
+
+        async def recorded() -> bool:
+            return (await cs.records(camp.id))[0].status != "active"
+        await until(recorded)
+        assert (await cs.stats(camp.id))["outcomes"] == {"failed": 1}
+        rec = (await cs.records(camp.id))[0]
+        assert (rec.status, rec.attempts, rec.last_outcome) == ("pending", 1, "failed")
+        # a process leads again and dials the campaign; the record waits for its retry time
+        await until(one_leader)
+        new_leader = a if a[SCALEOUT].ami_token else b
+        await until(lambda: _true(_dialing(new_leader, camp.id)))
+    assert (await cs.stats(camp.id))["outcomes"] == {"failed": 1}
+    timeline = [e.kind for e in await store.timeline(rec.interaction_id)]
+    assert timeline.count("campaign_outcome") == 1
+
+
+async def _console(app, store, username: str):
+    from tests.callcenter.voice_harness import Console
+
+    return await Console.open(app[CENTER], store, username)
