@@ -295,15 +295,24 @@ class CampaignService:
     async def adopt(self) -> list[int]:
         """Scale-out, on the process holding the AMI connection: start dialing the running
         progressive/predictive campaigns nobody dials (started elsewhere, or their holder died).
-        Returns the campaigns taken."""
-        if self._shared() is None or not self._can_dial():
+        On every process: send the running email campaigns (started elsewhere, or their process
+        died). Returns the campaigns taken."""
+        if self._shared() is None:
             return []
         taken = []
         for camp in await self.store.all():
-            if camp.status != "running" or camp.mode not in ("progressive", "predictive"):
+            if camp.status != "running" or camp.mode not in ("progressive", "predictive", "email"):
                 continue
             run = self.runs.get(camp.id)
             if run is not None and run.task is not None and not run.task.done():
+                continue
+            if camp.mode == "email":  # every process sends (records claimed, the rate shared)
+                run = await self.run_of(camp.id)
+                run.campaign = camp
+                self._start(run)
+                taken.append(camp.id)
+                continue
+            if not self._can_dial():
                 continue
             run = await self.run_of(camp.id)
             run.campaign = camp
@@ -387,6 +396,11 @@ class CampaignService:
         """Email: send what the rate limit allows, every poll, until paused or stopped."""
         while run.status == "running":
             try:
+                if self._shared() is not None:  # paused or stopped on any process
+                    with contextlib.suppress(CrmError, OSError):
+                        run.campaign = await self.store.get(run.campaign.id)
+                    if run.status != "running":
+                        break
                 if await self.email.send_due(run.campaign.id):
                     self.progress_soon(run)
             except asyncio.CancelledError:

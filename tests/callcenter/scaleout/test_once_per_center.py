@@ -173,6 +173,16 @@ async def test_the_email_campaign_send_rate_is_center_wide(database, redis_prefi
         assert await mail_b._allowance(camp) == 0  # per process it would be 10 more
         clock.t += 3
         assert await mail_b._allowance(camp) + await mail_a._allowance(camp) == 3
+        # started on A, it is sent from B too (one dying stops nothing); a pause on A stops B's
+        svc_a, svc_b = a[CENTER].campaigns, b[CENTER].campaigns
+        svc_b.poll_s = 0.05
+        await svc_a.control(camp.id, "start", by="sup")
+        await svc_b.adopt()  # (or its own loop did already)
+        run_b = svc_b.runs[camp.id]
+        assert run_b.task is not None and not run_b.task.done()
+        assert await svc_b.adopt() == []  # already sending
+        await svc_a.control(camp.id, "pause", by="sup")
+        await until(lambda: _true(run_b.task.done()))
 
 
 # ----------------------------------------------------------------------------- routing alerts
