@@ -842,7 +842,7 @@ def install(center: Any, settings: Any = None, **kw: Any) -> CampaignService:
     center.console.handlers.update(svc.handlers())
     scaleout = getattr(settings, "scaleout", None)
     if scaleout is not None and scaleout.enabled and settings.redis.url:
-        svc.start_adopting()  # the AMI leader dials the running campaigns (docs/campaigns.md)
+        svc.start_adopting()  # the AMI leader dials the running campaigns (docs/deploy.md)
     return svc
 
 
