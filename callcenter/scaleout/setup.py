@@ -36,7 +36,6 @@ from redis.exceptions import RedisError
 
 from callcenter.keys import CENTER, DB, REDIS, SETTINGS, TELEPHONY
 from callcenter.scaleout.fanout import LiveBus
-from callcenter.scaleout.lease import Elector, Lease
 from callcenter.scaleout.outbox import Outbox, OutboxWorker
 from crm_core.fencing import StaleToken
 
@@ -86,7 +85,7 @@ class ScaleOut:
         self.procs_key = f"{self.prefix}procs"
         self.live = LiveBus(self.client, self.prefix, self.origin, self._on_live, self._resync_live)
         self.remote_users: dict[int, set[str]] = {}  # user id -> processes holding a console
-        self.elector: Elector | None = None
+        self.elector: Any = None  # lease_thread.ThreadedElector, with the AMI enabled
         self.ami_token = 0  # this process's token while it holds the AMI lease
         self.seen_token = 0  # the newest AMI leader token seen on forwarded events
         self.refused_stale = 0
@@ -132,13 +131,12 @@ class ScaleOut:
         if self.chats is not None:
             spawn.append(self.chats.run())
         s = self.settings
-        if s.ami.enabled:
-            import redis.asyncio as aioredis
+        if s.ami.enabled:  # the lease is renewed from its own thread (lease_thread.py)
+            from callcenter.scaleout.lease_thread import ThreadedElector
 
-            self.lclient = aioredis.from_url(s.redis.url, socket_timeout=2.0, single_connection_client=True)
-            lease = Lease(self.lclient, self.prefix, "ami", self.origin, s.scaleout.lease_ttl_s)
-            self.elector = Elector(lease, on_elected=self._elected, on_lost=self._deposed,
-                                   floor=self._db_floor)
+            self.elector = ThreadedElector(s.redis.url, self.prefix, "ami", self.origin,
+                                           s.scaleout.lease_ttl_s, on_elected=self._elected,
+                                           on_lost=self._deposed, floor=self._db_floor)
             spawn.append(self.elector.run())
         self._tasks = [loop.create_task(c) for c in spawn]
         self._sender = loop.create_task(self._send_work())

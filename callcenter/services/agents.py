@@ -63,7 +63,8 @@ class AgentDirectory:
         """status() from the agent's routing record, read beforehand (None: no record)."""
         if rec is None:
             # e.g. a supervisor who took a chat over, without a routing profile: offline as of now
-            return {"state": "offline", "reason": None, "since": self._iso(self._mono()), "wrapup_until": None}
+            return {"state": "offline", "reason": None, "since": self._iso(self._mono()),
+                    "wrapup_until": None}
         busy = any(state is SlotState.BUSY for _ch, state in rec.slots.values())
         state = {Presence.OFFLINE: "offline", Presence.READY: "ready",
                  Presence.NOT_READY: "not_ready", Presence.WRAP_UP: "wrap_up"}[rec.presence]
