@@ -209,6 +209,26 @@ async def db_query(url: str, schema: str | None, sql: str, **params: Any) -> lis
         await db.close()
 
 
+async def tidy_reused(url: str, schema: str | None) -> dict[str, int]:
+    """A reused database starts as a fresh one would: the calls an earlier (interrupted or
+    undrained) run left open are closed as failed, and the wallboard and routing alerts it raised
+    are removed (the server would load them and re-check them all the time)."""
+    from sqlalchemy import text
+
+    from crm_core.db import Database
+
+    db = Database(url, schema=schema)
+    try:
+        async with db.engine.begin() as conn:
+            left = await conn.execute(text(
+                "UPDATE interactions SET state = 'failed', ended_at = COALESCE(ended_at, updated_at) "
+                "WHERE state NOT IN ('wrapup_done', 'abandoned', 'failed')"))
+            alerts = await conn.execute(text("DELETE FROM alerts WHERE kind IN ('wallboard', 'routing')"))
+        return {"calls_left_open": left.rowcount or 0, "alerts_removed": alerts.rowcount or 0}
+    finally:
+        await db.close()
+
+
 async def caller_phones(url: str, schema: str | None, n: int) -> list[str]:
     rows = await db_query(url, schema, "SELECT value FROM contact_points WHERE kind = 'phone' ORDER BY id")
     rng = random.Random(3)
@@ -525,6 +545,8 @@ def run_backend(backend: str, args: argparse.Namespace) -> dict[str, Any]:
     if args.reuse and key in _marker() and asyncio.run(schema_matches(url, schema)):
         setup = {**_marker()[key], "reused": True}
         log(f"{backend}: reusing the seeded database (migrated, every table and column there)")
+        setup["tidied"] = asyncio.run(tidy_reused(url, schema))
+        log(f"{backend}: what earlier runs left {setup['tidied']}")
     else:
         log(f"{backend}: seeding {args.customers} customers, {args.agents} agents")
         setup = asyncio.run(setup_db(backend, url, schema, args))
