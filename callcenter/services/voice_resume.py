@@ -68,7 +68,7 @@ async def continue_call(voice: VoiceService, session: Any, iid: int, status: str
             snap = await handover(iid, i.external_id)
         except Exception:  # noqa: BLE001 - Redis away: rebuilt from the stores below
             log.warning("call %s: no handover from its holder", iid, exc_info=True)
-    call = _from_snapshot(snap) if snap else _rebuild(voice, i)
+    call = _from_snapshot(voice, snap) if snap else _rebuild(voice, i)
     if call is None:
         return False
     call.session, call.routed = session, True
@@ -97,7 +97,7 @@ async def continue_call(voice: VoiceService, session: Any, iid: int, status: str
     return True
 
 
-def _from_snapshot(snap: dict[str, Any]) -> VoiceCall:
+def _from_snapshot(voice: VoiceService, snap: dict[str, Any]) -> VoiceCall:
     call = VoiceCall(**{k: snap[k] for k in _FIELDS})
     o = snap.get("offer")
     if o is not None:
@@ -109,8 +109,21 @@ def _from_snapshot(snap: dict[str, Any]) -> VoiceCall:
         call.state = "offered" if call.state == "queued" else call.state
     elif call.state in ("offered", "ringing"):
         call.state = "queued"
+    # an offer the engine made while the call changed hands went to the holder, which no longer
+    # had it (or to this process, which did not yet): the routing store says where it stands
+    rec = voice.runner.engine.store.contact(call.contact_id)
+    if rec is not None and rec.status is ContactStatus.OFFERED and rec.agent_id \
+            and (call.offer is None or call.offer.agent_id != rec.agent_id):
+        _offered(voice, call, rec.agent_id)
     call.assigned = asyncio.get_running_loop().create_future()
     return call
+
+
+def _offered(voice: VoiceService, call: VoiceCall, agent_id: str) -> None:
+    """An offer the routing store holds but no process performed (its console hears of it)."""
+    expires = datetime.now(UTC) + timedelta(seconds=voice.options.ack_timeout_s)
+    call.offer = PendingOffer(secrets.token_urlsafe(9), agent_id, [], expires.isoformat())
+    call.state, call.agent_id = "offered", agent_id
 
 
 def _rebuild(voice: VoiceService, i: Any) -> VoiceCall | None:
@@ -122,8 +135,6 @@ def _rebuild(voice: VoiceService, i: Any) -> VoiceCall | None:
                      tier=str(rec.contact.tier.value), queue=rec.queue, ivr_path=list(i.ivr_path or []),
                      state="queued", queued_mono=voice.mono())
     if rec.status is ContactStatus.OFFERED and rec.agent_id:
-        expires = datetime.now(UTC) + timedelta(seconds=voice.options.ack_timeout_s)
-        call.offer = PendingOffer(secrets.token_urlsafe(9), rec.agent_id, [], expires.isoformat())
-        call.state, call.agent_id = "offered", rec.agent_id
+        _offered(voice, call, rec.agent_id)
     call.assigned = asyncio.get_running_loop().create_future()
     return call
