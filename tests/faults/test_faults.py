@@ -97,8 +97,9 @@ async def center(servers, *, workers: int = 2, agents: int = 1,
 class AutoAgent:
     """A real console over a websocket that acks every offer and submits every wrap-up."""
 
-    def __init__(self, username: str) -> None:
+    def __init__(self, username: str, *, tickets: bool = False) -> None:
         self.username = username
+        self.tickets = tickets  # open a ticket at each wrap-up of a known caller
         self.offers: list[dict[str, Any]] = []
         self.states: list[str] = []
         self.wrapups: list[int] = []
@@ -154,8 +155,12 @@ class AutoAgent:
             pass
 
     async def _submit(self, ws: Any) -> None:
-        await ws.send(json.dumps({"type": "submit_wrapup", "disposition": "resolved",
-                                  "interaction_id": self.unsaved, "notes": "fault test"}))
+        msg = {"type": "submit_wrapup", "disposition": "resolved", "interaction_id": self.unsaved,
+               "notes": "fault test"}
+        known = any(o["interaction_id"] == self.unsaved and o["pop"]["known"] for o in self.offers)
+        if self.tickets and known:
+            msg["ticket"] = {"type": "inquiry", "subject": f"Follow-up of {self.unsaved}"}
+        await ws.send(json.dumps(msg))
 
     async def close(self) -> None:
         if self.task is not None:
@@ -314,7 +319,7 @@ async def test_postgres_outage_mid_traffic_calls_opened_and_wrapped_up_during_it
         sim, (w1, w2), db, pg = c["sim"], c["workers"], c["db"], c["pg"]
         for n in ("1001", "1002"):
             sim.agent(n, answer_after=0.2, talk_time=14)  # 0.7 s real
-        a1, a2 = AutoAgent("agent1"), AutoAgent("agent2")
+        a1, a2 = AutoAgent("agent1", tickets=True), AutoAgent("agent2", tickets=True)
         await a1.connect(w1.base)
         await a2.connect(w2.base)  # an agent on each process: offers cross processes
         await a1.wait_ready()
@@ -367,6 +372,10 @@ async def test_postgres_outage_mid_traffic_calls_opened_and_wrapped_up_during_it
             unknown = call in during and phone[call.linkedid] == VIP_PHONE
             pop = pops[found[call.linkedid].id]
             assert pop["known"] is not unknown and (pop.get("crm") == "unavailable") is unknown, pops
+            # a known caller's wrap-up opened a ticket, during the outage too (its number reserved)
+            tickets = await store.list_tickets(customers[phone[call.linkedid]])
+            mine = [t for t in tickets if t.subject == f"Follow-up of {found[call.linkedid].id}"]
+            assert len(mine) == (0 if unknown else 1), (call.linkedid, [t.subject for t in tickets])
         client = aioredis.from_url(c["redis"].url)
         try:
             assert await client.xlen(f"{c['prefix']}outbox:dead") == 0
