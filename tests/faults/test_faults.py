@@ -33,6 +33,9 @@ from tests.faults.cluster import PgCluster, RedisServer, Worker, available
 
 pytestmark = pytest.mark.timeout(150)
 FINAL = {"wrapup_done", "abandoned", "failed"}
+# the IVR's answers, then a score for the survey after the call (how many the IVR takes depends on
+# whether the caller was identified: the score is whichever digit is left)
+SURVEYED = ["1", "1", "1234567", "1", "4"]
 
 
 @pytest.fixture(scope="module")
@@ -324,13 +327,13 @@ async def test_postgres_outage_mid_traffic_calls_opened_and_wrapped_up_during_it
         await a2.connect(w2.base)  # an agent on each process: offers cross processes
         await a1.wait_ready()
         await a2.wait_ready()
-        first = sim.call(REGULAR_PHONE, digits=["1"])
+        first = sim.call(REGULAR_PHONE, digits=SURVEYED)
         await until(lambda: _is(state_of(db, first.linkedid), "answered"), 40)
         await asyncio.to_thread(pg.stop, "immediate")  # PostgreSQL goes away mid-call
         during, phone = [], {first.linkedid: REGULAR_PHONE}
         for k in range(4):  # calls that start while it is down
             # the regular caller was identified by this worker before the outage, the VIP never
-            during.append(sim.call(VIP_PHONE if k % 2 else REGULAR_PHONE, digits=["1"]))
+            during.append(sim.call(VIP_PHONE if k % 2 else REGULAR_PHONE, digits=SURVEYED))
             phone[during[-1].linkedid] = VIP_PHONE if k % 2 else REGULAR_PHONE
             await asyncio.sleep(0.5)
         for call in [first, *during]:
@@ -341,7 +344,7 @@ async def test_postgres_outage_mid_traffic_calls_opened_and_wrapped_up_during_it
         await until(wrapped_up, 30)  # wrap-ups submitted (and saved) while it is down
         assert w1.proc.poll() is None and w2.proc.poll() is None
         await asyncio.to_thread(pg.start)
-        after = [sim.call(p, digits=["1"]) for p in (REGULAR_PHONE, VIP_PHONE)]
+        after = [sim.call(p, digits=SURVEYED) for p in (REGULAR_PHONE, VIP_PHONE)]
         phone.update({after[0].linkedid: REGULAR_PHONE, after[1].linkedid: VIP_PHONE})
         calls = [first, *during, *after]
         for call in after:
@@ -352,10 +355,11 @@ async def test_postgres_outage_mid_traffic_calls_opened_and_wrapped_up_during_it
         for call in calls:
             i = found[call.linkedid]
             assert i.disposition_code == "resolved" and i.notes == "fault test", (call.linkedid, i.id)
+            assert i.csat_score is not None, (call.linkedid, i.id)  # the survey after the call
             assert i.customer_id == customers[phone[call.linkedid]]  # the VIP: identified when written
             events = await store.timeline(i.id)
             kinds = [e.kind for e in events]
-            for kind in ("opened", "arrive", "queue", "offer", "answer", "disposition", "wrapup"):
+            for kind in ("opened", "arrive", "queue", "offer", "answer", "disposition", "wrapup", "csat"):
                 assert kinds.count(kind) == 1, (call.linkedid, kinds)
             assert kinds.index("arrive") < kinds.index("answer") < kinds.index("disposition") \
                 < kinds.index("wrapup"), kinds
