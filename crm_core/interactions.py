@@ -9,7 +9,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, bindparam, insert, select
+from sqlalchemy import Connection, bindparam, insert, select, update
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -323,6 +323,13 @@ def _rollup_out(s: Session, i: Interaction) -> None:
     reports' rollup now if they are in it, and it is queued to be folded in again."""
     if InteractionState(i.state) in TERMINAL:
         reports.change_ended_sync(s, i.id)
+
+
+_CUSTOMERS = Customer.__table__
+_CSAT_ADD = (
+    update(_CUSTOMERS).where(_CUSTOMERS.c.id == bindparam("cid"))
+    .values(csat_sum=_CUSTOMERS.c.csat_sum + bindparam("score"), csat_count=_CUSTOMERS.c.csat_count + 1)
+)
 
 
 def _checked_events(events: Sequence[tuple[str, Mapping[str, Any]]]) -> list[tuple[str, Mapping[str, Any]]]:
@@ -687,7 +694,9 @@ class InteractionsMixin(StoreBase):
                                           field="customer_id", value=cid)
                 cid = cid if cid is not None else i.customer_id
                 channel_ = channel_ or i.channel
-            customer = None if cid is None else _get_sync(s, Customer, cid)
+            # a customer named by the caller is checked (prefetched with the batch); the
+            # interaction's own customer exists (a foreign key): its aggregate is one UPDATE
+            customer = None if customer_id is None else _get_sync(s, Customer, customer_id)
             if i is not None:
                 _rollup_out(s, i)
                 i.csat_score = score
@@ -697,6 +706,8 @@ class InteractionsMixin(StoreBase):
             if customer is not None:  # SET csat_sum = csat_sum + score: no lost update
                 customer.csat_sum = Customer.csat_sum + score  # type: ignore[assignment]
                 customer.csat_count = Customer.csat_count + 1  # type: ignore[assignment]
+            elif cid is not None:
+                s.execute(_CSAT_ADD, {"cid": cid, "score": score})
             res = SurveyResult(interaction_id=interaction_id, customer_id=cid,
                                score=score, channel=channel_, comment=comment, created_at=when)
             s.add(res)
