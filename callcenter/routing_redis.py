@@ -169,6 +169,9 @@ local function link(base, ck, nwk)
   redis.call('HSET', ck, 'in', '1')
   redis.call('INCR', nwk)
 end
+local function bump(base, ah)
+  redis.call('HSET', ah, 'v', redis.call('INCR', base .. 'av'))
+end
 local function free_slot(base, aid, cid, rules)
   local ah = base .. 'a:' .. aid
   if redis.call('EXISTS', ah) == 0 then return false end
@@ -178,6 +181,7 @@ local function free_slot(base, aid, cid, rules)
     redis.call('HDEL', ah, 's:' .. cid)
     redis.call('HINCRBY', ah, 'l:' .. ch, -1)
     reindex(base, aid, ah, rules)
+    bump(base, ah)
   end
   return true
 end
@@ -192,11 +196,12 @@ local function drop_timers(tm, tn, cid)
 end
 """
 
-# KEYS: agent hash, agents set. ARGV: aid, profile json, skills csv, capacity json or '', now
+# KEYS: agent hash, agents set. ARGV: aid, profile json, skills csv, capacity json or '', now, base
 _ADD_AGENT = r"""
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 redis.call('HSET', KEYS[1], 'p', ARGV[2], 'sk', ARGV[3], 'cap', ARGV[4], 'pr', 'offline',
   'ps', ARGV[5], 'id', ARGV[5], 'l:voice', 0, 'l:chat', 0, 'l:email', 0, 'ix', 0)
+bump(ARGV[6], KEYS[1])
 redis.call('SADD', KEYS[2], ARGV[1])
 return 1
 """
@@ -222,6 +227,7 @@ if ARGV[3] == 'ready' and pr ~= 'ready' then redis.call('HSET', KEYS[1], 'id', A
 if ARGV[3] ~= pr then redis.call('HSET', KEYS[1], 'ps', ARGV[5]) end
 redis.call('HSET', KEYS[1], 'pr', ARGV[3], 'rs', ARGV[4], 'wu', ARGV[6])
 reindex(ARGV[1], ARGV[2], KEYS[1], cjson.decode(ARGV[7]))
+bump(ARGV[1], KEYS[1])
 return 1
 """
 
@@ -277,13 +283,14 @@ redis.call('HSET', KEYS[1], 'st', 'offered', 'ag', ARGV[3], 'lu', ARGV[5])
 redis.call('HSET', KEYS[2], 's:' .. ARGV[2], ARGV[4] .. '|reserved')
 redis.call('HINCRBY', KEYS[2], 'l:' .. ARGV[4], 1)
 reindex(ARGV[1], ARGV[3], KEYS[2], rules)
+bump(ARGV[1], KEYS[2])
 redis.call('ZADD', KEYS[3], ARGV[5], ARGV[2])
 redis.call('ZADD', KEYS[5], ARGV[5], 'ring|' .. ARGV[2])
 redis.call('HSET', KEYS[6], 'ring|' .. ARGV[2], redis.call('INCR', KEYS[7]))
 return 1
 """
 
-# KEYS: contact hash, agent hash, leases, timers, timer order. ARGV: cid, aid
+# KEYS: contact hash, agent hash, leases, timers, timer order. ARGV: cid, aid, base
 _ACCEPT = r"""
 local f = redis.call('HMGET', KEYS[1], 'st', 'ag')
 if f[1] ~= 'offered' or f[2] ~= ARGV[2] then return 0 end
@@ -291,6 +298,7 @@ local slot = redis.call('HGET', KEYS[2], 's:' .. ARGV[1])
 if not slot then return 0 end
 local ch = string.match(slot, '^([^|]+)')
 redis.call('HSET', KEYS[2], 's:' .. ARGV[1], ch .. '|busy')
+bump(ARGV[3], KEYS[2])
 redis.call('HSET', KEYS[1], 'st', 'connected')
 redis.call('ZREM', KEYS[3], ARGV[1])
 drop_timers(KEYS[4], KEYS[5], ARGV[1])
@@ -319,7 +327,10 @@ if ag and ag ~= '' then
     local l = redis.call('HMGET', ah, 'l:voice', 'l:chat', 'l:email')
     local n = 0
     for _, v in ipairs(l) do n = n + (tonumber(v) or 0) end
-    if n == 0 then redis.call('HSET', ah, 'id', ARGV[4]) end
+    if n == 0 then
+      redis.call('HSET', ah, 'id', ARGV[4])
+      bump(ARGV[1], ah)
+    end
   end
 else
   ag = false
@@ -405,16 +416,29 @@ return reclaim()
 """
 
 
-# The availability set with every member's record, in one step (read only).
-# KEYS: availability set. ARGV: base. Returns 'aid<US>field<US>value<US>...' per agent.
+# The availability set with its members' records, in one step (read only).
+# Every agent hash carries `v`, the center's change counter (`av`) at its last change (bump()):
+# a member unchanged since `since` (the counter at the caller's previous read) comes as
+# 'aid<US>v' only, and the caller uses its copy of that version (or reads it, without one).
+# KEYS: availability set. ARGV: base, since. Returns the counter now, then one row per agent, as
+# one string (rows joined by <RS>: one reply to parse, not one per agent).
 _POOL = r"""
 local ids = redis.call('SMEMBERS', KEYS[1])
-local out = {}
-for i, aid in ipairs(ids) do
-  local h = redis.call('HGETALL', ARGV[1] .. 'a:' .. aid)
-  out[i] = aid .. '\31' .. table.concat(h, '\31')
+local out = {redis.call('GET', ARGV[1] .. 'av') or '0'}
+local since = tonumber(ARGV[2])
+for _, aid in ipairs(ids) do
+  local ah = ARGV[1] .. 'a:' .. aid
+  local v = redis.call('HGET', ah, 'v') or '-1'
+  local n = tonumber(v) or -1
+  if n >= 0 and n <= since then
+    out[#out + 1] = aid .. '\31' .. v
+  else
+    local fields = table.concat(redis.call('HGETALL', ah), '\31')
+    if string.find(fields, '\30', 1, true) then fields = '!' end  -- read on its own
+    out[#out + 1] = aid .. '\31' .. v .. '\31' .. fields
+  end
 end
-return out
+return table.concat(out, '\30')
 """
 
 
@@ -620,7 +644,8 @@ class RedisStore:
         self._k_tm, self._k_tn, self._k_tc = b + "tm", b + "tn", b + "tc"
         self._k_ls, self._k_rr = b + "ls", b + "rr"
         self.lease_grace_s = lease_grace_s
-        self._packed: dict[str, tuple[str, AgentRecord]] = {}  # agent -> its last record, packed
+        self._packed: dict[str, tuple[str, AgentRecord]] = {}  # agent -> (version `v`, its record)
+        self._pool_since = -1  # the change counter at the last pool read (see _POOL)
         self._in_pool: _Avail | None = None
         # (kind, contact) timers this process knows are gone (dropped by accept/close)
         self._gone: set[tuple[TimerKind, str]] = set()
@@ -724,7 +749,8 @@ class RedisStore:
         cap = "" if profile.capacity is None else json.dumps(
             {Channel(k).value: v for k, v in profile.capacity.items()})
         return bool(self._run(self._s_add_agent, [self._ak(profile.id), self._k_ags], [
-            profile.id, _profile_json(profile), ",".join(profile.skills), cap, float(now)], profile.id))
+            profile.id, _profile_json(profile), ",".join(profile.skills), cap, float(now), self.base],
+            profile.id))
 
     def remove_agent(self, agent_id: str) -> bool:
         return bool(self._run(self._s_remove_agent, [self._ak(agent_id), self._k_ags],
@@ -862,19 +888,27 @@ class RedisStore:
             with contextlib.suppress(Exception):
                 await aio.aclose()
 
-    def _unpack(self, packed: str) -> tuple[str, AgentRecord | None]:
-        aid, _, rest = packed.partition("\x1f")
+    def _unpack(self, row: str) -> tuple[str, AgentRecord | None]:
+        """One _POOL row: the record (the copy of that version when only the version came), or
+        None when it must be read on its own."""
+        aid, _, rest = row.partition("\x1f")
+        v, full, fields = rest.partition("\x1f")
         got = self._packed.get(aid)
-        if got is not None and got[0] == packed:
+        if got is not None and got[0] == v and v != "-1":
             return aid, got[1]  # unchanged since last read: the same record
-        parts = rest.split("\x1f")
+        if not full:
+            return aid, None
+        parts = fields.split("\x1f")
         if len(parts) % 2:
             return aid, None  # a separator inside a value: read it on its own
         rec = self._agent_from(dict(zip(parts[::2], parts[1::2], strict=True)))
+        self._keep(aid, v, rec)
+        return aid, rec
+
+    def _keep(self, aid: str, v: str, rec: AgentRecord) -> None:
         if len(self._packed) > 100_000:
             self._packed.clear()
-        self._packed[aid] = (packed, rec)
-        return aid, rec
+        self._packed[aid] = (v, rec)
 
     def agent_ids(self) -> Collection[str]:
         return sorted(self._io(lambda: self._r.smembers(self._k_ags)))
@@ -894,13 +928,31 @@ class RedisStore:
 
     def available(self, channel: Channel, skill: str = "") -> Collection[str]:
         key = f"{self.base}av:{channel.value}:{skill}"
-        rows = self._io(lambda: self._s_pool(self._r, [key], [self.base]))
+        since = self._pool_since
+        rows = self._io(lambda: self._s_pool(self._r, [key], [self.base, since])).split("\x1e")
         snap: dict[str, AgentRecord] = {}
-        for packed in rows:
-            aid, rec = self._unpack(packed)
+        ids, missing = [], []
+        for row in rows[1:]:
+            aid, rec = self._unpack(row)
+            ids.append(aid)
             if rec is not None:
                 snap[aid] = rec
-        got = _Avail(aid for aid, _ in map(lambda p: (p.partition("\x1f")[0], 0), rows))
+            else:
+                missing.append(aid)
+        if missing:  # changed before the last pool read, and no copy here: read them (one trip)
+            def read() -> list[Any]:
+                pipe = self._r.pipeline(transaction=False)
+                for aid in missing:
+                    pipe.hgetall(self._ak(aid))
+                return pipe.execute()
+
+            for aid, h in zip(missing, self._io(read), strict=True):
+                if h:
+                    snap[aid] = rec = self._agent_from(h)
+                    self._keep(aid, h.get("v", "-1"), rec)
+        if not self._foreign():
+            self._pool_since = max(since, int(rows[0]))
+        got = _Avail(ids)
         got._store = self
         got._snap = snap
         return got
@@ -1043,7 +1095,7 @@ class RedisStore:
 
     def accept(self, contact_id: str, agent_id: str, now: float) -> bool:
         ok = bool(self._run(self._s_accept, [self._ck(contact_id), self._ak(agent_id), self._k_ls, self._k_tm,
-                                             self._k_tn], [contact_id, agent_id], agent_id))
+                                             self._k_tn], [contact_id, agent_id, self.base], agent_id))
         if ok:
             self._forget_timers(contact_id)
             rec = self._local(contact_id)

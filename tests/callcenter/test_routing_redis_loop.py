@@ -101,3 +101,27 @@ def test_reads_from_another_thread_during_a_step_are_views(url_prefix: tuple[str
         t.join()
     assert store.contact("c1") is held and store._pending_save is None  # the engine's own read sends it
     assert store.contact("c1").boost == 7.5
+
+
+def test_the_pool_read_sends_only_what_changed_and_copies_stay_fresh(url_prefix: tuple[str, str]) -> None:
+    """Two processes: A reads a pool, B changes an agent in it; A's next reads give B's change,
+    also when A's copy is older than A's last read (the agent changed while A read other pools)."""
+    url, prefix = url_prefix
+    a, b = RedisStore.from_url(url, prefix), RedisStore.from_url(url, prefix)
+    a.add_agent(AgentProfile("a1", {"s": 1}), 0.0)
+    a.add_agent(AgentProfile("a2", {"t": 1}), 0.0)
+    for aid in ("a1", "a2"):
+        a.set_presence(aid, Presence.READY, None, 1.0)
+
+    def pool(store: RedisStore, skill: str) -> dict[str, float]:
+        return {aid: store.agent(aid).presence_since for aid in store.available(Channel.VOICE, skill)}
+
+    assert pool(a, "s") == {"a1": 1.0}
+    b.set_presence("a1", Presence.NOT_READY, "break", 5.0)
+    b.set_presence("a1", Presence.READY, None, 6.0)
+    assert pool(a, "t") == {"a2": 1.0}  # A's counter moves past a1's change
+    assert pool(a, "s") == {"a1": 6.0}  # a stale copy is not used: read again
+    rows = a._s_pool(a._r, [f"{a.base}av:voice:s"], [a.base, a._pool_since]).split("\x1e")
+    assert rows[1].count("\x1f") == 1  # unchanged since: only its version came
+    b.set_presence("a1", Presence.READY, "x", 7.0)
+    assert pool(a, "s") == {"a1": 6.0} and a.agent("a1").reason == "x"
