@@ -62,6 +62,7 @@ async def continue_call(voice: VoiceService, session: Any, iid: int, status: str
     if i.channel != "voice" or not i.external_id or i.state in ("wrapup_done", "abandoned", "failed",
                                                                 "ended", "answered"):
         return False
+    await _quietly(session.set_music(True))  # the caller waits on music while the call changes hands
     snap = None
     if handover is not None:
         try:
