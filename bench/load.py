@@ -128,6 +128,8 @@ async def consoles_main(args: argparse.Namespace) -> None:
                             elif msg["state"] == "not_ready":
                                 count("not_ready")
                                 await ws.send(dumps({"type": "set_state", "state": "ready"}))
+                        elif typ == "error":  # by code and message: what was refused, and why
+                            count(f"error:{msg.get('code')}:{str(msg.get('message'))[:60]}")
                         else:
                             count(typ)
                 return
