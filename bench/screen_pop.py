@@ -408,7 +408,8 @@ async def _console(base: str, cookie: str, username: str, stats: AgentStats, rea
     dumps = json.dumps
     async with websockets.connect(base.replace("http", "ws") + "/ws/agent", max_queue=None,
                                   additional_headers={"Cookie": cookie, "Origin": base},
-                                  ping_interval=None, compression=None) as ws:
+                                  ping_interval=None, compression=None,
+                                  open_timeout=120) as ws:  # 500 at once on a loaded machine
         disposition = "resolved"
         was_ready = False
         async for raw in ws:
