@@ -1,6 +1,8 @@
 """Agents as the console sees them: presence from the routing engine, pushed to the consoles."""
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -9,6 +11,8 @@ from datetime import UTC, datetime
 from callcenter.services.consoles import ConsoleHub
 from routing import AgentProfile, Channel, Engine, Presence, SlotState
 from routing.store import AgentRecord
+
+log = logging.getLogger(__name__)
 
 REASON_CODES = (
     ("break", "Break"), ("lunch", "Lunch"), ("meeting", "Meeting"), ("training", "Training"),
@@ -48,6 +52,8 @@ class AgentDirectory:
         self.on_change: list[Callable[[str], None]] = []  # agent id; e.g. the fallback queue sync
         self._wall = wall
         self._mono = mono
+        self._pushing: dict[str, bool] = {}  # agent -> asked again while its state was being read
+        self._push_tasks: set[asyncio.Task[None]] = set()
 
     def add(self, agent: Agent, profile: AgentProfile) -> None:
         self.agents[agent.agent_id] = agent
@@ -77,9 +83,39 @@ class AgentDirectory:
     def push_state(self, agent_id: str) -> None:
         agent = self.agents.get(agent_id)
         if agent is not None:
-            self.hub.send(agent.user_id, "agent_state", **self.status(agent_id))
+            aread = getattr(self.engine.store, "aagent", None)
+            if aread is not None:  # a shared (Redis) store: read without blocking the event loop
+                self._push_later(agent, aread)
+            else:
+                self.hub.send(agent.user_id, "agent_state", **self.status(agent_id))
         for callback in self.on_change:
             callback(agent_id)
+
+    def _push_later(self, agent: Agent, aread: Callable[[str], object]) -> None:
+        """The state read (asyncio) and sent; asked again meanwhile, it is read again after: the
+        last state sent is always read after the last change asked about."""
+        aid = agent.agent_id
+        if aid in self._pushing:
+            self._pushing[aid] = True
+            return
+        self._pushing[aid] = False
+
+        async def run() -> None:
+            try:
+                while True:
+                    self._pushing[aid] = False
+                    rec = await aread(aid)  # type: ignore[misc]
+                    self.hub.send(agent.user_id, "agent_state", **self.status_of(aid, rec))
+                    if not self._pushing.get(aid):
+                        return
+            except Exception as e:  # noqa: BLE001 - Redis away: the next change pushes again
+                log.warning("agent %s: state not pushed (%s)", aid, e)
+            finally:
+                self._pushing.pop(aid, None)
+
+        task = asyncio.get_running_loop().create_task(run())
+        self._push_tasks.add(task)
+        task.add_done_callback(self._push_tasks.discard)
 
     def by_device(self, device: str) -> Agent | None:
         """The agent whose phone is `device` (PJSIP/1001, or 1001)."""
