@@ -41,6 +41,7 @@ from crm_core.fencing import StaleToken
 
 log = logging.getLogger(__name__)
 SCALEOUT = web.AppKey("scaleout", object)
+ORDERED_WORK = frozenset({b"decisions", b"ami", b"handover", "decisions", "ami", "handover"})
 # console messages about a contact: when this process does not know the contact, its owner may
 # (a call belongs to the process of its FastAGI session, a chat to the one holding the widget, a
 # mail to the one that took it over SMTP; the agent's console may be on any process)
@@ -104,6 +105,7 @@ class ScaleOut:
         self._sender: asyncio.Task[Any] | None = None
         self.lclient: Any = None  # the AMI lease's own connection (renewals never wait on the pool)
         self._chains: dict[int, asyncio.Task[Any]] = {}  # user -> their last forwarded console action
+        self._ordered: asyncio.Queue[dict[Any, Any]] = asyncio.Queue()  # see _work_ordered
         self.chats: Any = None  # channels/chat/shared.py, when web chat is on
 
     # ---- start / stop ---------------------------------------------------------------------------
@@ -140,6 +142,7 @@ class ScaleOut:
             spawn.append(self.elector.run())
         self._tasks = [loop.create_task(c) for c in spawn]
         self._sender = loop.create_task(self._send_work())
+        self._tasks.append(loop.create_task(self._work_ordered()))
         self._tasks.append(self._sender)
         board = getattr(self.center, "wallboard", None)
         if board is not None:  # every process's wallboard applies every process's events
@@ -494,6 +497,10 @@ class ScaleOut:
                                                     block=1000)
                 for _s, entries in got or ():
                     for _entry_id, fields in entries:
+                        kind = fields.get(b"k") or fields.get("k") or b""
+                        if kind in ORDERED_WORK:  # in order, by _work_ordered: never held up here
+                            self._ordered.put_nowait(fields)
+                            continue
                         try:
                             await self._handle_work(fields)
                         except asyncio.CancelledError:
@@ -513,6 +520,19 @@ class ScaleOut:
                 log.warning("work stream unavailable (%s); retrying in %.1f s", e, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
+
+    async def _work_ordered(self) -> None:
+        """Routing decisions, AMI events and call handovers from the other processes, in the order
+        sent (performing an offer waits on the database: console actions read from the same stream
+        used to wait behind them, and came after the offers' timeouts)."""
+        while True:
+            fields = await self._ordered.get()
+            try:
+                await self._handle_work(fields)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - one bad entry must not stop the others
+                log.exception("forwarded work failed")
 
     async def _handle_work(self, fields: dict[Any, Any]) -> None:
         kind = (fields.get(b"k") or fields.get("k") or b"").decode()
