@@ -110,7 +110,9 @@ class IdBlock:
 class BufferedWrites:
     def __init__(self, store: Any, outbox: Outbox, *, reserve: int = 500, reserve_tickets: int = 50) -> None:
         self.store, self.outbox = store, outbox
-        self.buffered: set[int] = set()  # interactions with writes in the outbox (this process)
+        # interactions with writes in the outbox (this process), oldest first; past MAX_BUFFERED
+        # the oldest are forgotten (their held markers still keep later writes in order)
+        self.buffered: dict[int, None] = {}
         self.count = 0
         # outbox entries not written yet, center-wide (read every second): while there are, a
         # write to an interaction another process buffered goes behind its entries
@@ -132,6 +134,7 @@ class BufferedWrites:
 
     REMEMBERED = ("identify", "identify_card", "customer_card")
     KNOWN = 2000  # results remembered per read
+    MAX_BUFFERED = 100_000
 
     def install(self) -> None:
         for name in (*self.WRITES, "list_disposition_codes"):
@@ -164,11 +167,17 @@ class BufferedWrites:
 
     async def _put(self, iid: int, op: dict[str, Any]) -> None:
         if iid not in self.buffered:
-            self.buffered.add(iid)
+            self._remember(iid)
             await self.outbox.client.set(self._held_key(iid), "1", ex=HELD_S)
         self.count += 1
         await self.outbox.put({"interaction_id": iid, "key": f"i{iid}",
                                "at": datetime.now(UTC).isoformat(), **op})
+
+    def _remember(self, iid: int) -> None:
+        self.buffered[iid] = None
+        if len(self.buffered) > self.MAX_BUFFERED:
+            for old in list(self.buffered)[: self.MAX_BUFFERED // 2]:
+                del self.buffered[old]
 
     async def _held_elsewhere(self, iid: int) -> bool:
         with contextlib.suppress(Exception):
@@ -181,7 +190,7 @@ class BufferedWrites:
         outbox) `op` to the outbox, once `check()` (what the store would refuse) passes.
         Returns the store's result, or None when buffered."""
         if iid not in self.buffered and self.backlog and await self._held_elsewhere(iid):
-            self.buffered.add(iid)
+            self._remember(iid)
         if iid not in self.buffered:
             try:
                 got = await self.orig[name](*args, **kw)

@@ -17,6 +17,13 @@ from crm_core.models import Interaction, InteractionEvent
 pytestmark = pytest.mark.timeout(60)
 
 
+async def stop(task: asyncio.Task) -> None:
+    """Cancel a writer; never wait on it long (under heavy load a cancelled Redis read was once
+    seen not to return: that is the process's shutdown, which ScaleOut.close bounds too)."""
+    task.cancel()
+    await asyncio.wait({task}, timeout=5)
+
+
 @pytest.fixture
 async def client(redis_prefix):
     url, _prefix = redis_prefix
@@ -117,8 +124,7 @@ async def test_outbox_writes_in_order_once_and_a_dead_consumers_entries_are_clai
             await asyncio.sleep(0.05)
         assert await box.backlog() == 0
     finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
+        await stop(task)
     async with database.session() as s:
         rows = (await s.execute(select(Interaction).where(Interaction.external_id.in_(ids)))).scalars().all()
         refused = (await s.execute(select(InteractionEvent).where(InteractionEvent.ok.is_(False)))).all()
@@ -216,8 +222,7 @@ async def test_a_call_opened_and_wrapped_up_during_an_outage_is_written_afterwar
                 await asyncio.sleep(0.05)
             assert await box.backlog() == 0
         finally:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+            await stop(task)
         assert not await client.xlen(f"{prefix}outbox:dead")
         got = await live.get_interaction(i.id)
         assert (got.external_id, got.state, got.customer_id) == ("L1", "wrapup_done", people["regular"].id)
@@ -281,8 +286,7 @@ async def test_a_batch_is_written_in_one_transaction_and_a_refused_entry_alone_g
                 break
             await asyncio.sleep(0.05)
     finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
+        await stop(task)
     dead = await client.xrange(f"{prefix}outbox:dead")
     assert [b"nobody" in f[b"op"] for _, f in dead] == [True]
     async with database.session() as s:
