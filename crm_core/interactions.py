@@ -54,7 +54,9 @@ FOLD_EVERY_S = 1.0  # the background fold of ended interactions into the reports
 FOLD_LIMIT = 100  # interactions per background fold transaction (a short step on SQLite's loop)
 # PostgreSQL: batches written at once, each on its own held connection. 1: with 4 lanes the
 # batches are smaller, so the same writes took about twice the CPU (statements per call 10 -> 23)
-# for no shorter wait (40 concurrent calls, store level, loaded 2-core machine).
+# for no shorter wait (40 concurrent calls, store level, loaded 2-core machine); in
+# bench/screen_pop.py (loaded machine, saturated either way) 4 lanes did more transactions
+# (14k vs 4k) but the screen pop at 25 calls/s stayed tens of seconds behind.
 PG_LANES = 1
 BUSY_MS = 5000  # SQLite: how long a batch that found the write lock taken waits for it
 _EVENTS = "crm_core.pending_events"  # Session.info key: the batch's timeline events
