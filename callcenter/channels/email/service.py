@@ -472,12 +472,21 @@ class EmailService:
         reasons = [{"name": p.name, "value": p.value, "note": p.note} for p in d.reasons]
         offer = EmailOffer(secrets.token_urlsafe(9), d.agent_id, reasons, expires.isoformat())
         contact.offer, contact.agent_id, contact.state = offer, d.agent_id, "offered"
+        # stored and sent outside the routing runner's lock (it waits on the database: under load
+        # every other routing step waited behind it, and accepts came after the offers' leases)
+        self.spawn(self._send_offer(contact, offer, agent, reasons))
+
+    async def _send_offer(self, contact: EmailContact, offer: EmailOffer, agent: Any,
+                          reasons: list[dict[str, Any]]) -> None:
         try:
             await self.store.set_state(contact.interaction_id, "offered", agent_id=agent.user_id,
                                        events=(("offer", {"agent": agent.username, "reasons": reasons}),))
         except CrmError as e:
             await self._event(contact.interaction_id, "state_failed", ok=False, state="offered", error=str(e))
-        contact.card = await self._card(contact)
+        card = await self._card(contact)
+        if offer.settled or contact.offer is not offer:  # withdrawn meanwhile: nothing to send
+            return
+        contact.card = card
         offer.message = self.offer_message(contact)
         if not self.hub.send(agent.user_id, "offer", **offer.message):
             await self._event(contact.interaction_id, "offer_undelivered", ok=False, agent=agent.username)
