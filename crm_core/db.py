@@ -9,6 +9,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 T = TypeVar("T")
@@ -40,6 +41,15 @@ class Database:
         # SQLite reads on the hot path (the screen pop) run their few statements in one trip to a
         # worker thread on a plain sqlite3 connection, instead of one thread hop per statement.
         self._reader: Engine | None = None
+        # PostgreSQL reads: their own pool in autocommit (no BEGIN/ROLLBACK round trips: under
+        # READ COMMITTED each statement has its own snapshot either way) and no pre-ping per
+        # checkout; a read that finds its connection dead (a server restart) is tried once more
+        # on a fresh one (the pool drops the old ones).
+        self._pg_reader: AsyncEngine | None = None
+        if not self.is_sqlite:
+            rkw = {k: v for k, v in kwargs.items() if k != "pool_pre_ping"}
+            rkw.update(pool_size=5, max_overflow=10, isolation_level="AUTOCOMMIT")
+            self._pg_reader = create_async_engine(self.url, **rkw)
         if self.is_sqlite and self.url.database not in (None, "", ":memory:"):
             self._reader = create_engine(self.url.set(drivername="sqlite"), pool_size=4,
                                          max_overflow=4)
@@ -93,7 +103,14 @@ class Database:
         a worker thread on SQLite, one connection (awaited statement by statement) on PostgreSQL."""
         if self._reader is not None:
             return await asyncio.to_thread(self._read_sync, fn, args)
-        async with self.engine.connect() as conn:
+        engine = self._pg_reader or self.engine
+        try:
+            async with engine.connect() as conn:
+                return await conn.run_sync(fn, *args)
+        except DBAPIError as e:
+            if not e.connection_invalidated or self._pg_reader is None:
+                raise
+        async with engine.connect() as conn:  # once more, on a new connection
             return await conn.run_sync(fn, *args)
 
     def _read_sync(self, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
@@ -107,13 +124,17 @@ class Database:
 
     def sync_engines(self) -> list[Engine]:
         """Every engine statements may run on (for instrumentation such as statement counts)."""
-        return [self.engine.sync_engine, *(e for e in (self._reader, self._writer) if e is not None)]
+        extra = [] if self._pg_reader is None else [self._pg_reader.sync_engine]
+        return [self.engine.sync_engine, *extra,
+                *(e for e in (self._reader, self._writer) if e is not None)]
 
     async def close(self) -> None:
         writes = getattr(self, "group_commit", None)  # its held connection (crm_core/interactions.py)
         if writes is not None:
             await writes.close()
         await self.engine.dispose()
+        if self._pg_reader is not None:
+            await self._pg_reader.dispose()
         if self._reader is not None:
             self._reader.dispose()
         if self._writer is not None:
