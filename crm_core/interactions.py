@@ -302,26 +302,44 @@ def _prefetch(model: type[Any]) -> Any:
     return q
 
 
-def _event(s: Session, interaction_id: int, at: datetime, kind: str, ok: bool = True,
+def _event(s: Session, interaction_id: int | Interaction, at: datetime, kind: str, ok: bool = True,
            data: Mapping[str, Any] | None = None) -> InteractionEvent:
     """A timeline event written with the batch: the batch's events go in one multi-row INSERT
-    after its other writes, in the order they were made (the returned object gets its id)."""
-    ev = InteractionEvent(interaction_id=interaction_id, at=at, kind=kind, ok=ok, data=dict(data or {}))
-    s.info.setdefault(_EVENTS, []).append(ev)
+    after its other writes, in the order they were made (the returned object gets its id).
+    An Interaction not yet flushed may be given: its id is taken once the batch is flushed (the
+    batch's new interactions go in one INSERT instead of one each)."""
+    ev = InteractionEvent(at=at, kind=kind, ok=ok, data=dict(data or {}))
+    if isinstance(interaction_id, Interaction):
+        s.info.setdefault(_EVENTS, []).append((ev, interaction_id))
+    else:
+        ev.interaction_id = interaction_id
+        s.info.setdefault(_EVENTS, []).append((ev, None))
     return ev
 
 
 _INSERT_EVENTS = insert(InteractionEvent.__table__).returning(
     InteractionEvent.__table__.c.id, sort_by_parameter_order=True)
+# SQLite: the ids in any order (with the order asked for, SQLAlchemy inserts one row per
+# statement there). The rows of one INSERT get increasing rowids in the order given (one writer
+# at a time), so the ids sorted are the rows' ids in order.
+_INSERT_EVENTS_SQLITE = insert(InteractionEvent.__table__).returning(InteractionEvent.__table__.c.id)
 
 
 def _insert_events(s: Session) -> None:
-    events: list[InteractionEvent] = s.info.pop(_EVENTS, [])
-    if not events:
+    pending: list[tuple[InteractionEvent, Interaction | None]] = s.info.pop(_EVENTS, [])
+    if not pending:
         return
+    events = []
+    for ev, owner in pending:
+        if owner is not None:
+            ev.interaction_id = owner.id
+        events.append(ev)
     rows = [{"interaction_id": e.interaction_id, "at": e.at, "kind": e.kind, "ok": e.ok, "data": e.data}
             for e in events]
-    ids = s.execute(_INSERT_EVENTS, rows).scalars()
+    if s.get_bind().dialect.name == "sqlite":
+        ids: Any = sorted(s.execute(_INSERT_EVENTS_SQLITE, rows).scalars())
+    else:
+        ids = s.execute(_INSERT_EVENTS, rows).scalars()
     for ev, id_ in zip(events, ids, strict=True):
         ev.id = id_
 
@@ -425,11 +443,10 @@ class InteractionsMixin(StoreBase):
             )
             if st in STAMPS:
                 setattr(i, STAMPS[st], when)
-            s.add(i)
-            s.flush()
-            _event(s, i.id, when, "opened", data={"channel": ch, "direction": di, "state": st.value})
+            s.add(i)  # flushed with the batch's other new interactions (its events then get its id)
+            _event(s, i, when, "opened", data={"channel": ch, "direction": di, "state": st.value})
             for kind, d in events:
-                _event(s, i.id, when, kind, data=d)
+                _event(s, i, when, kind, data=d)
             if customer is not None:
                 s.flush()
                 self._refresh_activity_sync(s, customer, when)
