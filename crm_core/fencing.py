@@ -44,6 +44,29 @@ def entry_key(entry_id: str) -> tuple[int, int]:
     return int(ms), int(seq or 0)
 
 
+async def _last_applied(s: AsyncSession, db: Database, name: str, token: int) -> str:
+    """Lock the lease's fence row (made on first use) and return the last entry applied; raise
+    StaleToken when a newer token has written."""
+    q = select(Fence).where(Fence.name == name)
+    if not db.is_sqlite:
+        q = q.with_for_update()
+    row = (await s.execute(q)).scalar_one_or_none()
+    if row is None:
+        await s.execute(insert(Fence).values(name=name, token=token, last_id="", updated_at=utcnow()))
+        return ""
+    if token < row.token:
+        raise StaleToken(name, token, row.token)
+    return str(row.last_id)
+
+
+async def _advance(s: AsyncSession, name: str, token: int, last: str) -> None:
+    done = await s.execute(
+        update(Fence).where(Fence.name == name, Fence.token <= token)
+        .values(token=token, last_id=last, updated_at=utcnow()))
+    if done.rowcount != 1:  # type: ignore[attr-defined]
+        raise StaleToken(name, token, -1)
+
+
 async def fenced_write(db: Database, name: str, token: int, fn: Callable[[AsyncSession], Awaitable[T]],
                        *, entry_id: str = "") -> tuple[bool, T | None]:
     """Run `fn(session)` in one transaction guarded by the lease `name` and `token`.
@@ -53,26 +76,11 @@ async def fenced_write(db: Database, name: str, token: int, fn: Callable[[AsyncS
     for attempt in range(2):
         try:
             async with db.session() as s, s.begin():
-                q = select(Fence).where(Fence.name == name)
-                if not db.is_sqlite:
-                    q = q.with_for_update()
-                row = (await s.execute(q)).scalar_one_or_none()
-                if row is None:
-                    await s.execute(insert(Fence).values(name=name, token=token, last_id="",
-                                                         updated_at=utcnow()))
-                    newest, last = token, ""
-                else:
-                    newest, last = row.token, row.last_id
-                if token < newest:
-                    raise StaleToken(name, token, newest)
+                last = await _last_applied(s, db, name, token)
                 if entry_id and entry_key(entry_id) <= entry_key(last):
                     return False, None
                 result = await fn(s)
-                done = await s.execute(
-                    update(Fence).where(Fence.name == name, Fence.token <= token)
-                    .values(token=token, last_id=entry_id or last, updated_at=utcnow()))
-                if done.rowcount != 1:  # type: ignore[attr-defined]
-                    raise StaleToken(name, token, -1)
+                await _advance(s, name, token, entry_id or last)
                 return True, result
         except IntegrityError:
             if attempt:  # two first writers raced on the insert: read the row again
@@ -88,18 +96,7 @@ async def fenced_batch(db: Database, name: str, token: int,
     for attempt in range(2):
         try:
             async with db.session() as s, s.begin():
-                q = select(Fence).where(Fence.name == name)
-                if not db.is_sqlite:
-                    q = q.with_for_update()
-                row = (await s.execute(q)).scalar_one_or_none()
-                if row is None:
-                    await s.execute(insert(Fence).values(name=name, token=token, last_id="",
-                                                         updated_at=utcnow()))
-                    newest, last = token, ""
-                else:
-                    newest, last = row.token, row.last_id
-                if token < newest:
-                    raise StaleToken(name, token, newest)
+                last = await _last_applied(s, db, name, token)
                 applied = []
                 for entry_id, fn in items:
                     if entry_key(entry_id) <= entry_key(last):
@@ -108,14 +105,10 @@ async def fenced_batch(db: Database, name: str, token: int,
                     applied.append(entry_id)
                     last = entry_id
                 if applied:
-                    done = await s.execute(
-                        update(Fence).where(Fence.name == name, Fence.token <= token)
-                        .values(token=token, last_id=last, updated_at=utcnow()))
-                    if done.rowcount != 1:  # type: ignore[attr-defined]
-                        raise StaleToken(name, token, -1)
+                    await _advance(s, name, token, last)
                 return applied
         except IntegrityError:
-            if attempt or row is not None:  # two first writers raced on the insert: read it again
+            if attempt:  # two first writers raced on the insert: read the row again
                 raise
     raise AssertionError("unreachable")
 

@@ -178,6 +178,14 @@ class OutboxWorker:
                 return False
         return True
 
+    async def _hold(self, p: int, e: BaseException, delay: float) -> float:
+        """The database is down: say so once, wait, and return the next (doubled) delay."""
+        if not self.db_down:
+            log.warning("outbox %d: database unavailable (%s); holding writes", p, type(e).__name__)
+        self.db_down = True
+        await asyncio.sleep(delay)
+        return min(delay * 2, self.max_retry_s)
+
     async def _write_batch(self, p: int, stream: str, lease: Lease,
                            todo: list[tuple[str, Mapping[Any, Any]]]) -> bool | None:
         """The entries in one transaction (a backlog drains many times faster than one by one).
@@ -203,12 +211,7 @@ class OutboxWorker:
             except REFUSED:
                 return None
             except DB_DOWN as e:
-                if not self.db_down:
-                    log.warning("outbox %d: database unavailable (%s); holding writes", p,
-                                type(e).__name__)
-                self.db_down = True
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, self.max_retry_s)
+                delay = await self._hold(p, e, delay)
                 if not lease.token:  # the keeper could not renew it
                     return False
         for entry_id, op in ops:
@@ -253,12 +256,7 @@ class OutboxWorker:
                                   {"op": _s(raw), "entry": entry_id, "error": str(e)[:500]})
                 break
             except DB_DOWN as e:
-                if not self.db_down:
-                    log.warning("outbox %d: database unavailable (%s); holding writes", p,
-                                type(e).__name__)
-                self.db_down = True
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, self.max_retry_s)
+                delay = await self._hold(p, e, delay)
                 if not lease.token:  # the keeper could not renew it
                     return False
         await client.xack(stream, GROUP, entry_id)
